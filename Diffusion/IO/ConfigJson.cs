@@ -1,0 +1,105 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace DiffusionPeft.Diffusion.IO;
+
+/// <summary>
+/// Reads config.json files as diffusers and transformers write them. Python's json module writes the
+/// non-standard literals NaN, Infinity and -Infinity (e.g. DPMSolver's lambda_min_clipped); they are
+/// accepted here and read back as doubles. Unknown keys are simply not asked for.
+/// </summary>
+public sealed class ConfigJson
+{
+    public string Source { get; }
+    public JsonObject Root { get; }
+
+    public ConfigJson(string source, JsonObject root) { Source = source; Root = root; }
+
+    public static ConfigJson Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config file not found.", path);
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    public static ConfigJson Parse(string json, string source = "<config>")
+    {
+        JsonNode? node;
+        try { node = JsonNode.Parse(QuoteNonFiniteLiterals(json), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true }); }
+        catch (JsonException ex) { throw new InvalidDataException($"{source}: invalid JSON: {ex.Message}", ex); }
+        return node is JsonObject o ? new ConfigJson(source, o) : throw new InvalidDataException($"{source}: config is not a JSON object.");
+    }
+
+    public bool Has(string key) => Root.TryGetPropertyValue(key, out var v) && v is not null;
+
+    public int Int(string key, int fallback) => Has(key) ? (int)Double(key, fallback) : fallback;
+    public int Int(string key) => (int)Double(key);
+    public bool Bool(string key, bool fallback) => Has(key) ? Get(key).GetValue<bool>() : fallback;
+    public string String(string key, string fallback) => Has(key) ? Get(key).GetValue<string>() : fallback;
+    public string? StringOrNull(string key) => Has(key) ? Get(key).GetValue<string>() : null;
+
+    public double Double(string key, double fallback) => Has(key) ? Double(key) : fallback;
+    public double Double(string key) => ToDouble(Get(key), key);
+
+    public int[] Ints(string key) => Get(key) is JsonArray a ? a.Select(n => (int)ToDouble(n!, key)).ToArray() : throw Fault(key, "an array of integers");
+    public string[] Strings(string key) => Get(key) is JsonArray a ? a.Select(n => n!.GetValue<string>()).ToArray() : throw Fault(key, "an array of strings");
+    public int[]? IntsOrNull(string key) => Has(key) ? Ints(key) : null;
+
+    /// <summary>An int or a per-block list of ints (e.g. attention_head_dim), expanded to <paramref name="count"/> entries.</summary>
+    public int[] IntOrInts(string key, int count, int fallback)
+    {
+        if (!Has(key)) return Enumerable.Repeat(fallback, count).ToArray();
+        var node = Get(key);
+        if (node is JsonArray) { var v = Ints(key); return v.Length == count ? v : throw Fault(key, $"{count} entries (one per block)"); }
+        return Enumerable.Repeat((int)ToDouble(node, key), count).ToArray();
+    }
+
+    public JsonNode Get(string key) =>
+        Root.TryGetPropertyValue(key, out var v) && v is not null ? v : throw new InvalidDataException($"{Source}: missing config key '{key}'.");
+
+    private double ToDouble(JsonNode n, string key)
+    {
+        if (n is JsonValue v)
+        {
+            if (v.TryGetValue<double>(out var d)) return d;
+            if (v.TryGetValue<string>(out var s))
+                return s switch
+                {
+                    "NaN" => double.NaN,
+                    "Infinity" => double.PositiveInfinity,
+                    "-Infinity" => double.NegativeInfinity,
+                    _ => throw Fault(key, "a number"),
+                };
+            if (v.TryGetValue<bool>(out _)) throw Fault(key, "a number");
+        }
+        throw Fault(key, "a number");
+    }
+
+    private InvalidDataException Fault(string key, string what) => new($"{Source}: config key '{key}' should be {what}.");
+
+    /// <summary>Turns the bare literals NaN / Infinity / -Infinity outside strings into quoted strings.</summary>
+    public static string QuoteNonFiniteLiterals(string json)
+    {
+        var sb = new StringBuilder(json.Length + 16);
+        bool inString = false;
+        for (int i = 0; i < json.Length; i++)
+        {
+            char c = json[i];
+            if (inString)
+            {
+                sb.Append(c);
+                if (c == '\\' && i + 1 < json.Length) sb.Append(json[++i]);
+                else if (c == '"') inString = false;
+                continue;
+            }
+            if (c == '"') { inString = true; sb.Append(c); continue; }
+            string? literal = Match(json, i, "-Infinity") ?? Match(json, i, "Infinity") ?? Match(json, i, "NaN");
+            if (literal is not null) { sb.Append('"').Append(literal).Append('"'); i += literal.Length - 1; continue; }
+            sb.Append(c);
+        }
+        return sb.ToString();
+    }
+
+    private static string? Match(string s, int i, string lit) =>
+        string.CompareOrdinal(s, i, lit, 0, lit.Length) == 0 ? lit : null;
+}

@@ -1,0 +1,1 @@
+namespace DiffusionPeft.DreamBooth;
