@@ -1,0 +1,22 @@
+namespace DiffusionPeft.Cli.Commands;
+
+/// <summary>Turns exceptions into one clear line and an exit code (2: bad input, 1: failure, 130: interrupted).</summary>
+public static class CliErrors
+{
+    public static string Describe(Exception ex)
+    {
+        if (ex is System.Reflection.TargetInvocationException { InnerException: { } inner }) ex = inner;
+        if (ex is AggregateException { InnerExceptions.Count: 1 } agg) ex = agg.InnerExceptions[0];
+        if (IsDiskFull(ex)) return $"the disk is full: {ex.Message}";
+        return ex.Message;
+    }
+
+    public static int ExitCode(Exception ex) => ex switch
+    {
+        OperationCanceledException => 130,
+        ArgumentException or FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException => 2,
+        _ => 1,
+    };
+
+    private static bool IsDiskFull(Exception ex) => ex is IOException io && (io.HResult & 0xFFFF) == 28; // ENOSPC
+}

@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace DiffusionPeft.Cli.Commands;
+
+/// <summary>Every dpeft subcommand, in the order `dpeft --help` lists them.</summary>
+public static class CommandCatalog
+{
+    public static IEnumerable<Command> All(TextWriter output, TextWriter error)
+    {
+        yield return GenerateCommand.Create(output, error);
+    }
+}
