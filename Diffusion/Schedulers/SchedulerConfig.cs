@@ -60,34 +60,34 @@ public sealed record SchedulerConfig
             var c = new SchedulerConfig
             {
                 Source = src,
-                ClassName = json.StringOrNull("_class_name"),
+                ClassName = ReadString(json, "_class_name", null),
                 NumTrainTimesteps = json.Int("num_train_timesteps", 1000),
                 BetaStart = json.Double("beta_start", 0.0001),
                 BetaEnd = json.Double("beta_end", 0.02),
-                BetaSchedule = ParseBetaSchedule(json.String("beta_schedule", "linear"), src),
+                BetaSchedule = ParseBetaSchedule(ReadString(json, "beta_schedule", "linear")!, src),
                 TrainedBetas = json.Has("trained_betas") ? ReadDoubles(json, "trained_betas") : null,
                 StepsOffset = json.Int("steps_offset", 0),
-                SetAlphaToOne = json.Has("set_alpha_to_one") ? json.Bool("set_alpha_to_one", false) : null,
-                ClipSample = json.Has("clip_sample") ? json.Bool("clip_sample", false) : null,
+                SetAlphaToOne = json.Has("set_alpha_to_one") ? ReadBool(json, "set_alpha_to_one", false) : null,
+                ClipSample = json.Has("clip_sample") ? ReadBool(json, "clip_sample", false) : null,
                 ClipSampleRange = json.Double("clip_sample_range", 1.0),
-                PredictionType = ParsePredictionType(json.String("prediction_type", "epsilon"), src),
-                TimestepSpacing = json.Has("timestep_spacing") ? ParseSpacing(json.String("timestep_spacing", ""), src) : null,
-                VarianceType = json.StringOrNull("variance_type"),
-                SkipPrkSteps = json.Bool("skip_prk_steps", false),
-                UseKarrasSigmas = json.Bool("use_karras_sigmas", false),
-                InterpolationType = json.String("interpolation_type", "linear"),
+                PredictionType = ParsePredictionType(ReadString(json, "prediction_type", "epsilon")!, src),
+                TimestepSpacing = json.Has("timestep_spacing") ? ParseSpacing(ReadString(json, "timestep_spacing", "")!, src) : null,
+                VarianceType = ReadString(json, "variance_type", null),
+                SkipPrkSteps = ReadBool(json, "skip_prk_steps", false),
+                UseKarrasSigmas = ReadBool(json, "use_karras_sigmas", false),
+                InterpolationType = ReadString(json, "interpolation_type", "linear")!,
                 SigmaMin = json.Has("sigma_min") ? json.Double("sigma_min") : null,
                 SigmaMax = json.Has("sigma_max") ? json.Double("sigma_max") : null,
-                AlgorithmType = json.String("algorithm_type", "dpmsolver++"),
-                SolverType = json.String("solver_type", "midpoint"),
+                AlgorithmType = ReadString(json, "algorithm_type", "dpmsolver++")!,
+                SolverType = ReadString(json, "solver_type", "midpoint")!,
                 SolverOrder = json.Int("solver_order", 2),
-                LowerOrderFinal = json.Bool("lower_order_final", true),
-                EulerAtFinal = json.Bool("euler_at_final", false),
+                LowerOrderFinal = ReadBool(json, "lower_order_final", true),
+                EulerAtFinal = ReadBool(json, "euler_at_final", false),
                 LambdaMinClipped = json.Double("lambda_min_clipped", double.NegativeInfinity),
-                Thresholding = json.Bool("thresholding", false),
-                RescaleBetasZeroSnr = json.Bool("rescale_betas_zero_snr", false),
-                UseLuLambdas = json.Bool("use_lu_lambdas", false),
-                TimestepType = json.String("timestep_type", "discrete"),
+                Thresholding = ReadBool(json, "thresholding", false),
+                RescaleBetasZeroSnr = ReadBool(json, "rescale_betas_zero_snr", false),
+                UseLuLambdas = ReadBool(json, "use_lu_lambdas", false),
+                TimestepType = ReadString(json, "timestep_type", "discrete")!,
             };
             c.Validate();
             return c;
@@ -140,6 +140,16 @@ public sealed record SchedulerConfig
         "trailing" => Schedulers.TimestepSpacing.Trailing,
         _ => throw new InvalidDataException($"{source}: timestep_spacing '{s}' is not supported (valid: leading, linspace, trailing)."),
     };
+
+    private static bool ReadBool(ConfigJson json, string key, bool fallback) =>
+        !json.Has(key) ? fallback
+        : json.Get(key) is JsonValue v && v.TryGetValue<bool>(out var b) ? b
+        : throw new InvalidDataException($"{json.Source}: config key '{key}' should be true or false.");
+
+    private static string? ReadString(ConfigJson json, string key, string? fallback) =>
+        !json.Has(key) ? fallback
+        : json.Get(key) is JsonValue v && v.TryGetValue<string>(out var s) ? s
+        : throw new InvalidDataException($"{json.Source}: config key '{key}' should be a string.");
 
     private static double[] ReadDoubles(ConfigJson json, string key)
     {
