@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using DiffusionPeft.Imaging;
+using DiffusionPeft.Metrics;
 using DiffusionPeft.Tests.Golden;
 
 namespace DiffusionPeft.Tests.Metrics;
@@ -53,6 +54,98 @@ public sealed class MetricsGoldenTests
                 ArrayAssert.Close(values, fromU8, 0, 0, $"{stored} (from pixel_u8)");
             }
     }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void OnnxEmbeddingsSimilaritiesAndScoresMatch(string caseName)
+    {
+        using var c = new MetricsCase(caseName);
+        var pre = Preprocessors(c).ToDictionary(p => p.Pipe, p => p.Pre);
+        var order = c.Json["metrics"]!["image_order"]!.AsArray().Select(n => (string)n!).ToArray();
+        var files = c.Images.ToDictionary(i => (string)i["name"]!, i => c.PathOf((string)i["file"]!));
+        var decoded = order.Select(n => ImageLoader.Load(files[n])).ToArray();
+        var (eAtol, eRtol) = c.Tolerance("embeddings");
+        var (hAtol, hRtol) = c.Tolerance("dino_last_hidden_state");
+        var (sAtol, sRtol) = c.Tolerance("similarities");
+
+        using var dino = new DinoEmbedder(c.ModelPath("dino"), pre["dino"]);
+        using var clipImage = new ClipImageEmbedder(c.ModelPath("clip_vision"), pre["clip"]);
+        using var clipText = new ClipTextEmbedder(c.ModelPath("clip_text"));
+
+        var dinoPx = pre["dino"].ProcessBatch(decoded);
+        var dinoEmb = dino.Embed(dinoPx, decoded.Length);
+        var (hidden, hShape) = dino.LastHiddenState(dinoPx, decoded.Length);
+        int perImage = (int)(hShape[1] * hShape[2]);
+        var clipEmb = clipImage.Embed(pre["clip"].ProcessBatch(decoded), decoded.Length);
+        for (int i = 0; i < order.Length; i++)
+        {
+            string n = order[i];
+            ArrayAssert.Close(hidden.AsSpan(i * perImage, perImage), c.F32($"dino.last_hidden_state.{n}"), hAtol, hRtol, $"dino.last_hidden_state.{n}");
+            ArrayAssert.Close(dinoEmb[i], c.F32($"dino.embedding.{n}"), eAtol, eRtol, $"dino.embedding.{n}");
+            ArrayAssert.Close(clipEmb[i], c.F32($"clip.image_embeds.{n}"), eAtol, eRtol, $"clip.image_embeds.{n}");
+        }
+        // One image at a time gives the batched result.
+        var single = dino.Embed(pre["dino"].Process(decoded[^1]), 1)[0];
+        ArrayAssert.Close(single, dinoEmb[^1], 1e-6, 0, "DINO batch of 1 vs batched");
+
+        var textEmb = clipText.Embed(Rows(c.I64("clip.input_ids"), c.ShapeOf("clip.input_ids")));
+        var expectedText = c.F32("clip.text_embeds");
+        int td = expectedText.Length / textEmb.Length;
+        for (int p = 0; p < textEmb.Length; p++)
+            ArrayAssert.Close(textEmb[p], expectedText.AsSpan(p * td, td), eAtol, eRtol, $"clip.text_embeds[{p}]");
+        if (c.Has("clip.input_ids_pad0"))
+        {
+            var pad0 = clipText.Embed(Rows(c.I64("clip.input_ids_pad0"), c.ShapeOf("clip.input_ids_pad0")));
+            for (int p = 0; p < pad0.Length; p++)
+                ArrayAssert.Close(pad0[p], expectedText.AsSpan(p * td, td), eAtol, eRtol, $"clip.text_embeds[{p}] from input_ids_pad0");
+        }
+
+        ArrayAssert.Close(Flatten(Similarity.Matrix(dinoEmb, dinoEmb)), c.F64("expected.dino_similarity"), sAtol, sRtol, "expected.dino_similarity");
+        ArrayAssert.Close(Flatten(Similarity.Matrix(clipEmb, clipEmb)), c.F64("expected.clip_i_similarity"), sAtol, sRtol, "expected.clip_i_similarity");
+        ArrayAssert.Close(Flatten(Similarity.Matrix(clipEmb, textEmb)), c.F64("expected.clip_t_similarity"), sAtol, sRtol, "expected.clip_t_similarity");
+
+        // The aggregates: one subject, the listed real images, generated images with their prompts.
+        var agg = c.Json["metrics"]!["aggregates"]!;
+        int Index(string n) => Array.IndexOf(order, n);
+        var real = agg["real_images"]!.AsArray().Select(n => Index((string)n!)).ToArray();
+        var generated = agg["generated_images"]!.AsArray().Select(g => new GeneratedEmbeddings(
+            (string)g!["image"]!, $"prompt {(int)g["prompt_index"]!}", $"prompt {(int)g["prompt_index"]!}", $"prompt {(int)g["prompt_index"]!}",
+            dinoEmb[Index((string)g["image"]!)], clipEmb[Index((string)g["image"]!)], textEmb[(int)g["prompt_index"]!])).ToList();
+        var scores = FidelityScorer.Score([new SubjectEmbeddings("subject", real.Select(i => order[i]).ToList(),
+            real.Select(i => dinoEmb[i]).ToList(), real.Select(i => clipEmb[i]).ToList(), generated)]);
+        var values = agg["values"]!;
+        Assert.Equal((double)values["dino"]!, scores.Overall.Dino.Mean, sAtol);
+        Assert.Equal((double)values["clip_i"]!, scores.Overall.ClipI.Mean, sAtol);
+        Assert.Equal((double)values["clip_t"]!, scores.Overall.ClipT.Mean, sAtol);
+        Assert.Equal(c.F64("expected.dino_score")[0], scores.PerSubject.Single().Dino.Mean, sAtol);
+        Assert.Equal(c.F64("expected.clip_i_score")[0], scores.PerSubject.Single().ClipI.Mean, sAtol);
+        Assert.Equal(c.F64("expected.clip_t_score")[0], scores.PerSubject.Single().ClipT.Mean, sAtol);
+        Assert.Equal(generated.Count, scores.Overall.Dino.Count);
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void ModelsThatDoNotFitAreRejectedWithAClearMessage(string caseName)
+    {
+        using var c = new MetricsCase(caseName);
+        string dinoPath = c.ModelPath("dino"), textPath = c.ModelPath("clip_text");
+        var e1 = Assert.Throws<InvalidDataException>(() => new ClipImageEmbedder(dinoPath));
+        Assert.Contains("image_embeds", e1.Message);
+        Assert.Contains(Path.GetFileName(dinoPath), e1.Message);
+        var e2 = Assert.Throws<InvalidDataException>(() => new DinoEmbedder(textPath));
+        Assert.Contains("pixel_values", e2.Message);
+        var e3 = Assert.Throws<InvalidDataException>(() => new ClipTextEmbedder(dinoPath));
+        Assert.Contains("input_ids", e3.Message);
+        var wrongSize = new ImagePreprocessor(DinoPreprocessor.Spec with { ResizeShorter = 288, Crop = 256 });
+        var e4 = Assert.Throws<InvalidDataException>(() => new DinoEmbedder(dinoPath, wrongSize));
+        Assert.Contains("expected 256", e4.Message);
+    }
+
+    private static long[][] Rows(long[] flat, long[] shape)
+    {
+        int rows = (int)shape[0], cols = (int)shape[1];
+        return Enumerable.Range(0, rows).Select(r => flat.AsSpan(r * cols, cols).ToArray()).ToArray();
+    }
+
+    private static double[] Flatten(double[,] m) => m.Cast<double>().ToArray();
 
     internal static IEnumerable<(string Pipe, ImagePreprocessor Pre)> Preprocessors(MetricsCase c)
     {
