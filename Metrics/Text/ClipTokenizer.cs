@@ -97,6 +97,23 @@ public sealed class ClipTokenizer
     public static ClipTokenizer FromFiles(string vocabJson, string mergesTxt, ClipTokenizerOptions? options = null) =>
         new(ReadVocab(vocabJson), ReadMerges(mergesTxt), options ?? new ClipTokenizerOptions());
 
+    /// <summary>
+    /// A vocabulary with no merges: the 256 byte symbols, the same with &lt;/w&gt;, then BOS and EOS (514 ids). Every
+    /// text is representable, one token per byte. The embedded default model uses it, so it needs no files.
+    /// </summary>
+    public static ClipTokenizer ByteLevelOnly(ClipTokenizerOptions? options = null)
+    {
+        options ??= new ClipTokenizerOptions();
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int b = 0; b < 256; b++) vocab[ByteSymbol(b)] = vocab.Count;
+        for (int b = 0; b < 256; b++) vocab[ByteSymbol(b) + EndOfWord] = vocab.Count;
+        vocab.TryAdd(options.BosToken, vocab.Count);
+        vocab.TryAdd(options.EosToken, vocab.Count);
+        return new ClipTokenizer(vocab, new Dictionary<(string, string), int>(), options);
+
+        static string ByteSymbol(int b) => ClipByteLevel.Symbol((byte)b).ToString();
+    }
+
     /// <summary>transformers' tokenize(): BPE token strings (byte alphabet), special tokens as themselves.</summary>
     public IReadOnlyList<string> Tokenize(string text)
     {
@@ -283,6 +300,8 @@ public static class ClipByteLevel
     }
 
     public static bool TryDecode(char symbol, out byte value) => CharToByte.TryGetValue(symbol, out value);
+
+    public static char Symbol(byte value) => ByteToChar[value];
 
     private static char[] BuildTable()
     {
