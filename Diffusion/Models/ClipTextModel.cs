@@ -160,7 +160,8 @@ public sealed class ClipTextTransformer : nn.Module
     internal (Tensor LastHiddenState, IReadOnlyList<Tensor>? HiddenStates) Run(Tensor inputIds, Tensor? attentionMask, bool keepHiddenStates, int layers)
     {
         if (inputIds.ndim != 2) throw new ArgumentException($"input_ids must be [batch, sequence], got [{string.Join(", ", inputIds.shape)}].");
-        var hidden = embeddings.forward(inputIds);
+        var ids = inputIds.to(ScalarType.Int64, embeddings.token_embedding.weight!.device); // ids may come from the CPU tokenizer
+        var hidden = embeddings.forward(ids);
         var mask = attentionMask is null ? null : ClipAttention.CausalPaddingMask(attentionMask, hidden.dtype, hidden.device);
         var states = keepHiddenStates ? new List<Tensor> { hidden } : null;
         for (int i = 0; i < layers; i++)

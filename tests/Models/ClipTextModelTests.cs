@@ -104,4 +104,37 @@ public sealed class ClipTextModelTests
             TensorAssert.Close(encoder.EncodePrompt(ids), io.Read(name), atol, rtol, name);
         }
     }
+
+    public static TheoryData<string> PipelineCases => GoldenData.CasesOfKind("pipeline");
+
+    /// <summary>The tokenizer and text-encoder cases a pipeline case was built from give its recorded ids and prompt embeddings.</summary>
+    [Theory, MemberData(nameof(PipelineCases))]
+    public void PipelineCasePromptIdsAndEmbeddings(string caseName)
+    {
+        var pipeline = GoldenData.Case(caseName)["pipeline"]!;
+        var components = pipeline["components"]!;
+        var call = pipeline["call"]!;
+        string tokCase = (string)components["tokenizer"]!, encCase = (string)components["text_encoder"]!;
+        var cleanup = ((string?)components["tokenizer_text_cleanup"] ?? "").Contains("without ftfy") ? ClipTextCleanup.Basic : ClipTextCleanup.FtfyLike;
+        var tokFiles = (System.Text.Json.Nodes.JsonObject)GoldenData.Case(tokCase)["files"]!;
+        var options = ClipTokenizer.OptionsFromConfig(tokFiles.ContainsKey("tokenizer_config") ? GoldenData.FileOf(tokCase, "tokenizer_config") : null)
+            with { Cleanup = cleanup };
+        var tokenizer = ClipTokenizer.FromFiles(GoldenData.FileOf(tokCase, "vocab"), GoldenData.FileOf(tokCase, "merges"), options);
+
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var encoder = new CLIPTextModel(ClipTextConfig.Load(GoldenData.FileOf(encCase, "config")));
+        using (var w = SafetensorsFile.Open(GoldenData.FileOf(encCase, "weights"))) encoder.LoadWeights(w);
+        encoder.eval();
+        using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
+        var tol = GoldenData.ToleranceOf(caseName);
+        foreach (var kind in new[] { "prompt", "negative_prompt" })
+        {
+            var ids = cat(call[kind]!.AsArray().Select(p => tensor(tokenizer.EncodeForModel((string)p!).InputIds).unsqueeze(0)).ToArray(), 0);
+            Assert.Equal(io.Read($"input.{kind}_input_ids").data<long>().ToArray(), ids.data<long>().ToArray());
+            var name = $"intermediate.{kind}_embeds";
+            var (atol, rtol) = tol.For(name);
+            TensorAssert.Close(encoder.EncodePrompt(ids), io.Read(name), atol, rtol, $"{caseName} {name}");
+        }
+    }
 }
