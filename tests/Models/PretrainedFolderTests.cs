@@ -19,8 +19,7 @@ public sealed class PretrainedFolderTests
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var unet = UNet2DConditionModel.FromPretrained(Path.Combine(GoldenData.FileOf(caseName, "model_folder"), "unet"));
-        using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
-        var tol = GoldenData.ToleranceOf(caseName);
+        using var io = new GoldenIo(caseName);
         var context = cat([io.Read("intermediate.negative_prompt_embeds"), io.Read("intermediate.prompt_embeds")], 0);
 
         int runs = 0;
@@ -35,8 +34,7 @@ public sealed class PretrainedFolderTests
                 // Call i sees the latents after step i-1 (the initial latents for the first call), duplicated for guidance.
                 var latents = i == 0 ? io.Read("input.latents") : stepLatents[i - 1];
                 var output = unet.Forward(cat([latents, latents], 0), timesteps[i], context);
-                var (atol, rtol) = tol.For(key);
-                TensorAssert.Close(output, expected[i], atol, rtol, $"{caseName} {key}[{i}]");
+                io.Check(output, key, $"{key}[{i}]", expected[i]);
             }
             runs++;
         }
@@ -49,8 +47,7 @@ public sealed class PretrainedFolderTests
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var vae = AutoencoderKL.FromPretrained(Path.Combine(GoldenData.FileOf(caseName, "model_folder"), "vae"));
-        using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
-        var tol = GoldenData.ToleranceOf(caseName);
+        using var io = new GoldenIo(caseName);
 
         int runs = 0;
         foreach (var key in io.Names.Where(k => Regex.IsMatch(k, @"^output\.\w+\.image$")).ToList())
@@ -58,8 +55,7 @@ public sealed class PretrainedFolderTests
             var run = key.Split('.')[1];
             var latents = io.Read($"output.{run}.latents");
             var image = (vae.Decode(latents / vae.Config.ScalingFactor) / 2 + 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1);
-            var (atol, rtol) = tol.For(key);
-            TensorAssert.Close(image, io.Read(key), atol, rtol, $"{caseName} {key}");
+            io.Check(image, key);
             runs++;
         }
         Assert.True(runs > 0, $"{caseName}: no output.<run>.image tensors");

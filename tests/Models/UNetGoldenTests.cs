@@ -1,4 +1,3 @@
-using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Tests.Golden;
 using static TorchSharp.torch;
@@ -15,33 +14,26 @@ public sealed class UNetGoldenTests
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var tol = GoldenData.ToleranceOf(caseName);
         var model = new UNet2DConditionModel(UNet2DConditionConfig.Load(GoldenData.FileOf(caseName, "config")));
         model.LoadWeights(GoldenData.FileOf(caseName, "weights"));
         model.eval();
-        using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
+        using var io = new GoldenIo(caseName);
 
         var sample = io.Read("input.sample");
         var context = io.Read("input.encoder_hidden_states");
         var debug = new Dictionary<string, Tensor>();
         var output = model.Forward(sample, io.Read("input.timestep"), context, (name, t) => debug[name] = t);
-        Check(output, "output.sample");
+        io.Check(output, "output.sample");
 
         var debugKeys = io.Names.Where(k => k.StartsWith("debug.", StringComparison.Ordinal)).ToList();
         foreach (var key in debugKeys)
         {
             var name = key["debug.".Length..];
             Assert.True(debug.ContainsKey(name), $"{caseName}: the model reported no intermediate '{name}'");
-            Check(debug[name], key);
+            io.Check(debug[name], key);
         }
 
         if (io.Contains("input.timestep_float") && io.Contains("output.sample_timestep_float"))
-            Check(model.Forward(sample, io.Read("input.timestep_float"), context), "output.sample_timestep_float");
-
-        void Check(Tensor actual, string name)
-        {
-            var (atol, rtol) = tol.For(name);
-            TensorAssert.Close(actual, io.Read(name), atol, rtol, $"{caseName} {name}");
-        }
+            io.Check(model.Forward(sample, io.Read("input.timestep_float"), context), "output.sample_timestep_float");
     }
 }
