@@ -165,4 +165,32 @@ public sealed class SchedulerTests
         using var t = tensor(new long[] { 1000 });
         Assert.Throws<ArgumentOutOfRangeException>(() => s.AddNoise(x, x, t));
     }
+
+    [Fact]
+    public void SchedulerTensorsOutliveTheDisposeScopeTheyWereCreatedIn()
+    {
+        IScheduler s;
+        using (NewDisposeScope())
+        {
+            s = SchedulerFactory.Create("euler", Sd);
+            s.SetTimesteps(4);
+        }
+        using (s)
+        {
+            Assert.Equal(4, s.Timesteps.shape[0]);
+            Assert.Equal(5, s.Sigmas!.shape[0]);
+            Assert.Equal(1000, s.AlphasCumprod.shape[0]);
+        }
+    }
+
+    [Fact]
+    public void CosineScheduleMatchesTheClosedForm()
+    {
+        using var s = new DdimScheduler(Sd with { BetaSchedule = BetaSchedule.SquaredCosCapV2 });
+        // alpha_bar(t) = cos^2((t/N + 0.008) / 1.008 * pi / 2), normalised by alpha_bar(0); cumprod telescopes to it.
+        double AlphaBar(double t) => Math.Pow(Math.Cos((t + 0.008) / 1.008 * Math.PI / 2), 2);
+        var ac = s.AlphasCumprod.data<float>().ToArray();
+        foreach (int i in new[] { 0, 100, 500, 900 })
+            Assert.Equal(AlphaBar((i + 1) / 1000.0) / AlphaBar(0), ac[i], 5e-6);
+    }
 }
