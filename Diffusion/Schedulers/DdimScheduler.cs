@@ -6,11 +6,11 @@ namespace DiffusionPeft.Diffusion.Schedulers;
 /// Song et al. 2020 (arXiv:2010.02502), diffusers DDIMScheduler 0.25.0. <see cref="Eta"/> = 0 is deterministic;
 /// with eta &gt; 0 each step adds eta * sigma_t * variance_noise drawn from the NoiseSource.
 /// </summary>
-public sealed class DdimScheduler : SchedulerBase
+public sealed class DdimScheduler : DdpmFamilyScheduler
 {
     private readonly float _finalAlphaCumprod;
 
-    public DdimScheduler(SchedulerConfig config) : base(config, "DDIMScheduler", floatTimesteps: false)
+    public DdimScheduler(SchedulerConfig config) : base(config, "DDIMScheduler")
     {
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : Ac[0];
     }
@@ -21,19 +21,9 @@ public sealed class DdimScheduler : SchedulerBase
     /// <summary>Recompute epsilon from the clipped x0 (diffusers' use_clipped_model_output).</summary>
     public bool UseClippedModelOutput { get; set; }
 
-    public override void SetTimesteps(int numInferenceSteps)
-    {
-        CheckInferenceSteps(numInferenceSteps);
-        SetSchedule(DdimFamily.Timesteps(Config, Spacing(TimestepSpacing.Leading), numInferenceSteps), null);
-    }
-
     public override Tensor Step(Tensor modelOutput, double timestep, Tensor sample, NoiseSource? noise = null)
     {
-        RequireSchedule();
-        long t = (long)timestep;
-        long prevT = t - Config.NumTrainTimesteps / NumInferenceSteps;
-        float alphaProdT = AlphaCumprod(t);
-        float alphaProdTPrev = prevT >= 0 ? AlphaCumprod(prevT) : _finalAlphaCumprod;
+        var (_, alphaProdT, alphaProdTPrev) = StepAlphas(timestep, _finalAlphaCumprod);
         float betaProdT = 1f - alphaProdT, betaProdTPrev = 1f - alphaProdTPrev;
 
         using var scope = NewDisposeScope();

@@ -3,11 +3,11 @@ using static TorchSharp.torch;
 namespace DiffusionPeft.Diffusion.Schedulers;
 
 /// <summary>Ancestral sampling of Ho et al. 2020 (diffusers DDPMScheduler 0.25.0); draws noise at every step with t &gt; 0.</summary>
-public sealed class DdpmScheduler : SchedulerBase
+public sealed class DdpmScheduler : DdpmFamilyScheduler
 {
     private readonly bool _fixedLarge;
 
-    public DdpmScheduler(SchedulerConfig config) : base(config, "DDPMScheduler", floatTimesteps: false)
+    public DdpmScheduler(SchedulerConfig config) : base(config, "DDPMScheduler")
     {
         _fixedLarge = (config.VarianceType ?? "fixed_small") switch
         {
@@ -17,19 +17,9 @@ public sealed class DdpmScheduler : SchedulerBase
         };
     }
 
-    public override void SetTimesteps(int numInferenceSteps)
-    {
-        CheckInferenceSteps(numInferenceSteps);
-        SetSchedule(DdimFamily.Timesteps(Config, Spacing(TimestepSpacing.Leading), numInferenceSteps), null);
-    }
-
     public override Tensor Step(Tensor modelOutput, double timestep, Tensor sample, NoiseSource? noise = null)
     {
-        RequireSchedule();
-        long t = (long)timestep;
-        long prevT = t - Config.NumTrainTimesteps / NumInferenceSteps;
-        float alphaProdT = AlphaCumprod(t);
-        float alphaProdTPrev = prevT >= 0 ? AlphaCumprod(prevT) : 1f;
+        var (t, alphaProdT, alphaProdTPrev) = StepAlphas(timestep, 1f);
         float betaProdT = 1f - alphaProdT, betaProdTPrev = 1f - alphaProdTPrev;
         float currentAlphaT = alphaProdT / alphaProdTPrev, currentBetaT = 1f - currentAlphaT;
 

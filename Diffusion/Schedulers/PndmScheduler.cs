@@ -33,7 +33,7 @@ public sealed class PndmScheduler : SchedulerBase
             _ => throw new InvalidOperationException(),
         };
         // plms_timesteps = concat(ts[:-1], ts[-2:-1], ts[-1:])[::-1]
-        var plms = ascending[..^1].Append(ascending[^2]).Append(ascending[^1]).Reverse().ToArray();
+        var plms = ascending[..^1].Concat(ascending[Math.Max(0, n - 2)..^1]).Concat(ascending[^1..]).Reverse().ToArray();
         SetSchedule(plms, null, n);
         ResetState();
     }

@@ -20,12 +20,11 @@ public abstract class SchedulerBase : IScheduler
         if (config.RescaleBetasZeroSnr) throw config.Unsupported(name, "rescale_betas_zero_snr");
         Config = config;
         Name = name;
-        using (var scope = NewDisposeScope())
-        {
-            Betas = BetaSchedules.Make(config).DetachFromDisposeScope();
-            AlphasCumprod = cumprod(1.0f - Betas, 0).DetachFromDisposeScope();
-        }
-        Ac = AlphasCumprod.data<float>().ToArray();
+        var betas = BetaSchedules.Make(config);
+        Ac = BetaSchedules.AlphasCumprod(betas);
+        // Long-lived tensors are detached from any dispose scope the caller has open.
+        Betas = tensor(betas, ScalarType.Float32).DetachFromDisposeScope();
+        AlphasCumprod = tensor(Ac, ScalarType.Float32).DetachFromDisposeScope();
         // Before SetTimesteps: the full training schedule, descending, as diffusers' constructors leave it.
         FloatTimesteps = floatTimesteps;
         _timesteps = TimestepTensor(NumpyCompat.Reversed(Enumerable.Range(0, config.NumTrainTimesteps).Select(i => (double)i).ToArray()));
@@ -53,8 +52,8 @@ public abstract class SchedulerBase : IScheduler
     protected bool FloatTimesteps { get; }
 
     private Tensor TimestepTensor(double[] values) => FloatTimesteps
-        ? tensor(values.Select(v => (float)v).ToArray(), ScalarType.Float32)
-        : tensor(values.Select(v => (long)v).ToArray(), ScalarType.Int64);
+        ? tensor(values.Select(v => (float)v).ToArray(), ScalarType.Float32).DetachFromDisposeScope()
+        : tensor(values.Select(v => (long)v).ToArray(), ScalarType.Int64).DetachFromDisposeScope();
 
     protected void SetSchedule(double[] timesteps, float[]? sigmas, int? numInferenceSteps = null)
     {
@@ -62,7 +61,7 @@ public abstract class SchedulerBase : IScheduler
         _sigmas?.Dispose();
         _timesteps = TimestepTensor(timesteps);
         TimestepArray = timesteps;
-        _sigmas = sigmas is null ? null : tensor(sigmas, ScalarType.Float32);
+        _sigmas = sigmas is null ? null : tensor(sigmas, ScalarType.Float32).DetachFromDisposeScope();
         NumInferenceSteps = numInferenceSteps ?? timesteps.Length;
     }
 

@@ -177,7 +177,6 @@ public sealed class SchedulerGoldenTests
     private static void Compare(Tensor actual, Tensor expected, Tolerance tol, string what)
     {
         var (atol, rtol) = tol.For(what);
-        if (Environment.GetEnvironmentVariable("SCHED_TIGHT") is { } tight) (atol, rtol) = (double.Parse(tight), 0);
         TensorAssert.Close(actual, expected, atol, rtol, what);
     }
 

@@ -165,4 +165,61 @@ public sealed class SchedulerTests
         using var t = tensor(new long[] { 1000 });
         Assert.Throws<ArgumentOutOfRangeException>(() => s.AddNoise(x, x, t));
     }
+
+    [Fact]
+    public void SchedulerTensorsOutliveTheDisposeScopeTheyWereCreatedIn()
+    {
+        IScheduler s;
+        using (NewDisposeScope())
+        {
+            s = SchedulerFactory.Create("euler", Sd);
+            s.SetTimesteps(4);
+        }
+        using (s)
+        {
+            Assert.Equal(4, s.Timesteps.shape[0]);
+            Assert.Equal(5, s.Sigmas!.shape[0]);
+            Assert.Equal(1000, s.AlphasCumprod.shape[0]);
+        }
+    }
+
+    [Fact]
+    public void CosineScheduleMatchesTheClosedForm()
+    {
+        using var s = new DdimScheduler(Sd with { BetaSchedule = BetaSchedule.SquaredCosCapV2 });
+        // alpha_bar(t) = cos^2((t/N + 0.008) / 1.008 * pi / 2), normalised by alpha_bar(0); cumprod telescopes to it.
+        double AlphaBar(double t) => Math.Pow(Math.Cos((t + 0.008) / 1.008 * Math.PI / 2), 2);
+        var ac = s.AlphasCumprod.data<float>().ToArray();
+        foreach (int i in new[] { 0, 100, 500, 900 })
+            Assert.Equal(AlphaBar((i + 1) / 1000.0) / AlphaBar(0), ac[i], 5e-6);
+    }
+
+    [Theory]
+    [InlineData("ddpm", 1)] [InlineData("ddim", 1)] [InlineData("pndm", 1)] [InlineData("lms", 1)]
+    [InlineData("euler", 1)] [InlineData("euler_a", 1)] [InlineData("dpm++2m", 1)] [InlineData("dpm++2m_karras", 1)]
+    [InlineData("ddpm", 7)] [InlineData("ddim", 7)] [InlineData("pndm", 7)] [InlineData("lms", 7)]
+    [InlineData("euler", 7)] [InlineData("euler_a", 7)] [InlineData("dpm++2m", 7)] [InlineData("dpm++2m_karras", 7)]
+    public void ShortRunsWithSeededNoiseAreFiniteAndReproducible(string name, int steps)
+    {
+        Tensor Run()
+        {
+            using var s = SchedulerFactory.Create(name, Sd);
+            if (s is DdimScheduler ddim) ddim.Eta = 0.5;
+            s.SetTimesteps(steps);
+            Assert.Equal(name == "pndm" && steps > 1 ? steps + 1 : steps, s.Timesteps.shape[0]); // PLMS repeats the second timestep
+            using var noise = new SeededNoiseSource(7);
+            var x = Latents.Initial(3, 0, [1, 4, 4, 4]) * s.InitNoiseSigma;
+            foreach (var t in s.TimestepValues())
+                using (NewDisposeScope())
+                {
+                    var eps = s.ScaleModelInput(x, t) * 0.5;
+                    x = s.Step(eps, t, x, noise).MoveToOuterDisposeScope();
+                }
+            return x;
+        }
+        using var a = Run();
+        using var b = Run();
+        Assert.True(a.isfinite().all().item<bool>(), $"{name}: non-finite result");
+        Assert.True(a.eq(b).all().item<bool>(), $"{name}: two seeded runs differ");
+    }
 }
