@@ -59,4 +59,17 @@ public static class FidelityScorer
 
     public static GroupScore Summarize(string name, IReadOnlyCollection<ImageScore> images) =>
         new(name, Stat.Of(images.Select(i => i.Dino)), Stat.Of(images.Select(i => i.ClipI)), Stat.Of(images.Select(i => i.ClipT)));
+
+    /// <summary>Similarity between distinct real images of each subject (pairs i &lt; j): the ceiling the paper reports as "Real images".</summary>
+    public static GroupScore RealVsReal(IReadOnlyList<SubjectEmbeddings> subjects)
+    {
+        static IEnumerable<double> Pairs(IReadOnlyList<float[]> e)
+        {
+            var n = e.Select(x => Similarity.Normalized(x)).ToArray();
+            for (int i = 0; i < n.Length; i++)
+                for (int j = i + 1; j < n.Length; j++) yield return Similarity.Dot(n[i], n[j]);
+        }
+        return new GroupScore("real vs real",
+            Stat.Of(subjects.SelectMany(s => Pairs(s.RealDino))), Stat.Of(subjects.SelectMany(s => Pairs(s.RealClip))), Stat.Empty);
+    }
 }
