@@ -57,10 +57,15 @@ public abstract class SigmaSchedulerBase : SchedulerBase
         _stepIndex = null;
     }
 
-    protected void SetKarrasOrInterpolated(int n, double? sigmaMin, double? sigmaMax, out double[] timesteps, out double[] sigmas)
+    /// <summary>
+    /// Timesteps and sigmas of set_timesteps: sigmas interpolated at the spaced timesteps (or given by
+    /// <paramref name="baseSigmas"/>), then optionally replaced by Karras sigmas spanning them, with the timesteps
+    /// mapped back from those sigmas.
+    /// </summary>
+    protected void SpacedOrKarras(int n, double? sigmaMin, double? sigmaMax, double[]? baseSigmas, out double[] timesteps, out double[] sigmas)
     {
         timesteps = SpacedTimesteps(n);
-        sigmas = NumpyCompat.InterpOnIndex(timesteps, TrainSigmas);
+        sigmas = baseSigmas ?? NumpyCompat.InterpOnIndex(timesteps, TrainSigmas);
         if (!Config.UseKarrasSigmas) return;
         var logSigmas = KarrasSigmas.LogOf(TrainSigmas);
         sigmas = KarrasSigmas.Sigmas(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], n);
