@@ -54,7 +54,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase
             _ => throw new InvalidOperationException(),
         };
 
-        var trainSigmas = Ac.Select(a => MathF.Sqrt((1f - a) / a)).ToArray();
+        var trainSigmas = TrainingSigmas();
         float[] sigmas;
         if (Config.UseKarrasSigmas)
         {
@@ -65,7 +65,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase
         }
         else
         {
-            float sigmaLast = MathF.Sqrt((1f - Ac[0]) / Ac[0]);
+            float sigmaLast = trainSigmas[0];
             sigmas = NumpyCompat.InterpOnIndex(timesteps, trainSigmas).Select(s => (float)s).Append(sigmaLast).ToArray();
         }
         _sigmaArray = sigmas;

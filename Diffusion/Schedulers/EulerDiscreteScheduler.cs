@@ -15,13 +15,15 @@ public sealed class EulerDiscreteScheduler : SigmaSchedulerBase
     public override void SetTimesteps(int numInferenceSteps)
     {
         CheckInferenceSteps(numInferenceSteps);
-        SetKarrasOrInterpolated(numInferenceSteps, Config.SigmaMin, Config.SigmaMax, out var timesteps, out var sigmas);
-        if (Config.InterpolationType == "log_linear" && !Config.UseKarrasSigmas)
+        double[]? logLinear = null;
+        if (Config.InterpolationType == "log_linear")
         {
-            // torch.linspace(log(sigma_min), log(sigma_max), n + 1).exp(), taken as float32 values.
-            using var s = linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), numInferenceSteps + 1, ScalarType.Float32).exp();
-            sigmas = s.data<float>().Select(v => (double)v).ToArray();
+            // torch.linspace(log(sigma_max), log(sigma_min), n + 1).exp(): n + 1 sigmas (plus the final 0) for n timesteps, as in diffusers.
+            using var scope = NewDisposeScope();
+            var s = linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), numInferenceSteps + 1, ScalarType.Float32).exp();
+            logLinear = s.data<float>().Select(v => (double)v).ToArray();
         }
+        SpacedOrKarras(numInferenceSteps, Config.SigmaMin, Config.SigmaMax, logLinear, out var timesteps, out var sigmas);
         SetSigmaSchedule(timesteps, sigmas, 0f);
     }
 

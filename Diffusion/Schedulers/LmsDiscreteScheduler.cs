@@ -19,7 +19,7 @@ public sealed class LmsDiscreteScheduler : SigmaSchedulerBase
     public override void SetTimesteps(int numInferenceSteps)
     {
         CheckInferenceSteps(numInferenceSteps);
-        SetKarrasOrInterpolated(numInferenceSteps, null, null, out var timesteps, out var sigmas);
+        SpacedOrKarras(numInferenceSteps, null, null, null, out var timesteps, out var sigmas);
         SetSigmaSchedule(timesteps, sigmas, 0f);
         _derivatives.Clear();
     }

@@ -76,6 +76,9 @@ public abstract class SchedulerBase : IScheduler
             throw new ArgumentOutOfRangeException(nameof(n), $"{Name}: num_inference_steps must be in 1..{Config.NumTrainTimesteps} (got {n}).");
     }
 
+    /// <summary>sqrt((1 - ac) / ac) per training timestep, float32 as diffusers computes it in torch.</summary>
+    protected float[] TrainingSigmas() => Ac.Select(a => MathF.Sqrt((1f - a) / a)).ToArray();
+
     protected TimestepSpacing Spacing(TimestepSpacing classDefault) => Config.TimestepSpacing ?? classDefault;
 
     protected float AlphaCumprod(long t) => t >= 0 && t < Ac.Length ? Ac[t]

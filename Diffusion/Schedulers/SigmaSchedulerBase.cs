@@ -16,7 +16,7 @@ public abstract class SigmaSchedulerBase : SchedulerBase
 
     protected SigmaSchedulerBase(SchedulerConfig config, string name) : base(config, name, floatTimesteps: true)
     {
-        TrainSigmas = Ac.Select(a => MathF.Sqrt((1f - a) / a)).ToArray();
+        TrainSigmas = TrainingSigmas();
         SigmaArray = TrainSigmas.Reverse().Append(0f).ToArray();
     }
 
@@ -33,21 +33,18 @@ public abstract class SigmaSchedulerBase : SchedulerBase
     /// <summary>Index of the step about to be taken, set from the first timestep seen after SetTimesteps.</summary>
     protected int StepIndex => _stepIndex ?? throw new InvalidOperationException($"{Name}: no step in progress.");
 
-    /// <summary>float32 timesteps of Euler/EulerA/LMS set_timesteps (before any Karras remapping).</summary>
+    /// <summary>float32 timesteps of Euler/EulerA/LMS set_timesteps (before any Karras remapping); offsets are added in float32.</summary>
     protected double[] SpacedTimesteps(int n)
     {
         int N = Config.NumTrainTimesteps;
-        var t = Spacing(TimestepSpacing.Linspace) switch
+        float F(double v) => (float)v;
+        return Spacing(TimestepSpacing.Linspace) switch
         {
-            TimestepSpacing.Linspace => NumpyCompat.Reversed(NumpyCompat.Linspace(0, N - 1, n)),
-            TimestepSpacing.Leading => Enumerable.Range(0, n).Reverse().Select(i => (double)(i * (N / n))).ToArray(),
-            TimestepSpacing.Trailing => NumpyCompat.Round(NumpyCompat.Arange(N, 0, -(double)N / n)),
+            TimestepSpacing.Linspace => NumpyCompat.Reversed(NumpyCompat.Linspace(0, N - 1, n)).Select(v => (double)F(v)).ToArray(),
+            TimestepSpacing.Leading => Enumerable.Range(0, n).Reverse().Select(i => (double)(F(i * (N / n)) + Config.StepsOffset)).ToArray(),
+            TimestepSpacing.Trailing => NumpyCompat.Round(NumpyCompat.Arange(N, 0, -(double)N / n)).Select(v => (double)(F(v) - 1f)).ToArray(),
             _ => throw new InvalidOperationException(),
         };
-        var f = t.Select(v => (double)(float)v).ToArray();
-        if (Spacing(TimestepSpacing.Linspace) == TimestepSpacing.Leading) f = f.Select(v => (double)((float)v + Config.StepsOffset)).ToArray();
-        if (Spacing(TimestepSpacing.Linspace) == TimestepSpacing.Trailing) f = f.Select(v => (double)((float)v - 1f)).ToArray();
-        return f;
     }
 
     protected void SetSigmaSchedule(double[] timesteps, double[] sigmasWithoutFinal, float final)
@@ -57,10 +54,15 @@ public abstract class SigmaSchedulerBase : SchedulerBase
         _stepIndex = null;
     }
 
-    protected void SetKarrasOrInterpolated(int n, double? sigmaMin, double? sigmaMax, out double[] timesteps, out double[] sigmas)
+    /// <summary>
+    /// Timesteps and sigmas of set_timesteps: sigmas interpolated at the spaced timesteps (or given by
+    /// <paramref name="baseSigmas"/>), then optionally replaced by Karras sigmas spanning them, with the timesteps
+    /// mapped back from those sigmas.
+    /// </summary>
+    protected void SpacedOrKarras(int n, double? sigmaMin, double? sigmaMax, double[]? baseSigmas, out double[] timesteps, out double[] sigmas)
     {
         timesteps = SpacedTimesteps(n);
-        sigmas = NumpyCompat.InterpOnIndex(timesteps, TrainSigmas);
+        sigmas = baseSigmas ?? NumpyCompat.InterpOnIndex(timesteps, TrainSigmas);
         if (!Config.UseKarrasSigmas) return;
         var logSigmas = KarrasSigmas.LogOf(TrainSigmas);
         sigmas = KarrasSigmas.Sigmas(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], n);

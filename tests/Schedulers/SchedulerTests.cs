@@ -222,4 +222,18 @@ public sealed class SchedulerTests
         Assert.True(a.isfinite().all().item<bool>(), $"{name}: non-finite result");
         Assert.True(a.eq(b).all().item<bool>(), $"{name}: two seeded runs differ");
     }
+
+    [Fact]
+    public void EulerLogLinearSigmasAreGeometricBetweenTheTrainingExtremes()
+    {
+        using var s = new EulerDiscreteScheduler(Sd with { InterpolationType = "log_linear" });
+        s.SetTimesteps(4);
+        var train = s.AlphasCumprod.data<float>().Select(a => Math.Sqrt((1 - a) / a)).ToArray();
+        var sigmas = s.Sigmas!.data<float>().Select(v => (double)v).ToArray();
+        Assert.Equal(6, sigmas.Length); // n + 1 log-spaced values and the final 0, as diffusers 0.25.0 builds them
+        Assert.Equal(train[^1], sigmas[0], 1e-4);
+        Assert.Equal(train[0], sigmas[4], 1e-5);
+        Assert.Equal(0, sigmas[5]);
+        for (int i = 1; i < 4; i++) Assert.Equal(Math.Log(sigmas[i] / sigmas[i - 1]), Math.Log(sigmas[i + 1] / sigmas[i]), 1e-4);
+    }
 }
