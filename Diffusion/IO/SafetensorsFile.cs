@@ -20,7 +20,7 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[
 /// second copy in managed memory. Every structural fault is an <see cref="InvalidSafetensorsException"/>
 /// naming the file, the tensor and the fault.
 /// </summary>
-public sealed class SafetensorsFile : ITensorSource, IDisposable
+public sealed class SafetensorsFile : IOwnedTensorSource
 {
     /// <summary>Largest header accepted (the reference implementation uses the same 100 MB bound).</summary>
     public const long MaxHeaderBytes = 100_000_000;
