@@ -27,6 +27,16 @@ public static class SafetensorsWriter
     public static void Write(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
         Write(path, (IEnumerable<KeyValuePair<string, Tensor>>)tensors, metadata);
 
+    /// <summary>
+    /// Writes every tensor of <paramref name="source"/> as <paramref name="dtype"/>, reading one tensor at a time
+    /// (e.g. a single-file checkpoint's UNet saved under diffusers names).
+    /// </summary>
+    public static void Write(string path, ITensorSource source, ScalarType dtype, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var st = SafetensorsDTypes.FromScalarType(dtype);
+        Write(path, source.Keys.Select(k => new Pending(k, st, source.ShapeOf(k), () => source.Read(k, dtype))), metadata);
+    }
+
     public static void Write(string path, IEnumerable<Pending> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var items = tensors.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();

@@ -66,6 +66,25 @@ public sealed class SingleFileCheckpointTests : IDisposable
         }
     }
 
+    [Theory, MemberData(nameof(Cases))]
+    public void ConvertedUNetFileEqualsTheFp16Variant(string caseName)
+    {
+        using var ckpt = SingleFileCheckpoint.Open(Checkpoint(caseName));
+        var path = _tmp.File("diffusion_pytorch_model.fp16.safetensors");
+        SafetensorsWriter.Write(path, ckpt.UNet, ScalarType.Float16, new Dictionary<string, string> { ["format"] = "pt" });
+        var folder = DiffusersModelFolder.Open(SourceFolder(caseName), variant: "fp16");
+        using var reference = SafetensorsFile.Open(folder.WeightsPath("unet"));
+        using var converted = SafetensorsFile.Open(path);
+        Assert.Equal(reference.Metadata, converted.Metadata);
+        Assert.Equal(reference.Names.Order(StringComparer.Ordinal), converted.Names.Order(StringComparer.Ordinal));
+        foreach (var name in reference.Names)
+        {
+            Assert.Equal(reference.Entry(name).DType, converted.Entry(name).DType);
+            Assert.Equal(reference.Entry(name).Shape, converted.Entry(name).Shape);
+            Assert.Equal(reference.ReadBytes(name), converted.ReadBytes(name));
+        }
+    }
+
     private static void AssertSame(ConfigJson expected, ConfigJson actual, params string[] keys)
     {
         foreach (var k in keys)
