@@ -166,6 +166,13 @@ public sealed class CorruptSafetensorsTests : IDisposable
     [Fact] public void ProductOverflow() => Rejects(Hostile("{\"t\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,0],\"data_offsets\":[0,0]}}"), "t", "overflows");
     [Fact] public void ByteCountOverflow() => Rejects(Hostile("{\"t\":{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}", 8), "t", "overflows");
     [Fact] public void HugeButNotOverflowingShapeAllocatesNothing() => Rejects(Hostile("{\"t\":{\"dtype\":\"U8\",\"shape\":[1000000,1000000],\"data_offsets\":[0,8]}}", 8), "t", "size mismatch");
+    [Fact]
+    public void HugeDimensionTimesZeroIsAnEmptyTensor()
+    {
+        var path = Hostile("{\"t\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,0],\"data_offsets\":[0,0]}}");
+        Assert.Null(OpenAndReadAll(path, "huge x 0"));
+    }
+
     [Fact] public void TooManyDims() => Rejects(Hostile("{\"t\":{\"dtype\":\"U8\",\"shape\":[" + string.Join(",", Enumerable.Repeat(1, 65)) + "],\"data_offsets\":[0,1]}}", 1), "t", "dimensions");
     [Fact] public void OffsetsOutOfBounds() => Rejects(Hostile("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8), "t", "out of bounds");
     [Fact] public void OffsetsReversed() => Rejects(Hostile("{\"t\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8), "t", "begin <= end");
