@@ -131,9 +131,9 @@ public sealed class SingleFileCheckpoint : IDisposable
         c["out_channels"] = convOut[0];
         c["conv_out_kernel"] = convOut.Length == 4 ? convOut[2] : 3;
 
-        int inputBlocks = keys.Where(k => k.StartsWith("input_blocks.", StringComparison.Ordinal)).Select(k => int.Parse(k.Split('.')[1])).Max() + 1;
+        int inputBlocks = keys.Where(k => k.StartsWith("input_blocks.", StringComparison.Ordinal)).Select(k => Index(k, 1)).Max() + 1;
         var downsamplers = keys.Where(k => k.StartsWith("input_blocks.", StringComparison.Ordinal) && k.EndsWith(".0.op.weight", StringComparison.Ordinal))
-            .Select(k => int.Parse(k.Split('.')[1])).Order().ToArray();
+            .Select(k => Index(k, 1)).Where(i => i >= 0).Order().ToArray();
         // Each level has layers_per_block entries plus a downsampler (except the last): the first downsampler sits at index lpb + 1.
         int lpb = downsamplers.Length > 0 ? downsamplers[0] - 1 : inputBlocks - 1;
         int blocks = downsamplers.Length + 1;
@@ -179,10 +179,11 @@ public sealed class SingleFileCheckpoint : IDisposable
     {
         string V(string rest) => VaePrefix + rest;
         var keys = f.Keys.Where(k => k.StartsWith(VaePrefix + "encoder.down.", StringComparison.Ordinal))
-            .Select(k => k[(VaePrefix.Length + "encoder.down.".Length)..].Split('.')).ToList();
+            .Select(k => k[(VaePrefix.Length + "encoder.down.".Length)..]).ToList();
         if (keys.Count == 0) return;
-        int blocks = keys.Select(p => int.Parse(p[0])).Max() + 1;
-        int lpb = keys.Where(p => p[0] == "0" && p[1] == "block").Select(p => int.Parse(p[2])).Max() + 1;
+        int blocks = keys.Select(k => Index(k, 0)).Max() + 1;
+        int lpb = keys.Where(k => k.StartsWith("0.block.", StringComparison.Ordinal)).Select(k => Index(k, 2)).DefaultIfEmpty(-1).Max() + 1;
+        if (blocks < 1 || lpb < 1) throw new InvalidDataException($"{f.Description}: the VAE encoder's down blocks (first_stage_model.encoder.down.*) are not numbered as expected.");
         c["layers_per_block"] = lpb;
         var widths = new JsonArray();
         for (int i = 0; i < blocks; i++)
@@ -216,6 +217,13 @@ public sealed class SingleFileCheckpoint : IDisposable
         if (family == ModelFamily.SD2 && f.Contains(OpenClipPrefix + "text_projection"))
             c["projection_dim"] = f.ShapeOf(OpenClipPrefix + "text_projection")[1];
         if (!headsGiven) c["num_attention_heads"] = Math.Max(1, tokens[1] / 64);
+    }
+
+    /// <summary>The numeric dot-separated part <paramref name="part"/> of a key, or -1 (the key mapping then reports the key).</summary>
+    private static int Index(string key, int part)
+    {
+        var p = key.Split('.');
+        return p.Length > part && int.TryParse(p[part], System.Globalization.NumberStyles.None, null, out var v) ? v : -1;
     }
 
     public void Dispose() => _file.Dispose();
