@@ -62,6 +62,8 @@ public sealed class ConfigJson
         if (n is JsonValue v)
         {
             if (v.TryGetValue<double>(out var d)) return d;
+            if (v.TryGetValue<long>(out var l)) return l;   // values set from code rather than parsed
+            if (v.TryGetValue<int>(out var i)) return i;
             if (v.TryGetValue<string>(out var s))
                 return s switch
                 {

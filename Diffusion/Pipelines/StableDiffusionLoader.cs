@@ -1,3 +1,5 @@
+using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.Text;
@@ -9,35 +11,51 @@ namespace DiffusionPeft.Diffusion.Pipelines;
 /// <summary>Loads a whole Stable Diffusion checkpoint in one call: a diffusers folder or a single .safetensors file.</summary>
 public static class StableDiffusionLoader
 {
-    /// <param name="variant">A diffusers weight variant such as "fp16" (falls back to the plain files where a component has none).</param>
-    public static StableDiffusionModel Load(string path, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
+    /// <param name="path">A diffusers pipeline folder (model_index.json) or an A1111/CompVis single-file .safetensors.</param>
+    /// <param name="variant">A diffusers weight variant such as "fp16" (components without one use the plain files).</param>
+    /// <param name="configsFrom">For a single file: a diffusers folder whose configs, scheduler and tokenizer to use.
+    /// Single files carry no tokenizer, so one is needed unless <paramref name="tokenizerDir"/> is given.</param>
+    public static StableDiffusionModel Load(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
+        string? variant = null, string? configsFrom = null, string? tokenizerDir = null)
     {
-        if (Directory.Exists(path)) return LoadFolder(path, dtype, device, variant);
-        if (File.Exists(path)) throw new NotSupportedException($"{path}: single-file checkpoints are not supported yet.");
-        throw new FileNotFoundException($"{path}: no such model folder or checkpoint file.", path);
-    }
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such model folder or checkpoint file.", path);
+        using var ckpt = StableDiffusionCheckpoint.Open(path, variant, configsFrom is null ? null : DiffusersModelFolder.Open(configsFrom));
+        var tokenizerFolder = tokenizerDir ?? ckpt.TokenizerDir
+            ?? throw new ArgumentException($"{path}: a single-file checkpoint carries no tokenizer. Pass the tokenizer/ folder of a matching " +
+                                           "diffusers model (--configs-from DIR or --tokenizer DIR; SD 1.x uses openai/clip-vit-large-patch14's vocab.json and merges.txt).");
 
-    private static StableDiffusionModel LoadFolder(string folder, ScalarType dtype, Device? device, string? variant)
-    {
-        if (!File.Exists(Path.Combine(folder, "model_index.json")))
-            throw new InvalidDataException($"{folder}: not a diffusers model folder (no model_index.json).");
-        string Sub(string name) => Directory.Exists(Path.Combine(folder, name)) ? Path.Combine(folder, name)
-            : throw new DirectoryNotFoundException($"{folder}: the '{name}' component folder is missing.");
-        string? Variant(string dir, string plain) => variant is not null && File.Exists(Path.Combine(dir, plain.Replace(".safetensors", $".{variant}.safetensors"))) ? variant : null;
+        var unet = Build(new UNet2DConditionModel(UNet2DConditionConfig.FromJson(ckpt.UNetConfig)), ckpt.UNet, dtype, device);
+        var vae = Build(new AutoencoderKL(AutoencoderKLConfig.FromJson(ckpt.VaeConfig)), ckpt.Vae, dtype, device);
+        var text = new CLIPTextModel(ClipTextConfig.From(ckpt.TextEncoderConfig));
+        text.LoadWeights(ckpt.TextEncoder);
+        Place(text, dtype, device);
 
-        var unetDir = Sub("unet");
-        var unetVariant = Variant(unetDir, "diffusion_pytorch_model.safetensors");
+        bool single = ckpt.Layout.Format == CheckpointFormat.SingleFile;
         return new StableDiffusionModel
         {
-            Unet = UNet2DConditionModel.FromPretrained(unetDir, dtype, device, unetVariant),
-            Vae = AutoencoderKL.FromPretrained(Sub("vae"), dtype, device, Variant(Sub("vae"), "diffusion_pytorch_model.safetensors")),
-            TextEncoder = CLIPTextModel.FromPretrained(Sub("text_encoder"), dtype, device, Variant(Sub("text_encoder"), "model.safetensors")),
-            Tokenizer = ClipTokenizer.FromFolder(Sub("tokenizer")),
-            SchedulerConfig = SchedulerConfig.Load(Path.Combine(Sub("scheduler"), "scheduler_config.json")),
-            Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder))),
-            IdentityFile = PretrainedFiles.Weights(unetDir, unetVariant),
+            Unet = unet,
+            Vae = vae,
+            TextEncoder = text,
+            Tokenizer = ClipTokenizer.FromFolder(tokenizerFolder),
+            SchedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig),
+            Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
+            IdentityFile = single ? Path.GetFullPath(path) : DiffusersModelFolder.Open(path, variant).WeightsPath("unet"),
             Device = device ?? CPU,
             DType = dtype,
         };
+    }
+
+    private static T Build<T>(T module, ITensorSource weights, ScalarType dtype, Device? device) where T : nn.Module
+    {
+        StateDictLoader.Load(module, weights);
+        return Place(module, dtype, device);
+    }
+
+    private static T Place<T>(T module, ScalarType dtype, Device? device) where T : nn.Module
+    {
+        module.eval();
+        if (dtype != ScalarType.Float32) module.to(dtype);
+        if (device is not null && device.type != DeviceType.CPU) module.to(device);
+        return module;
     }
 }

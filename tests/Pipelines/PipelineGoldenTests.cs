@@ -14,6 +14,7 @@ public sealed class PipelineGoldenTests
 {
     public static TheoryData<string> PipelineCases => GoldenData.CasesOfKind("pipeline");
     public static TheoryData<string> FolderCases => GoldenData.CasesOfKind("diffusers_folder");
+    public static TheoryData<string> SingleFileCases => GoldenData.CasesOfKind("single_file");
 
     /// <summary>Kind "pipeline": components assembled from other golden cases, scheduler config inline.</summary>
     [Theory, MemberData(nameof(PipelineCases))]
@@ -69,5 +70,30 @@ public sealed class PipelineGoldenTests
             runs++;
         }
         Assert.True(runs > 0, $"{caseName}: no runs in config.json");
+    }
+
+    /// <summary>
+    /// Kind "single_file": an A1111-layout checkpoint written by diffusers' converter from a folder case; loading it and
+    /// running the source case's first run must reproduce the source's fp16-variant outputs (the file holds fp16 UNet weights).
+    /// Head counts cannot be read from weights, so the source folder supplies the configs and tokenizer, as diffusers was given them.
+    /// </summary>
+    [Theory, MemberData(nameof(SingleFileCases))]
+    public void SingleFileCheckpointReproducesTheFp16FolderRun(string caseName)
+    {
+        var entry = GoldenData.Case(caseName);
+        var source = (string)entry["source_case"]!;
+        var sourceDir = Path.Combine(GoldenData.Dir, source);
+        var sourceConfig = (JsonObject)JsonNode.Parse(ConfigJson.QuoteNonFiniteLiterals(File.ReadAllText(Path.Combine(sourceDir, "config.json"))))!;
+        var folder = Path.Combine(sourceDir, (string)sourceConfig["model_folder"]!);
+        var runs = (JsonObject)sourceConfig["runs"]!;
+        var (variantRun, variantNode) = runs.First(r => r.Value!["load_kwargs"]?["variant"] is not null);
+
+        using var model = StableDiffusionLoader.Load(GoldenData.FileOf(caseName, "checkpoint"), configsFrom: folder);
+        using var io = SafetensorsFile.Open(GoldenData.FileOf(source, "io"));
+        using var latents = io.Read("input.latents");
+        using var scheduler = SchedulerFactory.FromConfig(model.SchedulerConfig);
+        using var run = GoldenPipelineRun.Execute(model, scheduler, (JsonObject)variantNode!["call"]!, latents);
+        var tol = GoldenData.ToleranceOf(caseName);
+        run.CompareWith(io, tol, $"intermediate.{variantRun}.", $"output.{variantRun}.");
     }
 }

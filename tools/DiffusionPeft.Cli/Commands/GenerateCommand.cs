@@ -10,6 +10,9 @@ public static class GenerateCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var model = new Option<string?>("--model") { Description = "A diffusers folder or a single .safetensors checkpoint. Without it: the embedded tiny default (untrained)." };
+        var configsFrom = new Option<string?>("--configs-from") { Description = "For a single-file checkpoint: a diffusers folder whose configs, scheduler and tokenizer to use." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "For a single-file checkpoint: a tokenizer folder (vocab.json, merges.txt)." };
+        var variant = new Option<string?>("--variant") { Description = "A diffusers weight variant, e.g. fp16." };
         var prompt = new Option<string?>("--prompt") { Description = "One prompt." };
         var prompts = new Option<string?>("--prompts") { Description = "A prompt file: one prompt a line, or JSON Lines with per-line overrides." };
         var negative = new Option<string>("--negative") { Description = "Negative prompt.", DefaultValueFactory = _ => "" };
@@ -32,13 +35,16 @@ public static class GenerateCommand
 
         var command = new Command("generate", "Generate images from prompts; reruns skip images already written.")
         {
-            model, prompt, prompts, negative, n, seed, steps, sampler, cfg, width, height, clipSkip, eta, batch, outDir, device, dtype, adapter, shard, quiet,
+            model, configsFrom, tokenizer, variant, prompt, prompts, negative, n, seed, steps, sampler, cfg, width, height, clipSkip, eta, batch, outDir, device, dtype, adapter, shard, quiet,
         };
         command.SetAction(r =>
         {
             var job = new GenerateJob
             {
                 Model = r.GetValue(model),
+                ConfigsFrom = r.GetValue(configsFrom),
+                Tokenizer = r.GetValue(tokenizer),
+                Variant = r.GetValue(variant),
                 PromptFile = r.GetValue(prompts),
                 Defaults = new GenerationOptions
                 {
@@ -71,6 +77,9 @@ public static class GenerateCommand
 public sealed record GenerateJob
 {
     public string? Model { get; init; }
+    public string? ConfigsFrom { get; init; }
+    public string? Tokenizer { get; init; }
+    public string? Variant { get; init; }
     public string? PromptFile { get; init; }
     public required GenerationOptions Defaults { get; init; }
     public int? Width { get; init; }

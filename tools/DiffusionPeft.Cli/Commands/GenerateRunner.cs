@@ -24,7 +24,7 @@ public static class GenerateRunner
                 if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
         }
 
-        using var model = job.Model is null ? EmbeddedDefaultModel.Create(device, dtype) : StableDiffusionLoader.Load(job.Model, dtype, device);
+        using var model = job.Model is null ? EmbeddedDefaultModel.Create(device, dtype) : StableDiffusionLoader.Load(job.Model, dtype, device, job.Variant, job.ConfigsFrom, job.Tokenizer);
         if (model.IsEmbeddedDefault)
             error.WriteLine($"note: no --model given: using the embedded default '{model.Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.");
         if (job.Width is null || job.Height is null)
