@@ -89,4 +89,20 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.StartsWith("error: ", r.Err.Trim());
         Assert.False(Directory.Exists(outDir) && Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any());
     }
+
+    [Fact]
+    public void GeneratesFromADiffusersFolderWithTheModelHashInTheMetadata()
+    {
+        var folder = Path.Combine(DiffusionPeft.Tests.Golden.GoldenData.Dir, "tiny_sd15_diffusers", "model");
+        var outDir = Path.Combine(_dir, "folder");
+        var r = Dpeft("generate", "--model", folder, "--prompt", "a lighthouse", "--steps", "2", "--width", "32", "--height", "48",
+            "--sampler", "dpm++2m_karras", "--seed", "3", "--clip-skip", "1", "--out", outDir, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        var png = Path.Combine(outDir, "0001-a-lighthouse", "000-s3.png");
+        var image = ImageLoader.Load(png);
+        Assert.Equal((32, 48), (image.Width, image.Height));
+        var hash = DiffusionPeft.Diffusion.Pipelines.FileHash.Sha256(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"))[..10];
+        Assert.Equal($"a lighthouse\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3, Size: 32x48, Model hash: {hash}, Model: model, Clip skip: 2, Version: dpeft",
+            PngText.Get(PngText.Read(png), "parameters"));
+    }
 }
