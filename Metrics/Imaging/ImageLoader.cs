@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using SkiaSharp;
 
@@ -66,6 +67,7 @@ public static class ImageLoader
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static RgbImage DropAlpha(byte[] rgba, int w, int h)
     {
         var rgb = new byte[w * h * 3];
