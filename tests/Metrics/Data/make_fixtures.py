@@ -41,6 +41,14 @@ base.save(os.path.join(here, "progressive.jpg"), quality=90, progressive=True, s
 if out["webp"]:
     base.save(os.path.join(here, "lossless.webp"), lossless=True)
     base.save(os.path.join(here, "lossy.webp"), quality=80)
+exif = Image.Exif()
+exif[0x0112] = 6                                                                  # rotate 90 degrees clockwise for display
+base.save(os.path.join(here, "exif6.png"), exif=exif.tobytes())
+exif[0x0112] = 3
+base.save(os.path.join(here, "exif3_q90.jpg"), exif=exif.tobytes(), quality=90)
+if out["webp"]:
+    exif[0x0112] = 8
+    base.save(os.path.join(here, "exif8_lossless.webp"), exif=exif.tobytes(), lossless=True)
 for f in sorted(os.listdir(here)):
     if f.split(".")[-1] in ("jpg", "png", "webp"):
         out["files"][f] = rgb_info(os.path.join(here, f))
