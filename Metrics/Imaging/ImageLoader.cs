@@ -72,7 +72,7 @@ public static class ImageLoader
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int PngOrientation(byte[] png, string name)
     {
-        foreach (var c in PngChunks.Read(png, name))
+        foreach (var c in PngChunks.Read(png, name, untilImageData: true))
             if (c.Type == "eXIf") return ExifReader.Orientation(png.AsSpan(c.Offset, c.Length));
         return 1;
     }
