@@ -31,7 +31,11 @@ public sealed class EmbeddingCache : IDisposable
         FilePath = path;
         if (path is null) return;
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
+        try { _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read); }
+        catch (IOException e)
+        {
+            throw new IOException($"{path}: cannot open the embedding cache for '{identity}' ({e.Message}); is another evaluation using the same cache folder?", e);
+        }
         try { RecoveredBytes = Load(); }
         catch { _file.Dispose(); throw; }
     }

@@ -48,7 +48,9 @@ public sealed class ImageEmbeddingRunner
         for (int b = 0; b < batches.Count; b++)
         {
             var prepared = next!.GetAwaiter().GetResult();
-            next = b + 1 < batches.Count ? Task.Run(() => Prepare(paths, batches[b + 1], result, prepTime)) : null;
+            // Capture the batch now: the loop variable moves on before the task runs.
+            var following = b + 1 < batches.Count ? batches[b + 1] : null;
+            next = following is null ? null : Task.Run(() => Prepare(paths, following, result, prepTime));
             inferTime.Start();
             for (int e = 0; e < m; e++)
             {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using SkiaSharp;
 
@@ -62,8 +63,18 @@ public static class ImageLoader
                 });
             var rgb = DropAlpha(rgba, size.Width, size.Height);
             int orientation = (int)codec.EncodedOrigin;
+            // Skia reads EXIF from JPEG and WebP but not from a PNG eXIf chunk; PIL's exif_transpose uses it.
+            if (orientation <= 1 && codec.EncodedFormat == SKEncodedImageFormat.Png) orientation = PngOrientation(bytes, name);
             return orientation is >= 2 and <= 8 ? ExifOrientation.Apply(rgb, orientation) : rgb;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int PngOrientation(byte[] png, string name)
+    {
+        foreach (var c in PngChunks.Read(png, name, untilImageData: true))
+            if (c.Type == "eXIf") return ExifReader.Orientation(png.AsSpan(c.Offset, c.Length));
+        return 1;
     }
 
     private static RgbImage DropAlpha(byte[] rgba, int w, int h)

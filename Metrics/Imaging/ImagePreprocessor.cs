@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace DiffusionPeft.Imaging;
 
 /// <summary>Resize shorter side (Pillow bicubic), center crop, ToTensor, Normalize: the torchvision pipeline of the DreamBooth evaluation.</summary>
@@ -13,15 +14,19 @@ public sealed record PreprocessSpec(string Name, int ResizeShorter, int Crop, fl
 public sealed class ImagePreprocessor
 {
     public PreprocessSpec Spec { get; }
-    private readonly float[] _mean, _std;
+    private readonly float[][] _lut; // per channel: (v / 255f - mean) / std for every uint8 v, computed exactly as the formula
 
     public ImagePreprocessor(PreprocessSpec spec)
     {
         if (spec.Mean.Length != 3 || spec.Std.Length != 3) throw new ArgumentException("mean and std need 3 values (R, G, B)", nameof(spec));
         if (spec.Crop <= 0 || spec.ResizeShorter < spec.Crop) throw new ArgumentException($"resize {spec.ResizeShorter} must be >= crop {spec.Crop} > 0", nameof(spec));
         Spec = spec;
-        _mean = spec.Mean.ToArray();
-        _std = spec.Std.ToArray();
+        _lut = new float[3][];
+        for (int c = 0; c < 3; c++)
+        {
+            _lut[c] = new float[256];
+            for (int v = 0; v < 256; v++) _lut[c][v] = (v / 255f - spec.Mean[c]) / spec.Std[c];
+        }
     }
 
     public int Crop => Spec.Crop;
@@ -34,16 +39,21 @@ public sealed class ImagePreprocessor
     public RgbImage CropU8(RgbImage image) => GeometryOf(image.Width, image.Height).Apply(image);
 
     /// <summary>Writes <c>(u8 / 255f - mean) / std</c> in float32, CHW, into <paramref name="destination"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Normalize(RgbImage crop, Span<float> destination)
     {
         int n = crop.Width * crop.Height;
         if (destination.Length < 3 * n) throw new ArgumentException($"destination holds {destination.Length} floats, needs {3 * n}", nameof(destination));
-        var px = crop.Pixels;
-        for (int c = 0; c < 3; c++)
+        ReadOnlySpan<byte> px = crop.Pixels;
+        var r = destination[..n];
+        var g = destination.Slice(n, n);
+        var b = destination.Slice(2 * n, n);
+        float[] lr = _lut[0], lg = _lut[1], lb = _lut[2];
+        for (int i = 0, j = 0; i < n; i++, j += 3)
         {
-            var plane = destination.Slice(c * n, n);
-            float mean = _mean[c], std = _std[c];
-            for (int i = 0; i < n; i++) plane[i] = (px[3 * i + c] / 255f - mean) / std;
+            r[i] = lr[px[j]];
+            g[i] = lg[px[j + 1]];
+            b[i] = lb[px[j + 2]];
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace DiffusionPeft.Imaging;
 
 /// <summary>
@@ -112,35 +113,46 @@ public static class PilResize
         return (byte)(v < 0 ? 0 : v > 255 ? 255 : v);
     }
 
-    private static void HorizontalRow(ReadOnlySpan<byte> srcRow, Span<byte> dstRow, Coefficients c, int firstOut)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void HorizontalRow(ReadOnlySpan<byte> srcRow, Span<byte> dstRow, Coefficients c, int firstOut)
     {
         int n = dstRow.Length / 3, ks = c.KernelSize;
-        for (int o = 0; o < n; o++)
+        fixed (byte* src = srcRow)
+        fixed (byte* dst = dstRow)
+        fixed (int* weights = c.Weights)
         {
-            int i = firstOut + o, xmin = c.Start[i], cnt = c.Count[i];
-            var w = c.Weights.AsSpan(i * ks, cnt);
-            var px = srcRow.Slice(xmin * 3, cnt * 3);
-            int s0 = 1 << (PrecisionBits - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < cnt; x++)
+            for (int o = 0; o < n; o++)
             {
-                int k = w[x];
-                s0 += px[3 * x] * k; s1 += px[3 * x + 1] * k; s2 += px[3 * x + 2] * k;
+                int i = firstOut + o, cnt = c.Count[i];
+                int* w = weights + i * ks;
+                byte* px = src + c.Start[i] * 3;
+                int s0 = 1 << (PrecisionBits - 1), s1 = s0, s2 = s0;
+                for (int x = 0; x < cnt; x++, px += 3)
+                {
+                    int k = w[x];
+                    s0 += px[0] * k; s1 += px[1] * k; s2 += px[2] * k;
+                }
+                dst[3 * o] = Clip8(s0); dst[3 * o + 1] = Clip8(s1); dst[3 * o + 2] = Clip8(s2);
             }
-            dstRow[3 * o] = Clip8(s0); dstRow[3 * o + 1] = Clip8(s1); dstRow[3 * o + 2] = Clip8(s2);
         }
     }
 
-    private static void VerticalRow(byte[] mid, int stride, int rowFirst, Span<byte> dstRow, Coefficients c, int outRow)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void VerticalRow(byte[] mid, int stride, int rowFirst, Span<byte> dstRow, Coefficients c, int outRow)
     {
         int ymin = c.Start[outRow] - rowFirst, cnt = c.Count[outRow];
         var w = c.Weights.AsSpan(outRow * c.KernelSize, cnt);
         Span<int> acc = stride <= 8192 ? stackalloc int[stride] : new int[stride];
         acc.Fill(1 << (PrecisionBits - 1));
-        for (int y = 0; y < cnt; y++)
+        fixed (int* a = acc)
+        fixed (byte* m = mid)
         {
-            int k = w[y];
-            var row = mid.AsSpan((ymin + y) * stride, stride);
-            for (int j = 0; j < row.Length; j++) acc[j] += row[j] * k;
+            for (int y = 0; y < cnt; y++)
+            {
+                int k = w[y];
+                byte* row = m + (ymin + y) * stride;
+                for (int j = 0; j < stride; j++) a[j] += row[j] * k;
+            }
         }
         for (int j = 0; j < stride; j++) dstRow[j] = Clip8(acc[j]);
     }

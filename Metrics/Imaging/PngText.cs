@@ -1,7 +1,5 @@
-using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
-using DiffusionPeft.IO;
 
 namespace DiffusionPeft.Imaging;
 
@@ -22,28 +20,18 @@ public static class PngText
 
     public static IReadOnlyList<(string Key, string Value)> Read(byte[] png, string name)
     {
-        ReadOnlySpan<byte> sig = [137, 80, 78, 71, 13, 10, 26, 10];
-        if (png.Length < 8 || !png.AsSpan(0, 8).SequenceEqual(sig)) throw new ImageDecodeException(name, "not a PNG file (bad signature)");
         var result = new List<(string, string)>();
-        int pos = 8;
-        while (true)
+        foreach (var c in PngChunks.Read(png, name))
         {
-            if (png.Length - pos < 12) throw new ImageDecodeException(name, $"truncated PNG (chunk header at byte {pos})");
-            int len = BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(pos));
-            string type = Encoding.ASCII.GetString(png, pos + 4, 4);
-            if (len < 0 || png.Length - pos - 12 < len) throw new ImageDecodeException(name, $"truncated PNG ({type} chunk at byte {pos} runs past the end)");
-            var data = png.AsSpan(pos + 8, len);
-            uint crc = BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(pos + 8 + len));
-            if (Crc32.Compute(png.AsSpan(pos + 4, len + 4)) != crc) throw new ImageDecodeException(name, $"corrupt PNG ({type} chunk at byte {pos} fails its CRC)");
-            switch (type)
+            var data = png.AsSpan(c.Offset, c.Length);
+            switch (c.Type)
             {
                 case "tEXt": result.Add(ParseText(data, name)); break;
                 case "zTXt": result.Add(ParseCompressedText(data, name)); break;
                 case "iTXt": result.Add(ParseInternationalText(data, name)); break;
-                case "IEND": return result;
             }
-            pos += 12 + len;
         }
+        return result;
     }
 
     private static (string, string) ParseText(ReadOnlySpan<byte> d, string name)

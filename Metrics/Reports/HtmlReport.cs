@@ -36,6 +36,10 @@ public static class HtmlReport
     public static void Write(IReadOnlyList<FidelityReport> runs, string path, HtmlReportOptions? options = null) =>
         AtomicFile.WriteAllText(path, Render(runs, options ?? new HtmlReportOptions()));
 
+    /// <summary>A comparison page from saved <c>report.json</c> files (one run each, in the given order).</summary>
+    public static void WriteComparison(IEnumerable<string> reportJsonPaths, string path, HtmlReportOptions? options = null) =>
+        Write(reportJsonPaths.Select(ReportWriter.ReadJson).ToList(), path, options);
+
     public static string F(double v) => double.IsNaN(v) ? "–" : v.ToString("F4", Inv);
     private static string H(string s) => WebUtility.HtmlEncode(s);
     private static string Color(int run) => Palette[run % Palette.Length];
@@ -51,7 +55,7 @@ public static class HtmlReport
 <title>{{H(o.Title)}} — {{H(string.Join(", ", runs.Select(r => r.Label)))}}</title>
 <style>{{Css}}</style></head><body>
 <header><h1>{{H(o.Title)}}</h1>
-<p class="sub">{{runs.Count}} run{{(runs.Count == 1 ? "" : "s")}} · {{runs.Sum(r => r.Scores.PerImage.Count)}} generated images · {{runs.Select(r => r.Scores.PerSubject.Count).Max()}} subjects · created {{runs.Max(r => r.CreatedUtc).ToString("yyyy-MM-dd HH:mm 'UTC'", Inv)}}</p>
+<p class="sub">{{runs.Count}} run{{(runs.Count == 1 ? "" : "s")}} · {{runs.Max(r => r.Scores.PerImage.Count)}} generated images{{(runs.Count == 1 ? "" : " per run")}} · {{runs.Select(r => r.Scores.PerSubject.Count).Max()}} subjects · created {{runs.Max(r => r.CreatedUtc).ToString("yyyy-MM-dd HH:mm 'UTC'", Inv)}}</p>
 <p class="legend">{{string.Concat(runs.Select((r, i) => $"<span class=\"key\"><i style=\"background:{Color(i)}\"></i>{H(r.Label)}</span>"))}}</p>
 <nav><a href="#summary">Summary</a><a href="#charts">Charts</a><a href="#subjects">Subjects</a><a href="#prompts">Prompts</a><a href="#galleries">Galleries</a><a href="#about">About</a></nav>
 </header><main>
@@ -97,7 +101,7 @@ public static class HtmlReport
             Ref: m.Key == "clip_t" ? double.NaN : m.Of(runs[0].RealVsReal).Mean)).ToList();
         sb.Append("<figure class=\"chart\"><figcaption>Overall (± 1 standard error; dashed: real vs real)</figcaption>");
         BarChart(sb, groups, 560, 300);
-        sb.Append("</figure>");
+        sb.Append("</figure></div><div class=\"chart-row\">");
         foreach (var m in Metrics.Take(2))
         {
             var subjects = runs.SelectMany(r => r.Scores.PerSubject.Select(s => s.Name)).Distinct().ToList();
@@ -286,13 +290,13 @@ header h1{margin:0;font-size:26px;font-weight:650;letter-spacing:.2px}.sub{margi
 .legend .key{display:inline-flex;align-items:center;margin-right:16px;font-weight:600}.legend i{width:12px;height:12px;border-radius:3px;margin-right:6px;display:inline-block;border:1px solid #fff8}
 nav{margin-top:14px;display:flex;gap:4px}nav a{color:#fff;text-decoration:none;padding:8px 14px;border-radius:8px 8px 0 0;background:#ffffff1f}nav a:hover{background:#ffffff38}
 main{max-width:1320px;margin:0 auto;padding:10px 40px 60px}section{margin-top:28px}h2{font-size:19px;margin:0 0 12px;font-weight:650}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:16px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(390px,1fr));gap:16px}
 .card{background:var(--card);border:1px solid var(--line);border-top:4px solid var(--accent);border-radius:12px;padding:16px 18px;box-shadow:0 1px 2px #1018280d}
-.card h3{margin:0 0 10px;font-size:16px}.metrics{display:flex;gap:10px}.metric{flex:1;background:#f9fafb;border-radius:10px;padding:10px 12px;display:flex;flex-direction:column}
-.metric .name{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.5px}.metric .value{font-size:26px;font-weight:700;font-variant-numeric:tabular-nums}
+.card h3{margin:0 0 10px;font-size:16px}.metrics{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:10px}.metric{min-width:0;background:#f9fafb;border-radius:10px;padding:10px 12px;display:flex;flex-direction:column}
+.metric .name{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.5px}.metric .value{font-size:24px;font-weight:700;font-variant-numeric:tabular-nums}
 .metric .std{font-size:12px;color:var(--muted)}.metric.best{outline:2px solid #f4b400;outline-offset:-2px}.ref{margin:8px 0 0;color:var(--muted);font-size:12.5px}
 .note,.hint{color:var(--muted);font-size:12.5px;max-width:1000px}
-.chart-row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.chart{margin:0;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:12px 14px}
+.chart-row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start;margin-bottom:16px}.chart{margin:0;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:12px 14px}
 .chart figcaption{font-weight:600;margin-bottom:6px}svg text{font-family:inherit}.grid{stroke:#eef0f3}.zero{stroke:#98a2b3}.axis{font-size:11px;fill:var(--muted)}
 .label{font-size:12px;fill:var(--fg)}.val{font-size:11px;fill:var(--fg);font-weight:600}.small{font-size:9.5px;fill:var(--muted)}.whisker{stroke:#1d2330;stroke-width:1.4}
 .ref{stroke:#e15759;stroke-dasharray:5 4;stroke-width:1.6}.bar:hover rect{filter:brightness(1.12)}

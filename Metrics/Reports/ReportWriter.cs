@@ -56,7 +56,8 @@ public static class ReportWriter
         return sb.ToString();
     }
 
-    internal static string Num(double v) => double.IsNaN(v) ? "" : v.ToString("R", Inv);
+    /// <summary>Round-trip invariant formatting; NaN as an empty field.</summary>
+    public static string Num(double v) => double.IsNaN(v) ? "" : v.ToString("R", Inv);
 
     private static void Row(StringBuilder sb, params string[] fields)
     {
