@@ -4,6 +4,7 @@ using DiffusionPeft.Benchmarks;
 var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
 {
     ["unet"] = (UNetBenchmark.Help, UNetBenchmark.Run),
+    ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
 };
 
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help" || !benchmarks.ContainsKey(args[0]))

@@ -1,0 +1,103 @@
+using System.CommandLine;
+using DiffusionPeft.Metrics;
+using DiffusionPeft.Text;
+
+namespace DiffusionPeft.Cli.Commands;
+
+/// <summary>`dpeft eval`: DINO, CLIP-I and CLIP-T of generated images against real ones, per image, prompt and subject.</summary>
+public static class EvalCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var subjects = new Option<string>("--subjects") { Description = "Subjects CSV (subject,class,kind) or a prompts folder holding dreambooth_subjects.csv.", DefaultValueFactory = _ => "prompts/dreambooth_subjects.csv" };
+        var generated = new Option<string>("--generated") { Description = "Generated images: DIR/<subject>/**.png (prompt read from the PNG's parameters chunk).", Required = true };
+        var real = new Option<string>("--real") { Description = "Real images: DIR/<subject>/*.{jpg,png,webp}.", Required = true };
+        var models = MetricModelOptions.Create();
+        var outDir = new Option<string>("--out") { Description = "Report folder: report.json, CSV tables, report.html.", DefaultValueFactory = _ => "eval" };
+        var label = new Option<string>("--label") { Description = "Names this run in reports (adapter, checkpoint...).", DefaultValueFactory = _ => "run" };
+        var identifier = new Option<string>("--identifier") { Description = "The rare identifier in the prompts.", DefaultValueFactory = _ => "sks" };
+        var withoutId = new Option<bool>("--clip-t-without-identifier") { Description = "Score CLIP-T against the prompt with the identifier removed (recorded in the report)." };
+        var cache = new Option<string?>("--cache") { Description = "Embedding cache folder (default: OUT/.embcache); survives crashes." };
+        var batch = new Option<int>("--batch") { Description = "Images per ONNX call.", DefaultValueFactory = _ => 16 };
+        var subjectFilter = new Option<string[]>("--subject") { Description = "Only these subjects (repeatable).", DefaultValueFactory = _ => [] };
+
+        var command = new Command("eval", "Score generated images with DINO, CLIP-I and CLIP-T (DreamBooth protocol) and write JSON, CSV and HTML reports.")
+        {
+            subjects, generated, real, outDir, label, identifier, withoutId, cache, batch, subjectFilter,
+        };
+        models.AddTo(command);
+        command.SetAction(r =>
+        {
+            var o = r.GetValue(outDir)!;
+            var fidelityModels = models.Resolve(r);
+            var progress = new Progress<string>(m => error.WriteLine(m));
+            var report = FidelityEvaluation.Run(r.GetValue(subjects)!, r.GetValue(generated)!, r.GetValue(real)!, fidelityModels, new FidelityOptions
+            {
+                Label = r.GetValue(label)!,
+                Identifier = r.GetValue(identifier)!,
+                ClipTWithoutIdentifier = r.GetValue(withoutId),
+                CacheDir = r.GetValue(cache) ?? Path.Combine(o, ".embcache"),
+                BatchSize = r.GetValue(batch),
+                Subjects = r.GetValue(subjectFilter) is { Length: > 0 } s ? s : null,
+                Progress = progress,
+            });
+            ReportWriter.WriteAll(report, o);
+            var all = report.Scores.Overall;
+            output.WriteLine($"{report.Label}: DINO {Fmt(all.Dino)}  CLIP-I {Fmt(all.ClipI)}  CLIP-T {Fmt(all.ClipT)}  (real vs real: DINO {Fmt(report.RealVsReal.Dino)}, CLIP-I {Fmt(report.RealVsReal.ClipI)})");
+            foreach (var (subject, reason) in report.Skipped) error.WriteLine($"skipped {subject}: {reason}");
+            output.WriteLine($"reports written to {Path.GetFullPath(o)} (report.html, report.json, *.csv)");
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Fmt(Stat s) => double.IsNaN(s.Mean) ? "–" : $"{s.Mean:F4} ± {s.Std:F4} (n={s.Count})";
+}
+
+/// <summary>`dpeft compare-reports`: one HTML page comparing several evaluation runs (adapters, checkpoints).</summary>
+public static class CompareReportsCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var reports = new Argument<string[]>("reports") { Description = "report.json files written by dpeft eval.", Arity = ArgumentArity.OneOrMore };
+        var outFile = new Option<string>("--out") { Description = "The HTML file to write.", DefaultValueFactory = _ => "compare.html" };
+        var command = new Command("compare-reports", "Compare evaluation runs side by side in one HTML report.") { reports, outFile };
+        command.SetAction(r =>
+        {
+            var files = r.GetValue(reports)!;
+            foreach (var f in files) if (!File.Exists(f)) throw new FileNotFoundException($"{f}: report not found.");
+            HtmlReport.WriteComparison(files, r.GetValue(outFile)!);
+            output.WriteLine($"wrote {Path.GetFullPath(r.GetValue(outFile)!)}");
+            return 0;
+        });
+        return command;
+    }
+}
+
+/// <summary>The ONNX model and tokenizer options shared by eval and bench-dreambooth.</summary>
+public sealed class MetricModelOptions
+{
+    public required Option<string> Dino { get; init; }
+    public required Option<string> ClipVision { get; init; }
+    public required Option<string> ClipText { get; init; }
+    public required Option<string> Tokenizer { get; init; }
+
+    public static MetricModelOptions Create() => new()
+    {
+        Dino = new Option<string>("--dino") { Description = "DINO ViT-S/16 ONNX (pixel_values → last_hidden_state).", Required = true },
+        ClipVision = new Option<string>("--clip-vision") { Description = "CLIP ViT-B/32 vision ONNX (pixel_values → image_embeds).", Required = true },
+        ClipText = new Option<string>("--clip-text") { Description = "CLIP ViT-B/32 text ONNX (input_ids → text_embeds).", Required = true },
+        Tokenizer = new Option<string>("--clip-tokenizer") { Description = "Folder with the CLIP model's vocab.json and merges.txt.", Required = true },
+    };
+
+    public void AddTo(Command c) { c.Options.Add(Dino); c.Options.Add(ClipVision); c.Options.Add(ClipText); c.Options.Add(Tokenizer); }
+
+    public FidelityModels Resolve(ParseResult r)
+    {
+        var paths = new MetricModelPaths(r.GetValue(Dino)!, r.GetValue(ClipVision)!, r.GetValue(ClipText)!);
+        foreach (var p in new[] { paths.Dino, paths.ClipVision, paths.ClipText })
+            if (!File.Exists(p)) throw new FileNotFoundException($"{p}: ONNX model not found.");
+        var tokenizer = ClipTokenizer.FromFolder(r.GetValue(Tokenizer)!);
+        return new FidelityModels(paths, t => tokenizer.EncodeForModel(t).InputIds);
+    }
+}
