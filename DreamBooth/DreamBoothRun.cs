@@ -1,0 +1,78 @@
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.DreamBooth.Training;
+
+namespace DiffusionPeft.DreamBooth;
+
+/// <summary>
+/// What <c>dpeft train</c> runs, in order: <see cref="Resolve"/> the config (file + flags), <see cref="PrepareData"/>
+/// (scans and decodes the instance images: bad folders fail here, before any model loads; creates the run
+/// folder and writes the resolved config), then the caller loads the model and builds its
+/// <see cref="ITrainingObjective"/>, and <see cref="Train"/> runs the loop and writes the final adapter.
+/// </summary>
+public sealed class DreamBoothRun
+{
+    public TrainConfig Config { get; }
+    public string RunDirectory { get; }
+    public InstanceDataset? Instances { get; private set; }
+    public AspectBuckets? Buckets { get; private set; }
+
+    /// <summary>The training size (width, height) of each instance image: its bucket, or resolution².</summary>
+    public IReadOnlyList<Bucket> TargetSizes { get; private set; } = [];
+
+    private readonly IImageDecoder _decoder;
+    private readonly ITrainingProgress _progress;
+
+    public DreamBoothRun(TrainConfig config, IImageDecoder decoder, ITrainingProgress? progress = null)
+    {
+        TrainConfigYaml.Validate(config);
+        Config = config;
+        RunDirectory = Path.GetFullPath(config.Out);
+        _decoder = decoder;
+        _progress = progress ?? NullTrainingProgress.Instance;
+    }
+
+    /// <summary>The config file (optional) with command-line values on top (keys are the flag names).</summary>
+    public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags) =>
+        TrainConfigYaml.Resolve(configPath, flags);
+
+    public InstanceDataset PrepareData()
+    {
+        var instances = InstanceDataset.Scan(Config.Images, Config.Prompt, _decoder, _progress.Warning);
+        if (instances.Skipped.Count > 0)
+            _progress.Warning($"{instances.Skipped.Count} of {instances.Count + instances.Skipped.Count} files in {Config.Images} were skipped");
+        Buckets = Config.Buckets ? new AspectBuckets(Config.Resolution) : null;
+        TargetSizes = instances.Images
+            .Select(im => Buckets?.For(im.Width, im.Height) ?? new Bucket(Config.Resolution, Config.Resolution))
+            .ToArray();
+        Directory.CreateDirectory(RunDirectory);
+        TrainConfigYaml.Save(Config, Path.Combine(RunDirectory, TrainConfigYaml.ResolvedFileName));
+        _progress.Info($"{instances.Count} training images in {Config.Images}; run folder {RunDirectory}");
+        return Instances = instances;
+    }
+
+    /// <summary>Batch order over <paramref name="itemCount"/> items (default: the instance images), grouped by bucket.</summary>
+    public DataOrder CreateDataOrder(int? itemCount = null)
+    {
+        var instances = Instances ?? throw new InvalidOperationException("call PrepareData first");
+        int n = itemCount ?? instances.Count;
+        var bucketIndex = Enumerable.Range(0, n)
+            .Select(i => Buckets is null ? 0 : Buckets.IndexFor(instances[i % instances.Count].Width, instances[i % instances.Count].Height))
+            .ToArray();
+        return new DataOrder(bucketIndex, Config.Batch, Config.Seed);
+    }
+
+    public TrainResult Train(ITrainingObjective objective, IValidationSampler? validation = null, DataOrder? order = null, CancellationToken cancellationToken = default)
+    {
+        if (Instances is null) PrepareData();
+        using var trainer = new Trainer(Config, RunDirectory, objective, order ?? CreateDataOrder(), _progress, validation);
+        var result = trainer.Run(cancellationToken);
+        if (!result.Interrupted)
+        {
+            objective.WriteFinal(RunDirectory, result.Steps);
+            _progress.Info($"finished {result.Steps} steps; adapter in {RunDirectory}");
+        }
+        return result;
+    }
+}
