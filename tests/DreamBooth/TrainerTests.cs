@@ -1,0 +1,165 @@
+using System.Text.Json;
+using DiffusionPeft.DreamBooth.Checkpoints;
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.DreamBooth.Training;
+using SkiaSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Tests.DreamBooth;
+
+internal sealed class RecordingProgress(Action<StepReport>? onStep = null) : ITrainingProgress
+{
+    public List<string> Infos { get; } = [];
+    public List<string> Warnings { get; } = [];
+    public List<StepReport> Steps { get; } = [];
+    public void Info(string message) => Infos.Add(message);
+    public void Warning(string message) => Warnings.Add(message);
+    public void Step(StepReport report) { Steps.Add(report); onStep?.Invoke(report); }
+}
+
+public sealed class TrainerTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-train-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private TrainConfig Config(string run, int steps = 12, int batch = 3, int accumulation = 1) => new()
+    {
+        Model = "toy", Images = "toy", Prompt = "toy", Out = Path.Combine(_dir, run), Steps = steps, Lr = 0.05, Batch = batch,
+        GradAccumulation = accumulation, CheckpointEvery = 5, Keep = 0, Seed = 17, WeightDecay = 0.01, MaxGradNorm = 1.0,
+        LrScheduler = LrScheduleKind.Cosine, LrWarmupSteps = 2, PlotEvery = 4,
+    };
+
+    private static TrainResult Train(TrainConfig c, ToyRegression objective, ITrainingProgress? progress = null, CancellationToken ct = default)
+    {
+        using var trainer = new Trainer(c, c.Out, objective, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), progress);
+        return trainer.Run(ct);
+    }
+
+    [Fact]
+    public void LossFallsAndTheRunFolderHasLogAndPlot()
+    {
+        var c = Config("falls", steps: 80, batch: 4) with { Lr = 0.1, LrScheduler = LrScheduleKind.Constant, PlotEvery = 20 };
+        using var toy = new ToyRegression(c.Lr);
+        var progress = new RecordingProgress();
+        var result = Train(c, toy, progress);
+        Assert.Equal(80, result.Steps);
+        Assert.False(result.Interrupted);
+        double first = progress.Steps.Take(5).Average(s => s.Loss), last = progress.Steps.TakeLast(5).Average(s => s.Loss);
+        Assert.True(last < first / 20, $"loss {first} → {last}");
+        Assert.Equal(Enumerable.Range(0, 81).Select(i => (long)i), toy.RampCalls); // 0 at start, then after every step
+
+        var lines = File.ReadAllLines(Path.Combine(c.Out, TrainingLog.FileName));
+        Assert.Equal(80, lines.Length);
+        using var doc = JsonDocument.Parse(lines[9]);
+        Assert.Equal(10, doc.RootElement.GetProperty("step").GetInt64());
+        Assert.Equal(progress.Steps[9].Loss, doc.RootElement.GetProperty("loss").GetDouble());
+        Assert.Equal(0.1, doc.RootElement.GetProperty("lr").GetDouble());
+        foreach (var key in new[] { "grad_norm", "it_s", "elapsed_s", "eta_s", "epoch" }) Assert.True(doc.RootElement.TryGetProperty(key, out _), key);
+
+        using var png = SKBitmap.Decode(Path.Combine(c.Out, LossPlot.FileName));
+        Assert.Equal((900, 500), (png.Width, png.Height));
+        Assert.Equal(new long[] { 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80 }, new CheckpointStore(Path.Combine(c.Out, "checkpoints")).List().Select(x => x.Step));
+    }
+
+    [Fact]
+    public void KilledAndResumedRunEqualsTheUninterruptedOneBitForBit()
+    {
+        var reference = Config("ref");
+        using var a = new ToyRegression(reference.Lr);
+        Train(reference, a);
+
+        var killed = Config("killed");
+        using (var b1 = new ToyRegression(killed.Lr) { CrashAtStep = 8 }) // dies inside step 9, after checkpoint 5
+            Assert.Throws<SimulatedKill>(() => Train(killed, b1));
+        Assert.Equal(5, new CheckpointStore(Path.Combine(killed.Out, "checkpoints")).List().Last().Step);
+
+        using var b2 = new ToyRegression(killed.Lr); // fresh objects, as a new process
+        var progress = new RecordingProgress();
+        var result = Train(killed with { Resume = "latest" }, b2, progress);
+        Assert.Equal(12, result.Steps);
+        Assert.Equal(5, b2.RampCalls[0]); // the ramp continues from the checkpoint
+        Bits.AssertIdentical(b2.W, a.W, "w after kill and resume");
+        Bits.AssertIdentical(b2.B, a.B, "b after kill and resume");
+        Assert.Contains(progress.Infos, m => m.Contains("resumed from") && m.Contains("step-000005"));
+
+        // The log reads as one run: steps 1..12 once each, with the reference's losses.
+        var refLog = File.ReadAllLines(Path.Combine(reference.Out, TrainingLog.FileName)).Select(Loss).ToArray();
+        var resumedLog = File.ReadAllLines(Path.Combine(killed.Out, TrainingLog.FileName)).Select(l => (Step(l), Loss(l))).ToArray();
+        Assert.Equal(Enumerable.Range(1, 12).Select(i => (long)i), resumedLog.Select(x => x.Item1));
+        Assert.Equal(refLog, resumedLog.Select(x => x.Item2));
+    }
+
+    [Fact]
+    public void ResumeWithDifferentTrainingSettingsIsRefused()
+    {
+        var c = Config("changed", steps: 5);
+        using (var t = new ToyRegression(c.Lr)) Train(c, t);
+        using var t2 = new ToyRegression(c.Lr);
+        var ex = Assert.Throws<InvalidCheckpointException>(() => Train(c with { Steps = 8, Resume = "latest", Seed = 3 }, t2));
+        Assert.Contains("step-000005", ex.Message);
+        Assert.Contains("seed", ex.Message);
+        using var t3 = new ToyRegression(c.Lr);
+        Assert.Equal(8, Train(c with { Steps = 8, Resume = "latest" }, t3).Steps); // more steps is fine
+    }
+
+    [Fact]
+    public void CtrlCSavesACheckpointAndTheRunContinuesExactly()
+    {
+        var reference = Config("ref-c");
+        using var a = new ToyRegression(reference.Lr);
+        Train(reference, a);
+
+        var c = Config("cancelled");
+        using var cts = new CancellationTokenSource();
+        using (var b1 = new ToyRegression(c.Lr))
+        {
+            var result = Train(c, b1, new RecordingProgress(r => { if (r.Step == 7) cts.Cancel(); }), cts.Token);
+            Assert.True(result.Interrupted);
+            Assert.Equal(7, result.Steps);
+            Assert.EndsWith("step-000007", result.LastCheckpoint);
+        }
+        using var b2 = new ToyRegression(c.Lr);
+        Train(c with { Resume = "latest" }, b2);
+        Bits.AssertIdentical(b2.W, a.W, "w after Ctrl-C and resume");
+        Bits.AssertIdentical(b2.B, a.B, "b after Ctrl-C and resume");
+    }
+
+    [Fact]
+    public void NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint()
+    {
+        var c = Config("nan");
+        using var t = new ToyRegression(c.Lr) { NanAtStep = 6 }; // the 7th step
+        var progress = new RecordingProgress();
+        var ex = Assert.Throws<NonFiniteLossException>(() => Train(c, t, progress));
+        Assert.Equal(7, ex.Step);
+        Assert.Contains("step 7: the loss is NaN", ex.Message);
+        Assert.Contains("step-000005", ex.Message);
+        Assert.Single(progress.Warnings);
+        var store = new CheckpointStore(Path.Combine(c.Out, "checkpoints"));
+        Assert.Equal(new long[] { 5 }, store.List().Select(x => x.Step));
+        Assert.False(t.W.isnan().any().item<bool>()); // no optimizer step with the bad gradient
+    }
+
+    [Fact]
+    public void AccumulationMatchesOneLargeBatch()
+    {
+        // 4 items: one batch of 4, or two micro-batches of 2 covering the same epoch, give the same update.
+        var big = Config("big", steps: 6, batch: 4) with { LrScheduler = LrScheduleKind.Constant };
+        var small = Config("small", steps: 6, batch: 2, accumulation: 2) with { LrScheduler = LrScheduleKind.Constant };
+        using var a = new ToyRegression(big.Lr, noise: 0);
+        using var b = new ToyRegression(small.Lr, noise: 0);
+        foreach (var (cfg, toy) in new[] { (big, a), (small, b) })
+        {
+            using var trainer = new Trainer(cfg, cfg.Out, toy, new DataOrder(4, cfg.Batch, cfg.Seed));
+            trainer.Run();
+        }
+        Assert.True(a.W.abs().sum().item<float>() > 0.1f);
+        TensorAssert.Close(b.W, a.W, 1e-6, 1e-5, "w with accumulation");
+        TensorAssert.Close(b.B, a.B, 1e-6, 1e-5, "b with accumulation");
+    }
+
+    private static long Step(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("step").GetInt64(); }
+    private static double Loss(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("loss").GetDouble(); }
+}
