@@ -198,6 +198,7 @@ public static class TrainConfigYaml
         Check(Regex.IsMatch(c.Device.Trim(), "^(cpu|cuda(:[0-9]+)?)$", RegexOptions.IgnoreCase), "device", $"expected cpu, cuda or cuda:N, got '{c.Device}'");
         Check(c.CacheLatents == LatentCacheMode.None || c.Crop != CropMode.Random, "cache-latents",
             "cached latents freeze random crops: use --crop center or --cache-latents none");
+        Check(!(c.Buckets && c.PriorPreservation), "buckets", "aspect-ratio buckets with prior preservation are not supported yet (class images would need their own buckets)");
         Check(c.PlotEvery >= 1, "plot-every", $"must be >= 1, got {c.PlotEvery}");
 
         if (errors.Count > 0)
