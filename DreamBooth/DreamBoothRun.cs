@@ -16,6 +16,7 @@ public sealed class DreamBoothRun
     public TrainConfig Config { get; }
     public string RunDirectory { get; }
     public InstanceDataset? Instances { get; private set; }
+    public InstanceDataset? Classes { get; private set; }
     public AspectBuckets? Buckets { get; private set; }
 
     /// <summary>The training size (width, height) of each instance image: its bucket, or resolution².</summary>
@@ -52,11 +53,25 @@ public sealed class DreamBoothRun
         return Instances = instances;
     }
 
-    /// <summary>Batch order over <paramref name="itemCount"/> items (default: the instance images), grouped by bucket.</summary>
+    /// <summary>
+    /// Prior preservation, once the base model is loaded: generates the missing class images (batched, seeded,
+    /// resumable) and scans the class folder. Returns null when prior preservation is off.
+    /// </summary>
+    public InstanceDataset? PrepareClassImages(IClassImageSampler sampler, int batchSize, CancellationToken cancellationToken = default)
+    {
+        if (!Config.PriorPreservation) return null;
+        ClassImages.Generate(Config, _decoder, sampler, batchSize, _progress, cancellationToken);
+        return Classes = InstanceDataset.Scan(Config.ClassImages!, Config.ClassPrompt!, _decoder, _progress.Warning, role: "class");
+    }
+
+    /// <summary>
+    /// Batch order over <paramref name="itemCount"/> items, grouped by bucket. Default: the instance images, or
+    /// max(instances, class images) with prior preservation (item i pairs instance i mod n with class image i mod m).
+    /// </summary>
     public DataOrder CreateDataOrder(int? itemCount = null)
     {
         var instances = Instances ?? throw new InvalidOperationException("call PrepareData first");
-        int n = itemCount ?? instances.Count;
+        int n = itemCount ?? Math.Max(instances.Count, Classes?.Count ?? 0);
         var bucketIndex = Enumerable.Range(0, n)
             .Select(i => Buckets is null ? 0 : Buckets.IndexFor(instances[i % instances.Count].Width, instances[i % instances.Count].Height))
             .ToArray();

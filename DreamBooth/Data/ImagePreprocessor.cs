@@ -11,8 +11,8 @@ public sealed record CropPlan(int ResizedWidth, int ResizedHeight, int Left, int
 /// Resize so the image covers the target (the shorter side, relative to the target's aspect, fits exactly),
 /// crop to the target (center or random), optional horizontal flip, scale to [-1, 1] CHW float32 — what
 /// diffusers' DreamBooth dataset does with Resize + CenterCrop/RandomCrop + ToTensor + Normalize(0.5, 0.5).
-/// Downscaling uses area averaging (an antialiasing box filter: TorchSharp's interpolate has no antialias
-/// flag), upscaling bicubic. Augmentation draws from a generator keyed by (seed, epoch, item), so it needs no
+/// The resize is bicubic with antialiasing (PyTorch's <c>_upsample_bicubic2d_aa</c>: the kernel widens with the
+/// downscale factor, as PIL's and torchvision's antialiased resize), clamped to the pixel range. Augmentation draws from a generator keyed by (seed, epoch, item), so it needs no
 /// saved state to resume.
 /// </summary>
 public static class ImagePreprocessor
@@ -48,12 +48,8 @@ public static class ImagePreprocessor
         var hwc = tensor(image.Rgb, [image.Height, image.Width, 3], ScalarType.Byte);
         var x = hwc.permute(2, 0, 1).unsqueeze(0).to_type(ScalarType.Float32).div_(255f);
         if (plan.ResizedWidth != image.Width || plan.ResizedHeight != image.Height)
-        {
-            bool down = plan.ResizedWidth <= image.Width && plan.ResizedHeight <= image.Height;
-            x = nn.functional.interpolate(x, [plan.ResizedHeight, plan.ResizedWidth],
-                mode: down ? InterpolationMode.Area : InterpolationMode.Bicubic,
-                align_corners: down ? null : false).clamp_(0f, 1f);
-        }
+            x = nn.functional.interpolate(x, [plan.ResizedHeight, plan.ResizedWidth], mode: InterpolationMode.Bicubic,
+                align_corners: false, antialias: true).clamp_(0f, 1f);
         x = x.narrow(2, plan.Top, plan.Height).narrow(3, plan.Left, plan.Width);
         if (plan.Flip) x = x.flip(3);
         return x.squeeze(0).mul(2f).sub_(1f).contiguous().MoveToOuterDisposeScope();

@@ -119,15 +119,19 @@ public sealed class ImagePreprocessorTests
     }
 
     [Fact]
-    public void DownscaleAveragesAreasAndUpscaleKeepsConstants()
+    public void DownscaleIsAntialiasedAndExactOnRampsAndConstants()
     {
-        // 4x4 → 2x2: each output pixel is the mean of a 2x2 block (an antialiasing box filter).
-        var img = Image(4, 4, (x, y, c) => (byte)(x * 20 + y * 60));
-        using var t = ImagePreprocessor.ToTensor(img, new CropPlan(2, 2, 0, 0, 2, 2, false));
-        double Expected(int bx, int by) => new[] { (0, 0), (1, 0), (0, 1), (1, 1) }.Average(d => (2 * bx + d.Item1) * 20 + (2 * by + d.Item2) * 60) / 255.0 * 2 - 1;
-        Assert.Equal(Expected(1, 0), t[0, 0, 1].item<float>(), 5);
-        Assert.Equal(Expected(0, 1), t[2, 1, 0].item<float>(), 5);
-        var flat = Image(2, 2, (_, _, c) => (byte)(50 + c));
+        // A symmetric normalized kernel reproduces a linear ramp where its window (±16 px at 8× down) fits inside the image.
+        var ramp = Image(64, 64, (x, _, _) => (byte)(2 * x + 40));
+        using var t = ImagePreprocessor.ToTensor(ramp, new CropPlan(8, 8, 0, 0, 8, 8, false));
+        for (int j = 2; j <= 5; j++)
+            Assert.Equal((2 * (8 * j + 3.5) + 40) / 255.0 * 2 - 1, t[0, 4, j].item<float>(), 4);
+        // The highest frequency (a 1-px checkerboard) averages to mid-gray instead of aliasing.
+        var checker = Image(64, 64, (x, y, _) => (byte)((x + y) % 2 == 0 ? 0 : 255));
+        using var c = ImagePreprocessor.ToTensor(checker, new CropPlan(16, 16, 0, 0, 16, 16, false));
+        Assert.True(c.abs().max().item<float>() < 0.02f, $"checkerboard → {c.abs().max().item<float>()}");
+        // Upscaling keeps a constant image constant.
+        var flat = Image(2, 2, (_, _, ch) => (byte)(50 + ch));
         using var up = ImagePreprocessor.ToTensor(flat, new CropPlan(6, 6, 1, 1, 4, 4, false));
         Assert.Equal(new long[] { 3, 4, 4 }, up.shape);
         Assert.Equal(51f / 255f * 2f - 1f, up[1].min().item<float>(), 5);

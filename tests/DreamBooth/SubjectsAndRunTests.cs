@@ -4,6 +4,7 @@ using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.IO;
+using DiffusionPeft.DreamBooth.Training;
 
 namespace DiffusionPeft.Tests.DreamBooth;
 
@@ -103,5 +104,71 @@ public sealed class DreamBoothRunTests : IDisposable
         Assert.True(File.Exists(Path.Combine(config.Out, "adapter.safetensors")));
         Assert.Equal(6, File.ReadAllLines(Path.Combine(config.Out, TrainingLog.FileName)).Length);
         Assert.Equal(2, Directory.EnumerateDirectories(Path.Combine(config.Out, "checkpoints")).Count());
+    }
+}
+
+/// <summary>Writes "64 64" files (decodable by <see cref="FakeDecoder"/>) and records seeds; can stop after some batches.</summary>
+internal sealed class FakeClassSampler(int? failAfterBatches = null) : IClassImageSampler
+{
+    public List<ClassImageRequest> Generated { get; } = [];
+    public List<int> BatchSizes { get; } = [];
+
+    public void Generate(string prompt, IReadOnlyList<ClassImageRequest> batch, CancellationToken cancellationToken)
+    {
+        if (failAfterBatches == BatchSizes.Count) throw new OperationCanceledException("killed");
+        BatchSizes.Add(batch.Count);
+        foreach (var r in batch)
+        {
+            AtomicFile.WriteAllText(r.Path, "64 64");
+            Generated.Add(r);
+        }
+    }
+}
+
+public sealed class ClassImagesTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-class-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private TrainConfig Config => new()
+    {
+        Model = "m", Images = "i", Prompt = "a photo of sks dog", Out = "o", ClassPrompt = "a photo of dog",
+        ClassImages = Path.Combine(_dir, "dog"), NumClassImages = 7, Seed = 100,
+    };
+
+    [Fact]
+    public void GeneratesOnlyTheMissingImagesOnceInSeededBatches()
+    {
+        Directory.CreateDirectory(Config.ClassImages!);
+        File.WriteAllText(Path.Combine(Config.ClassImages!, "mine.jpg"), "32 32");
+        File.WriteAllText(Path.Combine(Config.ClassImages!, "class-00001.png"), "64 64");
+        File.WriteAllText(Path.Combine(Config.ClassImages!, "class-00002.png"), "bad"); // regenerated
+        var sampler = new FakeClassSampler();
+        var progress = new RecordingProgress();
+        Assert.Equal(5, ClassImages.Generate(Config, new FakeDecoder(), sampler, 2, progress));
+        Assert.Equal(new[] { 0, 2, 3, 4, 5 }, sampler.Generated.Select(r => r.Index));
+        Assert.Equal(new long[] { 100, 102, 103, 104, 105 }, sampler.Generated.Select(r => r.Seed));
+        Assert.Equal(new[] { 2, 2, 1 }, sampler.BatchSizes);
+        Assert.Contains("class images 5/5", progress.Infos);
+        Assert.Single(progress.Warnings, w => w.Contains("class-00002.png"));
+
+        var again = new FakeClassSampler();
+        Assert.Equal(0, ClassImages.Generate(Config, new FakeDecoder(), again, 2));
+        Assert.Empty(again.Generated);
+    }
+
+    [Fact]
+    public void AnInterruptedGenerationResumesWithTheSameFilesAndSeeds()
+    {
+        var uninterrupted = new FakeClassSampler();
+        ClassImages.Generate(Config with { ClassImages = Path.Combine(_dir, "ref") }, new FakeDecoder(), uninterrupted, 3);
+
+        var killed = new FakeClassSampler(failAfterBatches: 1);
+        Assert.Throws<OperationCanceledException>(() => ClassImages.Generate(Config, new FakeDecoder(), killed, 3));
+        Assert.Equal(3, killed.Generated.Count);
+        var resumed = new FakeClassSampler();
+        ClassImages.Generate(Config, new FakeDecoder(), resumed, 3);
+        Assert.Equal(uninterrupted.Generated.Select(r => (r.Index, r.Seed, Path.GetFileName(r.Path))),
+                     killed.Generated.Concat(resumed.Generated).Select(r => (r.Index, r.Seed, Path.GetFileName(r.Path))));
     }
 }
