@@ -1,7 +1,9 @@
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.DreamBooth.Training;
+using DiffusionPeft.IO;
 
 namespace DiffusionPeft.DreamBooth;
 
@@ -37,6 +39,21 @@ public sealed class DreamBoothRun
     /// <summary>The config file (optional) with command-line values on top (keys are the flag names).</summary>
     public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags) =>
         TrainConfigYaml.Resolve(configPath, flags);
+
+    /// <summary>
+    /// A subjects manifest run: the config file and flags give the shared settings (--images and --prompt may be
+    /// left out; prompts may use {identifier} and {class}), each subject of this shard gets its own validated config
+    /// with --out/&lt;subject&gt; as its run folder.
+    /// </summary>
+    public static IReadOnlyList<(Subject Subject, TrainConfig Config)> ResolveSubjects(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags,
+                                                                                       string manifestPath, Shard shard)
+    {
+        var shared = configPath is null ? new TrainConfig() : TrainConfigYaml.Load(configPath, validate: false);
+        if (flags is not null) shared = TrainConfigYaml.ApplyOverrides(shared, flags);
+        var plans = SubjectsManifest.Plan(shared, SubjectsManifest.Read(manifestPath), shard);
+        foreach (var (subject, config) in plans) TrainConfigYaml.Validate(config, $"{manifestPath} (subject {subject.Name})");
+        return plans;
+    }
 
     public InstanceDataset PrepareData()
     {

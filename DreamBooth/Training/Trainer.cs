@@ -88,6 +88,10 @@ public sealed class Trainer : IDisposable
                 _progress.Info($"resumed from {lastCheckpoint} at step {Step}");
             }
         }
+        if (lastCheckpoint is null && _store.Latest() is { } stale)
+            // Starting over beside another run's checkpoints would let "keep the newest K" delete the new ones.
+            throw new InvalidCheckpointException($"{_store.Directory} already holds checkpoints (newest: {Path.GetFileName(stale)}); " +
+                                                 "pass --resume latest to continue that run, or choose another --out");
         _objective.OnOptimizerStep(Step);
 
         using var log = new TrainingLog(Path.Combine(_runDirectory, TrainingLog.FileName), Step);

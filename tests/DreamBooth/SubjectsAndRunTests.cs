@@ -172,3 +172,26 @@ public sealed class ClassImagesTests : IDisposable
                      killed.Generated.Concat(resumed.Generated).Select(r => (r.Index, r.Seed, Path.GetFileName(r.Path))));
     }
 }
+
+public sealed class SubjectRunResolutionTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-subjrun-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void SharedConfigAndFlagsApplyToEverySubjectOfTheShard()
+    {
+        var manifest = Path.Combine(_dir, "subjects.csv");
+        File.WriteAllText(manifest, "folder,identifier,class\nrex,sks,dog\ntom,zwx,cat\nbo,ohwx,dog\n");
+        var yaml = Path.Combine(_dir, "shared.yaml");
+        File.WriteAllText(yaml, "model: sd15\nout: runs\nsteps: 400\n");
+        var runs = DreamBoothRun.ResolveSubjects(yaml, [new("--steps", "300"), new("--method", "dora")], manifest, Shard.Parse("1/2"));
+        Assert.Equal(new[] { "rex", "bo" }, runs.Select(r => r.Subject.Name));
+        Assert.All(runs, r => Assert.Equal((300, AdapterMethod.Dora, "sd15"), (r.Config.Steps, r.Config.Method, r.Config.Model)));
+        Assert.Equal("a photo of ohwx dog", runs[1].Config.Prompt);
+        Assert.Equal(Path.Combine("runs", "bo"), runs[1].Config.Out);
+
+        var ex = Assert.Throws<TrainConfigException>(() => DreamBoothRun.ResolveSubjects(yaml, [new("--rank", "0")], manifest, Shard.All));
+        Assert.Contains("subject rex", ex.Message);
+    }
+}

@@ -163,3 +163,47 @@ public sealed class TrainerTests : IDisposable
     private static long Step(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("step").GetInt64(); }
     private static double Loss(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("loss").GetDouble(); }
 }
+
+public sealed class TrainingLogAndRestartTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-log-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void ResumingDropsLaterAndTruncatedLines()
+    {
+        var path = Path.Combine(_dir, TrainingLog.FileName);
+        File.WriteAllText(path, "{\"step\":1,\"loss\":0.5}\n{\"step\":2,\"loss\":0.25}\n{\"step\":3,\"loss\":0.125}\n{\"step\":4,\"lo");
+        using (var log = new TrainingLog(path, resumedStep: 2))
+        {
+            Assert.Equal(new[] { (1L, 0.5), (2L, 0.25) }, log.Losses);
+            log.Append(new StepReport(3, 10, 0, 0.2, 1e-4, 0.9, 2.5, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(7)));
+        }
+        var lines = File.ReadAllLines(path);
+        Assert.Equal(3, lines.Length);
+        Assert.Equal("{\"step\":3,\"epoch\":0,\"loss\":0.2,\"lr\":0.0001,\"grad_norm\":0.9,\"it_s\":2.5,\"elapsed_s\":3,\"eta_s\":7}", lines[2]);
+    }
+
+    [Fact]
+    public void SmoothingIsABiasCorrectedEma()
+    {
+        var s = LossPlot.Smooth([1.0, 0.0, double.NaN], beta: 0.5);
+        Assert.Equal(1.0, s[0], 12);
+        Assert.Equal(0.25 / 0.75, s[1], 12); // (0.5·0.5 + 0.5·0) / (1 − 0.5²)
+        Assert.Equal(s[1], s[2]);            // a non-finite loss holds the curve
+    }
+
+    [Fact]
+    public void AFreshRunRefusesAFolderWithAnotherRunsCheckpoints()
+    {
+        var c = new TrainConfig { Model = "toy", Images = "toy", Prompt = "toy", Out = Path.Combine(_dir, "run"), Steps = 3, Lr = 0.05, CheckpointEvery = 0, Batch = 2 };
+        using (var t = new ToyRegression(c.Lr))
+        using (var trainer = new Trainer(c, c.Out, t, new DataOrder(ToyRegression.Items, c.Batch, c.Seed)))
+            trainer.Run();
+        using var t2 = new ToyRegression(c.Lr);
+        using var again = new Trainer(c with { Steps = 5 }, c.Out, t2, new DataOrder(ToyRegression.Items, c.Batch, c.Seed));
+        var ex = Assert.Throws<InvalidCheckpointException>(() => again.Run());
+        Assert.Contains("step-000003", ex.Message);
+        Assert.Contains("--resume latest", ex.Message);
+    }
+}
