@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
@@ -19,10 +20,13 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[
 /// second copy in managed memory. Every structural fault is an <see cref="InvalidSafetensorsException"/>
 /// naming the file, the tensor and the fault.
 /// </summary>
-public sealed class SafetensorsFile : ITensorSource, IDisposable
+public sealed class SafetensorsFile : IOwnedTensorSource
 {
     /// <summary>Largest header accepted (the reference implementation uses the same 100 MB bound).</summary>
     public const long MaxHeaderBytes = 100_000_000;
+
+    /// <summary>Most dimensions a tensor may have (PyTorch's own limit is 64).</summary>
+    public const int MaxRank = 64;
 
     private readonly SafeFileHandle _handle;
     private readonly Dictionary<string, SafetensorsEntry> _entries;
@@ -51,7 +55,7 @@ public sealed class SafetensorsFile : ITensorSource, IDisposable
             if (length < 8) throw Fault(path, null, $"file is {length} bytes, shorter than the 8-byte header length");
             Span<byte> lenBytes = stackalloc byte[8];
             ReadExactly(handle, lenBytes, 0, path);
-            ulong n = BitConverter.ToUInt64(lenBytes);
+            ulong n = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
             if (n > MaxHeaderBytes) throw Fault(path, null, $"header length {n} is absurdly large (limit {MaxHeaderBytes} bytes)");
             if ((long)n > length - 8) throw Fault(path, null, $"header length {n} runs beyond the end of the {length}-byte file (truncated?)");
             if (n < 2) throw Fault(path, null, $"header length {n} is too short for a JSON object");
@@ -159,63 +163,102 @@ public sealed class SafetensorsFile : ITensorSource, IDisposable
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Fault(path, null, "header is not a JSON object");
-            var entries = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            try
             {
-                string name = prop.Name;
-                if (name == "__metadata__")
-                {
-                    if (sawMetadata) throw Fault(path, null, "duplicate __metadata__ entry");
-                    sawMetadata = true;
-                    if (prop.Value.ValueKind != JsonValueKind.Object) throw Fault(path, null, "__metadata__ is not an object of strings");
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String) throw Fault(path, null, $"__metadata__ value '{m.Name}' is not a string");
-                        if (!metadata.TryAdd(m.Name, m.Value.GetString()!)) throw Fault(path, null, $"duplicate __metadata__ key '{m.Name}'");
-                    }
-                    continue;
-                }
-                if (entries.ContainsKey(name)) throw Fault(path, name, "duplicate tensor name");
-                entries[name] = ParseEntry(path, name, prop.Value, dataLength);
+                return ParseRoot(path, doc.RootElement, dataLength);
             }
-            CheckLayout(path, entries.Values, dataLength);
-            return (entries, metadata);
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or FormatException or DecoderFallbackException)
+            {
+                // Escaped strings that do not decode (e.g. a lone "\ud800" in a name) surface only when read.
+                throw Fault(path, null, $"header contains a malformed string ({ex.Message})");
+            }
         }
+    }
+
+    private static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseRoot(string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw Fault(path, null, $"header is not a JSON object but {Describe(root.ValueKind)}");
+        var entries = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        foreach (var prop in root.EnumerateObject())
+        {
+            string name = prop.Name;
+            if (name == "__metadata__")
+            {
+                if (sawMetadata) throw Fault(path, null, "duplicate __metadata__ entry");
+                sawMetadata = true;
+                if (prop.Value.ValueKind != JsonValueKind.Object) throw Fault(path, null, "__metadata__ is not an object of strings");
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String) throw Fault(path, null, $"__metadata__ value '{m.Name}' is not a string");
+                    if (!metadata.TryAdd(m.Name, m.Value.GetString()!)) throw Fault(path, null, $"duplicate __metadata__ key '{m.Name}'");
+                }
+                continue;
+            }
+            // JSON allows a repeated key and most parsers keep the last one silently; here it is an error.
+            if (entries.ContainsKey(name)) throw Fault(path, name, "duplicate tensor name (the header repeats this key)");
+            entries[name] = ParseEntry(path, name, prop.Value, dataLength);
+        }
+        CheckLayout(path, entries.Values, dataLength);
+        return (entries, metadata);
     }
 
     private static SafetensorsEntry ParseEntry(string path, string name, JsonElement v, long dataLength)
     {
-        if (v.ValueKind != JsonValueKind.Object) throw Fault(path, name, "entry is not an object");
-        if (!v.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw Fault(path, name, "missing or non-string dtype");
-        if (!SafetensorsDTypes.TryParse(dt.GetString()!, out var dtype)) throw Fault(path, name, $"unknown dtype '{dt.GetString()}'");
-        if (!v.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw Fault(path, name, "missing or non-array shape");
-        if (sh.GetArrayLength() > 16) throw Fault(path, name, $"shape has {sh.GetArrayLength()} dimensions (limit 16)");
-        var shape = new long[sh.GetArrayLength()];
-        long elements = 1;
-        int i = 0;
-        foreach (var d in sh.EnumerateArray())
-        {
-            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0) throw Fault(path, name, $"shape entry {d} is not a non-negative integer");
-            shape[i++] = dim;
-            // Any product beyond the data section is already wrong; stopping there also prevents overflow.
-            if (dim != 0 && elements > dataLength / dim + 1) elements = long.MaxValue; else elements *= dim;
-        }
-        if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
-            throw Fault(path, name, "data_offsets is not a [begin, end] pair");
-        var offs = off.EnumerateArray().ToArray();
-        if (!offs[0].TryGetInt64(out long begin) || !offs[1].TryGetInt64(out long end) || begin < 0 || end < begin)
-            throw Fault(path, name, $"data_offsets [{offs[0]}, {offs[1]}] are not 0 <= begin <= end");
-        if (end > dataLength) throw Fault(path, name, $"data_offsets [{begin}, {end}] run beyond the {dataLength}-byte data section");
-        long expected = elements == long.MaxValue ? long.MaxValue : elements * dtype.ElementSize();
-        if (expected != end - begin)
-            throw Fault(path, name, $"shape [{string.Join(", ", shape)}] x {dtype} needs {(expected == long.MaxValue ? "more" : expected.ToString())} bytes but data_offsets span {end - begin}");
+        if (v.ValueKind != JsonValueKind.Object) throw Fault(path, name, $"entry is not an object but {Describe(v.ValueKind)}");
+        JsonElement? dt = null, sh = null, off = null;
         foreach (var p in v.EnumerateObject())
-            if (p.Name is not ("dtype" or "shape" or "data_offsets")) throw Fault(path, name, $"unexpected field '{p.Name}'");
+        {
+            switch (p.Name)
+            {
+                case "dtype": if (dt is not null) throw Fault(path, name, "duplicate field 'dtype'"); dt = p.Value; break;
+                case "shape": if (sh is not null) throw Fault(path, name, "duplicate field 'shape'"); sh = p.Value; break;
+                case "data_offsets": if (off is not null) throw Fault(path, name, "duplicate field 'data_offsets'"); off = p.Value; break;
+                default: throw Fault(path, name, $"unexpected field '{p.Name}'");
+            }
+        }
+        if (dt is not { ValueKind: JsonValueKind.String } dtv) throw Fault(path, name, "missing or non-string dtype");
+        if (!SafetensorsDTypes.TryParse(dtv.GetString()!, out var dtype)) throw Fault(path, name, $"unknown dtype '{dtv.GetString()}'");
+        if (sh is not { ValueKind: JsonValueKind.Array } shv) throw Fault(path, name, "missing or non-array shape");
+        int rank = shv.GetArrayLength();
+        if (rank > MaxRank) throw Fault(path, name, $"shape has {rank} dimensions (limit {MaxRank})");
+        var shape = new long[rank];
+        long elements = 1;
+        bool overflow = false;
+        int i = 0;
+        foreach (var d in shv.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0)
+                throw Fault(path, name, $"shape dimension {i} is {d.GetRawText()}, not a non-negative integer");
+            shape[i++] = dim;
+            // Checked like upstream (try_fold with checked_mul): an overflowing product is an error even if a later dimension is 0.
+            try { elements = checked(elements * dim); } catch (OverflowException) { overflow = true; }
+        }
+        long bytes = 0;
+        if (!overflow) { try { bytes = checked(elements * dtype.ElementSize()); } catch (OverflowException) { overflow = true; } }
+        if (overflow) throw Fault(path, name, $"shape [{string.Join(", ", shape)}] overflows: the element count does not fit in 64 bits");
+        if (off is not { ValueKind: JsonValueKind.Array } offv || offv.GetArrayLength() != 2)
+            throw Fault(path, name, "data_offsets is not a [begin, end] pair");
+        var o0 = offv[0]; var o1 = offv[1];
+        if (o0.ValueKind != JsonValueKind.Number || o1.ValueKind != JsonValueKind.Number
+            || !o0.TryGetInt64(out long begin) || !o1.TryGetInt64(out long end) || begin < 0 || end < begin)
+            throw Fault(path, name, $"data_offsets [{o0.GetRawText()}, {o1.GetRawText()}] are not integers with 0 <= begin <= end");
+        if (end > dataLength) throw Fault(path, name, $"data_offsets [{begin}, {end}] are out of bounds: they run beyond the {dataLength}-byte data section");
+        if (bytes != end - begin)
+            throw Fault(path, name, $"size mismatch: shape [{string.Join(", ", shape)}] x {dtype} needs {bytes} bytes but data_offsets [{begin}, {end}] span {end - begin}");
         return new SafetensorsEntry(name, dtype, shape, begin, end);
     }
+
+    private static string Describe(JsonValueKind k) => k switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => k.ToString(),
+    };
 
     /// <summary>Tensors must tile the data section exactly: no overlap, no gap, nothing after the last one.</summary>
     private static void CheckLayout(string path, IEnumerable<SafetensorsEntry> entries, long dataLength)
@@ -225,11 +268,11 @@ public sealed class SafetensorsFile : ITensorSource, IDisposable
         foreach (var e in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
         {
             if (e.Begin < cursor) throw Fault(path, e.Name, $"data_offsets [{e.Begin}, {e.End}] overlap tensor '{previous!.Name}' [{previous.Begin}, {previous.End}]");
-            if (e.Begin > cursor) throw Fault(path, e.Name, $"gap of {e.Begin - cursor} bytes before data_offsets [{e.Begin}, {e.End}]");
+            if (e.Begin > cursor) throw Fault(path, e.Name, $"gap of {e.Begin - cursor} unused bytes before data_offsets [{e.Begin}, {e.End}]");
             cursor = e.End;
             previous = e;
         }
-        if (cursor != dataLength) throw Fault(path, null, $"data section is {dataLength} bytes but the tensors cover {cursor} (trailing or missing bytes)");
+        if (cursor != dataLength) throw Fault(path, null, $"data section is {dataLength} bytes but the tensors cover {cursor}: a gap of {dataLength - cursor} trailing bytes");
     }
 
     private static InvalidSafetensorsException Fault(string path, string? tensor, string fault) => new(path, tensor, fault);

@@ -10,9 +10,9 @@ public sealed record PlannedImage(int PromptIndex, int ImageIndex, long GlobalIn
 }
 
 /// <summary>
-/// Expands prompts into images with predictable names (out/NNNN-slug/KKK-sSEED.png). The global order is
-/// prompt by prompt, image by image; a shard takes every N-th image of it, so shards never overlap and
-/// together produce exactly what one machine would. Images already on disk are skipped on a rerun.
+/// Expands prompts into images with predictable names (out/NNNN-slug/KKK-sSEED.png), grouped into fixed batches.
+/// A shard takes every N-th batch, so shards never overlap and together produce exactly (bit for bit) what one
+/// machine would. Images already on disk are skipped on a rerun.
 /// </summary>
 public sealed class GenerationPlan
 {
@@ -34,23 +34,37 @@ public sealed class GenerationPlan
                 all.Add(new PlannedImage(p, k, g++, o.Seed + k, o, Path.Combine(dir, $"{k:D3}-s{o.Seed + k}.png")));
         }
         All = all;
+        AllBatches = Group(all);
     }
 
     public string PromptDir(int promptIndex) => Path.Combine(OutputDir, $"{promptIndex + 1:D4}-{Slug(Prompts[promptIndex].Prompt)}");
 
-    public IEnumerable<PlannedImage> ForShard(Shard shard) => All.Where(i => shard.Owns(i.GlobalIndex));
+    /// <summary>
+    /// Every prompt's images in fixed groups of its batch size, numbered globally. Batches are the unit of sharding and
+    /// of work: an image's pixels can depend (in the last bit) on which images share its forward pass, so each batch
+    /// is always computed whole, on whichever machine owns it, and only its missing files are written.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<PlannedImage>> AllBatches { get; private set; } = [];
+
+    public IEnumerable<IReadOnlyList<PlannedImage>> ShardBatches(Shard shard) => AllBatches.Where((_, b) => shard.Owns(b));
+
+    public IEnumerable<PlannedImage> ForShard(Shard shard) => ShardBatches(shard).SelectMany(b => b);
 
     public IEnumerable<PlannedImage> Pending(Shard shard) => ForShard(shard).Where(i => !File.Exists(i.PngPath));
 
-    /// <summary>Pending images grouped into batches that share every setting but the seed.</summary>
-    public IEnumerable<IReadOnlyList<PlannedImage>> Batches(Shard shard)
+    /// <summary>This shard's batches that still miss at least one image.</summary>
+    public IEnumerable<IReadOnlyList<PlannedImage>> Batches(Shard shard) => ShardBatches(shard).Where(b => b.Any(i => !File.Exists(i.PngPath)));
+
+    private static IReadOnlyList<IReadOnlyList<PlannedImage>> Group(IReadOnlyList<PlannedImage> all)
     {
-        foreach (var group in Pending(shard).GroupBy(i => i.PromptIndex))
+        var batches = new List<IReadOnlyList<PlannedImage>>();
+        foreach (var group in all.GroupBy(i => i.PromptIndex))
         {
             var items = group.ToList();
             int size = Math.Max(1, items[0].Options.BatchSize);
-            for (int s = 0; s < items.Count; s += size) yield return items.GetRange(s, Math.Min(size, items.Count - s));
+            for (int s = 0; s < items.Count; s += size) batches.Add(items.GetRange(s, Math.Min(size, items.Count - s)));
         }
+        return batches;
     }
 
     public static string Slug(string prompt, int maxLength = 48)

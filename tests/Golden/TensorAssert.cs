@@ -30,7 +30,8 @@ public static class TensorAssert
     {
         Assert.True(actual.shape.SequenceEqual(expected.shape),
             $"{what}: shape [{string.Join(", ", actual.shape)}] != expected [{string.Join(", ", expected.shape)}]");
-        Assert.True(actual.cpu().to_type(expected.dtype).equal(expected.cpu()).item<bool>(), $"{what}: values differ");
+        using var scope = NewDisposeScope();
+        Assert.True(actual.cpu().to_type(expected.dtype).eq(expected.cpu()).all().item<bool>(), $"{what}: values differ");
     }
 
     public static double MaxAbsDiff(Tensor a, Tensor b)

@@ -58,7 +58,7 @@ public sealed class GenerationPlanTests : IDisposable
     [Fact]
     public void ShardsPartitionThePlanExactly()
     {
-        var prompts = new[] { new GenerationOptions { Prompt = "a", Count = 5, Seed = 10 }, new GenerationOptions { Prompt = "b!", Count = 4, Seed = 0 } };
+        var prompts = new[] { new GenerationOptions { Prompt = "a", Count = 5, Seed = 10, BatchSize = 2 }, new GenerationOptions { Prompt = "b!", Count = 4, Seed = 0 } };
         var plan = new GenerationPlan(prompts, _dir);
         Assert.Equal(9, plan.All.Count);
         Assert.Equal([10L, 11, 12, 13, 14, 0, 1, 2, 3], plan.All.Select(i => i.Seed));
@@ -66,6 +66,8 @@ public sealed class GenerationPlanTests : IDisposable
         Assert.Equal(plan.All.Count, union.Count);
         Assert.Equal(plan.All.Select(i => i.PngPath).Order(), union.Order());
         Assert.EndsWith(Path.Combine("0002-b", "003-s3.png"), plan.All[^1].PngPath);
+        Assert.Equal([2, 2, 1, 1, 1, 1, 1], plan.AllBatches.Select(b => b.Count));
+        Assert.Equal([0, 1, 6], plan.ForShard(new Shard(1, 4)).Select(i => (int)i.GlobalIndex));
     }
 
     [Fact]
@@ -75,9 +77,11 @@ public sealed class GenerationPlanTests : IDisposable
         var plan = new GenerationPlan(prompts, _dir);
         Directory.CreateDirectory(Path.GetDirectoryName(plan.All[1].PngPath)!);
         File.WriteAllBytes(plan.All[1].PngPath, [1]);
+        // Batches are fixed groups: the one holding the written image is still pending (its other image is missing) and stays whole.
         var batches = plan.Batches(Shard.All).ToList();
-        Assert.Equal([2, 2, 1], batches.Select(b => b.Count));
-        Assert.Equal([0, 2, 3, 4, 0], batches.SelectMany(b => b.Select(i => i.ImageIndex)));
+        Assert.Equal([2, 2, 1, 1], batches.Select(b => b.Count));
+        Assert.Equal([0, 1, 2, 3, 4, 0], batches.SelectMany(b => b.Select(i => i.ImageIndex)));
+        Assert.Equal(5, plan.Pending(Shard.All).Count());
         Assert.All(batches, b => Assert.Single(b.Select(i => i.PromptIndex).Distinct()));
     }
 

@@ -1,4 +1,7 @@
+using DiffusionPeft.Cli.ConsoleUi;
+using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.Diffusion.Schedulers;
 
 namespace DiffusionPeft.Cli.Commands;
 
@@ -6,10 +9,43 @@ public static class GenerateRunner
 {
     public static int Run(GenerateJob job, TextWriter output, TextWriter error)
     {
-        var prompts = ReadPrompts(job);
+        // Everything that can be checked without the model is checked first, so bad input fails in a second.
+        var device = TorchOptions.ParseDevice(job.Device);
+        var dtype = TorchOptions.ParseDType(job.DType);
+        if (job.Model is not null && !File.Exists(job.Model) && !Directory.Exists(job.Model))
+            throw new FileNotFoundException($"--model {job.Model}: no such model folder or checkpoint file.");
+        int? nativeGuess = job.Model is null ? null : 512;
+        var prompts = ReadPrompts(job with { Defaults = job.Defaults with { Width = job.Width ?? nativeGuess ?? 64, Height = job.Height ?? nativeGuess ?? 64 } });
+        foreach (var p in prompts)
+        {
+            if (p.Sampler is not ("" or "default") && !SchedulerFactory.Names.Contains(p.Sampler) && !SchedulerFactory.ClassNames.Contains(p.Sampler))
+                throw new ArgumentException($"unknown sampler '{p.Sampler}'. Valid samplers: default, {string.Join(", ", SchedulerFactory.Names)}.");
+            foreach (var a in p.Adapters)
+                if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
+        }
+
+        using var model = job.Model is null ? EmbeddedDefaultModel.Create(device, dtype) : StableDiffusionLoader.Load(job.Model, dtype, device);
+        if (model.IsEmbeddedDefault)
+            error.WriteLine($"note: no --model given: using the embedded default '{model.Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.");
+        if (job.Width is null || job.Height is null)
+            prompts = prompts.Select(p => p with { Width = job.Width ?? model.NativeResolution, Height = job.Height ?? model.NativeResolution }).ToList();
+
         var plan = new GenerationPlan(prompts, job.OutputDir);
-        error.WriteLine($"error: {plan.All.Count} images planned, but the sampling pipeline is not wired into the CLI yet.");
-        return 1;
+        var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
+        var generator = new BatchGenerator(model);
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); error.WriteLine("\ninterrupted: finishing nothing more; images written so far are kept."); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            int written = generator.Run(plan, job.Shard, progress, cancel.Token);
+            output.WriteLine($"{written} images written to {Path.GetFullPath(job.OutputDir)}" + (job.Shard.Count > 1 ? $" (shard {job.Shard})" : "") + ".");
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
     }
 
     internal static IReadOnlyList<GenerationOptions> ReadPrompts(GenerateJob job)
@@ -20,5 +56,27 @@ public static class GenerateRunner
         if (string.IsNullOrWhiteSpace(job.Defaults.Prompt)) throw new ArgumentException("give --prompt TEXT or --prompts FILE.");
         job.Defaults.Validate("command line");
         return [job.Defaults];
+    }
+
+    private sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
+    {
+        private int _done, _steps = 1, _inBatch = 1;
+
+        public void Start(int pendingImages, int alreadyDone) => line.Start(pendingImages, alreadyDone);
+
+        public void Step(int step, int steps)
+        {
+            _steps = steps;
+            line.Report(_done, $"step {step}/{steps}", _done + (double)step / steps * _inBatch);
+        }
+
+        public void ImagesWritten(IReadOnlyList<PlannedImage> images, double secondsPerImage)
+        {
+            _done += images.Count;
+            _inBatch = images.Count;
+            line.Report(_done, $"last: {Path.GetFileName(Path.GetDirectoryName(images[^1].PngPath))}/{Path.GetFileName(images[^1].PngPath)}", force: true);
+        }
+
+        public void Warning(string message) => line.Message($"warning: {message}");
     }
 }

@@ -1,0 +1,114 @@
+using DiffusionPeft.Diffusion.IO;
+
+namespace DiffusionPeft.Diffusion.Loading;
+
+/// <summary>
+/// A diffusers pipeline folder as <c>save_pretrained</c> writes it: <c>model_index.json</c> and one
+/// subfolder per component (<c>unet/</c>, <c>vae/</c>, <c>text_encoder/</c>, <c>tokenizer/</c>,
+/// <c>scheduler/</c>). Gives each component's config path and its weights as an <see cref="ITensorSource"/>,
+/// choosing the file like diffusers' <c>from_pretrained</c>: with a variant (e.g. "fp16") the
+/// <c>*.fp16.safetensors</c> file (or sharded index) where the component has one, the main file elsewhere.
+/// Pickle weights (.bin and friends) are refused with instructions to convert them.
+/// </summary>
+public sealed class DiffusersModelFolder
+{
+    public const string ModelIndexName = "model_index.json";
+
+    private static readonly string[] WeightStems = ["diffusion_pytorch_model", "model"];
+
+    public string Root { get; }
+    public string? Variant { get; }
+    public ConfigJson ModelIndex { get; }
+
+    private DiffusersModelFolder(string root, string? variant, ConfigJson index)
+    {
+        Root = root; Variant = variant; ModelIndex = index;
+    }
+
+    /// <param name="variant">Weight variant such as "fp16": used where a component has such a file.</param>
+    public static DiffusersModelFolder Open(string path, string? variant = null)
+    {
+        var root = Path.GetFullPath(path);
+        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{root}: diffusers model folder not found.");
+        var indexPath = Path.Combine(root, ModelIndexName);
+        if (!File.Exists(indexPath))
+        {
+            var nested = Directory.GetDirectories(root).Where(d => File.Exists(Path.Combine(d, ModelIndexName))).Select(Path.GetFileName).ToArray();
+            throw new FileNotFoundException(
+                $"{root}: not a diffusers pipeline folder (no {ModelIndexName})" +
+                (nested.Length > 0 ? $"; the subfolder '{nested[0]}' is one." : "."), indexPath);
+        }
+        if (variant is not null && (variant.Length == 0 || variant.IndexOfAny(['/', '\\', '.']) >= 0))
+            throw new ArgumentException($"variant '{variant}' is not a plain name such as \"fp16\"", nameof(variant));
+        return new DiffusersModelFolder(root, variant, ConfigJson.Load(indexPath));
+    }
+
+    /// <summary>Components listed in model_index.json with a class (entries such as <c>"safety_checker": [null, null]</c> are absent).</summary>
+    public IReadOnlyList<string> Components =>
+        ModelIndex.Root.Where(kv => !kv.Key.StartsWith('_') && kv.Value is System.Text.Json.Nodes.JsonArray { Count: 2 } a && a[1] is not null)
+            .Select(kv => kv.Key).ToArray();
+
+    /// <summary>(library, class name) of a component, e.g. ("diffusers", "UNet2DConditionModel").</summary>
+    public (string Library, string ClassName) ComponentClass(string component)
+    {
+        if (!Components.Contains(component))
+            throw new KeyNotFoundException($"{Path.Combine(Root, ModelIndexName)}: no component '{component}' (has: {string.Join(", ", Components)}).");
+        var a = (System.Text.Json.Nodes.JsonArray)ModelIndex.Root[component]!;
+        return ((string?)a[0] ?? "", (string)a[1]!);
+    }
+
+    public string ComponentDir(string component)
+    {
+        ComponentClass(component);
+        var dir = Path.Combine(Root, component);
+        return Directory.Exists(dir) ? dir
+            : throw new DirectoryNotFoundException($"{dir}: folder of component '{component}' (listed in {ModelIndexName}) not found.");
+    }
+
+    /// <summary>config.json of a model, scheduler_config.json of a scheduler, tokenizer_config.json of a tokenizer.</summary>
+    public string ConfigPath(string component)
+    {
+        var dir = ComponentDir(component);
+        foreach (var name in new[] { "config.json", "scheduler_config.json", "tokenizer_config.json" })
+        {
+            var p = Path.Combine(dir, name);
+            if (File.Exists(p)) return p;
+        }
+        throw new FileNotFoundException($"{dir}: no config.json, scheduler_config.json or tokenizer_config.json for component '{component}'.", Path.Combine(dir, "config.json"));
+    }
+
+    public ConfigJson Config(string component) => ConfigJson.Load(ConfigPath(component));
+
+    /// <summary>The weight file (or shard index) that <see cref="OpenWeights"/> reads for a component.</summary>
+    public string WeightsPath(string component)
+    {
+        var dir = ComponentDir(component);
+        var candidates = new List<string>();
+        if (Variant is { } v)
+            foreach (var stem in WeightStems)
+            {
+                candidates.Add($"{stem}.{v}.safetensors");
+                candidates.Add($"{stem}.safetensors.index.{v}.json");
+            }
+        foreach (var stem in WeightStems)
+        {
+            candidates.Add($"{stem}.safetensors");
+            candidates.Add($"{stem}.safetensors.index.json");
+        }
+        foreach (var name in candidates)
+        {
+            var p = Path.Combine(dir, name);
+            if (File.Exists(p)) return p;
+        }
+        var pickle = Directory.GetFiles(dir).Where(PickleCheckpointException.IsPickleName).Order(StringComparer.Ordinal).FirstOrDefault();
+        if (pickle is not null) throw new PickleCheckpointException(pickle);
+        throw new FileNotFoundException($"{dir}: no weights for component '{component}' (looked for {string.Join(", ", candidates)}).", Path.Combine(dir, candidates[^2]));
+    }
+
+    /// <summary>The component's weights by their upstream state-dict names; dispose after loading.</summary>
+    public IOwnedTensorSource OpenWeights(string component)
+    {
+        var path = WeightsPath(component);
+        return path.EndsWith(".json", StringComparison.Ordinal) ? ShardedSafetensors.Open(path) : SafetensorsFile.Open(path);
+    }
+}

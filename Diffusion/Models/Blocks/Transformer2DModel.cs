@@ -1,0 +1,79 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Diffusion.Models;
+
+/// <summary>
+/// diffusers' <c>BasicTransformerBlock</c> (norm_type "layer_norm"): pre-norm self-attention (<c>norm1</c>/<c>attn1</c>),
+/// cross-attention to the text context (<c>norm2</c>/<c>attn2</c>) and a GEGLU feed-forward (<c>norm3</c>/<c>ff</c>), each residual.
+/// </summary>
+public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> norm1;
+    public readonly Attention attn1;
+    private readonly nn.Module<Tensor, Tensor> norm2;
+    public readonly Attention attn2;
+    private readonly nn.Module<Tensor, Tensor> norm3;
+    public readonly FeedForward ff;
+
+    public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim) : base(nameof(BasicTransformerBlock))
+    {
+        norm1 = nn.LayerNorm(dim, eps: 1e-5);
+        attn1 = new Attention(dim, heads, dimHead);
+        norm2 = nn.LayerNorm(dim, eps: 1e-5);
+        attn2 = new Attention(dim, heads, dimHead, crossAttentionDim);
+        norm3 = nn.LayerNorm(dim, eps: 1e-5);
+        ff = new FeedForward(dim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
+    {
+        hidden = attn1.call(norm1.call(hidden), null) + hidden;
+        hidden = attn2.call(norm2.call(hidden), encoderHiddenStates) + hidden;
+        return ff.call(norm3.call(hidden)) + hidden;
+    }
+}
+
+/// <summary>
+/// diffusers' <c>Transformer2DModel</c> for continuous input: GroupNorm <c>norm</c> (eps 1e-6), <c>proj_in</c>,
+/// <c>transformer_blocks</c>, <c>proj_out</c>, plus the input. The projections are 1x1 convolutions (SD 1.x) or
+/// Linear layers over tokens (<c>use_linear_projection</c>, SD 2.x).
+/// </summary>
+public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> norm;
+    public nn.Module<Tensor, Tensor> proj_in;
+    public readonly ModuleList<BasicTransformerBlock> transformer_blocks;
+    public nn.Module<Tensor, Tensor> proj_out;
+    private readonly bool _linear;
+
+    public Transformer2DModel(int heads, int dimHead, int inChannels, int numLayers, int crossAttentionDim,
+        int normNumGroups, bool useLinearProjection) : base(nameof(Transformer2DModel))
+    {
+        int inner = heads * dimHead;
+        _linear = useLinearProjection;
+        norm = Layers.GroupNorm(normNumGroups, inChannels, 1e-6);
+        proj_in = useLinearProjection ? nn.Linear(inChannels, inner) : nn.Conv2d(inChannels, inner, 1);
+        transformer_blocks = new ModuleList<BasicTransformerBlock>(
+            Enumerable.Range(0, numLayers).Select(_ => new BasicTransformerBlock(inner, heads, dimHead, crossAttentionDim)).ToArray());
+        proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : nn.Conv2d(inner, inChannels, 1);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
+    {
+        long b = hidden.shape[0], h = hidden.shape[2], w = hidden.shape[3];
+        var residual = hidden;
+        var x = norm.call(hidden);
+        if (!_linear) x = proj_in.call(x);
+        long inner = x.shape[1];
+        x = x.permute(0, 2, 3, 1).reshape(b, h * w, inner);
+        if (_linear) x = proj_in.call(x);
+        foreach (var block in transformer_blocks) x = block.call(x, encoderHiddenStates);
+        if (_linear) x = proj_out.call(x);
+        x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
+        if (!_linear) x = proj_out.call(x);
+        return x + residual;
+    }
+}

@@ -1,0 +1,70 @@
+using DiffusionPeft.Diffusion.Models;
+using DiffusionPeft.Diffusion.Schedulers;
+using DiffusionPeft.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Diffusion.Pipelines;
+
+/// <summary>The components of a Stable Diffusion checkpoint, loaded and placed on one device in one dtype.</summary>
+public sealed class StableDiffusionModel : IDisposable
+{
+    public required CLIPTextModel TextEncoder { get; init; }
+    public required UNet2DConditionModel Unet { get; init; }
+    public required AutoencoderKL Vae { get; init; }
+    public required ClipTokenizer Tokenizer { get; init; }
+    public required SchedulerConfig SchedulerConfig { get; init; }
+    /// <summary>A short name for metadata (folder or file name).</summary>
+    public required string Name { get; init; }
+    /// <summary>The file whose hash identifies the model (the single file, or the UNet weights of a folder); null for the embedded default.</summary>
+    public string? IdentityFile { get; init; }
+    public Device Device { get; init; } = CPU;
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+    public bool IsEmbeddedDefault { get; init; }
+
+    /// <summary>Image pixels per latent pixel: 2^(VAE blocks - 1), 8 for Stable Diffusion.</summary>
+    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Length - 1);
+
+    /// <summary>The native image size (sample_size × VAE factor), 512 for SD 1.5.</summary>
+    public int NativeResolution => Unet.Config.SampleSize * VaeScaleFactor;
+
+    private string? _hash;
+
+    /// <summary>A1111's "Model hash": the first 10 hex digits of the SHA-256 of the identity file.</summary>
+    public string? ShortHash => IdentityFile is null ? null : (_hash ??= FileHash.Sha256(IdentityFile))[..10];
+
+    /// <summary>The full SHA-256 of the identity file (the base model's identity stored with adapters).</summary>
+    public string? FullHash => IdentityFile is null ? null : _hash ??= FileHash.Sha256(IdentityFile);
+
+    public IScheduler CreateScheduler(string sampler) =>
+        sampler is "" or "default" ? SchedulerFactory.FromConfig(SchedulerConfig) : SchedulerFactory.Create(sampler, SchedulerConfig);
+
+    /// <summary>The sampler key of <see cref="CreateScheduler"/>("default"), for metadata.</summary>
+    public string DefaultSamplerKey => SchedulerConfig.ClassName switch
+    {
+        "PNDMScheduler" => "pndm",
+        "DDIMScheduler" => "ddim",
+        "DDPMScheduler" => "ddpm",
+        "LMSDiscreteScheduler" => "lms",
+        "EulerDiscreteScheduler" => "euler",
+        "EulerAncestralDiscreteScheduler" => "euler_a",
+        "DPMSolverMultistepScheduler" => SchedulerConfig.UseKarrasSigmas ? "dpm++2m_karras" : "dpm++2m",
+        _ => "pndm",
+    };
+
+    public void Dispose()
+    {
+        TextEncoder.Dispose();
+        Unet.Dispose();
+        Vae.Dispose();
+    }
+}
+
+public static class FileHash
+{
+    public static string Sha256(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
+}

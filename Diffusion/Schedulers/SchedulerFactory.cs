@@ -1,0 +1,60 @@
+namespace DiffusionPeft.Diffusion.Schedulers;
+
+/// <summary>
+/// Creates a scheduler from a name users type (ddim, euler_a, dpm++2m_karras, ...) or a diffusers <c>_class_name</c>.
+/// (Not called "Schedulers": a type named like its namespace cannot be reached as Schedulers.X from sibling namespaces.)
+/// </summary>
+public static class SchedulerFactory
+{
+    private static readonly (string Name, string ClassName, Func<SchedulerConfig, SchedulerConfig> Adjust)[] Known =
+    [
+        ("ddpm", "DDPMScheduler", c => c),
+        ("ddim", "DDIMScheduler", c => c),
+        ("pndm", "PNDMScheduler", c => c with { SkipPrkSteps = true }),
+        ("lms", "LMSDiscreteScheduler", c => c),
+        ("euler", "EulerDiscreteScheduler", c => c),
+        ("euler_a", "EulerAncestralDiscreteScheduler", c => c),
+        ("dpm++2m", "DPMSolverMultistepScheduler", c => c with { AlgorithmType = "dpmsolver++", SolverOrder = 2, UseKarrasSigmas = false }),
+        ("dpm++2m_karras", "DPMSolverMultistepScheduler", c => c with { AlgorithmType = "dpmsolver++", SolverOrder = 2, UseKarrasSigmas = true }),
+    ];
+
+    /// <summary>The short names accepted by <see cref="Create"/> (diffusers class names are accepted too).</summary>
+    public static IReadOnlyList<string> Names { get; } = Known.Select(k => k.Name).ToArray();
+
+    public static IReadOnlyList<string> ClassNames { get; } = Known.Select(k => k.ClassName).Distinct().ToArray();
+
+    /// <summary>
+    /// A short name applies its own settings on top of <paramref name="config"/> (e.g. dpm++2m_karras turns on Karras sigmas;
+    /// the scheduler_config.json of a Stable Diffusion checkpoint is usually a PNDM one, and its keys other classes
+    /// do not take are ignored, as in diffusers' from_config). A diffusers class name uses the config as it is.
+    /// </summary>
+    public static IScheduler Create(string name, SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var key = (name ?? "").Trim();
+        foreach (var k in Known)
+            if (string.Equals(k.Name, key, StringComparison.OrdinalIgnoreCase))
+                return CreateClass(k.ClassName, k.Adjust(config));
+        if (ClassNames.Contains(key, StringComparer.Ordinal)) return CreateClass(key, config);
+        throw new ArgumentException(
+            $"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).",
+            nameof(name));
+    }
+
+    /// <summary>The scheduler named by the config's own <c>_class_name</c>.</summary>
+    public static IScheduler FromConfig(SchedulerConfig config) =>
+        config.ClassName is { } cls ? Create(cls, config)
+            : throw new InvalidDataException($"{config.Source}: no _class_name; choose a scheduler by name ({string.Join(", ", Names)}).");
+
+    private static IScheduler CreateClass(string className, SchedulerConfig c) => className switch
+    {
+        "DDPMScheduler" => new DdpmScheduler(c),
+        "DDIMScheduler" => new DdimScheduler(c),
+        "PNDMScheduler" => new PndmScheduler(c),
+        "LMSDiscreteScheduler" => new LmsDiscreteScheduler(c),
+        "EulerDiscreteScheduler" => new EulerDiscreteScheduler(c),
+        "EulerAncestralDiscreteScheduler" => new EulerAncestralDiscreteScheduler(c),
+        "DPMSolverMultistepScheduler" => new DpmSolverMultistepScheduler(c),
+        _ => throw new InvalidOperationException(className),
+    };
+}

@@ -1,0 +1,92 @@
+using DiffusionPeft.Cli;
+using DiffusionPeft.Imaging;
+
+namespace DiffusionPeft.Tests.Cli;
+
+/// <summary>`dpeft generate` end to end on the embedded default model (tiny, in memory).</summary>
+public sealed class GenerateCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-gen-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static (int Code, string Out, string Err) Dpeft(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private string[] Pngs(string dir) => Directory.GetFiles(dir, "*.png", SearchOption.AllDirectories)
+        .Where(f => Path.GetFileName(f) != "grid.png").Select(f => Path.GetRelativePath(dir, f)).Order().ToArray();
+
+    [Fact]
+    public void WritesPngsWithA1111ParametersSidecarsAndAGrid()
+    {
+        var outDir = Path.Combine(_dir, "out");
+        var r = Dpeft("generate", "--prompt", "a photo of a cat", "--negative", "blurry", "--n", "2", "--seed", "5", "--steps", "2",
+            "--sampler", "euler_a", "--cfg", "6", "--out", outDir, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("UNTRAINED", r.Err);
+        Assert.Equal([Path.Combine("0001-a-photo-of-a-cat", "000-s5.png"), Path.Combine("0001-a-photo-of-a-cat", "001-s6.png")], Pngs(outDir));
+
+        var png = Path.Combine(outDir, "0001-a-photo-of-a-cat", "001-s6.png");
+        var image = ImageLoader.Load(png);
+        Assert.Equal((64, 64), (image.Width, image.Height));
+        var parameters = PngText.Get(PngText.Read(png), "parameters");
+        Assert.Equal("a photo of a cat\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, CFG scale: 6, Seed: 6, Size: 64x64, Model: dpeft-embedded-tiny (untrained), Version: dpeft", parameters);
+        var sidecar = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(png, ".json"))).RootElement;
+        Assert.Equal(6, sidecar.GetProperty("seed").GetInt64());
+        Assert.Equal("euler_a", sidecar.GetProperty("sampler").GetString());
+        var grid = ImageLoader.Load(Path.Combine(outDir, "0001-a-photo-of-a-cat", "grid.png"));
+        Assert.True(grid.Width >= 2 * 64 + 4 && grid.Height >= 64 && grid.Height < 2 * 64, $"grid {grid.Width}x{grid.Height}");
+        // Distinct seeds give distinct images; pixels are not constant.
+        Assert.NotEqual(ImageLoader.Load(Path.Combine(outDir, "0001-a-photo-of-a-cat", "000-s5.png")).Pixels, image.Pixels);
+        Assert.True(image.Pixels.Distinct().Count() > 10);
+    }
+
+    [Fact]
+    public void ShardsTogetherProduceExactlyTheSingleMachineImagesAndRerunsSkipExistingOnes()
+    {
+        var prompts = Path.Combine(_dir, "prompts.jsonl");
+        File.WriteAllLines(prompts, ["""{"prompt": "a red cube", "n": 2}""", "a blue sphere"]);
+        string[] common = ["generate", "--prompts", prompts, "--steps", "2", "--sampler", "ddim", "--seed", "11", "--batch", "2", "--quiet"];
+        var single = Path.Combine(_dir, "single");
+        var sharded = Path.Combine(_dir, "sharded");
+        Assert.Equal(0, Dpeft([.. common, "--out", single]).Code);
+        Assert.Equal(0, Dpeft([.. common, "--out", sharded, "--shard", "1/2"]).Code);
+        Assert.Equal(2, Pngs(sharded).Length); // batch 0: both images of the first prompt
+        Assert.Equal(0, Dpeft([.. common, "--out", sharded, "--shard", "2/2"]).Code);
+        Assert.Equal(Pngs(single), Pngs(sharded));
+        Assert.Equal(3, Pngs(single).Length);
+        foreach (var rel in Pngs(single))
+            Assert.Equal(ImageLoader.Load(Path.Combine(single, rel)).Pixels, ImageLoader.Load(Path.Combine(sharded, rel)).Pixels);
+
+        // Delete one image: a rerun makes exactly that one again, identically.
+        var victim = Path.Combine(single, Pngs(single)[1]);
+        var before = File.ReadAllBytes(victim);
+        var untouched = Path.Combine(single, Pngs(single)[0]);
+        var stamp = File.GetLastWriteTimeUtc(untouched);
+        File.Delete(victim);
+        var rerun = Dpeft([.. common, "--out", single]);
+        Assert.Equal(0, rerun.Code);
+        Assert.Contains("1 images written", rerun.Out);
+        Assert.Equal(before, File.ReadAllBytes(victim));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(untouched));
+    }
+
+    [Theory]
+    [InlineData("--sampler", "bogus", "unknown sampler 'bogus'")]
+    [InlineData("--width", "100", "multiples of 8")]
+    [InlineData("--model", "/nonexistent/model", "/nonexistent/model")]
+    [InlineData("--prompts", "/nonexistent/prompts.txt", "/nonexistent/prompts.txt")]
+    public void BadInputIsOneClearMessageAndNoFiles(string flag, string value, string message)
+    {
+        var outDir = Path.Combine(_dir, "bad");
+        string[] args = flag == "--prompts" ? ["generate", flag, value, "--out", outDir] : ["generate", "--prompt", "x", flag, value, "--out", outDir];
+        var r = Dpeft(args);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains(message, r.Err);
+        Assert.StartsWith("error: ", r.Err.Trim());
+        Assert.False(Directory.Exists(outDir) && Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any());
+    }
+}

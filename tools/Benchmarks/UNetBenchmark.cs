@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using DiffusionPeft.Diffusion.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Benchmarks;
+
+/// <summary>
+/// Full-size Stable Diffusion 1.5 UNet (random weights): forward and forward+backward time, peak memory (VmHWM) and
+/// achieved FLOP rate. FLOPs are counted with forward hooks on every Conv2d, Linear and Attention (Q Kᵀ and
+/// attention·V) during the first pass; backward is taken as 2x forward. The "roofline" figure compares the measured
+/// time with convolution FLOPs at the conv peak plus matmul FLOPs at the matmul peak.
+/// </summary>
+public static class UNetBenchmark
+{
+    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N]";
+
+    private const double MatmulPeakGflops = 175; // measured on this CPU (platform-notes.md), fp32 MKL
+    private const double ConvPeakGflops = 410;   // measured 3x3 conv peak, fp32 oneDNN
+
+    private sealed record Options(ScalarType DType, bool Backward, int Batch, int Size, int Tokens, int Iters, int Warmup, int? Threads);
+
+    public static int Run(string[] args)
+    {
+        Options o;
+        try { o = Parse(args); }
+        catch (ArgumentException ex) { Console.Error.WriteLine(ex.Message); Console.Error.WriteLine(Help); return 2; }
+        if (o.Threads is int t) set_num_threads(t);
+
+        var config = UNet2DConditionConfig.StableDiffusion15;
+        Console.WriteLine($"UNet SD 1.5 (random weights), {(o.DType == ScalarType.BFloat16 ? "bf16" : "fp32")}, batch {o.Batch}, latents {o.Size}x{o.Size}, " +
+                          $"{o.Tokens} context tokens, {get_num_threads()} threads");
+        var build = Stopwatch.StartNew();
+        manual_seed(0);
+        var unet = new UNet2DConditionModel(config);
+        if (o.DType != ScalarType.Float32) unet.to(o.DType);
+        long parameters = unet.parameters().Sum(p => p.numel());
+        Console.WriteLine($"  built in {build.Elapsed.TotalSeconds:F1} s: {parameters / 1e6:F1} M parameters, RSS {Proc("VmRSS")}");
+
+        var x = randn(o.Batch, config.InChannels, o.Size, o.Size).to_type(o.DType);
+        var ctx = randn(o.Batch, o.Tokens, config.CrossAttentionDim[0]).to_type(o.DType);
+        var timestep = tensor(Enumerable.Range(0, o.Batch).Select(i => 999L - 37 * i).ToArray());
+
+        var counter = new FlopCounter(unet);
+        unet.eval();
+        var fwd = Measure("forward", o, counter, () =>
+        {
+            using var _ = no_grad();
+            unet.Forward(x, timestep, ctx);
+        });
+        Report("forward", fwd, counter.ConvFlops, counter.MatmulFlops);
+
+        if (o.Backward)
+        {
+            unet.train();
+            var fb = Measure("forward+backward", o, null, () =>
+            {
+                unet.zero_grad();
+                var y = unet.Forward(x, timestep, ctx);
+                y.to_type(ScalarType.Float32).pow(2).mean().backward();
+            });
+            Report("forward+backward", fb, 3 * counter.ConvFlops, 3 * counter.MatmulFlops);
+        }
+        return 0;
+    }
+
+    private sealed record Timing(double[] Seconds, string PeakMemory)
+    {
+        public double Best => Seconds.Min();
+    }
+
+    private static Timing Measure(string what, Options o, FlopCounter? counter, Action step)
+    {
+        ResetPeak();
+        // The first pass counts FLOPs (hooks on); with --warmup 0 it is also the timed pass.
+        for (int i = 0; i < Math.Max(o.Warmup, counter is null ? 0 : 1); i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope()) step();
+            counter?.Detach();
+            Console.WriteLine($"  {what} warm-up/counting pass: {sw.Elapsed.TotalSeconds:F2} s");
+            if (o.Warmup == 0) return new Timing([sw.Elapsed.TotalSeconds], Proc("VmHWM"));
+        }
+        var times = new double[o.Iters];
+        for (int i = 0; i < o.Iters; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope()) step();
+            times[i] = sw.Elapsed.TotalSeconds;
+        }
+        return new Timing(times, Proc("VmHWM"));
+    }
+
+    private static void Report(string what, Timing t, double convFlops, double matmulFlops)
+    {
+        double total = convFlops + matmulFlops;
+        double ideal = convFlops / (ConvPeakGflops * 1e9) + matmulFlops / (MatmulPeakGflops * 1e9);
+        Console.WriteLine($"  {what}: best {t.Best:F2} s of [{string.Join(", ", t.Seconds.Select(s => s.ToString("F2")))}], peak RSS (VmHWM) {t.PeakMemory}");
+        Console.WriteLine($"    {total / 1e12:F3} TFLOP ({convFlops / 1e12:F3} conv, {matmulFlops / 1e12:F3} linear+attention) -> " +
+                          $"{total / t.Best / 1e9:F1} GFLOP/s; roofline time at {ConvPeakGflops}/{MatmulPeakGflops} GFLOP/s peaks {ideal:F2} s = {100 * ideal / t.Best:F0}% of peak");
+    }
+
+    /// <summary>Counts multiply-add FLOPs (2 per MAC) from the shapes seen by forward hooks.</summary>
+    private sealed class FlopCounter
+    {
+        public double ConvFlops { get; private set; }
+        public double MatmulFlops { get; private set; }
+        private readonly List<Action> _removers = [];
+
+        public FlopCounter(nn.Module root)
+        {
+            foreach (var (_, m) in root.named_modules())
+            {
+                switch (m)
+                {
+                    case Conv2d conv:
+                        var h_conv = conv.register_forward_hook((mod, input, output) =>
+                        {
+                            var w = conv.weight!.shape; // [out, in/groups, kh, kw]
+                            ConvFlops += 2.0 * output.numel() * w[1] * w[2] * w[3];
+                            return output;
+                        });
+                        _removers.Add(h_conv.remove);
+                        break;
+                    case Linear linear:
+                        var h_linear = linear.register_forward_hook((mod, input, output) =>
+                        {
+                            MatmulFlops += 2.0 * output.numel() * linear.weight!.shape[1];
+                            return output;
+                        });
+                        _removers.Add(h_linear.remove);
+                        break;
+                    case Attention attn:
+                        var h_attn = attn.register_forward_hook((mod, hidden, context, output) =>
+                        {
+                            long b = hidden.shape[0];
+                            long n = hidden.ndim == 4 ? hidden.shape[2] * hidden.shape[3] : hidden.shape[1];
+                            long m2 = context?.shape[1] ?? n;
+                            MatmulFlops += 2.0 * 2.0 * b * n * m2 * attn.Heads * attn.DimHead; // Q Kᵀ and P V
+                            return output;
+                        });
+                        _removers.Add(h_attn.remove);
+                        break;
+                }
+            }
+        }
+
+        public void Detach()
+        {
+            foreach (var remove in _removers) remove();
+            _removers.Clear();
+        }
+    }
+
+    private static Options Parse(string[] args)
+    {
+        var o = new Options(ScalarType.Float32, false, 2, 64, 77, 1, 1, null);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int NextInt(int min) => int.TryParse(Next(), out var v) && v >= min ? v : throw new ArgumentException($"{args[i - 1]}: expected an integer >= {min}");
+            o = args[i] switch
+            {
+                "--dtype" => o with
+                {
+                    DType = Next() switch
+                    {
+                        "fp32" or "float32" => ScalarType.Float32,
+                        "bf16" or "bfloat16" => ScalarType.BFloat16,
+                        var d => throw new ArgumentException($"--dtype: '{d}' is not fp32 or bf16"),
+                    }
+                },
+                "--backward" => o with { Backward = true },
+                "--batch" => o with { Batch = NextInt(1) },
+                "--size" => o with { Size = NextInt(8) },
+                "--tokens" => o with { Tokens = NextInt(1) },
+                "--iters" => o with { Iters = NextInt(1) },
+                "--warmup" => o with { Warmup = NextInt(0) },
+                "--threads" => o with { Threads = NextInt(1) },
+                var a => throw new ArgumentException($"unknown option '{a}'"),
+            };
+        }
+        return o;
+    }
+
+    private static void ResetPeak()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static string Proc(string field)
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(field + ":", StringComparison.Ordinal));
+            if (line is null) return "n/a";
+            var kb = long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0]);
+            return $"{kb / 1024.0 / 1024.0:F2} GiB";
+        }
+        catch (IOException) { return "n/a"; }
+    }
+}
