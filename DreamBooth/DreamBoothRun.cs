@@ -25,6 +25,7 @@ public sealed class DreamBoothRun
     public IReadOnlyList<Bucket> TargetSizes { get; private set; } = [];
 
     private readonly IImageDecoder _decoder;
+    public IImageDecoder Decoder => _decoder;
     private readonly ITrainingProgress _progress;
 
     public DreamBoothRun(TrainConfig config, IImageDecoder decoder, ITrainingProgress? progress = null)

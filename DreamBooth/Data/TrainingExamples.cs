@@ -69,7 +69,11 @@ public sealed class TrainingExamples
         var captions = Captions(items);
         if (_config.TrainTextEncoder) return _text.Encode(captions);
         using var scope = NewDisposeScope();
-        var parts = captions.Select(c => _embeddings.GetOrAdd(TensorCache.Key("text", c, _text.Identity), () => _text.Encode([c]))).ToArray();
+        var parts = captions.Select(c => _embeddings.GetOrAdd(TensorCache.Key("text", c, _text.Identity), () =>
+        {
+            using var _ = no_grad();
+            return _text.Encode([c]);
+        })).ToArray();
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
 

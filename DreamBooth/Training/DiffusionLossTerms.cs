@@ -1,10 +1,8 @@
+using DiffusionPeft.Diffusion.Schedulers;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.Training;
-
-/// <summary>What the UNet predicts (a scheduler's <c>prediction_type</c>).</summary>
-public enum PredictionKind { Epsilon, VPrediction, Sample }
 
 /// <summary>
 /// Loss terms of diffusers' training scripts as tensor functions: SNR from alphas_cumprod, min-SNR-γ weights
@@ -13,14 +11,6 @@ public enum PredictionKind { Epsilon, VPrediction, Sample }
 /// </summary>
 public static class DiffusionLossTerms
 {
-    public static PredictionKind ParsePrediction(string predictionType) => predictionType switch
-    {
-        "epsilon" => PredictionKind.Epsilon,
-        "v_prediction" => PredictionKind.VPrediction,
-        "sample" => PredictionKind.Sample,
-        _ => throw new ArgumentException($"unknown prediction_type '{predictionType}' (expected epsilon, v_prediction or sample)"),
-    };
-
     /// <summary>diffusers' <c>compute_snr</c>: (sqrt(ᾱ_t) / sqrt(1 − ᾱ_t))², float32 per timestep.</summary>
     public static Tensor Snr(Tensor alphasCumprod, Tensor timesteps)
     {
@@ -35,14 +25,14 @@ public static class DiffusionLossTerms
     /// min(snr, γ) / snr for ε-prediction, min(snr, γ) / (snr + 1) for v-prediction, min(snr, γ) for
     /// sample prediction, exactly as diffusers' train scripts build <c>mse_loss_weights</c>.
     /// </summary>
-    public static Tensor MinSnrWeights(Tensor snr, double gamma, PredictionKind prediction)
+    public static Tensor MinSnrWeights(Tensor snr, double gamma, PredictionType prediction)
     {
         using var scope = NewDisposeScope();
         var clipped = snr.clamp_max(gamma);
         var w = prediction switch
         {
-            PredictionKind.Epsilon => clipped / snr,
-            PredictionKind.VPrediction => clipped / (snr + 1f),
+            PredictionType.Epsilon => clipped / snr,
+            PredictionType.VPrediction => clipped / (snr + 1f),
             _ => clipped,
         };
         return w.MoveToOuterDisposeScope();

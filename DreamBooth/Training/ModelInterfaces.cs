@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Schedulers;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.Training;
@@ -22,7 +23,7 @@ public interface IPromptEncoder
 public interface INoiseSchedule
 {
     int NumTrainTimesteps { get; }
-    PredictionKind Prediction { get; }
+    PredictionType Prediction { get; }
     Tensor AlphasCumprod { get; }
     Tensor AddNoise(Tensor original, Tensor noise, Tensor timesteps);
     Tensor GetVelocity(Tensor sample, Tensor noise, Tensor timesteps);

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using static TorchSharp.torch;
@@ -43,8 +44,8 @@ public sealed class NoisePredictionObjective(
         var noisy = schedule.AddNoise(latents, noise, timesteps);
         var target = schedule.Prediction switch
         {
-            PredictionKind.Epsilon => noise,
-            PredictionKind.VPrediction => schedule.GetVelocity(latents, noise, timesteps),
+            PredictionType.Epsilon => noise,
+            PredictionType.VPrediction => schedule.GetVelocity(latents, noise, timesteps),
             _ => latents,
         };
         var prediction = denoiser.Predict(noisy, timesteps, embeddings);

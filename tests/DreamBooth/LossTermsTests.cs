@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Training;
 using TorchSharp;
@@ -71,13 +72,12 @@ public sealed class DiffusionLossTermsTests
         using var t = tensor(new long[] { 0, 1, 2, 0 });
         using var snr = DiffusionLossTerms.Snr(ac, t);
         TensorAssert.Close(snr, tensor(new[] { 9.0, 1.0, 1 / 9.0, 9.0 }), 1e-5, 1e-6, "snr");
-        using var eps = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionKind.Epsilon);
+        using var eps = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionType.Epsilon);
         TensorAssert.Close(eps, tensor(new[] { 5 / 9.0, 1, 1, 5 / 9.0 }), 1e-6, 1e-6, "epsilon weights");
-        using var v = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionKind.VPrediction);
+        using var v = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionType.VPrediction);
         TensorAssert.Close(v, tensor(new[] { 0.5, 0.5, 0.1, 0.5 }), 1e-6, 1e-6, "v weights");
-        using var x0 = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionKind.Sample);
+        using var x0 = DiffusionLossTerms.MinSnrWeights(snr, 5, PredictionType.Sample);
         TensorAssert.Close(x0, tensor(new[] { 5, 1, 1 / 9.0, 5 }), 1e-6, 1e-6, "sample weights");
-        Assert.Equal(PredictionKind.VPrediction, DiffusionLossTerms.ParsePrediction("v_prediction"));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Training;
@@ -33,10 +34,10 @@ internal sealed class ToyText : IPromptEncoder
 }
 
 /// <summary>DDPM forward process with SD's scaled_linear betas.</summary>
-internal sealed class ToySchedule(PredictionKind prediction) : INoiseSchedule, IDisposable
+internal sealed class ToySchedule(PredictionType prediction) : INoiseSchedule, IDisposable
 {
     public int NumTrainTimesteps => 1000;
-    public PredictionKind Prediction => prediction;
+    public PredictionType Prediction => prediction;
     public Tensor AlphasCumprod { get; } = (1 - linspace(Math.Sqrt(0.00085), Math.Sqrt(0.012), 1000, dtype: ScalarType.Float64).pow(2)).cumprod(0).to_type(ScalarType.Float32);
     private Tensor Coef(Tensor t, bool signal) { var a = AlphasCumprod[t]; return (signal ? a : 1 - a).sqrt().view(-1, 1, 1, 1); }
     public Tensor AddNoise(Tensor x, Tensor noise, Tensor t) => Coef(t, true) * x + Coef(t, false) * noise;
@@ -88,7 +89,7 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         return new TrainingExamples(data, targets, c, new FakeDecoder(), vae, text, latents, embeddings);
     }
 
-    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionKind prediction, int batches, out (int Vae, int Text) calls)
+    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls)
     {
         using var vae = new ToyVae();
         var text = new ToyText();
@@ -112,9 +113,9 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
     }
 
     [Theory]
-    [InlineData(PredictionKind.Epsilon)]
-    [InlineData(PredictionKind.VPrediction)]
-    public void CachedAndUncachedTrainingGiveTheSameLoss(PredictionKind prediction)
+    [InlineData(PredictionType.Epsilon)]
+    [InlineData(PredictionType.VPrediction)]
+    public void CachedAndUncachedTrainingGiveTheSameLoss(PredictionType prediction)
     {
         var c = Config(LatentCacheMode.None) with { SnrGamma = 5, NoiseOffset = 0.05 };
         var uncached = Losses(c, LatentCacheMode.None, _dir, prediction, 6, out var none);
@@ -137,10 +138,10 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
     public void MinSnrWithAHugeGammaIsThePlainLossForEpsilon()
     {
         var c = Config(LatentCacheMode.Memory);
-        var plain = Losses(c, LatentCacheMode.Memory, _dir, PredictionKind.Epsilon, 3, out _);
-        var weighted = Losses(c with { SnrGamma = 1e9 }, LatentCacheMode.Memory, _dir, PredictionKind.Epsilon, 3, out _);
+        var plain = Losses(c, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
+        var weighted = Losses(c with { SnrGamma = 1e9 }, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
         for (int i = 0; i < 3; i++) Assert.Equal(plain[i], weighted[i], 1e-6 * plain[i]);
-        var clipped = Losses(c with { SnrGamma = 0.01 }, LatentCacheMode.Memory, _dir, PredictionKind.Epsilon, 3, out _);
+        var clipped = Losses(c with { SnrGamma = 0.01 }, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
         Assert.True(clipped.Sum() < plain.Sum()); // weights min(snr, γ)/snr ≤ 1
     }
 
@@ -155,7 +156,7 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         using var embeddings = new TensorCache(LatentCacheMode.Memory);
         var instances = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings);
         var classes = Examples(c, classDir, c.ClassPrompt!, vae, text, latents, embeddings);
-        using var schedule = new ToySchedule(PredictionKind.Epsilon);
+        using var schedule = new ToySchedule(PredictionType.Epsilon);
         using var denoiser = new ToyDenoiser(c.Lr);
         var objective = new NoisePredictionObjective(c, instances, classes, vae, schedule, denoiser, denoiser);
         var progress = new RecordingProgress();
