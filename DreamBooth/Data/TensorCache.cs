@@ -18,12 +18,15 @@ public sealed class TensorCache : IDisposable
     private readonly string? _directory;
     private readonly Dictionary<string, Tensor> _memory = new(StringComparer.Ordinal);
     private readonly Action<string>? _warn;
+    private readonly Device? _device;
 
     public int Hits { get; private set; }
     public int Misses { get; private set; }
 
-    public TensorCache(LatentCacheMode mode, string? directory = null, Action<string>? warn = null)
+    /// <param name="device">Where tensors read back from disk go (the model's device); null: the CPU.</param>
+    public TensorCache(LatentCacheMode mode, string? directory = null, Action<string>? warn = null, Device? device = null)
     {
+        _device = device;
         if (mode == LatentCacheMode.Disk && directory is null) throw new ArgumentException("a disk cache needs a directory");
         _mode = mode;
         _directory = directory;
@@ -54,7 +57,7 @@ public sealed class TensorCache : IDisposable
                     try
                     {
                         using var file = SafetensorsFile.Open(path);
-                        var t = file.Read("value");
+                        var t = file.Read("value", device: _device);
                         Hits++;
                         return t;
                     }

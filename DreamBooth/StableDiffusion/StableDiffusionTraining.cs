@@ -25,8 +25,8 @@ public sealed class StableDiffusionTraining : IDisposable
             throw new InvalidOperationException("prior preservation: call DreamBoothRun.PrepareClassImages first");
         Parts = new StableDiffusionParts(model);
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
-        LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn);
-        TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn);
+        LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
+        TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);
         var examples = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache);
         TrainingExamples? classes = run.Classes is { } c
             ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)

@@ -149,7 +149,13 @@ public sealed class Trainer : IDisposable
             if ((_config.CheckpointEvery > 0 && Step % _config.CheckpointEvery == 0) || last)
                 lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
             if (_validation is not null && _config.ValidateEvery > 0 && (Step % _config.ValidateEvery == 0 || last))
-                _validation.Validate(Step, Path.Combine(_runDirectory, "validation"), cancellationToken);
+            {
+                try { _validation.Validate(Step, Path.Combine(_runDirectory, "validation"), cancellationToken); }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // Ctrl-C during validation: the next loop turn saves the checkpoint of this step and ends cleanly.
+                }
+            }
         }
         return new TrainResult(Step, false, lastCheckpoint, lastLoss);
 

@@ -207,3 +207,38 @@ public sealed class TrainingLogAndRestartTests : IDisposable
         Assert.Contains("--resume latest", ex.Message);
     }
 }
+
+public sealed class ValidationCancellationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-val-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private sealed class CancellingValidation(CancellationTokenSource cts) : IValidationSampler
+    {
+        public List<long> Steps { get; } = [];
+        public void Validate(long step, string outputDirectory, CancellationToken cancellationToken)
+        {
+            Steps.Add(step);
+            if (step == 4) { cts.Cancel(); cancellationToken.ThrowIfCancellationRequested(); }
+        }
+    }
+
+    [Fact]
+    public void CtrlCDuringValidationSavesTheStepAndStops()
+    {
+        var c = new TrainConfig
+        {
+            Model = "toy", Images = "toy", Prompt = "toy", Out = Path.Combine(_dir, "run"), Steps = 10, Lr = 0.05, Batch = 2,
+            CheckpointEvery = 3, ValidateEvery = 2, ValidationPrompts = new EquatableList<string>(["p"]),
+        };
+        using var cts = new CancellationTokenSource();
+        var validation = new CancellingValidation(cts);
+        using var toy = new ToyRegression(c.Lr);
+        using var trainer = new Trainer(c, c.Out, toy, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), validation: validation);
+        var result = trainer.Run(cts.Token);
+        Assert.True(result.Interrupted);
+        Assert.Equal(4, result.Steps);
+        Assert.Equal(new long[] { 2, 4 }, validation.Steps);
+        Assert.Equal(new long[] { 3, 4 }, new CheckpointStore(Path.Combine(c.Out, "checkpoints")).List().Select(x => x.Step));
+    }
+}
