@@ -37,7 +37,7 @@ public sealed class TrainingExamples
         var target = _targets[item % _data.Count];
         // The cache key holds the whole plan, so a flipped and an unflipped latent are cached apart (random crops
         // would defeat a cache; the config refuses them together).
-        return ImagePreprocessor.Plan(image.Width, image.Height, target.Width, target.Height, _config.Crop, _config.Flip, _config.Seed, epoch, item % _data.Count);
+        return TrainingImageTransform.Plan(image.Width, image.Height, target.Width, target.Height, _config.Crop, _config.Flip, _config.Seed, epoch, item % _data.Count);
     }
 
     /// <summary>Latent moments [B, 2C, h, w] of the items (all in one bucket).</summary>
@@ -52,7 +52,7 @@ public sealed class TrainingExamples
             return _latents.GetOrAdd(key, () =>
             {
                 var decoded = _decoder.Decode(image.Path);
-                using var pixels = ImagePreprocessor.ToTensor(decoded, plan);
+                using var pixels = TrainingImageTransform.ToTensor(decoded, plan);
                 using var batch = pixels.unsqueeze(0);
                 using var _ = no_grad();
                 return _vae.EncodeMoments(batch);

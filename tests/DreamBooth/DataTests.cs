@@ -71,7 +71,7 @@ public sealed class InstanceDatasetTests : IDisposable
     }
 }
 
-public sealed class ImagePreprocessorTests
+public sealed class TrainingImageTransformTests
 {
     private static DecodedImage Image(int w, int h, Func<int, int, int, byte> value)
     {
@@ -85,34 +85,34 @@ public sealed class ImagePreprocessorTests
     [Fact]
     public void PlanCoversTheTargetAndCentersTheCrop()
     {
-        var p = ImagePreprocessor.Plan(600, 400, 512, 512, CropMode.Center, false, 0, 0, 0);
+        var p = TrainingImageTransform.Plan(600, 400, 512, 512, CropMode.Center, false, 0, 0, 0);
         Assert.Equal(new CropPlan(768, 512, 128, 0, 512, 512, false), p);
-        var q = ImagePreprocessor.Plan(300, 900, 256, 384, CropMode.Center, false, 0, 0, 0);
+        var q = TrainingImageTransform.Plan(300, 900, 256, 384, CropMode.Center, false, 0, 0, 0);
         Assert.Equal((256, 768, 0, 192), (q.ResizedWidth, q.ResizedHeight, q.Left, q.Top));
     }
 
     [Fact]
     public void RandomCropAndFlipAreKeyedBySeedEpochAndItem()
     {
-        var plans = Enumerable.Range(0, 200).Select(i => ImagePreprocessor.Plan(600, 400, 512, 512, CropMode.Random, true, 7, 1, i)).ToArray();
+        var plans = Enumerable.Range(0, 200).Select(i => TrainingImageTransform.Plan(600, 400, 512, 512, CropMode.Random, true, 7, 1, i)).ToArray();
         Assert.All(plans, p => Assert.InRange(p.Left, 0, 256));
         Assert.All(plans, p => Assert.Equal(0, p.Top));
         Assert.True(plans.Select(p => p.Left).Distinct().Count() > 50);
         Assert.InRange(plans.Count(p => p.Flip), 70, 130);
-        Assert.Equal(plans[5], ImagePreprocessor.Plan(600, 400, 512, 512, CropMode.Random, true, 7, 1, 5));
-        Assert.NotEqual(plans.Select(p => p.Left), Enumerable.Range(0, 200).Select(i => ImagePreprocessor.Plan(600, 400, 512, 512, CropMode.Random, true, 8, 1, i).Left));
+        Assert.Equal(plans[5], TrainingImageTransform.Plan(600, 400, 512, 512, CropMode.Random, true, 7, 1, 5));
+        Assert.NotEqual(plans.Select(p => p.Left), Enumerable.Range(0, 200).Select(i => TrainingImageTransform.Plan(600, 400, 512, 512, CropMode.Random, true, 8, 1, i).Left));
     }
 
     [Fact]
     public void CropsFlipsAndScalesToMinusOneOne()
     {
         var img = Image(4, 2, (x, y, c) => (byte)(10 * x + 100 * y + c));
-        using var t = ImagePreprocessor.ToTensor(img, new CropPlan(4, 2, 1, 0, 2, 2, false));
+        using var t = TrainingImageTransform.ToTensor(img, new CropPlan(4, 2, 1, 0, 2, 2, false));
         Assert.Equal(new long[] { 3, 2, 2 }, t.shape);
         Assert.Equal(ScalarType.Float32, t.dtype);
         // channel 1, row 1, column 0 of the crop = source x 1, y 1: 10 + 100 + 1 = 111.
         Assert.Equal(111f / 255f * 2f - 1f, t[1, 1, 0].item<float>(), 6);
-        using var f = ImagePreprocessor.ToTensor(img, new CropPlan(4, 2, 1, 0, 2, 2, true));
+        using var f = TrainingImageTransform.ToTensor(img, new CropPlan(4, 2, 1, 0, 2, 2, true));
         Assert.Equal(t[0, 0, 0].item<float>(), f[0, 0, 1].item<float>());
         Assert.Equal(t[2, 1, 1].item<float>(), f[2, 1, 0].item<float>());
         Assert.True(t.min().item<float>() >= -1f && t.max().item<float>() <= 1f);
@@ -123,16 +123,16 @@ public sealed class ImagePreprocessorTests
     {
         // A symmetric normalized kernel reproduces a linear ramp where its window (±16 px at 8× down) fits inside the image.
         var ramp = Image(64, 64, (x, _, _) => (byte)(2 * x + 40));
-        using var t = ImagePreprocessor.ToTensor(ramp, new CropPlan(8, 8, 0, 0, 8, 8, false));
+        using var t = TrainingImageTransform.ToTensor(ramp, new CropPlan(8, 8, 0, 0, 8, 8, false));
         for (int j = 2; j <= 5; j++)
             Assert.Equal((2 * (8 * j + 3.5) + 40) / 255.0 * 2 - 1, t[0, 4, j].item<float>(), 4);
         // The highest frequency (a 1-px checkerboard) averages to mid-gray instead of aliasing.
         var checker = Image(64, 64, (x, y, _) => (byte)((x + y) % 2 == 0 ? 0 : 255));
-        using var c = ImagePreprocessor.ToTensor(checker, new CropPlan(16, 16, 0, 0, 16, 16, false));
+        using var c = TrainingImageTransform.ToTensor(checker, new CropPlan(16, 16, 0, 0, 16, 16, false));
         Assert.True(c.abs().max().item<float>() < 0.02f, $"checkerboard → {c.abs().max().item<float>()}");
         // Upscaling keeps a constant image constant.
         var flat = Image(2, 2, (_, _, ch) => (byte)(50 + ch));
-        using var up = ImagePreprocessor.ToTensor(flat, new CropPlan(6, 6, 1, 1, 4, 4, false));
+        using var up = TrainingImageTransform.ToTensor(flat, new CropPlan(6, 6, 1, 1, 4, 4, false));
         Assert.Equal(new long[] { 3, 4, 4 }, up.shape);
         Assert.Equal(51f / 255f * 2f - 1f, up[1].min().item<float>(), 5);
         Assert.Equal(51f / 255f * 2f - 1f, up[1].max().item<float>(), 5);

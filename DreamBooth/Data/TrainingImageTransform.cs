@@ -15,7 +15,7 @@ public sealed record CropPlan(int ResizedWidth, int ResizedHeight, int Left, int
 /// downscale factor, as PIL's and torchvision's antialiased resize), clamped to the pixel range. Augmentation draws from a generator keyed by (seed, epoch, item), so it needs no
 /// saved state to resume.
 /// </summary>
-public static class ImagePreprocessor
+public static class TrainingImageTransform
 {
     private const ulong AugmentStream = 0x4155474D;
 
