@@ -105,8 +105,9 @@ public sealed class Trainer : IDisposable
         {
             if (cancellationToken.IsCancellationRequested)
             {
-                lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
-                _progress.Info($"interrupted at step {Step}; checkpoint {lastCheckpoint}");
+                // Nothing trained since the start (or the resumed checkpoint): there is nothing new to save.
+                if (Step > startStep) lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
+                _progress.Info(lastCheckpoint is null ? $"interrupted at step {Step}; no checkpoint" : $"interrupted at step {Step}; checkpoint {lastCheckpoint}");
                 return new TrainResult(Step, true, lastCheckpoint, lastLoss);
             }
 

@@ -127,6 +127,20 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void CtrlCBeforeTheFirstStepWritesNothing()
+    {
+        var c = Config("early");
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        using var t = new ToyRegression(c.Lr);
+        var result = Train(c, t, ct: cts.Token);
+        Assert.True(result.Interrupted);
+        Assert.Equal(0, result.Steps);
+        Assert.Null(result.LastCheckpoint);
+        Assert.Empty(new CheckpointStore(Path.Combine(c.Out, "checkpoints")).List());
+    }
+
+    [Fact]
     public void NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint()
     {
         var c = Config("nan");
