@@ -1,0 +1,123 @@
+using System.Runtime.Serialization;
+
+namespace DiffusionPeft.DreamBooth.Config;
+
+public enum AdapterMethod
+{
+    [EnumMember(Value = "lora")] Lora,
+    [EnumMember(Value = "rslora")] RsLora,
+    [EnumMember(Value = "dora")] Dora,
+    [EnumMember(Value = "loraplus")] LoraPlus,
+    [EnumMember(Value = "singlora")] SingLora,
+    [EnumMember(Value = "sdslora")] SdsLora,
+}
+
+/// <summary>The schedules of diffusers' <c>get_scheduler</c> (optimization.py), with its names.</summary>
+public enum LrScheduleKind
+{
+    [EnumMember(Value = "constant")] Constant,
+    [EnumMember(Value = "constant_with_warmup")] ConstantWithWarmup,
+    [EnumMember(Value = "linear")] Linear,
+    [EnumMember(Value = "cosine")] Cosine,
+    [EnumMember(Value = "cosine_with_restarts")] CosineWithRestarts,
+    [EnumMember(Value = "polynomial")] Polynomial,
+}
+
+public enum CropMode
+{
+    [EnumMember(Value = "center")] Center,
+    [EnumMember(Value = "random")] Random,
+}
+
+public enum LatentCacheMode
+{
+    [EnumMember(Value = "memory")] Memory,
+    [EnumMember(Value = "disk")] Disk,
+    [EnumMember(Value = "none")] None,
+}
+
+public enum MixedPrecision
+{
+    [EnumMember(Value = "no")] No,
+    [EnumMember(Value = "bf16")] Bf16,
+}
+
+/// <summary>Names an option: its YAML key, which is also its command-line flag (<c>--key</c>).</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class ConfigKeyAttribute(string key, string help) : Attribute
+{
+    public string Key { get; } = key;
+    public string Help { get; } = help;
+    /// <summary>May differ between a checkpoint and the run resuming from it without changing what is trained.</summary>
+    public bool ResumeNeutral { get; init; }
+}
+
+/// <summary>
+/// Every setting of a DreamBooth run. Defaults follow diffusers' train_dreambooth_lora.py where it has one
+/// (lr 1e-4, rank 4, AdamW betas 0.9/0.999, eps 1e-8, weight decay 1e-2, max grad norm 1, resolution 512).
+/// </summary>
+public sealed record TrainConfig
+{
+    [ConfigKey("model", "base model: a diffusers folder or a single .safetensors checkpoint")] public string Model { get; init; } = "";
+    [ConfigKey("images", "folder of instance images (JPEG, PNG, WebP)")] public string Images { get; init; } = "";
+    [ConfigKey("prompt", "instance prompt with a rare identifier, e.g. \"a photo of sks dog\"")] public string Prompt { get; init; } = "";
+    [ConfigKey("out", "run folder", ResumeNeutral = true)] public string Out { get; init; } = "";
+
+    [ConfigKey("method", "lora|rslora|dora|loraplus|singlora|sdslora")] public AdapterMethod Method { get; init; } = AdapterMethod.Lora;
+    [ConfigKey("rank", "adapter rank")] public int Rank { get; init; } = 4;
+    [ConfigKey("alpha", "adapter alpha (default: the rank, i.e. scale 1)")] public double? Alpha { get; init; }
+    [ConfigKey("steps", "optimizer steps", ResumeNeutral = true)] public int Steps { get; init; } = 500;
+    [ConfigKey("lr", "learning rate")] public double Lr { get; init; } = 1e-4;
+    [ConfigKey("text-encoder-lr", "learning rate of text-encoder adapters (default: --lr)")] public double? TextEncoderLr { get; init; }
+    [ConfigKey("batch", "images per micro-batch")] public int Batch { get; init; } = 1;
+    [ConfigKey("grad-accumulation", "micro-batches per optimizer step")] public int GradAccumulation { get; init; } = 1;
+
+    [ConfigKey("resolution", "training resolution in pixels (multiple of 8; of 64 with buckets)")] public int Resolution { get; init; } = 512;
+    [ConfigKey("crop", "center|random")] public CropMode Crop { get; init; } = CropMode.Center;
+    [ConfigKey("flip", "random horizontal flip")] public bool Flip { get; init; }
+    [ConfigKey("buckets", "aspect-ratio buckets (area about resolution^2, sides multiples of 64)")] public bool Buckets { get; init; }
+    [ConfigKey("seed", "seed of noise, timesteps, data order and augmentation")] public long Seed { get; init; } = 0;
+
+    [ConfigKey("checkpoint-every", "checkpoint every N optimizer steps (0: only at the end)", ResumeNeutral = true)] public int CheckpointEvery { get; init; } = 100;
+    [ConfigKey("keep", "checkpoints to keep (0: all)", ResumeNeutral = true)] public int Keep { get; init; } = 3;
+    [ConfigKey("resume", "latest, or a checkpoint folder", ResumeNeutral = true)] public string? Resume { get; init; }
+
+    [ConfigKey("class-prompt", "prior preservation: class prompt, e.g. \"a photo of a dog\"")] public string? ClassPrompt { get; init; }
+    [ConfigKey("class-images", "prior preservation: class image folder (missing images are generated)")] public string? ClassImages { get; init; }
+    [ConfigKey("num-class-images", "prior preservation: class images wanted")] public int NumClassImages { get; init; } = 100;
+    [ConfigKey("prior-weight", "prior preservation: weight of the class loss")] public double PriorWeight { get; init; } = 1.0;
+
+    [ConfigKey("validation-prompt", "validation prompt (repeatable)", ResumeNeutral = true)] public EquatableList<string> ValidationPrompts { get; init; } = EquatableList<string>.Empty;
+    [ConfigKey("validate-every", "validation images every N steps (0: never)", ResumeNeutral = true)] public int ValidateEvery { get; init; }
+    [ConfigKey("validation-seed", "validation seed (repeatable; default: --seed)", ResumeNeutral = true)] public EquatableList<long> ValidationSeeds { get; init; } = EquatableList<long>.Empty;
+
+    [ConfigKey("lr-scheduler", "constant|constant_with_warmup|linear|cosine|cosine_with_restarts|polynomial")] public LrScheduleKind LrScheduler { get; init; } = LrScheduleKind.Constant;
+    [ConfigKey("lr-warmup-steps", "linear warm-up steps")] public int LrWarmupSteps { get; init; }
+    [ConfigKey("lr-num-cycles", "hard restarts of cosine_with_restarts")] public int LrNumCycles { get; init; } = 1;
+    [ConfigKey("lr-power", "power of the polynomial schedule")] public double LrPower { get; init; } = 1.0;
+    [ConfigKey("lr-end", "final learning rate of the polynomial schedule")] public double LrEnd { get; init; } = 1e-7;
+
+    [ConfigKey("snr-gamma", "min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual; unset: off)")] public double? SnrGamma { get; init; }
+    [ConfigKey("noise-offset", "noise offset (0: off)")] public double NoiseOffset { get; init; }
+    [ConfigKey("weight-decay", "AdamW weight decay")] public double WeightDecay { get; init; } = 1e-2;
+    [ConfigKey("adam-beta1", "AdamW beta1")] public double AdamBeta1 { get; init; } = 0.9;
+    [ConfigKey("adam-beta2", "AdamW beta2")] public double AdamBeta2 { get; init; } = 0.999;
+    [ConfigKey("adam-epsilon", "AdamW epsilon")] public double AdamEpsilon { get; init; } = 1e-8;
+    [ConfigKey("max-grad-norm", "gradient clipping norm (0: no clipping)")] public double MaxGradNorm { get; init; } = 1.0;
+    [ConfigKey("loraplus-ratio", "LoRA+: lr of B = ratio x lr of A")] public double LoraPlusRatio { get; init; } = 16;
+    [ConfigKey("singlora-ramp-steps", "SingLoRA: ramp length T of u(t) = min(t/T, 1)")] public int SingLoraRampSteps { get; init; } = 100;
+    [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A")] public double SingLoraInitScale { get; init; } = 1.0;
+
+    [ConfigKey("train-text-encoder", "also train text-encoder adapters")] public bool TrainTextEncoder { get; init; }
+    [ConfigKey("dtype", "dtype of the frozen base: fp32|bf16 (adapters stay fp32)")] public string DType { get; init; } = "fp32";
+    [ConfigKey("device", "cpu|cuda|cuda:N", ResumeNeutral = true)] public string Device { get; init; } = "cpu";
+    [ConfigKey("cache-latents", "cache VAE latents and text embeddings: memory|disk|none")] public LatentCacheMode CacheLatents { get; init; } = LatentCacheMode.Memory;
+    [ConfigKey("mixed-precision", "no|bf16")] public MixedPrecision MixedPrecision { get; init; } = MixedPrecision.No;
+    [ConfigKey("plot-every", "rewrite loss.png every N steps", ResumeNeutral = true)] public int PlotEvery { get; init; } = 25;
+
+    /// <summary>Adapter scale numerator: alpha, or the rank when unset.</summary>
+    public double EffectiveAlpha => Alpha ?? Rank;
+    public double EffectiveTextEncoderLr => TextEncoderLr ?? Lr;
+    public bool PriorPreservation => ClassPrompt is not null || ClassImages is not null;
+    public IReadOnlyList<long> EffectiveValidationSeeds => ValidationSeeds.Count > 0 ? ValidationSeeds : [Seed];
+}

@@ -1,0 +1,73 @@
+namespace DiffusionPeft.DreamBooth.Data;
+
+/// <summary>One usable training image: its file, caption and decoded size.</summary>
+public sealed record InstanceImage(string Path, string Caption, int Width, int Height);
+
+/// <summary>No usable training image in a folder: raised before any model is loaded.</summary>
+public sealed class NoTrainingImagesException(string message) : ArgumentException(message);
+
+/// <summary>
+/// The images of a folder (.jpg, .jpeg, .png, .webp in any letter case; not recursive), each with the caption
+/// of a <c>.txt</c> file of the same name beside it, else the instance prompt. Every file is decoded once while
+/// scanning, so a file that does not decode is skipped with a warning naming it, and a folder with nothing
+/// decodable fails here, before any model loads.
+/// </summary>
+public sealed class InstanceDataset
+{
+    public static readonly IReadOnlySet<string> Extensions = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".webp" };
+
+    public string Folder { get; }
+    public IReadOnlyList<InstanceImage> Images { get; }
+    public IReadOnlyList<string> Skipped { get; }
+    public int Count => Images.Count;
+    public InstanceImage this[int index] => Images[index];
+
+    private InstanceDataset(string folder, IReadOnlyList<InstanceImage> images, IReadOnlyList<string> skipped)
+    {
+        Folder = folder;
+        Images = images;
+        Skipped = skipped;
+    }
+
+    public static InstanceDataset Scan(string folder, string prompt, IImageDecoder decoder, Action<string>? warn = null, string role = "instance")
+    {
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"{role} image folder '{folder}' does not exist");
+        var files = Directory.EnumerateFiles(folder)
+            .Where(f => Extensions.Contains(System.IO.Path.GetExtension(f)))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        if (files.Count == 0)
+            throw new NoTrainingImagesException($"{role} image folder '{folder}' has no .jpg, .jpeg, .png or .webp files");
+
+        var images = new List<InstanceImage>();
+        var skipped = new List<string>();
+        foreach (var file in files)
+        {
+            DecodedImage decoded;
+            try
+            {
+                decoded = decoder.Decode(file);
+                decoded.EnsureValid(file);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                skipped.Add(file);
+                warn?.Invoke($"skipping {file}: it does not decode ({ex.Message})");
+                continue;
+            }
+            images.Add(new InstanceImage(file, CaptionOf(file, prompt), decoded.Width, decoded.Height));
+        }
+        if (images.Count == 0)
+            throw new NoTrainingImagesException($"{role} image folder '{folder}': none of its {files.Count} image files decodes ({string.Join(", ", skipped.Select(System.IO.Path.GetFileName))})");
+        return new InstanceDataset(folder, images, skipped);
+    }
+
+    private static string CaptionOf(string imagePath, string prompt)
+    {
+        var txt = System.IO.Path.ChangeExtension(imagePath, ".txt");
+        if (!File.Exists(txt)) return prompt;
+        var caption = File.ReadAllText(txt).Trim();
+        return caption.Length > 0 ? caption : prompt;
+    }
+}

@@ -1,0 +1,86 @@
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Training;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.DreamBooth.Data;
+
+/// <summary>
+/// Latent moments and text embeddings of training items (item i is image i mod count, so a class set and an
+/// instance set of different sizes pair up as in diffusers' DreamBoothDataset). Each image is preprocessed and
+/// encoded alone, through the caches, so cached and uncached runs see identical tensors. The key of a latent is
+/// the file's SHA-256, its crop plan (size, corner, flip) and the encoder's identity; of an embedding, the
+/// caption and the text encoder's identity. Text embeddings bypass the cache while the text encoder trains.
+/// </summary>
+public sealed class TrainingExamples
+{
+    private readonly InstanceDataset _data;
+    private readonly IReadOnlyList<Bucket> _targets;
+    private readonly TrainConfig _config;
+    private readonly IImageDecoder _decoder;
+    private readonly ILatentEncoder _vae;
+    private readonly IPromptEncoder _text;
+    private readonly TensorCache _latents, _embeddings;
+    private readonly Dictionary<string, string> _fileHashes = new(StringComparer.Ordinal);
+
+    public TrainingExamples(InstanceDataset data, IReadOnlyList<Bucket> targets, TrainConfig config, IImageDecoder decoder,
+                            ILatentEncoder vae, IPromptEncoder text, TensorCache latents, TensorCache embeddings)
+    {
+        if (targets.Count != data.Count) throw new ArgumentException("one target size per image");
+        (_data, _targets, _config, _decoder, _vae, _text, _latents, _embeddings) = (data, targets, config, decoder, vae, text, latents, embeddings);
+    }
+
+    public int Count => _data.Count;
+
+    public CropPlan PlanOf(int item, int epoch)
+    {
+        var image = _data[item % _data.Count];
+        var target = _targets[item % _data.Count];
+        // The cache key holds the whole plan, so a flipped and an unflipped latent are cached apart (random crops
+        // would defeat a cache; the config refuses them together).
+        return TrainingImageTransform.Plan(image.Width, image.Height, target.Width, target.Height, _config.Crop, _config.Flip, _config.Seed, epoch, item % _data.Count);
+    }
+
+    /// <summary>Latent moments [B, 2C, h, w] of the items (all in one bucket).</summary>
+    public Tensor Moments(IReadOnlyList<int> items, int epoch)
+    {
+        using var scope = NewDisposeScope();
+        var parts = items.Select(i =>
+        {
+            var image = _data[i % _data.Count];
+            var plan = PlanOf(i, epoch);
+            var key = TensorCache.Key("latent", FileHash(image.Path), plan, _vae.Identity);
+            return _latents.GetOrAdd(key, () =>
+            {
+                var decoded = _decoder.Decode(image.Path);
+                using var pixels = TrainingImageTransform.ToTensor(decoded, plan);
+                using var batch = pixels.unsqueeze(0);
+                using var _ = no_grad();
+                return _vae.EncodeMoments(batch);
+            });
+        }).ToArray();
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    public IReadOnlyList<string> Captions(IReadOnlyList<int> items) => items.Select(i => _data[i % _data.Count].Caption).ToArray();
+
+    /// <summary>Text-encoder hidden states [B, L, D] of the items' captions.</summary>
+    public Tensor Embeddings(IReadOnlyList<int> items)
+    {
+        var captions = Captions(items);
+        if (_config.TrainTextEncoder) return _text.Encode(captions);
+        using var scope = NewDisposeScope();
+        var parts = captions.Select(c => _embeddings.GetOrAdd(TensorCache.Key("text", c, _text.Identity), () =>
+        {
+            using var _ = no_grad();
+            return _text.Encode([c]);
+        })).ToArray();
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    private string FileHash(string path)
+    {
+        if (_fileHashes.TryGetValue(path, out var h)) return h;
+        using var fs = File.OpenRead(path);
+        return _fileHashes[path] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fs));
+    }
+}

@@ -1,0 +1,53 @@
+using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.Training;
+using DiffusionPeft.Imaging;
+
+namespace DiffusionPeft.DreamBooth.StableDiffusion;
+
+/// <summary>Class images from the base model (call it before the adapters are injected, or with them disabled).</summary>
+public sealed class PipelineClassImageSampler(StableDiffusionModel model, int resolution, int steps = 30, double guidance = 7.5) : IClassImageSampler
+{
+    public void Generate(string prompt, IReadOnlyList<ClassImageRequest> batch, CancellationToken cancellationToken)
+    {
+        using var scheduler = model.CreateScheduler("default");
+        var pipeline = new StableDiffusionPipeline(model, scheduler);
+        using var result = pipeline.Run(new PipelineCall
+        {
+            Prompts = batch.Select(_ => prompt).ToArray(), Seeds = batch.Select(r => r.Seed).ToArray(),
+            Width = resolution, Height = resolution, Steps = steps, GuidanceScale = guidance,
+        });
+        var images = ImageTensors.ToRgb(result.Images);
+        for (int i = 0; i < batch.Count; i++)
+            PngWriter.Write(batch[i].Path, images[i], [("parameters", $"{prompt}\nSteps: {steps}, CFG scale: {guidance}, Seed: {batch[i].Seed}, Size: {resolution}x{resolution}, Model: {model.Name}")]);
+    }
+}
+
+/// <summary>
+/// Validation images with the adapters as they are at a step: every validation prompt × seed, saved as
+/// validation/step-000123/p0-s42.png (written atomically).
+/// </summary>
+public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
+                                              int resolution, int steps = 25, double guidance = 7.5) : IValidationSampler
+{
+    public static string FileName(long step, int prompt, long seed) => Path.Combine($"step-{step:D6}", $"p{prompt}-s{seed}.png");
+
+    public void Validate(long step, string outputDirectory, CancellationToken cancellationToken)
+    {
+        using var scheduler = model.CreateScheduler("default");
+        var pipeline = new StableDiffusionPipeline(model, scheduler);
+        for (int p = 0; p < prompts.Count; p++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var result = pipeline.Run(new PipelineCall
+            {
+                Prompts = seeds.Select(_ => prompts[p]).ToArray(), Seeds = seeds.ToArray(),
+                Width = resolution, Height = resolution, Steps = steps, GuidanceScale = guidance,
+            });
+            var images = ImageTensors.ToRgb(result.Images);
+            for (int s = 0; s < seeds.Count; s++)
+                PngWriter.Write(Path.Combine(outputDirectory, FileName(step, p, seeds[s])), images[s],
+                    [("parameters", $"{prompts[p]}\nSteps: {steps}, CFG scale: {guidance}, Seed: {seeds[s]}, Size: {resolution}x{resolution}, Training step: {step}")]);
+        }
+    }
+}

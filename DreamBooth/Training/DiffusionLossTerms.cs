@@ -1,0 +1,62 @@
+using DiffusionPeft.Diffusion.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.DreamBooth.Training;
+
+/// <summary>
+/// Loss terms of diffusers' training scripts as tensor functions: SNR from alphas_cumprod, min-SNR-γ weights
+/// (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy"), the per-sample weighted
+/// MSE, and offset noise.
+/// </summary>
+public static class DiffusionLossTerms
+{
+    /// <summary>diffusers' <c>compute_snr</c>: (sqrt(ᾱ_t) / sqrt(1 − ᾱ_t))², float32 per timestep.</summary>
+    public static Tensor Snr(Tensor alphasCumprod, Tensor timesteps)
+    {
+        using var scope = NewDisposeScope();
+        var a = alphasCumprod.to(timesteps.device).to_type(ScalarType.Float32)[timesteps.to_type(ScalarType.Int64)];
+        var alpha = a.sqrt();
+        var sigma = (1f - a).sqrt();
+        return (alpha / sigma).pow(2).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// min(snr, γ) / snr for ε-prediction, min(snr, γ) / (snr + 1) for v-prediction, min(snr, γ) for
+    /// sample prediction, exactly as diffusers' train scripts build <c>mse_loss_weights</c>.
+    /// </summary>
+    public static Tensor MinSnrWeights(Tensor snr, double gamma, PredictionType prediction)
+    {
+        using var scope = NewDisposeScope();
+        var clipped = snr.clamp_max(gamma);
+        var w = prediction switch
+        {
+            PredictionType.Epsilon => clipped / snr,
+            PredictionType.VPrediction => clipped / (snr + 1f),
+            _ => clipped,
+        };
+        return w.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// MSE in float32, averaged over all but the batch dimension, times the per-sample weights (if any), then
+    /// averaged over the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>.
+    /// </summary>
+    public static Tensor WeightedMse(Tensor prediction, Tensor target, Tensor? weights = null)
+    {
+        using var scope = NewDisposeScope();
+        var se = (prediction.to_type(ScalarType.Float32) - target.to_type(ScalarType.Float32)).pow(2);
+        var perSample = se.flatten(1).mean([1]);
+        if (weights is not null) perSample = perSample * weights.to_type(ScalarType.Float32);
+        return perSample.mean().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Offset noise (diffusers: <c>noise += offset * randn(b, c, 1, 1)</c>), drawn from <paramref name="generator"/>.</summary>
+    public static Tensor OffsetNoise(Tensor noise, double offset, Generator generator)
+    {
+        if (offset == 0) return noise.alias();
+        using var scope = NewDisposeScope();
+        var extra = randn([noise.shape[0], noise.shape[1], 1, 1], dtype: noise.dtype, generator: generator).to(noise.device);
+        return (noise + extra * offset).MoveToOuterDisposeScope();
+    }
+}

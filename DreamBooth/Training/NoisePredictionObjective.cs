@@ -1,0 +1,75 @@
+using DiffusionPeft.Diffusion.Schedulers;
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.DreamBooth.Training;
+
+/// <summary>
+/// DreamBooth's noise-prediction loss, as diffusers' train_dreambooth_lora.py computes it: latents sampled from the
+/// (cached) VAE moments and scaled, Gaussian noise (plus offset noise), uniform timesteps in [0, T), the scheduler's
+/// forward process, and an MSE against ε, v or x0. With prior preservation, the batch is instances then their paired
+/// class images; loss = instance loss + prior_weight · class loss. Min-SNR-γ weights the instance loss per sample.
+/// Every random number comes from the training RNG in a fixed order (latent sample, noise, offset, timesteps).
+/// </summary>
+public sealed class NoisePredictionObjective(
+    TrainConfig config,
+    TrainingExamples instances,
+    TrainingExamples? classes,
+    ILatentEncoder vae,
+    INoiseSchedule schedule,
+    IDenoiser denoiser,
+    IAdapterSession adapters) : ITrainingObjective
+{
+    public IReadOnlyList<TrainableGroup> ParameterGroups => adapters.ParameterGroups;
+
+    public Tensor Loss(Batch batch, TrainingRng rng)
+    {
+        using var scope = NewDisposeScope();
+        var moments = instances.Moments(batch.Items, batch.Epoch);
+        var embeddings = instances.Embeddings(batch.Items);
+        long n = moments.shape[0];
+        if (classes is not null)
+        {
+            moments = cat([moments, classes.Moments(batch.Items, batch.Epoch)], 0);
+            embeddings = cat([embeddings, classes.Embeddings(batch.Items)], 0);
+        }
+        var device = moments.device;
+        var latents = SampleLatents(moments, rng) * vae.ScalingFactor;
+        var noise = rng.Randn(latents.shape, latents.dtype);
+        if (config.NoiseOffset > 0) noise = DiffusionLossTerms.OffsetNoise(noise, config.NoiseOffset, rng.Generator);
+        noise = noise.to(device);
+        var timesteps = rng.RandInt(0, schedule.NumTrainTimesteps, [latents.shape[0]], device);
+
+        var noisy = schedule.AddNoise(latents, noise, timesteps);
+        var target = schedule.Prediction switch
+        {
+            PredictionType.Epsilon => noise,
+            PredictionType.VPrediction => schedule.GetVelocity(latents, noise, timesteps),
+            _ => latents,
+        };
+        var prediction = denoiser.Predict(noisy, timesteps, embeddings);
+
+        Tensor? weights = null;
+        var tInstance = timesteps.narrow(0, 0, n);
+        if (config.SnrGamma is { } gamma)
+            weights = DiffusionLossTerms.MinSnrWeights(DiffusionLossTerms.Snr(schedule.AlphasCumprod, tInstance), gamma, schedule.Prediction);
+        var loss = DiffusionLossTerms.WeightedMse(prediction.narrow(0, 0, n), target.narrow(0, 0, n), weights);
+        if (classes is not null)
+            loss = loss + config.PriorWeight * DiffusionLossTerms.WeightedMse(prediction.narrow(0, n, n), target.narrow(0, n, n));
+        return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>diffusers' DiagonalGaussianDistribution.sample: mean + exp(0.5 · clamp(logvar, −30, 20)) · ε.</summary>
+    public static Tensor SampleLatents(Tensor moments, TrainingRng rng)
+    {
+        using var scope = NewDisposeScope();
+        var halves = moments.to_type(ScalarType.Float32).chunk(2, 1);
+        var std = halves[1].clamp(-30f, 20f).mul(0.5f).exp();
+        var eps = rng.Randn(halves[0].shape).to(moments.device);
+        return (halves[0] + std * eps).MoveToOuterDisposeScope();
+    }
+
+    public void OnOptimizerStep(long stepsTaken) => adapters.OnOptimizerStep(stepsTaken);
+    public void WriteFinal(string runDirectory, long stepsTaken) => adapters.WriteFinal(runDirectory, stepsTaken);
+}

@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.DreamBooth.Checkpoints;
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.Logging;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.DreamBooth.Training;
+
+/// <summary>A NaN or infinite loss or gradient norm: training stopped before the optimizer step, the checkpoints are untouched.</summary>
+public sealed class NonFiniteLossException(long step, string message) : Exception(message)
+{
+    public long Step { get; } = step;
+}
+
+/// <summary>How a run ended: steps taken, whether Ctrl-C stopped it, its last checkpoint and the last step's loss.</summary>
+public sealed record TrainResult(long Steps, bool Interrupted, string? LastCheckpoint, double? LastLoss);
+
+/// <summary>
+/// The DreamBooth training loop, independent of the model: AdamW (weight decay set explicitly) over the
+/// objective's parameter groups, the diffusers LR schedule, gradient accumulation (each micro-batch loss divided
+/// by the accumulation count), clipping with <c>clip_grad_norm_</c>, the ramp hook, checkpoints every N steps
+/// with exact resume, validation every N steps, a NaN/Inf guard, JSONL log and loss plot, and Ctrl-C through a
+/// CancellationToken (a checkpoint is saved and the run ends cleanly). One dispose scope per step.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public const string AdapterFile = "adapter.safetensors", OptimizerFile = "optimizer.bin";
+
+    private readonly TrainConfig _config;
+    private readonly string _runDirectory;
+    private readonly ITrainingObjective _objective;
+    private readonly DataOrder _order;
+    private readonly ITrainingProgress _progress;
+    private readonly IValidationSampler? _validation;
+    private readonly AdamW _optimizer;
+    private readonly LrSchedule _schedule;
+    private readonly TrainingRng _rng;
+    private readonly CheckpointStore _store;
+    private readonly IReadOnlyList<(string Name, Parameter Parameter)> _named;
+    private readonly Parameter[] _parameters;
+    private readonly string _configHash;
+
+    public long Step { get; private set; }
+    public CheckpointStore Checkpoints => _store;
+
+    public Trainer(TrainConfig config, string runDirectory, ITrainingObjective objective, DataOrder order,
+                   ITrainingProgress? progress = null, IValidationSampler? validation = null)
+    {
+        _config = config;
+        _runDirectory = Path.GetFullPath(runDirectory);
+        _objective = objective;
+        _order = order;
+        _progress = progress ?? NullTrainingProgress.Instance;
+        _validation = validation;
+        _named = objective.ParameterGroups.SelectMany(g => g.Parameters).ToArray();
+        var duplicate = _named.GroupBy(p => p.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new ArgumentException($"trainable parameter name '{duplicate.Key}' appears twice");
+        if (_named.Count == 0) throw new ArgumentException("the objective has no trainable parameters");
+        _parameters = _named.Select(p => p.Parameter).ToArray();
+
+        var groups = objective.ParameterGroups.Select(g => new AdamW.ParamGroup(g.Parameters.Select(p => p.Parameter), lr: g.LearningRate,
+            beta1: config.AdamBeta1, beta2: config.AdamBeta2, eps: config.AdamEpsilon, weight_decay: config.WeightDecay)).ToArray();
+        _optimizer = optim.AdamW(groups, lr: config.Lr, beta1: config.AdamBeta1, beta2: config.AdamBeta2, eps: config.AdamEpsilon, weight_decay: config.WeightDecay);
+        _schedule = LrSchedule.From(config);
+        _rng = new TrainingRng(config.Seed);
+        _store = new CheckpointStore(Path.Combine(_runDirectory, "checkpoints"));
+        _configHash = TrainConfigYaml.TrainingHash(config);
+    }
+
+    public TrainResult Run(CancellationToken cancellationToken = default)
+    {
+        Directory.CreateDirectory(_runDirectory);
+        double priorElapsed = 0;
+        string? lastCheckpoint = null;
+        if (_config.Resume is { } resume)
+        {
+            // As diffusers: "latest" with no checkpoint yet starts a new run; an explicit path must exist.
+            lastCheckpoint = resume.Trim().Equals("latest", StringComparison.OrdinalIgnoreCase) ? _store.Latest() : _store.Resolve(resume);
+            if (lastCheckpoint is null)
+                _progress.Info($"--resume latest: no checkpoint in {_store.Directory} yet; starting a new run");
+            else
+            {
+                priorElapsed = LoadCheckpoint(lastCheckpoint);
+                _progress.Info($"resumed from {lastCheckpoint} at step {Step}");
+            }
+        }
+        if (lastCheckpoint is null && _store.Latest() is { } stale)
+            // Starting over beside another run's checkpoints would let "keep the newest K" delete the new ones.
+            throw new InvalidCheckpointException($"{_store.Directory} already holds checkpoints (newest: {Path.GetFileName(stale)}); " +
+                                                 "pass --resume latest to continue that run, or choose another --out");
+        _objective.OnOptimizerStep(Step);
+
+        using var log = new TrainingLog(Path.Combine(_runDirectory, TrainingLog.FileName), Step);
+        var clock = Stopwatch.StartNew();
+        long startStep = Step;
+        double? lastLoss = null;
+        int accumulation = _config.GradAccumulation;
+        double clipNorm = _config.MaxGradNorm > 0 ? _config.MaxGradNorm : double.PositiveInfinity;
+
+        while (Step < _config.Steps)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // Nothing trained since the start (or the resumed checkpoint): there is nothing new to save.
+                if (Step > startStep) lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
+                _progress.Info(lastCheckpoint is null ? $"interrupted at step {Step}; no checkpoint" : $"interrupted at step {Step}; checkpoint {lastCheckpoint}");
+                return new TrainResult(Step, true, lastCheckpoint, lastLoss);
+            }
+
+            double lossSum = 0, gradNorm;
+            int epoch;
+            double factor = _schedule.Factor(Step);
+            using (var scope = NewDisposeScope())
+            {
+                var groups = _optimizer.ParamGroups.ToArray();
+                for (int g = 0; g < groups.Length; g++) groups[g].LearningRate = _objective.ParameterGroups[g].LearningRate * factor;
+                _optimizer.zero_grad();
+                epoch = _order.State.Epoch;
+                for (int micro = 0; micro < accumulation; micro++)
+                {
+                    var (e, items) = _order.Next();
+                    epoch = e;
+                    var loss = _objective.Loss(new Batch(Step, micro, e, items), _rng);
+                    double value = loss.to_type(ScalarType.Float64).item<double>();
+                    if (!double.IsFinite(value)) throw NonFinite("loss", value);
+                    lossSum += value;
+                    (accumulation == 1 ? loss : loss / accumulation).backward();
+                }
+                gradNorm = nn.utils.clip_grad_norm_(_parameters, clipNorm);
+                if (!double.IsFinite(gradNorm)) throw NonFinite("gradient norm", gradNorm);
+                _optimizer.step();
+            }
+            Step++;
+            _objective.OnOptimizerStep(Step);
+            lastLoss = lossSum / accumulation;
+
+            double elapsed = clock.Elapsed.TotalSeconds;
+            double rate = (Step - startStep) / Math.Max(elapsed, 1e-9);
+            var report = new StepReport(Step, _config.Steps, epoch, lastLoss.Value, _config.Lr * factor, gradNorm, rate,
+                TimeSpan.FromSeconds(priorElapsed + elapsed), TimeSpan.FromSeconds((_config.Steps - Step) / Math.Max(rate, 1e-9)));
+            log.Append(report);
+            _progress.Step(report);
+
+            bool last = Step == _config.Steps;
+            if (Step % _config.PlotEvery == 0 || last) LossPlot.Write(Path.Combine(_runDirectory, LossPlot.FileName), log.Losses);
+            if ((_config.CheckpointEvery > 0 && Step % _config.CheckpointEvery == 0) || last)
+                lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
+            if (_validation is not null && _config.ValidateEvery > 0 && (Step % _config.ValidateEvery == 0 || last))
+            {
+                try { _validation.Validate(Step, Path.Combine(_runDirectory, "validation"), cancellationToken); }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // Ctrl-C during validation: the next loop turn saves the checkpoint of this step and ends cleanly.
+                }
+            }
+        }
+        return new TrainResult(Step, false, lastCheckpoint, lastLoss);
+
+        NonFiniteLossException NonFinite(string what, double value)
+        {
+            var keep = lastCheckpoint ?? _store.Latest();
+            var message = $"step {Step + 1}: the {what} is {value} (not finite); training stopped before the optimizer step. " +
+                          (keep is null ? "No checkpoint was written yet." : $"The last good checkpoint is {keep} (resume with --resume latest, perhaps with a lower --lr).");
+            _progress.Warning(message);
+            return new NonFiniteLossException(Step + 1, message);
+        }
+    }
+
+    /// <summary>Writes the checkpoint of the current step (none if one for this step exists already); returns its folder.</summary>
+    public string? SaveCheckpoint(double elapsedSeconds)
+    {
+        var existing = _store.List().FirstOrDefault(c => c.Step == Step);
+        if (existing.Path is not null && _lastSavedStep == Step) return existing.Path;
+        var path = _store.Save(Step, _config.Keep, dir =>
+        {
+            SafetensorsWriter.Write(Path.Combine(dir, AdapterFile), _named.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Parameter)),
+                new Dictionary<string, string> { ["step"] = Step.ToString(System.Globalization.CultureInfo.InvariantCulture), ["config_hash"] = _configHash });
+            using (var fs = new FileStream(Path.Combine(dir, OptimizerFile), FileMode.CreateNew, FileAccess.Write))
+            using (var w = new BinaryWriter(fs))
+            {
+                _optimizer.save_state_dict(w);
+                w.Flush();
+                fs.Flush(flushToDisk: true);
+            }
+            TrainConfigYaml.Save(_config, Path.Combine(dir, TrainConfigYaml.ResolvedFileName));
+            new TrainingState(Step, Step, _order.State.Epoch, _order.State.Position, Convert.ToBase64String(_rng.GetState()),
+                elapsedSeconds, _configHash).Write(Path.Combine(dir, CheckpointStore.CompleteMarker));
+        });
+        _lastSavedStep = Step;
+        return path;
+    }
+
+    private long _lastSavedStep = -1;
+
+    /// <summary>Restores parameters, optimizer, RNG, data order and step from a checkpoint folder; returns its elapsed seconds.</summary>
+    public double LoadCheckpoint(string folder)
+    {
+        var state = TrainingState.Read(Path.Combine(folder, CheckpointStore.CompleteMarker));
+        var savedConfigPath = Path.Combine(folder, TrainConfigYaml.ResolvedFileName);
+        if (state.ConfigHash != _configHash)
+        {
+            var differences = File.Exists(savedConfigPath)
+                ? string.Join(", ", TrainConfigYaml.TrainingDifferences(TrainConfigYaml.Load(savedConfigPath, validate: false), _config))
+                : "unknown options";
+            throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({differences}); " +
+                                                 "resume with the same settings, or start a new run folder");
+        }
+        using (var file = SafetensorsFile.Open(Path.Combine(folder, AdapterFile)))
+        using (no_grad())
+        {
+            var missing = _named.Where(p => !file.Contains(p.Name)).Select(p => p.Name).ToArray();
+            if (missing.Length > 0) throw new InvalidCheckpointException($"{folder}/{AdapterFile}: missing tensors {string.Join(", ", missing.Take(5))}");
+            foreach (var (name, p) in _named)
+            {
+                using var t = file.Read(name);
+                if (!t.shape.SequenceEqual(p.shape))
+                    throw new InvalidCheckpointException($"{folder}/{AdapterFile}: '{name}' has shape [{string.Join(", ", t.shape)}], the model has [{string.Join(", ", p.shape)}]");
+                p.copy_(t);
+            }
+        }
+        using (var fs = File.OpenRead(Path.Combine(folder, OptimizerFile)))
+        using (var r = new BinaryReader(fs))
+            _optimizer.load_state_dict(r);
+        _rng.SetState(state.RngBytes);
+        _order.Restore(state.DataOrder);
+        Step = state.Step;
+        _lastSavedStep = Step;
+        return state.ElapsedSeconds;
+    }
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        _rng.Dispose();
+    }
+}

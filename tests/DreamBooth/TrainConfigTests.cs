@@ -1,0 +1,135 @@
+using DiffusionPeft.DreamBooth.Config;
+
+namespace DiffusionPeft.Tests.DreamBooth;
+
+public sealed class TrainConfigTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-cfg-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static TrainConfig Minimal => new() { Model = "models/sd15", Images = "data/dog", Prompt = "a photo of sks dog", Out = "runs/dog" };
+
+    /// <summary>A config that differs from the defaults in every option, with strings YAML likes to reinterpret.</summary>
+    private static TrainConfig Everything => new()
+    {
+        Model = "m.safetensors", Images = "imgs: x # not a comment", Prompt = "yes", Out = "null", Method = AdapterMethod.SingLora,
+        Rank = 16, Alpha = 8.5, Steps = 1234, Lr = 3.5e-5, TextEncoderLr = 1e-6, Batch = 3, GradAccumulation = 4, Resolution = 768,
+        Crop = CropMode.Random, Flip = true, Buckets = true, Seed = -42, CheckpointEvery = 7, Keep = 0, Resume = "latest",
+        ClassPrompt = "a photo of dog", ClassImages = "class/dog", NumClassImages = 200, PriorWeight = 0.5,
+        ValidationPrompts = new EquatableList<string>(["a sks dog on the beach", "'quoted' \"double\""]), ValidateEvery = 50,
+        ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
+        LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
+        AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
+        SingLoraInitScale = 0.25, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
+        MixedPrecision = MixedPrecision.Bf16, PlotEvery = 3,
+    };
+
+    [Fact]
+    public void EveryOptionIsNonDefaultInTheRoundTripFixture()
+    {
+        var defaults = new TrainConfig();
+        var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
+        Assert.Empty(same);
+        Assert.Equal(48, TrainConfigYaml.Options.Count);
+    }
+
+    [Fact]
+    public void YamlRoundTripsEveryOption()
+    {
+        var path = Path.Combine(_dir, "run.yaml");
+        TrainConfigYaml.Save(Everything, path);
+        // Not validated: buckets with prior preservation is refused by validation, but every option must be non-default here.
+        var loaded = TrainConfigYaml.Load(path, validate: false);
+        Assert.Equal(Everything, loaded);
+        Assert.Equal(TrainConfigYaml.Serialize(Everything), File.ReadAllText(path));
+        Assert.Contains("method: singlora", File.ReadAllText(path));
+        Assert.Contains("lr-scheduler: cosine_with_restarts", File.ReadAllText(path));
+        // Defaults (nulls, empty lists) round-trip too.
+        TrainConfigYaml.Save(Minimal, path);
+        Assert.Equal(Minimal, TrainConfigYaml.Load(path));
+    }
+
+    [Fact]
+    public void CommandLineOverridesTheFile()
+    {
+        var path = Path.Combine(_dir, "run.yaml");
+        File.WriteAllText(path, """
+            model: m
+            images: i
+            prompt: a photo of sks dog
+            out: o
+            steps: 100
+            lr: 1e-4
+            validation-prompt: [a, b]
+            lr_scheduler: cosine
+            """);
+        var config = TrainConfigYaml.Resolve(path, [
+            new("--steps", "300"), new("--validation-prompt", "c"), new("--validation-prompt", "d"), new("flip", ""),
+            new("--lr-scheduler", "constant-with-warmup"), new("--steps", "400"),
+        ]);
+        Assert.Equal(400, config.Steps); // last value wins
+        Assert.Equal(1e-4, config.Lr);   // from the file
+        Assert.Equal(new EquatableList<string>(["c", "d"]), config.ValidationPrompts); // the command line replaces the file's list
+        Assert.True(config.Flip);
+        Assert.Equal(LrScheduleKind.ConstantWithWarmup, config.LrScheduler);
+        Assert.Equal("a photo of sks dog", config.Prompt);
+    }
+
+    [Fact]
+    public void UnknownKeyNamesTheFileLineAndKey()
+    {
+        var path = Path.Combine(_dir, "bad.yaml");
+        File.WriteAllText(path, "model: m\nsteps: 10\nlearning-rate: 1e-4\n");
+        var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Load(path));
+        Assert.Contains(path, ex.Message);
+        Assert.Contains("line 3", ex.Message);
+        Assert.Contains("unknown key 'learning-rate'", ex.Message);
+
+        var flag = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.ApplyOverrides(Minimal, [new("--setps", "3")]));
+        Assert.Contains("--setps", flag.Message);
+        Assert.Contains("did you mean 'steps'", flag.Message);
+    }
+
+    [Theory]
+    [InlineData("steps: ten", "'steps' expects an integer, got 'ten'")]
+    [InlineData("lr: fast", "'lr' expects a finite number, got 'fast'")]
+    [InlineData("flip: maybe", "'flip' expects true or false")]
+    [InlineData("method: lokr", "'method' expects one of lora|rslora|dora|loraplus|singlora|sdslora, got 'lokr'")]
+    [InlineData("steps: [1, 2]", "'steps' takes one value")]
+    [InlineData("steps: 1\nsteps: 2", "Duplicate key")]
+    [InlineData("model: [unclosed", "invalid YAML")]
+    public void BadValuesNameTheFileAndKey(string yaml, string expected)
+    {
+        var path = Path.Combine(_dir, "v.yaml");
+        File.WriteAllText(path, yaml);
+        var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Load(path, validate: false));
+        Assert.Contains(path, ex.Message);
+        Assert.Contains(expected, ex.Message);
+    }
+
+    [Fact]
+    public void ValidationListsEveryFault()
+    {
+        var bad = Minimal with { Rank = 0, Resolution = 500, ClassPrompt = "a dog", Lr = -1, LrScheduler = LrScheduleKind.Polynomial, LrEnd = 1, DType = "fp8" };
+        var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(bad, "run.yaml"));
+        Assert.StartsWith("run.yaml: invalid training configuration", ex.Message);
+        foreach (var part in new[] { "--rank: must be >= 1, got 0", "--resolution: must be a multiple of 8", "--class-images: prior preservation needs both",
+                                     "--lr: must be > 0, got -1", "--lr-end:", "--dtype: expected fp32 or bf16, got 'fp8'" })
+            Assert.Contains(part, ex.Message);
+
+        var missing = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(new TrainConfig()));
+        Assert.Contains("--model: required", missing.Message);
+        Assert.Contains("--out: required", missing.Message);
+        Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Minimal with { Crop = CropMode.Random }));
+        TrainConfigYaml.Validate(Minimal with { Crop = CropMode.Random, CacheLatents = LatentCacheMode.None });
+    }
+
+    [Fact]
+    public void TrainingHashIgnoresResumeNeutralOptions()
+    {
+        var a = Minimal;
+        Assert.Equal(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Steps = 9999, Out = "elsewhere", Resume = "latest", Keep = 1 }));
+        Assert.NotEqual(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Lr = 2e-4 }));
+        Assert.Equal(new[] { "lr", "seed" }, TrainConfigYaml.TrainingDifferences(a, a with { Lr = 2e-4, Seed = 5, Steps = 3 }));
+    }
+}
