@@ -195,7 +195,10 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
 
     protected Parameter NewParameter(long[] shape)
     {
+        // Layers outlive any dispose scope they are created in (injection and import may run inside one).
+        using var scope = NewDisposeScope();
         var p = new Parameter(zeros(shape, _weight.dtype, _weight.device), Options.Trainable);
+        p.DetachFromDisposeScope();
         return p;
     }
 

@@ -23,7 +23,7 @@ public sealed class SingLoraLinear : AdapterLayer
             if (options.InitScale != 1.0) singlora_A.mul_(options.InitScale);
         }
         register_parameter("singlora_A", singlora_A);
-        singlora_step = zeros([], ScalarType.Int64);
+        singlora_step = zeros([], ScalarType.Int64).DetachFromDisposeScope();
         register_buffer("singlora_step", singlora_step);
     }
 
