@@ -20,8 +20,8 @@ public sealed record AdapterParameter(string Name, Parameter Tensor, AdapterPara
 /// </summary>
 public abstract class AdapterLayer : Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
-    private readonly Parameter? _bias;
+    private Parameter _weight;
+    private Parameter? _bias;
     private readonly List<AdapterLayer> _stacked = new();
     private AdapterLayer? _host;
     private double _mergedFactor;
@@ -53,9 +53,25 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     /// <summary>Registration is explicit (weight, bias, adapter tensors, stacked adapters): reflection over fields would register the host back-reference.</summary>
     protected override void RegisterComponents() { }
 
-    /// <summary>The frozen base weight (shared by every adapter stacked on this layer).</summary>
-    public Parameter weight => _weight;
-    public Parameter? bias => _bias;
+    /// <summary>The frozen base weight (a stacked adapter reads its host's). Settable so Module.to(dtype/device) can replace it.</summary>
+    public Parameter weight
+    {
+        get => _host?.weight ?? _weight;
+        set { _weight = value; ConditionallyRegisterParameter("weight", value); }
+    }
+
+    public Parameter? bias
+    {
+        get => _host is null ? _bias : _host.bias;
+        set { _bias = value; ConditionallyRegisterParameter("bias", value); }
+    }
+
+    /// <summary>Module.to(dtype/device) replaced the tensors: drop values cached from the old ones.</summary>
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        InvalidateCaches();
+    }
     public int InFeatures { get; }
     public int OutFeatures { get; }
     public AdapterOptions Options { get; }
@@ -93,13 +109,14 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     public void Stack(AdapterLayer adapter)
     {
         if (_host is not null) throw new InvalidOperationException("stack adapters on the host layer, not on a stacked adapter");
-        if (!ReferenceEquals(adapter._weight, _weight)) throw new ArgumentException("a stacked adapter must share the host's base weight");
+        if (!ReferenceEquals(adapter._weight, weight)) throw new ArgumentException("a stacked adapter must share the host's base weight");
         if (adapter._host is not null || adapter.Stacked.Count > 0) throw new ArgumentException("adapter is already stacked or hosts others");
         if (FindAdapter(adapter.AdapterName) is not null || adapter.AdapterName is "weight" or "bias" || named_parameters(false).Any(p => p.name == adapter.AdapterName))
             throw new ArgumentException($"adapter name '{adapter.AdapterName}' is already used on this layer");
         if (adapter is DoraLinear) throw new ArgumentException("a DoRA adapter rescales the whole weight: it can only be the first adapter of a layer");
         if (adapter.AdapterName.Contains('.')) throw new ArgumentException($"adapter name '{adapter.AdapterName}' must not contain '.'");
         adapter._host = this;
+        adapter._bias = null;
         _stacked.Add(adapter);
         register_module(adapter.AdapterName, adapter);
     }
@@ -110,7 +127,7 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
         if (input.shape[^1] != InFeatures)
             throw new ArgumentException($"{GetName()}: input has {input.shape[^1]} features, the layer expects {InFeatures}");
         var active = Adapters.Where(a => a.Enabled && !a.IsMerged).ToList();
-        if (active.Count == 0) return nn.functional.linear(input, _weight, _bias);
+        if (active.Count == 0) return nn.functional.linear(input, weight, bias);
 
         var outShape = input.shape.ToArray();
         outShape[^1] = OutFeatures;
@@ -119,12 +136,12 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
         Tensor y;
         if (active.Any(a => a.NeedsBaseOutput))
         {
-            baseOut = nn.functional.linear(x, _weight);
+            baseOut = nn.functional.linear(x, weight);
             y = baseOut;
         }
-        else y = nn.functional.linear(x, _weight, _bias);
+        else y = nn.functional.linear(x, weight, bias);
         foreach (var a in active) y = a.AddBranch(x, y, baseOut);
-        if (baseOut is not null && _bias is not null) y = y + _bias;
+        if (baseOut is not null && bias is not null) y = y + bias;
         return y.reshape(outShape);
     }
 
@@ -156,7 +173,7 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         _mergedFactor = CurrentFactor;
-        _weight.add_(DeltaWeight(_mergedFactor).to_type(_weight.dtype));
+        weight.add_(DeltaWeight(_mergedFactor).to_type(weight.dtype));
         IsMerged = true;
         _enabled = true;
     }
@@ -167,7 +184,7 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
         if (!IsMerged) return;
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        _weight.sub_(DeltaWeight(_mergedFactor).to_type(_weight.dtype));
+        weight.sub_(DeltaWeight(_mergedFactor).to_type(weight.dtype));
         IsMerged = false;
     }
 
@@ -197,7 +214,7 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     {
         // Layers outlive any dispose scope they are created in (injection and import may run inside one).
         using var scope = NewDisposeScope();
-        var p = new Parameter(zeros(shape, _weight.dtype, _weight.device), Options.Trainable);
+        var p = new Parameter(zeros(shape, weight.dtype, weight.device), Options.Trainable);
         p.DetachFromDisposeScope();
         return p;
     }

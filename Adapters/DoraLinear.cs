@@ -17,12 +17,14 @@ public sealed class DoraLinear : LowRankPairLayer
     public DoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
         : base(nameof(DoraLinear), weight, bias, options with { Method = AdapterMethod.Dora }, adapterName, ownsBase)
     {
-        lora_magnitude_vector = NewParameter([OutFeatures]);
-        using (no_grad()) lora_magnitude_vector.copy_(linalg.vector_norm(weight, 2, [1L], false));
+        _m = NewParameter([OutFeatures]);
+        using (no_grad()) _m.copy_(linalg.vector_norm(weight, 2, [1L], false));
         register_parameter("lora_magnitude_vector", lora_magnitude_vector);
     }
 
-    public Parameter lora_magnitude_vector { get; }
+    private Parameter _m;
+
+    public Parameter lora_magnitude_vector { get => _m; set { _m = value; ConditionallyRegisterParameter(nameof(lora_magnitude_vector), value); } }
 
     public override IReadOnlyList<AdapterParameter> AdapterParameters() =>
     [

@@ -10,8 +10,8 @@ public abstract class LowRankPairLayer : AdapterLayer
     protected LowRankPairLayer(string typeName, Parameter weight, Parameter? bias, AdapterOptions options, string adapterName, bool ownsBase)
         : base(typeName, weight, bias, options, adapterName, ownsBase)
     {
-        lora_A = NewParameter([options.Rank, InFeatures]);
-        lora_B = NewParameter([OutFeatures, options.Rank]);
+        _a = NewParameter([options.Rank, InFeatures]);
+        _b = NewParameter([OutFeatures, options.Rank]);
         using (no_grad())
         {
             if (options.Init == LoraInit.Gaussian) nn.init.normal_(lora_A, 0, 1.0 / options.Rank);
@@ -21,8 +21,10 @@ public abstract class LowRankPairLayer : AdapterLayer
         register_parameter("lora_B", lora_B);
     }
 
-    public Parameter lora_A { get; }
-    public Parameter lora_B { get; }
+    private Parameter _a, _b;
+
+    public Parameter lora_A { get => _a; set { _a = value; ConditionallyRegisterParameter(nameof(lora_A), value); InvalidateCaches(); } }
+    public Parameter lora_B { get => _b; set { _b = value; ConditionallyRegisterParameter(nameof(lora_B), value); InvalidateCaches(); } }
 
     public override IReadOnlyList<AdapterParameter> AdapterParameters() =>
     [

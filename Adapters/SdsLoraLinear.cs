@@ -14,7 +14,13 @@ namespace DiffusionPeft.Adapters;
 /// </summary>
 public sealed class SdsLoraLinear : LowRankPairLayer
 {
-    private Tensor? _qa, _qb;
+    private Basis? _a, _b;
+
+    /// <summary>An orthonormal basis Q of a (d x r) matrix M = Q R, and R⁻¹ when R is well conditioned (then M R⁻¹ = Q).</summary>
+    public sealed record Basis(Tensor Q, Tensor? RInverse) : IDisposable
+    {
+        public void Dispose() { Q.Dispose(); RInverse?.Dispose(); }
+    }
 
     public SdsLoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
         : base(nameof(SdsLoraLinear), weight, bias, options with { Method = AdapterMethod.SdsLora }, adapterName, ownsBase) { }
@@ -23,31 +29,44 @@ public sealed class SdsLoraLinear : LowRankPairLayer
 
     public override void InvalidateCaches()
     {
-        _qa?.Dispose(); _qa = null;
-        _qb?.Dispose(); _qb = null;
+        _a?.Dispose(); _a = null;
+        _b?.Dispose(); _b = null;
     }
 
-    /// <summary>The current (Q_A, Q_B): Q_A is d_in x r (from Aᵀ), Q_B is d_out x r.</summary>
-    public (Tensor QA, Tensor QB) Bases()
+    /// <summary>The current bases: of Aᵀ (d_in x r) and of B (d_out x r).</summary>
+    public (Basis A, Basis B) Bases()
     {
-        if (_qa is null || _qb is null || Options.SdsQrEveryForward)
+        if (_a is null || _b is null || Options.SdsQrEveryForward)
         {
             InvalidateCaches();
-            _qa = OrthonormalBasis(lora_A.detach().t(), Options.SdsTolerance).DetachFromDisposeScope();
-            _qb = OrthonormalBasis(lora_B.detach(), Options.SdsTolerance).DetachFromDisposeScope();
+            _a = OrthonormalBasis(lora_A.detach().t(), Options.SdsTolerance, Options.SdsTriangularSolve);
+            _b = OrthonormalBasis(lora_B.detach(), Options.SdsTolerance, Options.SdsTriangularSolve);
         }
-        return (_qa, _qb);
+        return (_a, _b);
     }
 
-    /// <summary>Thin QR of a (d x r) matrix; columns with |R[ii]| &lt;= tol · max|R[jj]| (or an all-zero R) are zeroed.</summary>
-    public static Tensor OrthonormalBasis(Tensor m, double tol)
+    /// <summary>
+    /// Thin QR of a (d x r) matrix; columns with |R[ii]| &lt;= tol · max|R[jj]| (or an all-zero R) are zeroed. When no
+    /// column is zeroed and cond(R) &lt;= 1/sqrt(eps) of the dtype, R⁻¹ is returned too: then x Q = (x Mᵀ...) products can
+    /// reuse LoRA's own thin products (x Aᵀ, g B) through an r x r matmul instead of a second pass over x or g.
+    /// </summary>
+    public static Basis OrthonormalBasis(Tensor m, double tol, bool withInverse = true)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
         var d = r.diagonal().abs();
         var keep = d.gt(d.max() * tol).logical_and(d.gt(0));
-        return (q * keep.to_type(q.dtype)).MoveToOuterDisposeScope();
+        Tensor? rInv = null;
+        if (withInverse && keep.all().item<bool>())
+        {
+            var sv = linalg.svdvals(r);
+            double cond = (sv.max() / sv.min()).to_type(ScalarType.Float64).item<double>();
+            double eps = m.dtype == ScalarType.Float64 ? 2.2e-16 : m.dtype == ScalarType.Float32 ? 1.2e-7 : 7.8e-3;
+            if (double.IsFinite(cond) && cond <= 1 / Math.Sqrt(eps))
+                rInv = linalg.inv(r).DetachFromDisposeScope();
+        }
+        return new Basis((q * keep.to_type(q.dtype)).DetachFromDisposeScope(), rInv);
     }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)
@@ -55,10 +74,10 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         if (!is_grad_enabled() || !(lora_A.requires_grad || lora_B.requires_grad))
             return AddLoraBranch(x, y);
         x = DropoutOnBranch(x);
-        var (qa, qb) = Bases();
+        var (a, b) = Bases();
         return Options.SdsBackward == SdsBackward.Custom
-            ? SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling)
-            : AutogradBranch(x, y, qa, qb);
+            ? SdsLoraFunction.apply(y, x, lora_A, lora_B, a.Q, b.Q, a.RInverse!, b.RInverse!, Scaling)
+            : AutogradBranch(x, y, a.Q, b.Q);
     }
 
     /// <summary>methods.md: s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)], value s B A x, gradients s G Q_A and s Q_Bᵀ G.</summary>
@@ -74,9 +93,10 @@ public sealed class SdsLoraLinear : LowRankPairLayer
 }
 
 /// <summary>
-/// Custom backward for SDS-LoRA: out = y + s (x Aᵀ) Bᵀ. Forward computes x [Aᵀ | Q_A] in one product (x Q_A is
-/// kept for dL/dB); backward computes g [B | Q_B] in one product, then dL/dx = s (g B) A, dL/dB = s gᵀ (x Q_A),
-/// dL/dA = s (g Q_B)ᵀ x. Inputs: y, x, A, B, Q_A, Q_B, s.
+/// Custom backward for SDS-LoRA: out = y + s (x Aᵀ) Bᵀ; dL/dx = s (g B) A, dL/dB = s gᵀ (x Q_A), dL/dA = s (g Q_B)ᵀ x.
+/// x Q_A = (x Aᵀ) R_A⁻¹ and g Q_B = (g B) R_B⁻¹ when the inverses are given, so the step costs LoRA's six thin
+/// products plus two r x r ones; otherwise [Aᵀ | Q_A] and [B | Q_B] are applied in one product each.
+/// Inputs: y, x, A, B, Q_A, Q_B, R_A⁻¹ (or null), R_B⁻¹ (or null), s.
 /// </summary>
 internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsLoraFunction>
 {
@@ -86,14 +106,27 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
     {
         var (y, x, a, b, qa) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
         var qb = (Tensor)vars[5];
-        double s = (double)vars[6];
+        var rInvA = vars[6] as Tensor;
+        var rInvB = vars[7] as Tensor;
+        double s = (double)vars[8];
         int r = (int)a.shape[0];
-        var hx = x.mm(cat([a.t(), qa], 1));
-        var h = hx.narrow(1, 0, r).mul(s);
-        var xqa = hx.narrow(1, r, r).mul(s);
-        ctx.save_for_backward([x, a, b, qb, xqa]);
+        Tensor h, xqa;
+        if (rInvA is not null)
+        {
+            var hRaw = x.mm(a.t());
+            h = hRaw.mul(s);
+            xqa = h.mm(rInvA);
+        }
+        else
+        {
+            var hx = x.mm(cat([a.t(), qa], 1)).mul(s);
+            h = hx.narrow(1, 0, r);
+            xqa = hx.narrow(1, r, r);
+        }
+        ctx.save_for_backward([x, a, b, qb, xqa, rInvB!]);
         ctx.save_data("s", s);
         ctx.save_data("x_grad", x.requires_grad);
+        ctx.save_data("solve_b", rInvB is not null);
         return AdapterLayer.AddMm(y, h, b.t());
     }
 
@@ -104,12 +137,21 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         double s = (double)ctx.get_data("s");
         bool xGrad = (bool)ctx.get_data("x_grad");
         int r = (int)a.shape[0];
-        var gb = g.mm(cat([b, qb], 1)).mul(s);
-        var gB = gb.narrow(1, 0, r);
-        var gQb = gb.narrow(1, r, r);
+        Tensor gB, gQb;
+        if ((bool)ctx.get_data("solve_b"))
+        {
+            gB = g.mm(b).mul(s);
+            gQb = gB.mm(saved[5]);
+        }
+        else
+        {
+            var gb = g.mm(cat([b, qb], 1)).mul(s);
+            gB = gb.narrow(1, 0, r);
+            gQb = gb.narrow(1, r, r);
+        }
         Tensor? gx = xGrad ? gB.mm(a) : null;
         var dA = gQb.t().mm(x);
         var dB = g.t().mm(xqa);
-        return [g, gx!, dA, dB, null!, null!, null!];
+        return [g, gx!, dA, dB, null!, null!, null!, null!, null!];
     }
 }

@@ -15,22 +15,25 @@ public sealed class SingLoraLinear : AdapterLayer
         : base(nameof(SingLoraLinear), weight, bias, options with { Method = AdapterMethod.SingLora }, adapterName, ownsBase)
     {
         int n = Math.Max(InFeatures, OutFeatures);
-        singlora_A = NewParameter([n, options.Rank]);
+        _a = NewParameter([n, options.Rank]);
         using (no_grad())
         {
             // kaiming-uniform(a = sqrt 5) on (n x r): fan_in = r, bound 1/sqrt(r), as public implementations do.
-            nn.init.kaiming_uniform_(singlora_A, Math.Sqrt(5));
-            if (options.InitScale != 1.0) singlora_A.mul_(options.InitScale);
+            nn.init.kaiming_uniform_(_a, Math.Sqrt(5));
+            if (options.InitScale != 1.0) _a.mul_(options.InitScale);
         }
         register_parameter("singlora_A", singlora_A);
-        singlora_step = zeros([], ScalarType.Int64).DetachFromDisposeScope();
-        register_buffer("singlora_step", singlora_step);
+        _step = zeros([], ScalarType.Int64).DetachFromDisposeScope();
+        register_buffer("singlora_step", _step);
     }
 
-    public Parameter singlora_A { get; }
+    private Parameter _a;
+    private Tensor _step;
+
+    public Parameter singlora_A { get => _a; set { _a = value; ConditionallyRegisterParameter(nameof(singlora_A), value); } }
 
     /// <summary>Optimizer steps taken (0-d int64 buffer, saved with the adapter).</summary>
-    public Tensor singlora_step { get; }
+    public Tensor singlora_step { get => _step; set { _step = value; ConditionallyRegisterBuffer(nameof(singlora_step), value); } }
 
     public long StepCount
     {

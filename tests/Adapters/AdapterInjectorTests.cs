@@ -111,6 +111,36 @@ public sealed class AdapterInjectorTests
         TensorAssert.Close(te.forward(x), before, 0, 0, "after removal");
     }
 
+    /// <summary>Module.to(dtype) after injection (stacked adapters, SDS caches, the int64 ramp buffer); injection inside a dispose scope.</summary>
+    [Fact]
+    public void ConvertsDtypeAndOutlivesDisposeScopes()
+    {
+        var te = new FakeTextEncoder();
+        using (NewDisposeScope())
+        {
+            AdapterInjector.Inject(te, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 2, Alpha = 2 }, InjectionTargets.TextEncoderAttention);
+            AdapterInjector.Inject(te, new AdapterOptions { Method = AdapterMethod.SingLora, Rank = 2, Alpha = 2 }, InjectionTargets.Of("fc1$"));
+            AdapterInjector.Inject(te, new AdapterOptions { Rank = 1, Alpha = 1 }, InjectionTargets.Of("q_proj$"), adapterName: "extra");
+        }
+        using var scope = NewDisposeScope();
+        var x = randn([2, 3, 8], ScalarType.Float64);
+        foreach (var (_, l) in AdapterInjector.AdaptedLayers(te)) foreach (var a in l.Adapters) Perturb(a);
+        te.forward(x).sum().backward();                       // SDS bases cached in float64
+        var expected = te.forward(x).detach();
+        var keys = te.state_dict().Keys.ToHashSet();
+        te.to(ScalarType.Float32);
+        Assert.Equal(keys, te.state_dict().Keys.ToHashSet());
+        Assert.All(te.named_parameters(), p => Assert.Equal(ScalarType.Float32, p.parameter.dtype));
+        Assert.Equal(ScalarType.Int64, te.state_dict()["text_model.encoder.layers.0.mlp.fc1.singlora_step"].dtype);
+        var q = (AdapterLayer)AdapterInjector.Find(te, "text_model.encoder.layers.0.self_attn.q_proj")!;
+        Assert.Same(q.weight, q.FindAdapter("extra")!.weight);
+        var y = te.forward(x.to_type(ScalarType.Float32));
+        y.sum().backward();
+        TensorAssert.Close(y, expected, 1e-4, 1e-4, "float32 copy");
+        Assert.All(AdapterInjector.AdaptedLayers(te).SelectMany(l => l.Layer.Adapters).SelectMany(a => a.AdapterParameters()),
+            p => Assert.True(p.Tensor.grad is not null && p.Tensor.grad.dtype == ScalarType.Float32, p.Name));
+    }
+
     private sealed class HoldsSequential : nn.Module<Tensor, Tensor>
     {
         public Sequential seq = nn.Sequential(nn.Linear(4, 4));

@@ -1,0 +1,1 @@
+return DiffusionPeft.Benchmarks.AdapterBenchmark.Run(args);
