@@ -201,6 +201,17 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     /// <summary>Call after every optimizer step (not per forward): advances SingLoRA's ramp and refreshes SDS-LoRA's bases.</summary>
     public virtual void Step() { }
 
+    /// <summary>
+    /// Steps every adapter of the given layers (stacked ones included) once, after an optimizer step, and recomputes
+    /// the SDS-LoRA bases in one batched QR per shape.
+    /// </summary>
+    public static void StepAll(IEnumerable<AdapterLayer> layers)
+    {
+        var all = layers.SelectMany(l => l.Adapters).Distinct().ToList();
+        foreach (var a in all) a.Step();
+        SdsLoraLinear.RefreshBases(all.OfType<SdsLoraLinear>());
+    }
+
     /// <summary>Drops cached values derived from the adapter tensors (call after loading tensors into them).</summary>
     public virtual void InvalidateCaches() { }
 

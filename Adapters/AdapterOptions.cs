@@ -28,8 +28,6 @@ public sealed record AdapterOptions
     public double SdsTolerance { get; init; } = 1e-6;
     /// <summary>SDS-LoRA: recompute the QR bases on every forward instead of once per optimizer step (see <see cref="AdapterLayer.Step"/>).</summary>
     public bool SdsQrEveryForward { get; init; }
-    /// <summary>SDS-LoRA custom backward: get x Q_A and g Q_B from LoRA's own thin products via R⁻¹ when R is well conditioned.</summary>
-    public bool SdsTriangularSolve { get; init; } = true;
     /// <summary>Whether the adapter's parameters require grad (false for adapters loaded for inference).</summary>
     public bool Trainable { get; init; } = true;
 

@@ -48,7 +48,6 @@ public static class DpeftAdapterFile
             ["method"] = o.Method.ToString(), ["rank"] = o.Rank, ["alpha"] = o.Alpha, ["rs_lora"] = o.RsLora,
             ["init"] = o.Init.ToString(), ["dropout"] = o.Dropout, ["ramp_steps"] = o.RampSteps, ["init_scale"] = o.InitScale,
             ["sds_backward"] = o.SdsBackward.ToString(), ["sds_tolerance"] = o.SdsTolerance, ["sds_qr_every_forward"] = o.SdsQrEveryForward,
-            ["sds_triangular_solve"] = o.SdsTriangularSolve,
         };
         var meta = new Dictionary<string, string>
         {
@@ -96,7 +95,6 @@ public static class DpeftAdapterFile
                 RampSteps = (long)o["ramp_steps"]!, InitScale = (double)o["init_scale"]!,
                 SdsBackward = Enum.Parse<SdsBackward>((string)o["sds_backward"]!), SdsTolerance = (double)o["sds_tolerance"]!,
                 SdsQrEveryForward = (bool)o["sds_qr_every_forward"]!,
-                SdsTriangularSolve = (bool?)o["sds_triangular_solve"] ?? true,
             };
             var targets = JsonNode.Parse(Need("targets"))!.AsArray()
                 .Select(t => ((string)t!["component"]!, (string)t["path"]!, (int)t["rank"]!, (double)t["alpha"]!)).ToList();

@@ -12,7 +12,7 @@ namespace DiffusionPeft.Benchmarks;
 /// weights): attn1 q/k/v/out and attn2 q/out are C x C on the block's tokens (4096/1024/256/64 per level), attn2
 /// k/v are 768 -> C on 77 context tokens; C = 320, 640, 1280 over the 16 transformer blocks. A step is forward of
 /// every layer, backward (input gradients of the hidden states included, the context needs none), AdamW step and
-/// the adapters' Step(). Methods run round-robin so that load on the shared machine hits them alike; the median is
+/// AdapterLayer.StepAll (SingLoRA ramp, SDS-LoRA bases). Methods run round-robin so that load on the shared machine hits them alike; the median is
 /// reported. Usage: AdapterBenchmark.Run(["--ranks", "4,16", "--batch", "1", "--reps", "3"]).
 /// </summary>
 public static class AdapterBenchmark
@@ -28,6 +28,7 @@ public static class AdapterBenchmark
         int reps = int.Parse(Arg(args, "--reps", "3"), CultureInfo.InvariantCulture);
         bool withAutograd = !args.Contains("--no-sds-autograd");
         bool quick = args.Contains("--quick");
+        if (Arg(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
         Console.WriteLine($"SD 1.5 attention Linears, 64x64 latents, batch {batch}, threads {get_num_threads()}, {reps} timed steps per method (median), 1 warm-up");
 
         var shapes = Sd15AttentionShapes(quick);
@@ -59,6 +60,11 @@ public static class AdapterBenchmark
                 new("SDS-LoRA", new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = rank, Alpha = rank }),
             };
             if (withAutograd) variants.Add(new("SDS-LoRA (autograd)", variants[3].Options with { SdsBackward = SdsBackward.Autograd }));
+            if (Arg(args, "--methods", "") is { Length: > 0 } only)
+            {
+                var keep = only.Split(',').Select(m => m.Trim().ToLowerInvariant()).ToHashSet();
+                variants = variants.Where((v, i) => i == 0 || keep.Contains(v.Name.ToLowerInvariant())).ToList();
+            }
 
             var runs = variants.Select(v =>
             {
@@ -67,34 +73,45 @@ public static class AdapterBenchmark
                     foreach (var p in l.AdapterParameters())
                         using (no_grad()) if (p.Role == AdapterParameterRole.B) p.Tensor.normal_(0, 0.01);   // off init: SDS's Q_B is full rank
                 var opt = LoraPlus.CreateAdamW(layers, new AdamWSettings(1e-4, WeightDecay: 0.01), lambda: 1);
-                return (v, layers, opt, times: new List<double>());
+                return (v, layers, opt, times: new List<double>(), cpu: new List<double>());
             }).ToList();
 
             for (int rep = 0; rep <= reps; rep++)
                 foreach (var run in runs)
                 {
-                    double ms = TimeStep(run.layers, run.opt, inputs, grads);
-                    if (rep > 0) run.times.Add(ms);
+                    var (ms, cpuMs) = TimeStep(run.layers, run.opt, inputs, grads);
+                    if (rep > 0) { run.times.Add(ms); run.cpu.Add(cpuMs); }
                 }
 
-            double loraMs = Median(runs[0].times);
+            double loraMs = Median(runs[0].times), loraCpu = Median(runs[0].cpu);
             long loraParams = Trainable(runs[0].layers);
             Console.WriteLine();
-            Console.WriteLine($"rank {rank}");
-            Console.WriteLine($"  {"method",-22}{"step ms (median)",18}{"x LoRA",9}{"trainable",14}{"x LoRA",9}   all steps ms");
+            Console.WriteLine($"rank {rank} (wall = elapsed time; cpu = process CPU time, less sensitive to other load on a shared machine)");
+            Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"trainable",13}{"x LoRA",8}   wall ms per step");
             foreach (var run in runs)
             {
-                double med = Median(run.times);
+                double med = Median(run.times), cpu = Median(run.cpu);
                 long n = Trainable(run.layers);
-                Console.WriteLine($"  {run.v.Name,-22}{med,18:F0}{med / loraMs,9:F3}{n,14:N0}{(double)n / loraParams,9:F3}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
+                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
             }
-            foreach (var run in runs) { run.opt.Dispose(); foreach (var l in run.layers) l.Dispose(); }
+            var sds = runs.FirstOrDefault(r => r.v.Options.Method == AdapterMethod.SdsLora).layers?.Cast<SdsLoraLinear>().ToList() ?? [];
+            var qrMs = Enumerable.Range(0, 3).Select(_ =>
+            {
+                var sw = Stopwatch.StartNew();
+                SdsLoraLinear.RefreshBases(sds);
+                return sw.Elapsed.TotalMilliseconds;
+            }).ToList();
+            if (sds.Count > 0) Console.WriteLine($"  SDS-LoRA bases (batched thin QR of Aᵀ and B) for all {sds.Count} layers, once per optimizer step: {Median(qrMs):F1} ms");
+            // Layers are not disposed: they share (and would dispose) the frozen base weights used by the next rank.
+            foreach (var run in runs) run.opt.Dispose();
         }
         return 0;
     }
 
-    private static double TimeStep(List<AdapterLayer> layers, optim.Optimizer opt, List<Tensor> inputs, List<Tensor> grads)
+    private static (double WallMs, double CpuMs) TimeStep(List<AdapterLayer> layers, optim.Optimizer opt, List<Tensor> inputs, List<Tensor> grads)
     {
+        var process = Process.GetCurrentProcess();
+        var cpu0 = process.TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -104,9 +121,11 @@ public static class AdapterBenchmark
             for (int i = 0; i < layers.Count; i++) outs.Add(layers[i].forward(inputs[i]));
             autograd.backward(outs, grads);
             opt.step();
-            foreach (var l in layers) l.Step();
+            AdapterLayer.StepAll(layers);
         }
-        return sw.Elapsed.TotalMilliseconds;
+        double wall = sw.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        return (wall, (process.TotalProcessorTime - cpu0).TotalMilliseconds);
     }
 
     /// <summary>The 16 transformer blocks of SD 1.5 (down 2+2+2, mid 1, up 3+3+3) and their 8 attention Linears each.</summary>
