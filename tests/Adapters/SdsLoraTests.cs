@@ -30,11 +30,25 @@ public sealed class SdsLoraTests
         return w.grad!;
     }
 
+    /// <summary>Reference basis: Householder QR, signs fixed so that diag(R) > 0, negligible columns zeroed.</summary>
     private static Tensor Basis(Tensor m)
     {
         var (q, rr) = linalg.qr(m);
-        var d = rr.diagonal().abs();
-        return q * (d > d.max() * 1e-6).logical_and(d > 0).to_type(q.dtype);
+        var diag = rr.diagonal();
+        var d = diag.abs();
+        return q * diag.sign() * (d > d.max() * 1e-6).logical_and(d > 0).to_type(q.dtype);
+    }
+
+    [Fact]
+    public void BasesHavePositiveRDiagonal()
+    {
+        using var scope = NewDisposeScope();
+        var (layer, _, _) = Setup(9, 5, SdsBackward.Custom, false, seed: 36);
+        var (qa, qb) = layer.Bases();
+        Assert.True((qa.t().mm(layer.lora_A.detach().t()).diagonal() > 0).all().item<bool>(), "R_A = Q_Aᵀ Aᵀ has a positive diagonal");
+        Assert.True((qb.t().mm(layer.lora_B.detach()).diagonal() > 0).all().item<bool>(), "R_B = Q_Bᵀ B has a positive diagonal");
+        TensorAssert.Close(qa.t().mm(qa), eye(3, dtype: ScalarType.Float64), 1e-14, 0, "Q_A orthonormal");
+        TensorAssert.Close(qa.mm(qa.t()).mm(layer.lora_A.detach().t()), layer.lora_A.detach().t(), 1e-12, 1e-12, "Q_A spans Aᵀ");
     }
 
     [Theory, MemberData(nameof(Backends))]
