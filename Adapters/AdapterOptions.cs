@@ -1,0 +1,46 @@
+namespace DiffusionPeft.Adapters;
+
+public enum AdapterMethod { Lora, Dora, SingLora, SdsLora }
+
+/// <summary>Initialisation of LoRA's A: kaiming-uniform(a = sqrt 5), or N(0, (1/r)^2) as diffusers' DreamBooth script does.</summary>
+public enum LoraInit { KaimingUniform, Gaussian }
+
+/// <summary>How SDS-LoRA obtains its decoupled gradients: a custom autograd function, or the detach formulation of methods.md.</summary>
+public enum SdsBackward { Custom, Autograd }
+
+/// <summary>Everything that defines one adapter on one layer. Per-pattern overrides change Rank and Alpha only.</summary>
+public sealed record AdapterOptions
+{
+    public AdapterMethod Method { get; init; } = AdapterMethod.Lora;
+    public int Rank { get; init; } = 4;
+    public double Alpha { get; init; } = 4;
+    /// <summary>rsLoRA: s = alpha / sqrt(r) instead of alpha / r.</summary>
+    public bool RsLora { get; init; }
+    public LoraInit Init { get; init; } = LoraInit.KaimingUniform;
+    /// <summary>Dropout probability on the adapter branch input (training only).</summary>
+    public double Dropout { get; init; }
+    /// <summary>SingLoRA ramp length T in optimizer steps: u(t) = min(t / T, 1); 0 means u = 1 from the start.</summary>
+    public long RampSteps { get; init; } = 100;
+    /// <summary>SingLoRA: multiplier on the kaiming-uniform init of A (bound 1/sqrt(r)).</summary>
+    public double InitScale { get; init; } = 1.0;
+    public SdsBackward SdsBackward { get; init; } = SdsBackward.Custom;
+    /// <summary>SDS-LoRA: a column of Q is zeroed where |R[ii]| &lt;= SdsTolerance * max_j |R[jj]| (or R is all zero, e.g. B = 0 at init).</summary>
+    public double SdsTolerance { get; init; } = 1e-6;
+    /// <summary>SDS-LoRA: recompute the QR bases on every forward instead of once per optimizer step (see <see cref="AdapterLayer.Step"/>).</summary>
+    public bool SdsQrEveryForward { get; init; }
+    /// <summary>Whether the adapter's parameters require grad (false for adapters loaded for inference).</summary>
+    public bool Trainable { get; init; } = true;
+
+    /// <summary>The method's scale s (without the user's per-adapter weight).</summary>
+    public double Scaling => RsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
+
+    public void Validate()
+    {
+        if (Rank < 1) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "adapter rank must be at least 1");
+        if (!double.IsFinite(Alpha)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "adapter alpha must be finite");
+        if (Dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "dropout must be in [0, 1)");
+        if (RampSteps < 0) throw new ArgumentOutOfRangeException(nameof(RampSteps), RampSteps, "SingLoRA ramp length must be >= 0");
+        if (!(InitScale > 0)) throw new ArgumentOutOfRangeException(nameof(InitScale), InitScale, "init scale must be positive");
+        if (!(SdsTolerance >= 0)) throw new ArgumentOutOfRangeException(nameof(SdsTolerance), SdsTolerance, "SDS tolerance must be >= 0");
+    }
+}

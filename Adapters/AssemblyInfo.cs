@@ -1,1 +1,0 @@
-namespace DiffusionPeft.Adapters;

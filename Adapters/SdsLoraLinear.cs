@@ -1,0 +1,168 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Adapters;
+
+/// <summary>
+/// SDS-LoRA (Oh, Baik, Lee 2026): LoRA's forward value s B A x, with gradients through the orthonormal bases only:
+/// dL/dB = s G Q_A and dL/dA = s Q_Bᵀ G (Aᵀ = Q_A R_A, B = Q_B R_B thin QR, constants); the input gradient is the
+/// true one. Columns of Q whose |R[ii]| is negligible are zeroed (B = 0 at init gives dL/dA = 0, as in LoRA).
+/// The bases are computed once per optimizer step, shared by all micro-batches: <see cref="AdapterLayer.StepAll"/>
+/// recomputes them for all SDS layers at once (batched QR per shape); a layer whose bases were dropped by
+/// <see cref="Step"/> computes its own on the next training forward. The trainer must step the adapters after
+/// every optimizer step (or set <see cref="AdapterOptions.SdsQrEveryForward"/>).
+/// </summary>
+public sealed class SdsLoraLinear : LowRankPairLayer
+{
+    private Tensor? _qa, _qb;
+
+    public SdsLoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
+        : base(nameof(SdsLoraLinear), weight, bias, options with { Method = AdapterMethod.SdsLora }, adapterName, ownsBase) { }
+
+    public override void Step() => InvalidateCaches();
+
+    public override void InvalidateCaches()
+    {
+        _qa?.Dispose(); _qa = null;
+        _qb?.Dispose(); _qb = null;
+    }
+
+    /// <summary>The current bases: Q_A of Aᵀ (d_in x r) and Q_B of B (d_out x r).</summary>
+    public (Tensor QA, Tensor QB) Bases()
+    {
+        if (_qa is null || _qb is null || Options.SdsQrEveryForward)
+        {
+            InvalidateCaches();
+            using var scope = NewDisposeScope();
+            _qa = OrthonormalBases(lora_A.detach().t().unsqueeze(0), Options.SdsTolerance)[0].DetachFromDisposeScope();
+            _qb = OrthonormalBases(lora_B.detach().unsqueeze(0), Options.SdsTolerance)[0].DetachFromDisposeScope();
+        }
+        return (_qa, _qb);
+    }
+
+    /// <summary>
+    /// Orthonormal bases of (L x d x r) matrices M = Q R (thin QR with a positive diagonal of R: with LAPACK's
+    /// Householder signs some gradient columns would point uphill, since dL/dB = s G Aᵀ R_A⁻¹... needs R_A's
+    /// diagonal positive to stay aligned with LoRA's gradient). Columns with |R[ii]| &lt;= tol · max_j |R[jj]| (or an
+    /// all-zero R, e.g. B = 0 at init) are zeroed. Fast path: CholeskyQR2 in float64 (batched r x r work plus two
+    /// thin products); Householder QR for a batch where it fails or a column must be zeroed.
+    /// </summary>
+    public static Tensor OrthonormalBases(Tensor m, double tol)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var m64 = m.to_type(ScalarType.Float64);
+        if (CholeskyQr2(m64, tol) is { } q) return q.to_type(m.dtype).MoveToOuterDisposeScope();
+        var (qh, r) = linalg.qr(m64, linalg.QRMode.Reduced);
+        var diag = r.diagonal(0, -2, -1);
+        var d = diag.abs();
+        var keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
+        var sign = where(diag.lt(0), -1.0, 1.0);
+        return (qh * (sign * keep.to_type(ScalarType.Float64)).unsqueeze(-2)).to_type(m.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Q = M R⁻¹ with R from the Cholesky factor of MᵀM, twice (CholeskyQR2); null when not applicable.</summary>
+    private static Tensor? CholeskyQr2(Tensor m, double tol)
+    {
+        var (q1, d1) = CholeskyStep(m);
+        if (q1 is null) return null;
+        var (q2, d2) = CholeskyStep(q1);
+        if (q2 is null) return null;
+        var d = d1! * d2!;
+        bool ok = d.gt(d.amax([-1], keepdim: true) * tol).all().item<bool>() && q2.isfinite().all().item<bool>();
+        return ok ? q2 : null;
+    }
+
+    private static (Tensor? Q, Tensor? RDiag) CholeskyStep(Tensor m)
+    {
+        var gram = m.transpose(-2, -1).matmul(m);
+        var (l, info) = linalg.cholesky_ex(gram);
+        if (info.ne(0).any().item<bool>()) return (null, null);
+        // M R⁻¹ with R = Lᵀ: solve Q Lᵀ = M.
+        var q = linalg.solve_triangular(l.transpose(-2, -1), m, upper: true, left: false);
+        return (q, l.diagonal(0, -2, -1));
+    }
+
+    /// <summary>Computes the bases of every given SDS layer now, one batched QR per matrix shape.</summary>
+    public static void RefreshBases(IEnumerable<SdsLoraLinear> layers)
+    {
+        var list = layers.Where(l => !l.Options.SdsQrEveryForward).ToList();
+        foreach (var l in list) l.InvalidateCaches();
+        using var _ = no_grad();
+        foreach (var group in list.GroupBy(l => (l.InFeatures, l.OutFeatures, l.Rank, l.Options.SdsTolerance, l.weight.dtype)))
+        {
+            using var scope = NewDisposeScope();
+            var g = group.ToList();
+            double tol = group.Key.SdsTolerance;
+            var qa = OrthonormalBases(stack(g.Select(l => l.lora_A.detach().t())), tol).unbind(0);
+            var qb = OrthonormalBases(stack(g.Select(l => l.lora_B.detach())), tol).unbind(0);
+            for (int i = 0; i < g.Count; i++)
+            {
+                g[i]._qa = qa[i].DetachFromDisposeScope();
+                g[i]._qb = qb[i].DetachFromDisposeScope();
+            }
+        }
+    }
+
+    protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)
+    {
+        if (!is_grad_enabled() || !(lora_A.requires_grad || lora_B.requires_grad))
+            return AddLoraBranch(x, y);
+        x = DropoutOnBranch(x);
+        var (qa, qb) = Bases();
+        return Options.SdsBackward == SdsBackward.Custom
+            ? SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling)
+            : AutogradBranch(x, y, qa, qb);
+    }
+
+    /// <summary>methods.md: s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)], value s B A x, gradients s G Q_A and s Q_Bᵀ G.</summary>
+    private Tensor AutogradBranch(Tensor x, Tensor y, Tensor qa, Tensor qb)
+    {
+        var ad = lora_A.detach();
+        var bd = lora_B.detach();
+        double s = Scaling;
+        var y1 = AddMm(y, x.mm(ad.t()).mul(s), bd.t());
+        var y2 = AddMm(y1, x.mm(qa).mul(s), (lora_B - bd).t());
+        return AddMm(y2, x.mm((lora_A - ad).t()).mul(s), qb.t());
+    }
+}
+
+/// <summary>
+/// Custom backward for SDS-LoRA: out = y + s (x Aᵀ) Bᵀ. The forward applies [Aᵀ | Q_A] to x in one product (x Q_A is
+/// kept for dL/dB), the backward applies [B | Q_B] to g in one product; then dL/dx = s (g B) A, dL/dB = s gᵀ (x Q_A),
+/// dL/dA = s (g Q_B)ᵀ x. Widening the two thin products from r to 2r columns costs little (they are bound by reading
+/// x and g), so a step costs about LoRA's. (Measured: recovering x Q_A and g Q_B from LoRA's own products through R⁻¹
+/// was slower on CPU because of the extra small ops.) Inputs: y, x, A, B, Q_A, Q_B, s.
+/// </summary>
+internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsLoraFunction>
+{
+    public override string Name => nameof(SdsLoraFunction);
+
+    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (y, x, a, b, qa) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
+        var qb = (Tensor)vars[5];
+        double s = (double)vars[6];
+        int r = (int)a.shape[0];
+        var hx = x.mm(cat([a.t(), qa], 1)).mul(s);
+        ctx.save_for_backward([x, a, b, qb, hx]);
+        ctx.save_data("s", s);
+        ctx.save_data("x_grad", x.requires_grad);
+        return AdapterLayer.AddMm(y, hx.narrow(1, 0, r), b.t());
+    }
+
+    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor g)
+    {
+        var saved = ctx.get_saved_variables();
+        var (x, a, b, qb, hx) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
+        double s = (double)ctx.get_data("s");
+        bool xGrad = (bool)ctx.get_data("x_grad");
+        int r = (int)a.shape[0];
+        var gb = g.mm(cat([b, qb], 1)).mul(s);
+        Tensor? gx = xGrad ? gb.narrow(1, 0, r).mm(a) : null;
+        var dA = gb.narrow(1, r, r).t().mm(x);
+        var dB = g.t().mm(hx.narrow(1, r, r));
+        return [g, gx!, dA, dB, null!, null!, null!];
+    }
+}

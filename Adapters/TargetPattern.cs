@@ -1,0 +1,74 @@
+using System.Text.RegularExpressions;
+
+namespace DiffusionPeft.Adapters;
+
+/// <summary>
+/// A pattern over dotted module paths. Regex patterns are searched (anchor them yourself); glob patterns must
+/// match the whole path, with <c>*</c> = any run inside one segment and <c>**</c> = any run across segments.
+/// </summary>
+public sealed class TargetPattern
+{
+    private readonly Regex _regex;
+
+    private TargetPattern(string text, Regex regex) { Text = text; _regex = regex; }
+
+    public string Text { get; }
+
+    public static TargetPattern Regex(string pattern) =>
+        new(pattern, new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled));
+
+    public static TargetPattern Glob(string glob)
+    {
+        var sb = new System.Text.StringBuilder("^");
+        for (int i = 0; i < glob.Length; i++)
+        {
+            if (glob[i] == '*')
+            {
+                bool dbl = i + 1 < glob.Length && glob[i + 1] == '*';
+                sb.Append(dbl ? ".*" : "[^.]*");
+                if (dbl) i++;
+            }
+            else if (glob[i] == '?') sb.Append("[^.]");
+            else sb.Append(System.Text.RegularExpressions.Regex.Escape(glob[i].ToString()));
+        }
+        return new("glob:" + glob, new Regex(sb.Append('$').ToString(), RegexOptions.CultureInvariant));
+    }
+
+    /// <summary>"glob:..." is a glob, anything else a regex.</summary>
+    public static TargetPattern Parse(string text) => text.StartsWith("glob:", StringComparison.Ordinal) ? Glob(text[5..]) : Regex(text);
+
+    public bool Matches(string path) => _regex.IsMatch(path);
+
+    public override string ToString() => Text;
+}
+
+/// <summary>Per-pattern rank/alpha overrides; the last matching rule wins.</summary>
+public sealed record TargetOverride(TargetPattern Pattern, int? Rank = null, double? Alpha = null);
+
+/// <summary>Which Linear layers of a module tree get an adapter.</summary>
+public sealed record InjectionTargets(IReadOnlyList<TargetPattern> Include, IReadOnlyList<TargetPattern> Exclude, IReadOnlyList<TargetOverride> Overrides)
+{
+    /// <summary>SD UNet default: to_q, to_k, to_v, to_out.0 of attn1/attn2 in every transformer block.</summary>
+    public static InjectionTargets UNetAttention { get; } =
+        new([TargetPattern.Regex(@"(^|\.)attn[12]\.(to_q|to_k|to_v|to_out\.0)$")], [], []);
+
+    /// <summary>CLIP text encoder default: self_attn q/k/v/out projections.</summary>
+    public static InjectionTargets TextEncoderAttention { get; } =
+        new([TargetPattern.Regex(@"(^|\.)self_attn\.(q_proj|k_proj|v_proj|out_proj)$")], [], []);
+
+    public static InjectionTargets Of(params string[] include) => new(include.Select(TargetPattern.Parse).ToList(), [], []);
+
+    public InjectionTargets Excluding(params string[] patterns) => this with { Exclude = Exclude.Concat(patterns.Select(TargetPattern.Parse)).ToList() };
+
+    public InjectionTargets WithOverride(string pattern, int? rank = null, double? alpha = null) =>
+        this with { Overrides = Overrides.Append(new TargetOverride(TargetPattern.Parse(pattern), rank, alpha)).ToList() };
+
+    public bool Selects(string path) => Include.Any(p => p.Matches(path)) && !Exclude.Any(p => p.Matches(path));
+
+    public AdapterOptions OptionsFor(string path, AdapterOptions options)
+    {
+        foreach (var o in Overrides.Where(o => o.Pattern.Matches(path)))
+            options = options with { Rank = o.Rank ?? options.Rank, Alpha = o.Alpha ?? options.Alpha };
+        return options;
+    }
+}

@@ -1,0 +1,183 @@
+using DiffusionPeft.Adapters;
+using TorchSharp;
+using static TorchSharp.torch;
+using static DiffusionPeft.Tests.Adapters.AdapterTestUtil;
+
+namespace DiffusionPeft.Tests.Adapters;
+
+public sealed class SdsLoraTests
+{
+    public static TheoryData<SdsBackward> Backends => new(SdsBackward.Custom, SdsBackward.Autograd);
+
+    private static (SdsLoraLinear Layer, Tensor X, Tensor R) Setup(int din, int dout, SdsBackward backend, bool zeroB, long seed = 31)
+    {
+        manual_seed(seed);
+        var lin = MakeLinear(din, dout);
+        var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBackward = backend });
+        if (!zeroB) Perturb(layer);
+        var x = randn([2, 4, din], ScalarType.Float64).requires_grad_(true);
+        var r = randn([2, 4, dout], ScalarType.Float64);
+        return (layer, x, r);
+    }
+
+    private static Tensor Loss(Tensor y, Tensor r) => (y.tanh() * r).sum();
+
+    /// <summary>G = dL/dW of the full weight W0 + s B A, computed on a plain weight that requires grad.</summary>
+    private static Tensor FullWeightGradient(SdsLoraLinear layer, Tensor x, Tensor r)
+    {
+        var w = (layer.weight.detach() + layer.lora_B.detach().mm(layer.lora_A.detach()) * layer.Scaling).requires_grad_(true);
+        Loss(nn.functional.linear(x.detach(), w, layer.bias), r).backward();
+        return w.grad!;
+    }
+
+    /// <summary>Reference basis: Householder QR, signs fixed so that diag(R) > 0, negligible columns zeroed.</summary>
+    private static Tensor Basis(Tensor m)
+    {
+        var (q, rr) = linalg.qr(m);
+        var diag = rr.diagonal();
+        var d = diag.abs();
+        return q * diag.sign() * (d > d.max() * 1e-6).logical_and(d > 0).to_type(q.dtype);
+    }
+
+    [Fact]
+    public void BasesHavePositiveRDiagonal()
+    {
+        using var scope = NewDisposeScope();
+        var (layer, _, _) = Setup(9, 5, SdsBackward.Custom, false, seed: 36);
+        var (qa, qb) = layer.Bases();
+        Assert.True((qa.t().mm(layer.lora_A.detach().t()).diagonal() > 0).all().item<bool>(), "R_A = Q_Aᵀ Aᵀ has a positive diagonal");
+        Assert.True((qb.t().mm(layer.lora_B.detach()).diagonal() > 0).all().item<bool>(), "R_B = Q_Bᵀ B has a positive diagonal");
+        TensorAssert.Close(qa.t().mm(qa), eye(3, dtype: ScalarType.Float64), 1e-14, 0, "Q_A orthonormal");
+        TensorAssert.Close(qa.mm(qa.t()).mm(layer.lora_A.detach().t()), layer.lora_A.detach().t(), 1e-12, 1e-12, "Q_A spans Aᵀ");
+    }
+
+    [Theory, MemberData(nameof(Backends))]
+    public void GradientsAreProjectedFullGradients(SdsBackward backend)
+    {
+        using var scope = NewDisposeScope();
+        foreach (var (din, dout) in new[] { (7, 7), (5, 9), (9, 5) })
+            foreach (bool zeroB in new[] { false, true })
+            {
+                var (layer, x, r) = Setup(din, dout, backend, zeroB);
+                var g = FullWeightGradient(layer, x, r);
+                Loss(layer.forward(x), r).backward();
+                double s = layer.Scaling;
+                var qa = Basis(layer.lora_A.detach().t());
+                var qb = Basis(layer.lora_B.detach());
+                string what = $"{backend} {din}->{dout} zeroB={zeroB}";
+                TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * s, 1e-12, 1e-10, what + " dL/dB = s G Q_A");
+                TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * s, 1e-12, 1e-10, what + " dL/dA = s Q_Bᵀ G");
+                if (zeroB) Assert.Equal(0.0, layer.lora_A.grad!.abs().max().item<double>());
+                // the input gradient is the true one: compare with plain LoRA holding the same tensors
+                var lora = (LoraLinear)Wrap(MakeLinear(din, dout), new AdapterOptions { Rank = 3, Alpha = 4.5 });
+                using (no_grad())
+                {
+                    lora.weight.copy_(layer.weight); lora.bias!.copy_(layer.bias!);
+                    lora.lora_A.copy_(layer.lora_A); lora.lora_B.copy_(layer.lora_B);
+                }
+                var x2 = x.detach().clone().requires_grad_(true);
+                var yLora = lora.forward(x2);
+                TensorAssert.Close(layer.forward(x), yLora, 1e-12, 1e-10, what + " forward value = LoRA's");
+                Loss(yLora, r).backward();
+                TensorAssert.Close(x.grad!, x2.grad!, 1e-12, 1e-10, what + " dL/dx");
+            }
+    }
+
+    [Fact]
+    public void CustomBackwardEqualsAutogradFormulation()
+    {
+        using var scope = NewDisposeScope();
+        var (custom, x1, r) = Setup(6, 8, SdsBackward.Custom, false, seed: 32);
+        var (auto, x2, _) = Setup(6, 8, SdsBackward.Autograd, false, seed: 32);
+        Loss(custom.forward(x1), r).backward();
+        Loss(auto.forward(x2), r).backward();
+        TensorAssert.Close(custom.lora_A.grad!, auto.lora_A.grad!, 1e-13, 1e-11, "dL/dA");
+        TensorAssert.Close(custom.lora_B.grad!, auto.lora_B.grad!, 1e-13, 1e-11, "dL/dB");
+        TensorAssert.Close(x1.grad!, x2.grad!, 1e-13, 1e-11, "dL/dx");
+    }
+
+    /// <summary>StepAll's batched QR (one per shape) gives the bases each layer computes alone, zero-B columns included.</summary>
+    [Fact]
+    public void BatchedBasesEqualPerLayerBases()
+    {
+        using var scope = NewDisposeScope();
+        var layers = new List<SdsLoraLinear>();
+        foreach (var (din, dout, zeroB, seed) in new[] { (6, 5, false, 1L), (6, 5, true, 2L), (6, 5, false, 3L), (4, 7, false, 4L) })
+            layers.Add(Setup(din, dout, SdsBackward.Custom, zeroB, seed).Layer);
+        var single = layers.Select(l => { l.InvalidateCaches(); var (a, b) = l.Bases(); return (a.clone(), b.clone()); }).ToList();
+        AdapterLayer.StepAll(layers);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var (a, b) = layers[i].Bases();
+            TensorAssert.Close(a, single[i].Item1, 1e-14, 1e-12, $"layer {i} Q_A");
+            TensorAssert.Close(b, single[i].Item2, 1e-14, 1e-12, $"layer {i} Q_B");
+        }
+        Assert.Equal(0.0, layers[1].Bases().QB.abs().max().item<double>());
+        TensorAssert.Close(layers[0].Bases().QA.t().mm(layers[0].Bases().QA), eye(3, dtype: ScalarType.Float64), 1e-14, 0, "orthonormal");
+    }
+
+    /// <summary>(B M, M⁻¹ A) leaves the forward and the spanned subspaces unchanged: SDS-LoRA's gradients keep their
+    /// singular values, LoRA's change with M.</summary>
+    [Theory]
+    [InlineData(AdapterMethod.SdsLora)]
+    [InlineData(AdapterMethod.Lora)]
+    public void ReparameterisationInvariance(AdapterMethod method)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(33);
+        var lin = MakeLinear(8, 6);
+        var x = randn([10, 8], ScalarType.Float64);
+        var r = randn([10, 6], ScalarType.Float64);
+        var m = randn([3, 3], ScalarType.Float64) + eye(3, dtype: ScalarType.Float64) * 2;
+        var minv = linalg.inv(m);
+        var l1 = (LowRankPairLayer)Wrap(lin, new AdapterOptions { Method = method, Rank = 3, Alpha = 3 });
+        Perturb(l1);
+        var l2 = (LowRankPairLayer)AdapterInjector.Create(new AdapterOptions { Method = method, Rank = 3, Alpha = 3 }, lin.weight!, lin.bias);
+        using (no_grad())
+        {
+            l2.lora_B.copy_(l1.lora_B.mm(m));
+            l2.lora_A.copy_(minv.mm(l1.lora_A));
+        }
+        var y1 = l1.forward(x);
+        TensorAssert.Close(l2.forward(x), y1, 1e-11, 1e-9, "same forward");
+        Loss(y1, r).backward();
+        Loss(l2.forward(x), r).backward();
+        var svB = (linalg.svdvals(l1.lora_B.grad!), linalg.svdvals(l2.lora_B.grad!));
+        var svA = (linalg.svdvals(l1.lora_A.grad!), linalg.svdvals(l2.lora_A.grad!));
+        if (method == AdapterMethod.SdsLora)
+        {
+            TensorAssert.Close(svB.Item2, svB.Item1, 1e-11, 1e-9, "singular values of dL/dB");
+            TensorAssert.Close(svA.Item2, svA.Item1, 1e-11, 1e-9, "singular values of dL/dA");
+        }
+        else
+        {
+            Assert.True((svB.Item2 - svB.Item1).abs().max().item<double>() > 1e-3, "LoRA's dL/dB changes with M");
+            Assert.True((svA.Item2 - svA.Item1).abs().max().item<double>() > 1e-3, "LoRA's dL/dA changes with M");
+        }
+    }
+
+    /// <summary>The bases are computed once per optimizer step: micro-batches share them, Step() refreshes them.</summary>
+    [Fact]
+    public void BasesRefreshAfterEachOptimizerStep()
+    {
+        using var scope = NewDisposeScope();
+        var (layer, x, r) = Setup(6, 5, SdsBackward.Custom, zeroB: true, seed: 34);
+        var opt = LoraPlus.CreateAdamW([layer], new AdamWSettings(1e-2));
+        for (int step = 0; step < 3; step++)
+        {
+            opt.zero_grad();
+            var g = FullWeightGradient(layer, x, r) * 0;
+            for (int micro = 0; micro < 2; micro++)
+            {
+                g += FullWeightGradient(layer, x, r);
+                Loss(layer.forward(x), r).backward();
+            }
+            var s = layer.Scaling;
+            TensorAssert.Close(layer.lora_B.grad!, g.mm(Basis(layer.lora_A.detach().t())) * s, 1e-11, 1e-9, $"step {step} dL/dB");
+            TensorAssert.Close(layer.lora_A.grad!, Basis(layer.lora_B.detach()).t().mm(g) * s, 1e-11, 1e-9, $"step {step} dL/dA");
+            opt.step();
+            layer.Step();
+        }
+        Assert.True(layer.lora_B.abs().max().item<double>() > 0);
+    }
+}
