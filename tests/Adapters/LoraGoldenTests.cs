@@ -100,7 +100,8 @@ public sealed class ActiveAdaptersTests
         using (ActiveAdapters.Apply(model, [new AdapterSpec(kohya, 1.0), new AdapterSpec(kohya, -1.0)]))
         {
             // The same LoRA at +1 and -1 cancels: stacked adapters add up.
-            TensorAssert.Close(model.Unet.forward(sample, tensor(500L), context), baseOut, 1e-4, 1e-4, "stacked +1/-1") // float rounding through the whole UNet; the LoRA alone moves it by > 1e-3;
+            // float rounding through the whole UNet; the LoRA alone moves the output by more than 1e-3
+            TensorAssert.Close(model.Unet.forward(sample, tensor(500L), context), baseOut, 1e-4, 1e-4, "stacked +1/-1");
         }
         using (ActiveAdapters.Apply(model, [new AdapterSpec(kohya, 1.0)]))
             Assert.True(TensorAssert.MaxAbsDiff(model.Unet.forward(sample, tensor(500L), context), baseOut) > 1e-3);
