@@ -41,6 +41,7 @@ public static class DpeftAdapterFile
         var targets = new JsonArray(entries.Select(e => (JsonNode)new JsonObject
         {
             ["component"] = e.Component, ["path"] = e.Path, ["rank"] = e.Adapter.Rank, ["alpha"] = e.Adapter.Alpha,
+            ["in_features"] = e.Adapter.InFeatures, ["out_features"] = e.Adapter.OutFeatures,
         }).ToArray());
         var o = first.Options;
         var options = new JsonObject
