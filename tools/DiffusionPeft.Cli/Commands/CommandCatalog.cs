@@ -11,5 +11,6 @@ public static class CommandCatalog
         yield return AdapterCommand.Create(output, error);
         yield return EvalCommand.Create(output, error);
         yield return CompareReportsCommand.Create(output, error);
+        yield return BenchDreamBoothCommand.Create(output, error);
     }
 }

@@ -59,7 +59,7 @@ public static class GenerateRunner
         return [job.Defaults];
     }
 
-    private sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
+    internal sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
     {
         private int _done, _steps = 1, _inBatch = 1;
 
