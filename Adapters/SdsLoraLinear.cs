@@ -120,7 +120,7 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         var qb = (Tensor)vars[5];
         double s = (double)vars[6];
         int r = (int)a.shape[0];
-        var hx = x.mm(cat([a.t(), qa], 1)).mul(s);
+        var hx = x.mm(cat([a.t(), qa], 1).mul_(s));   // s on the small factor: no N-sized scaling
         ctx.save_for_backward([x, a, b, qb, hx]);
         ctx.save_data("s", s);
         ctx.save_data("x_grad", x.requires_grad);
@@ -134,7 +134,7 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         double s = (double)ctx.get_data("s");
         bool xGrad = (bool)ctx.get_data("x_grad");
         int r = (int)a.shape[0];
-        var gb = g.mm(cat([b, qb], 1)).mul(s);
+        var gb = g.mm(cat([b, qb], 1).mul_(s));
         Tensor? gx = xGrad ? gb.narrow(1, 0, r).mm(a) : null;
         var dA = gb.narrow(1, r, r).t().mm(x);
         var dB = g.t().mm(hx.narrow(1, r, r));
