@@ -63,7 +63,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
 
     /// <summary>
     /// Q_A, Q_B and, where usable, R_A⁻¹ and R_B⁻¹ (positive-diagonal R): usable when no column is zeroed and
-    /// cond(R) &lt;= 1/sqrt(eps) of the dtype, or, for R_B, when B = 0 (then g B = 0 and dL/dA = 0 either way).
+    /// ‖R‖_F‖R⁻¹‖_F (≥ cond₂ R) &lt;= 1/sqrt(eps) of the dtype, or, for R_B, when B = 0 (then g B = 0 and dL/dA = 0 either way).
     /// One host read-back per shape group.
     /// </summary>
     private static void Compute(IReadOnlyList<SdsLoraLinear> layers)
@@ -102,14 +102,15 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
         q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
         r = r * sign.unsqueeze(-1);
-        var sv = linalg.svdvals(r);
-        var wellConditioned = keep.all(-1).logical_and(sv.amax([-1]).le(sv.amin([-1]) / Math.Sqrt(eps)));
+        // Invert only full-rank R (identity stands in elsewhere); ‖R‖_F ‖R⁻¹‖_F bounds cond₂(R) from above.
+        var full = keep.all(-1);
+        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
+        var rInv = linalg.inv(safe);
+        var cond = linalg.matrix_norm(safe) * linalg.matrix_norm(rInv);
+        var wellConditioned = full.logical_and(cond.le(1 / Math.Sqrt(eps)));
         var zero = d.amax([-1]).eq(0);
         var usable = zeroOk ? wellConditioned.logical_or(zero) : wellConditioned;
-        // Inverting only where usable; elsewhere (and for B = 0) R⁻¹ is unused or 0.
-        var safe = where(wellConditioned.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
-        var rInv = linalg.inv(safe) * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1);
-        return (q, rInv, usable);
+        return (q, rInv * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1), usable);
     }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)
