@@ -1,1 +1,0 @@
-return DiffusionPeft.Benchmarks.AdapterBenchmark.Run(args);
