@@ -56,15 +56,21 @@ public sealed class SdsLoraTests
     {
         using var scope = NewDisposeScope();
         foreach (var (din, dout) in new[] { (7, 7), (5, 9), (9, 5) })
-            foreach (bool zeroB in new[] { false, true })
+            foreach (var (zeroB, dependentB) in new[] { (false, false), (true, false), (false, true) })
             {
                 var (layer, x, r) = Setup(din, dout, backend, zeroB);
+                if (dependentB)
+                    using (no_grad()) layer.lora_B[TensorIndex.Colon, 1] = layer.lora_B[TensorIndex.Colon, 0] * 2;   // rank 2: a zeroed Q_B column
+                layer.InvalidateCaches();
+                layer.Bases();
+                // custom backend: R⁻¹ route when both R are usable (B = 0 included), the explicit route otherwise
+                if (backend == SdsBackward.Custom) Assert.Equal(!dependentB, layer.UsesInverseRoute);
                 var g = FullWeightGradient(layer, x, r);
                 Loss(layer.forward(x), r).backward();
                 double s = layer.Scaling;
                 var qa = Basis(layer.lora_A.detach().t());
                 var qb = Basis(layer.lora_B.detach());
-                string what = $"{backend} {din}->{dout} zeroB={zeroB}";
+                string what = $"{backend} {din}->{dout} zeroB={zeroB} dependentB={dependentB}";
                 TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * s, 1e-12, 1e-10, what + " dL/dB = s G Q_A");
                 TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * s, 1e-12, 1e-10, what + " dL/dA = s Q_Bᵀ G");
                 if (zeroB) Assert.Equal(0.0, layer.lora_A.grad!.abs().max().item<double>());
