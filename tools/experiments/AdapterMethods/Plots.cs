@@ -9,7 +9,7 @@ public static class Plots
 {
     private static readonly string[] Palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"];
     private const string FontName = "DejaVu Sans";
-    private const int CellWidth = 620, CellHeight = 430, HeaderHeight = 56;
+    private const int CellWidth = 560, CellHeight = 420, HeaderHeight = 56, LegendWidth = 290;
     private static readonly object FontLock = new();
     private static bool _fontRegistered;
 
@@ -20,11 +20,11 @@ public static class Plots
             string t = task.ToString().ToLowerInvariant();
             var rows = s.Rows.Where(r => r.Task == task).ToList();
             if (rows.Count == 0) continue;
-            Figure(Path.Combine(dir, $"loss-curves-{t}.png"), $"{task}: relative eval loss vs step at each method's best learning rate (median of {c.Seeds.Length} seed(s))",
+            Figure(Path.Combine(dir, $"loss-curves-{t}.png"), $"{task}: relative eval loss vs step at each method's best learning rate (per panel, see results.md; median of {c.Seeds.Length} seed(s))",
                 c, rows, methods, (p, cond) => LossCurves(p, c, cond));
             Figure(Path.Combine(dir, $"final-loss-vs-lr-{t}.png"), $"{task}: final relative loss after {c.Steps} steps vs learning rate (median over seeds; diverged runs drawn at the top)",
                 c, rows, methods, (p, cond) => FinalVsLr(p, c, cond));
-            Figure(Path.Combine(dir, $"grad-erank-{t}.png"), $"{task}: effective rank of the adapter gradients (solid: A or SingLoRA's matrix, dashed: B), best LR, r = {c.AdapterRank}",
+            Figure(Path.Combine(dir, $"grad-erank-{t}.png"), $"{task}: effective rank of the adapter gradients (mean of ∇A and ∇B; SingLoRA: ∇A) at the best LR, r = {c.AdapterRank}",
                 c, rows, methods, (p, cond) => GradRank(p, c, cond));
         }
     }
@@ -41,6 +41,9 @@ public static class Plots
                 var cond = rows.Where(r => r.Kind == kinds[i] && r.Kappa == kappas[j]).ToList();
                 var p = NewPlot($"{KindLabel(kinds[i])} target, κ = {kappas[j]:0}");
                 draw(p, cond.OrderBy(r => methods.ToList().FindIndex(m => m.Name == r.Method)).ToList());
+                // Same methods and colours in every panel: one legend, outside the data, on the last column.
+                if (j == kappas.Count - 1) p.ShowLegend(Edge.Right);
+                else p.HideLegend();
                 panels.Add((i, j, p));
             }
         Compose(path, header, panels, kinds.Count, kappas.Count);
@@ -53,13 +56,12 @@ public static class Plots
         {
             var ys = r.CurveMedian.Select(v => Log10Clamped(v, c)).ToArray();
             var line = p.Add.ScatterLine(r.CurveSteps.Select(x => (double)x).ToArray(), ys);
-            Style(line, i++, $"{r.Method} (lr {r.BestLearningRate:0.####})");
+            Style(line, i++, r.Method);
         }
         Threshold(p, c);
         LogY(p);
         p.XLabel("step", 15);
         p.YLabel("relative loss", 15);
-        p.ShowLegend(Alignment.LowerLeft);
     }
 
     private static void FinalVsLr(Plot p, SweepConfig c, List<ConditionRow> cond)
@@ -79,7 +81,6 @@ public static class Plots
             c.LearningRates.Select(lr => new Tick(Math.Log10(lr), $"{lr:0.####}")).ToArray());
         p.XLabel("learning rate (LoRA+: of A; B gets λ×)", 15);
         p.YLabel("final relative loss", 15);
-        p.ShowLegend(Alignment.LowerLeft);
     }
 
     private static void GradRank(Plot p, SweepConfig c, List<ConditionRow> cond)
@@ -87,28 +88,21 @@ public static class Plots
         int i = 0;
         foreach (var r in cond)
         {
-            var xs = r.RankSteps.Select(x => (double)x).ToArray();
-            var a = p.Add.ScatterLine(xs, r.ERankACurve.Select(NanToNull).ToArray());
-            Style(a, i, r.Method);
-            if (r.ERankBCurve.Any(double.IsFinite))
-            {
-                var b = p.Add.ScatterLine(xs, r.ERankBCurve.Select(NanToNull).ToArray());
-                Style(b, i, null);
-                b.LinePattern = LinePattern.Dashed;
-            }
-            i++;
+            // One line per method: the mean of erank(∇A) and erank(∇B) (SingLoRA: its one matrix); steps where every gradient is zero are skipped.
+            var pts = r.RankSteps.Select((step, k) => (step, v: MeanFinite(r.ERankACurve[k], r.ERankBCurve[k]))).Where(t => double.IsFinite(t.v)).ToArray();
+            var line = p.Add.ScatterLine(pts.Select(t => (double)t.step).ToArray(), pts.Select(t => t.v).ToArray());
+            Style(line, i++, r.Method);
         }
         p.Axes.SetLimitsY(0.8, c.AdapterRank + 0.2);
         p.XLabel("step", 15);
-        p.YLabel("effective rank of gradient", 15);
-        p.ShowLegend(Alignment.LowerRight);
+        p.YLabel("effective rank of adapter gradients", 15);
     }
 
-    // ScottPlot skips NaN points in scatter lines only with an option; a gap is not needed here, so NaN (zero gradient) becomes 1.
-    private static double NanToNull(double v) => double.IsFinite(v) ? v : 1;
+    private static double MeanFinite(double a, double b) =>
+        double.IsFinite(a) && double.IsFinite(b) ? (a + b) / 2 : double.IsFinite(a) ? a : b;
 
     private static double Log10Clamped(double v, SweepConfig c) =>
-        Math.Log10(double.IsFinite(v) ? Math.Clamp(v, 1e-9, c.DivergeAt) : c.DivergeAt);
+        Math.Log10(double.IsFinite(v) ? Math.Clamp(v, 1e-13, c.DivergeAt) : c.DivergeAt);
 
     private static void Threshold(Plot p, SweepConfig c)
     {
@@ -128,11 +122,10 @@ public static class Plots
         };
     }
 
-    private static void Style(ScottPlot.Plottables.Scatter s, int i, string? legend)
+    private static void Style(ScottPlot.Plottables.Scatter s, int i, string legend)
     {
         s.Color = Color.FromHex(Palette[i % Palette.Length]);
         s.LineWidth = 2;
-        if (s.MarkerSize > 0 && legend is null) s.MarkerSize = 0;
         if (legend is not null) s.LegendText = legend;
     }
 
@@ -169,7 +162,7 @@ public static class Plots
 
     private static void Compose(string path, string header, List<(int Row, int Col, Plot Plot)> panels, int rows, int cols)
     {
-        int w = cols * CellWidth, h = rows * CellHeight + HeaderHeight;
+        int w = cols * CellWidth + LegendWidth, h = rows * CellHeight + HeaderHeight;
         using var surface = SKSurface.Create(new SKImageInfo(w, h));
         var canvas = surface.Canvas;
         canvas.Clear(SKColors.White);
@@ -179,8 +172,10 @@ public static class Plots
             canvas.DrawText(header, 16, 36, SKTextAlign.Left, font, paint);
         foreach (var (r, c, plot) in panels)
         {
-            float left = c * CellWidth, top = HeaderHeight + r * CellHeight;
-            plot.Render(canvas, new PixelRect(left, left + CellWidth, top + CellHeight, top));
+            // Plot.Render(canvas, rect) clears the whole canvas: render each panel to its own image and draw that.
+            int width = CellWidth + (c == cols - 1 ? LegendWidth : 0);
+            using var panel = SKImage.FromEncodedData(plot.GetImageBytes(width, CellHeight, ImageFormat.Png));
+            canvas.DrawImage(panel, c * CellWidth, HeaderHeight + r * CellHeight);
         }
         using var image = surface.Snapshot();
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);

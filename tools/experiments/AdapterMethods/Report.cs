@@ -12,9 +12,9 @@ public static class Report
     public static void Write(string dir, SweepConfig c, IReadOnlyList<MethodSpec> methods, IReadOnlyList<RunResult> runs, SweepSummary s)
     {
         Directory.CreateDirectory(dir);
-        Plots.WriteAll(dir, c, methods, s);
         AtomicFile.WriteAllText(Path.Combine(dir, "results.md"), Markdown(c, methods, runs, s));
         AtomicFile.WriteAllText(Path.Combine(dir, "results.json"), Json(c, methods, runs, s));
+        Plots.WriteAll(dir, c, methods, s);
     }
 
     private static string Markdown(SweepConfig c, IReadOnlyList<MethodSpec> methods, IReadOnlyList<RunResult> runs, SweepSummary s)
@@ -33,9 +33,10 @@ public static class Report
                       $"{c.Steps} steps, learning rates {{{string.Join(", ", c.LearningRates.Select(x => x.ToString(inv)))}}}, seeds {{{string.Join(", ", c.Seeds)}}}. " +
                       $"SingLoRA ramp T = {c.SingLoraRamp} steps. LoRA+: lr_B = {c.LoraPlusLambda}·lr.");
         sb.AppendLine($"- Relative loss = eval MSE ({c.EvalSamples} fixed samples) / eval MSE of the frozen base. Solved: ≤ {c.Threshold:0.###e0}. " +
-                      $"Diverged: > {c.DivergeAt:0} or not finite.");
-        sb.AppendLine("- Best LR = the fastest learning rate to reach the threshold (median over seeds) among those whose median final loss reaches it; " +
-                      "otherwise the one with the lowest median final loss.");
+                      $"Strict threshold: {c.StrictThreshold:0.###e0}. Diverged: > {c.DivergeAt:0} or not finite. Float32 round-off floor: about 1e-12.");
+        sb.AppendLine("- Best LR = the lowest median final loss over seeds (below 1e-9 counts as a tie, broken by speed). " +
+                      "Steps to a threshold = the fewest over learning rates of the median over seeds (a seed that never gets there counts as ∞), at eval resolution " +
+                      $"({c.EvalEvery} steps).");
         sb.AppendLine("- Gradient effective rank: exp(entropy of normalised singular values) of ∇A (or SingLoRA's ∇A) and ∇B, mean over steps, seeds, layers, at the best LR.");
         sb.AppendLine();
 
@@ -46,10 +47,11 @@ public static class Report
             int conds = ms[0].Conditions;
             sb.AppendLine($"## {task}: summary over {conds} conditions (kind × κ)");
             sb.AppendLine();
-            sb.AppendLine("| method | params | solved at best LR | geo-mean best final loss | median steps to threshold (solved) | mean LRs solved | diverged runs | erank ∇A | erank ∇B |");
-            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            sb.AppendLine($"| method | params | solved ({c.Threshold:0.#e0}) | geo-mean best final loss | median steps to {c.Threshold:0.#e0} | solved ({c.StrictThreshold:0.#e0}) | median steps to {c.StrictThreshold:0.#e0} | mean LRs solved | diverged runs | erank ∇A | erank ∇B |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var m in ms)
                 sb.AppendLine($"| {m.Method} | {m.Parameters:N0} | {m.Solved}/{m.Conditions} | {Sci(m.GeoMeanBestFinal)} | {Steps(m.MedianStepsSolved)} | " +
+                              $"{m.SolvedStrict}/{m.Conditions} | {Steps(m.MedianStepsStrict)} | " +
                               $"{m.MeanLrsConverged:0.0}/{m.LrCount} | {m.DivergedRuns}/{m.Runs} | {Num(m.MeanERankA)} | {Num(m.MeanERankB)} |");
             sb.AppendLine();
             string t = task.ToString().ToLowerInvariant();
@@ -61,11 +63,11 @@ public static class Report
             sb.AppendLine();
             sb.AppendLine($"### {task}: per condition");
             sb.AppendLine();
-            sb.AppendLine("| kind | κ | method | best LR | final loss (median [min, max]) | steps to threshold | LRs solved | LRs with a divergence | erank ∇A | erank ∇B | final loss per LR (median) |");
-            sb.AppendLine("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|");
+            sb.AppendLine($"| kind | κ | method | best LR | final loss (median [min, max]) | steps to {c.Threshold:0.#e0} | steps to {c.StrictThreshold:0.#e0} | LRs solved | LRs with a divergence | erank ∇A | erank ∇B | final loss per LR (median) |");
+            sb.AppendLine("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
             foreach (var r in s.Rows.Where(r => r.Task == task))
                 sb.AppendLine($"| {r.Kind} | {r.Kappa:0} | {r.Method} | {r.BestLearningRate.ToString(inv)} | {Sci(r.BestFinal)} [{Sci(r.BestFinalMin)}, {Sci(r.BestFinalMax)}] | " +
-                              $"{Steps(r.StepsToThreshold)} | {r.LrsConverged}/{r.Cells.Length} | {r.LrsDiverged} | {Num(r.ERankA)} | {Num(r.ERankB)} | " +
+                              $"{Steps(r.StepsToThreshold)} | {Steps(r.StepsToStrict)} | {r.LrsConverged}/{r.Cells.Length} | {r.LrsDiverged} | {Num(r.ERankA)} | {Num(r.ERankB)} | " +
                               $"{string.Join(" · ", r.Cells.Select(x => Sci(x.MedianFinal)))} |");
             sb.AppendLine();
             if (task == TaskKind.Linear)
@@ -93,18 +95,18 @@ public static class Report
         {
             config = c,
             methods = methods.Select(m => new { m.Name, method = m.Options.Method.ToString(), m.Options.Rank, m.Options.Alpha, m.Options.RsLora, m.Options.RampSteps, m.Options.InitScale, m.LoraPlusLambda }),
-            summary = s.Methods.Select(m => new { task = m.Task.ToString(), m.Method, m.Parameters, m.Solved, m.Conditions, geoMeanBestFinal = F(m.GeoMeanBestFinal), m.MedianStepsSolved, m.MeanLrsConverged, m.LrCount, m.DivergedRuns, m.Runs, meanERankA = F(m.MeanERankA), meanERankB = F(m.MeanERankB) }),
+            summary = s.Methods.Select(m => new { task = m.Task.ToString(), m.Method, m.Parameters, m.Solved, m.Conditions, geoMeanBestFinal = F(m.GeoMeanBestFinal), m.MedianStepsSolved, m.SolvedStrict, m.MedianStepsStrict, m.MeanLrsConverged, m.LrCount, m.DivergedRuns, m.Runs, meanERankA = F(m.MeanERankA), meanERankB = F(m.MeanERankB) }),
             conditions = s.Rows.Select(r => new
             {
                 task = r.Task.ToString(), kind = r.Kind.ToString(), r.Kappa, r.Method, r.Parameters, singLoraFloor = F(r.SingLoraFloor),
-                r.BestLearningRate, bestFinal = F(r.BestFinal), r.StepsToThreshold, r.LrsConverged, r.LrsDiverged, eRankA = F(r.ERankA), eRankB = F(r.ERankB),
-                perLr = r.Cells.Select(x => new { x.LearningRate, medianFinal = F(x.MedianFinal), x.DivergedSeeds, x.MedianStepsToThreshold }),
+                r.BestLearningRate, bestFinal = F(r.BestFinal), r.StepsToThreshold, r.StepsToStrict, r.LrsConverged, r.LrsDiverged, eRankA = F(r.ERankA), eRankB = F(r.ERankB),
+                perLr = r.Cells.Select(x => new { x.LearningRate, medianFinal = F(x.MedianFinal), x.DivergedSeeds, x.MedianStepsToThreshold, x.MedianStepsToStrict }),
                 curveSteps = r.CurveSteps, curveMedian = r.CurveMedian.Select(F),
             }),
             runs = runs.Select(r => new
             {
                 task = r.Key.Task.ToString(), kind = r.Key.Kind.ToString(), r.Key.Kappa, r.Key.Method, r.Key.LearningRate, r.Key.Seed,
-                r.Diverged, final = F(r.Final), r.StepsToThreshold, eRankA = F(r.ERankA.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average()),
+                r.Diverged, final = F(r.Final), r.StepsToThreshold, r.StepsToStrict, eRankA = F(r.ERankA.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average()),
                 eRankB = F(r.ERankB.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average()), seconds = Math.Round(r.Seconds, 2),
             }),
         };

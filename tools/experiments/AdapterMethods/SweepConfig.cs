@@ -27,6 +27,8 @@ public sealed record SweepConfig
     public int RankEvery { get; init; } = 10;
     /// <summary>Relative loss (eval MSE / the frozen base's eval MSE) that counts as solved.</summary>
     public double Threshold { get; init; } = 1e-3;
+    /// <summary>A second, stricter threshold: at κ = 100 it cannot be met without learning the smallest target direction.</summary>
+    public double StrictThreshold { get; init; } = 1e-5;
     /// <summary>A run whose relative loss exceeds this (or is not finite) has diverged and stops.</summary>
     public double DivergeAt { get; init; } = 1e2;
     public long SingLoraRamp { get; init; } = 100;

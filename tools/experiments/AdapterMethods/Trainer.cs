@@ -13,7 +13,7 @@ public sealed record RunKey(TaskKind Task, TargetKind Kind, double Kappa, string
 /// </summary>
 public sealed record RunResult(
     RunKey Key, int[] EvalSteps, double[] RelLoss, int[] RankSteps, double[] ERankA, double[] ERankB,
-    bool Diverged, double Final, int? StepsToThreshold, long Parameters, double SingLoraFloor, double Seconds);
+    bool Diverged, double Final, int? StepsToThreshold, int? StepsToStrict, long Parameters, double SingLoraFloor, double Seconds);
 
 public static class Trainer
 {
@@ -69,12 +69,15 @@ public static class Trainer
             }
         }
 
-        int? reached = null;
-        for (int i = 0; i < rel.Count; i++)
-            if (rel[i] <= c.Threshold) { reached = evalSteps[i]; break; }
+        int? FirstBelow(double threshold)
+        {
+            for (int i = 0; i < rel.Count; i++)
+                if (rel[i] <= threshold) return evalSteps[i];
+            return null;
+        }
         double final = diverged ? double.PositiveInfinity : rel[^1];
         return new RunResult(key, evalSteps.ToArray(), rel.ToArray(), rankSteps.ToArray(), erA.ToArray(), erB.ToArray(),
-            diverged, final, reached, task.TrainableParameters, task.SingLoraFloor, clock.Elapsed.TotalSeconds);
+            diverged, final, FirstBelow(c.Threshold), FirstBelow(c.StrictThreshold), task.TrainableParameters, task.SingLoraFloor, clock.Elapsed.TotalSeconds);
     }
 
     private static double Evaluate(RegressionTask task, Tensor x, Tensor y)
