@@ -70,15 +70,16 @@ public sealed class SdsLoraLinear : LowRankPairLayer
     {
         foreach (var l in layers) l.InvalidateCaches();
         using var _ = no_grad();
-        foreach (var group in layers.GroupBy(l => (l.InFeatures, l.OutFeatures, l.Rank, l.Options.SdsTolerance, l.weight.dtype)))
+        foreach (var group in layers.GroupBy(l => (l.InFeatures, l.OutFeatures, l.Rank, l.Options.SdsTolerance, l.weight.dtype, l.Options.SdsBasis)))
         {
             using var scope = NewDisposeScope();
             var g = group.ToList();
             double tol = group.Key.SdsTolerance;
             var dtype = group.Key.dtype;
             double eps = dtype == ScalarType.Float64 ? 2.2e-16 : dtype == ScalarType.Float32 ? 1.2e-7 : 7.8e-3;
-            var (qa, rInvA, okA) = Factor(stack(g.Select(l => l.lora_A.detach().t())), tol, eps, zeroOk: false);
-            var (qb, rInvB, okB) = Factor(stack(g.Select(l => l.lora_B.detach())), tol, eps, zeroOk: true);
+            var polar = group.Key.SdsBasis == SdsBasis.Polar;
+            var (qa, rInvA, okA) = Factor(stack(g.Select(l => l.lora_A.detach().t())), tol, eps, zeroOk: false, polar);
+            var (qb, rInvB, okB) = Factor(stack(g.Select(l => l.lora_B.detach())), tol, eps, zeroOk: true, polar);
             var flags = stack([okA, okB]).cpu().data<bool>().ToArray();
             for (int i = 0; i < g.Count; i++)
             {
@@ -93,15 +94,29 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         }
     }
 
-    private static (Tensor Q, Tensor RInverse, Tensor Usable) Factor(Tensor m, double tol, double eps, bool zeroOk)
+    /// <summary>M = Q R with Q orthonormal (negligible directions zeroed) and R the right factor: triangular with a
+    /// positive diagonal (QR) or V Σ Vᵀ (polar). Everything after only needs M = Q R, so both bases share the routes.</summary>
+    private static (Tensor Q, Tensor RInverse, Tensor Usable) Factor(Tensor m, double tol, double eps, bool zeroOk, bool polar)
     {
-        var (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
-        var diag = r.diagonal(0, -2, -1);
-        var d = diag.abs();
-        var keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
-        var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
-        q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
-        r = r * sign.unsqueeze(-1);
+        Tensor q, r, d, keep;
+        if (polar)
+        {
+            var (u, sv, vh) = linalg.svd(m, fullMatrices: false);
+            d = sv;
+            keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
+            q = (u * keep.to_type(u.dtype).unsqueeze(-2)).matmul(vh);
+            r = (vh.mT * sv.unsqueeze(-2)).matmul(vh);
+        }
+        else
+        {
+            (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
+            var diag = r.diagonal(0, -2, -1);
+            d = diag.abs();
+            keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
+            var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
+            q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
+            r = r * sign.unsqueeze(-1);
+        }
         // Invert only full-rank R (identity stands in elsewhere); ‖R‖_F ‖R⁻¹‖_F bounds cond₂(R) from above.
         var full = keep.all(-1);
         var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));

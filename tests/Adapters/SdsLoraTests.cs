@@ -186,4 +186,38 @@ public sealed class SdsLoraTests
         }
         Assert.True(layer.lora_B.abs().max().item<double>() > 0);
     }
+
+    /// <summary>
+    /// The polar basis (Q = U Vᵀ): gradients are s G Q_A and s Q_Bᵀ G for that Q, on both backends and through the R⁻¹
+    /// route, and each is a descent direction: its inner product with LoRA's gradient is non-negative (LoRA's = SDS's × PSD H).
+    /// </summary>
+    [Theory, MemberData(nameof(Backends))]
+    public void PolarBasisGivesProjectedGradientsThatAlwaysDescend(SdsBackward backend)
+    {
+        using var scope = NewDisposeScope();
+        for (long seed = 40; seed < 46; seed++)
+        {
+            manual_seed(seed);
+            var lin = MakeLinear(7, 5);
+            var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBackward = backend, SdsBasis = SdsBasis.Polar });
+            Perturb(layer);
+            var x = randn([2, 4, 7], ScalarType.Float64).requires_grad_(true);
+            var r = randn([2, 4, 5], ScalarType.Float64);
+            var g = FullWeightGradient(layer, x, r);
+            Loss(layer.forward(x), r).backward();
+            var (u, _, vh) = linalg.svd(layer.lora_A.detach().t(), fullMatrices: false);
+            var qa = u.mm(vh);
+            (u, _, vh) = linalg.svd(layer.lora_B.detach(), fullMatrices: false);
+            var qb = u.mm(vh);
+            var (got_qa, got_qb) = layer.Bases();
+            TensorAssert.Close(got_qa, qa, 1e-12, 1e-10, "Q_A is the polar factor of Aᵀ");
+            TensorAssert.Close(got_qb, qb, 1e-12, 1e-10, "Q_B is the polar factor of B");
+            TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * layer.Scaling, 1e-10, 1e-8, "dL/dB = s G Q_A");
+            TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * layer.Scaling, 1e-10, 1e-8, "dL/dA = s Q_Bᵀ G");
+            var loraB = g.mm(layer.lora_A.detach().t()) * layer.Scaling;
+            var loraA = layer.lora_B.detach().t().mm(g) * layer.Scaling;
+            Assert.True((layer.lora_B.grad! * loraB).sum().item<double>() >= 0, $"seed {seed}: dL/dB is not a descent direction");
+            Assert.True((layer.lora_A.grad! * loraA).sum().item<double>() >= 0, $"seed {seed}: dL/dA is not a descent direction");
+        }
+    }
 }
