@@ -4,6 +4,7 @@ using DiffusionPeft.Benchmarks;
 var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
 {
     ["unet"] = (UNetBenchmark.Help, UNetBenchmark.Run),
+    ["train"] = (TrainBenchmark.Help, TrainBenchmark.Run),
     ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
 };
 
