@@ -76,21 +76,23 @@ public static class AdapterInjector
 
     /// <summary>Paths of every Linear or adapted Linear in the tree, in named_modules order.</summary>
     public static List<string> LinearPaths(Module root) =>
-        root.named_modules().Where(m => m.name.Length > 0 && IsAdaptable(m.module) && !IsStackedAdapter(root, m.name))
-            .Select(m => m.name).ToList();
-
-    private static bool IsAdaptable(Module m) => m is Linear || (m is AdapterLayer);
-
-    private static bool IsStackedAdapter(Module root, string path)
-    {
-        int dot = path.LastIndexOf('.');
-        return dot > 0 && Find(root, path[..dot]) is AdapterLayer;
-    }
+        HostModules(root).Where(m => m.Module is TorchSharp.Modules.Linear or AdapterLayer).Select(m => m.Path).ToList();
 
     /// <summary>The AdapterLayers of a tree with their paths (stacked adapters are reached through their host).</summary>
     public static List<(string Path, AdapterLayer Layer)> AdaptedLayers(Module root) =>
-        root.named_modules().Where(m => m.module is AdapterLayer && !IsStackedAdapter(root, m.name))
-            .Select(m => (m.name, (AdapterLayer)m.module)).ToList();
+        HostModules(root).Where(m => m.Module is AdapterLayer).Select(m => (m.Path, (AdapterLayer)m.Module)).ToList();
+
+    /// <summary>named_modules without the adapters stacked inside an adapter layer (one pass over the tree).</summary>
+    private static IEnumerable<(string Path, Module Module)> HostModules(Module root)
+    {
+        var modules = root.named_modules().ToList();
+        var adapted = modules.Where(m => m.module is AdapterLayer).Select(m => m.name).ToHashSet();
+        foreach (var (name, module) in modules)
+        {
+            int dot = name.LastIndexOf('.');
+            if (name.Length > 0 && !(dot > 0 && adapted.Contains(name[..dot]))) yield return (name, module);
+        }
+    }
 
     public static Module? Find(Module root, string path) =>
         path.Length == 0 ? root : root.named_modules().FirstOrDefault(m => m.name == path).module;

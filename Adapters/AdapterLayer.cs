@@ -161,8 +161,11 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     /// <summary>The adapter's tensors as stored in files, with their roles.</summary>
     public abstract IReadOnlyList<AdapterParameter> AdapterParameters();
 
-    /// <summary>The factor ΔW is scaled by now (s for LoRA-type methods, s·u(t) for SingLoRA).</summary>
-    public virtual double CurrentFactor => Scaling;
+    /// <summary>The method's factor on up @ down without the user weight: alpha/r (or alpha/sqrt r), times u(t) for SingLoRA. Files store this.</summary>
+    public virtual double MethodFactor => Options.Scaling;
+
+    /// <summary>The factor ΔW is scaled by now: Scale · MethodFactor.</summary>
+    public double CurrentFactor => Scale * MethodFactor;
 
     /// <summary>The additive update ΔW = factor · (up @ down) of shape (d_out x d_in), for merging, export and tests (not used in training).</summary>
     public Tensor DeltaWeight() => DeltaWeight(CurrentFactor);

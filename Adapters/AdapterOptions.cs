@@ -8,6 +8,13 @@ public enum LoraInit { KaimingUniform, Gaussian }
 /// <summary>How SDS-LoRA obtains its decoupled gradients: a custom autograd function, or the detach formulation of methods.md.</summary>
 public enum SdsBackward { Custom, Autograd }
 
+/// <summary>
+/// SDS-LoRA's orthonormal bases. Qr: the thin QR of methods.md (diag R &gt; 0). Polar: Q = U Vᵀ of the thin SVD, so
+/// M = Q H with H = V Σ Vᵀ positive semi-definite and LoRA's gradient is the SDS gradient times H: always a descent
+/// direction (tools/experiments found it much faster than QR; see its README).
+/// </summary>
+public enum SdsBasis { Qr, Polar }
+
 /// <summary>Everything that defines one adapter on one layer. Per-pattern overrides change Rank and Alpha only.</summary>
 public sealed record AdapterOptions
 {
@@ -24,6 +31,7 @@ public sealed record AdapterOptions
     /// <summary>SingLoRA: multiplier on the kaiming-uniform init of A (bound 1/sqrt(r)).</summary>
     public double InitScale { get; init; } = 1.0;
     public SdsBackward SdsBackward { get; init; } = SdsBackward.Custom;
+    public SdsBasis SdsBasis { get; init; } = SdsBasis.Qr;
     /// <summary>SDS-LoRA: a column of Q is zeroed where |R[ii]| &lt;= SdsTolerance * max_j |R[jj]| (or R is all zero, e.g. B = 0 at init).</summary>
     public double SdsTolerance { get; init; } = 1e-6;
     /// <summary>SDS-LoRA: recompute the QR bases on every forward instead of once per optimizer step (see <see cref="AdapterLayer.Step"/>).</summary>

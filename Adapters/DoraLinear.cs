@@ -54,7 +54,7 @@ public sealed class DoraLinear : LowRankPairLayer
     {
         ArgumentNullException.ThrowIfNull(baseOut);
         var ratio = lora_magnitude_vector / RowNorm(Scaling);         // m / stopgrad(||V||), grad flows to m
-        var h = DropoutOnBranch(x).mm(lora_A.t()).mul(Scaling);
+        var h = DropoutOnBranch(x).mm(lora_A.t().mul(Scaling));
         // (m/n − 1) ⊙ W0 x + (m/n) ⊙ s B A x; the row factor is folded into B (d_out x r) rather than the N x d_out product.
         return AddMm(y + baseOut * (ratio - 1), h, (lora_B * ratio.unsqueeze(1)).t());
     }

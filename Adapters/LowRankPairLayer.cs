@@ -36,9 +36,9 @@ public abstract class LowRankPairLayer : AdapterLayer
 
     public override (Tensor Up, Tensor Down) EquivalentLoraFactors() => (lora_B.detach(), lora_A.detach());
 
-    /// <summary>y + s B (A x), with s applied on the thin (N x r) tensor and the add fused into addmm.</summary>
+    /// <summary>y + s B (A x): s is applied to the small (d_in x r) factor, the add is fused into addmm.</summary>
     protected Tensor AddLoraBranch(Tensor x, Tensor y) =>
-        AddMm(y, DropoutOnBranch(x).mm(lora_A.t()).mul(Scaling), lora_B.t());
+        AddMm(y, DropoutOnBranch(x).mm(lora_A.t().mul(Scaling)), lora_B.t());
 }
 
 /// <summary>LoRA (Hu et al. 2021) and rsLoRA: y = W0 x + b + s B A x.</summary>

@@ -15,7 +15,7 @@ namespace DiffusionPeft.Adapters;
 /// </summary>
 public sealed class SdsLoraLinear : LowRankPairLayer
 {
-    private Tensor? _qa, _qb;
+    private Tensor? _qa, _qb, _rInvA, _rInvB;
 
     public SdsLoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
         : base(nameof(SdsLoraLinear), weight, bias, options with { Method = AdapterMethod.SdsLora }, adapterName, ownsBase) { }
@@ -26,83 +26,106 @@ public sealed class SdsLoraLinear : LowRankPairLayer
     {
         _qa?.Dispose(); _qa = null;
         _qb?.Dispose(); _qb = null;
+        _rInvA?.Dispose(); _rInvA = null;
+        _rInvB?.Dispose(); _rInvB = null;
     }
+
+    /// <summary>Whether the current step uses the R⁻¹ route (both inverses usable); false means the explicit route.</summary>
+    public bool UsesInverseRoute => _rInvA is not null && _rInvB is not null;
 
     /// <summary>The current bases: Q_A of Aᵀ (d_in x r) and Q_B of B (d_out x r).</summary>
     public (Tensor QA, Tensor QB) Bases()
     {
-        if (_qa is null || _qb is null || Options.SdsQrEveryForward)
-        {
-            InvalidateCaches();
-            using var scope = NewDisposeScope();
-            _qa = OrthonormalBases(lora_A.detach().t().unsqueeze(0), Options.SdsTolerance)[0].DetachFromDisposeScope();
-            _qb = OrthonormalBases(lora_B.detach().unsqueeze(0), Options.SdsTolerance)[0].DetachFromDisposeScope();
-        }
-        return (_qa, _qb);
+        if (_qa is null || _qb is null || Options.SdsQrEveryForward) Compute([this]);
+        return (_qa!, _qb!);
     }
 
     /// <summary>
-    /// Orthonormal bases of (L x d x r) matrices M = Q R (thin QR with a positive diagonal of R: with LAPACK's
-    /// Householder signs some gradient columns would point uphill, since dL/dB = s G Aᵀ R_A⁻¹... needs R_A's
-    /// diagonal positive to stay aligned with LoRA's gradient). Columns with |R[ii]| &lt;= tol · max_j |R[jj]| (or an
-    /// all-zero R, e.g. B = 0 at init) are zeroed. Fast path: CholeskyQR2 in float64 (batched r x r work plus two
-    /// thin products); Householder QR for a batch where it fails or a column must be zeroed.
+    /// Orthonormal bases of (L x d x r) matrices M = Q R: batched Householder QR, with column signs chosen so that
+    /// diag(R) > 0 (the unique thin QR; with LAPACK's raw signs a column of dL/dB = s G Q_A could point against
+    /// LoRA's s G Aᵀ = s G Q_A R_A). Columns with |R[ii]| &lt;= tol · max_j |R[jj]| (or an all-zero R, e.g. B = 0 at
+    /// init) are zeroed. No host synchronisation. (Measured: CholeskyQR2 in float64 was 4x slower on CPU.)
     /// </summary>
     public static Tensor OrthonormalBases(Tensor m, double tol)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var m64 = m.to_type(ScalarType.Float64);
-        if (CholeskyQr2(m64, tol) is { } q) return q.to_type(m.dtype).MoveToOuterDisposeScope();
-        var (qh, r) = linalg.qr(m64, linalg.QRMode.Reduced);
+        var (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
         var diag = r.diagonal(0, -2, -1);
         var d = diag.abs();
-        var keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
-        var sign = where(diag.lt(0), -1.0, 1.0);
-        return (qh * (sign * keep.to_type(ScalarType.Float64)).unsqueeze(-2)).to_type(m.dtype).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Q = M R⁻¹ with R from the Cholesky factor of MᵀM, twice (CholeskyQR2); null when not applicable.</summary>
-    private static Tensor? CholeskyQr2(Tensor m, double tol)
-    {
-        var (q1, d1) = CholeskyStep(m);
-        if (q1 is null) return null;
-        var (q2, d2) = CholeskyStep(q1);
-        if (q2 is null) return null;
-        var d = d1! * d2!;
-        bool ok = d.gt(d.amax([-1], keepdim: true) * tol).all().item<bool>() && q2.isfinite().all().item<bool>();
-        return ok ? q2 : null;
-    }
-
-    private static (Tensor? Q, Tensor? RDiag) CholeskyStep(Tensor m)
-    {
-        var gram = m.transpose(-2, -1).matmul(m);
-        var (l, info) = linalg.cholesky_ex(gram);
-        if (info.ne(0).any().item<bool>()) return (null, null);
-        // M R⁻¹ with R = Lᵀ: solve Q Lᵀ = M.
-        var q = linalg.solve_triangular(l.transpose(-2, -1), m, upper: true, left: false);
-        return (q, l.diagonal(0, -2, -1));
+        var keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0)).to_type(q.dtype);
+        var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
+        return (q * (sign * keep).unsqueeze(-2)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Computes the bases of every given SDS layer now, one batched QR per matrix shape.</summary>
-    public static void RefreshBases(IEnumerable<SdsLoraLinear> layers)
+    public static void RefreshBases(IEnumerable<SdsLoraLinear> layers) => Compute(layers.Where(l => !l.Options.SdsQrEveryForward).ToList());
+
+    /// <summary>
+    /// Q_A, Q_B and, where usable, R_A⁻¹ and R_B⁻¹ (positive-diagonal R): usable when no column is zeroed and
+    /// ‖R‖_F‖R⁻¹‖_F (≥ cond₂ R) &lt;= 1/sqrt(eps) of the dtype, or, for R_B, when B = 0 (then g B = 0 and dL/dA = 0 either way).
+    /// One host read-back per shape group.
+    /// </summary>
+    private static void Compute(IReadOnlyList<SdsLoraLinear> layers)
     {
-        var list = layers.Where(l => !l.Options.SdsQrEveryForward).ToList();
-        foreach (var l in list) l.InvalidateCaches();
+        foreach (var l in layers) l.InvalidateCaches();
         using var _ = no_grad();
-        foreach (var group in list.GroupBy(l => (l.InFeatures, l.OutFeatures, l.Rank, l.Options.SdsTolerance, l.weight.dtype)))
+        foreach (var group in layers.GroupBy(l => (l.InFeatures, l.OutFeatures, l.Rank, l.Options.SdsTolerance, l.weight.dtype, l.Options.SdsBasis)))
         {
             using var scope = NewDisposeScope();
             var g = group.ToList();
             double tol = group.Key.SdsTolerance;
-            var qa = OrthonormalBases(stack(g.Select(l => l.lora_A.detach().t())), tol).unbind(0);
-            var qb = OrthonormalBases(stack(g.Select(l => l.lora_B.detach())), tol).unbind(0);
+            var dtype = group.Key.dtype;
+            double eps = dtype == ScalarType.Float64 ? 2.2e-16 : dtype == ScalarType.Float32 ? 1.2e-7 : 7.8e-3;
+            var polar = group.Key.SdsBasis == SdsBasis.Polar;
+            var (qa, rInvA, okA) = Factor(stack(g.Select(l => l.lora_A.detach().t())), tol, eps, zeroOk: false, polar);
+            var (qb, rInvB, okB) = Factor(stack(g.Select(l => l.lora_B.detach())), tol, eps, zeroOk: true, polar);
+            var flags = stack([okA, okB]).cpu().data<bool>().ToArray();
             for (int i = 0; i < g.Count; i++)
             {
                 g[i]._qa = qa[i].DetachFromDisposeScope();
                 g[i]._qb = qb[i].DetachFromDisposeScope();
+                if (flags[i] && flags[g.Count + i])
+                {
+                    g[i]._rInvA = rInvA[i].DetachFromDisposeScope();
+                    g[i]._rInvB = rInvB[i].DetachFromDisposeScope();
+                }
             }
         }
+    }
+
+    /// <summary>M = Q R with Q orthonormal (negligible directions zeroed) and R the right factor: triangular with a
+    /// positive diagonal (QR) or V Σ Vᵀ (polar). Everything after only needs M = Q R, so both bases share the routes.</summary>
+    private static (Tensor Q, Tensor RInverse, Tensor Usable) Factor(Tensor m, double tol, double eps, bool zeroOk, bool polar)
+    {
+        Tensor q, r, d, keep;
+        if (polar)
+        {
+            var (u, sv, vh) = linalg.svd(m, fullMatrices: false);
+            d = sv;
+            keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
+            q = (u * keep.to_type(u.dtype).unsqueeze(-2)).matmul(vh);
+            r = (vh.mT * sv.unsqueeze(-2)).matmul(vh);
+        }
+        else
+        {
+            (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
+            var diag = r.diagonal(0, -2, -1);
+            d = diag.abs();
+            keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
+            var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
+            q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
+            r = r * sign.unsqueeze(-1);
+        }
+        // Invert only full-rank R (identity stands in elsewhere); ‖R‖_F ‖R⁻¹‖_F bounds cond₂(R) from above.
+        var full = keep.all(-1);
+        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
+        var rInv = linalg.inv(safe);
+        var cond = linalg.matrix_norm(safe) * linalg.matrix_norm(rInv);
+        var wellConditioned = full.logical_and(cond.le(1 / Math.Sqrt(eps)));
+        var zero = d.amax([-1]).eq(0);
+        var usable = zeroOk ? wellConditioned.logical_or(zero) : wellConditioned;
+        return (q, rInv * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1), usable);
     }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)
@@ -111,9 +134,13 @@ public sealed class SdsLoraLinear : LowRankPairLayer
             return AddLoraBranch(x, y);
         x = DropoutOnBranch(x);
         var (qa, qb) = Bases();
-        return Options.SdsBackward == SdsBackward.Custom
-            ? SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling)
-            : AutogradBranch(x, y, qa, qb);
+        if (Options.SdsBackward == SdsBackward.Autograd) return AutogradBranch(x, y, qa, qb);
+        if (!UsesInverseRoute) return SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling);
+        // R⁻¹ route: LoRA's graph with two small custom nodes. The outer addmm gives the B-node gᵀ u = s gᵀ x Q_A R_A
+        // and the input node g B = g Q_B R_B, so right-multiplying by R_A⁻¹ / R_B⁻¹ yields s G Q_A and s Q_Bᵀ G.
+        var u = SdsInputFunction.apply(x, lora_A, _rInvB!, Scaling);
+        var b = SdsUpFunction.apply(lora_B, _rInvA!);
+        return AddMm(y, u, b.t());
     }
 
     /// <summary>methods.md: s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)], value s B A x, gradients s G Q_A and s Q_Bᵀ G.</summary>
@@ -145,7 +172,7 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         var qb = (Tensor)vars[5];
         double s = (double)vars[6];
         int r = (int)a.shape[0];
-        var hx = x.mm(cat([a.t(), qa], 1)).mul(s);
+        var hx = x.mm(cat([a.t(), qa], 1).mul_(s));   // s on the small factor: no N-sized scaling
         ctx.save_for_backward([x, a, b, qb, hx]);
         ctx.save_data("s", s);
         ctx.save_data("x_grad", x.requires_grad);
@@ -159,10 +186,52 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         double s = (double)ctx.get_data("s");
         bool xGrad = (bool)ctx.get_data("x_grad");
         int r = (int)a.shape[0];
-        var gb = g.mm(cat([b, qb], 1)).mul(s);
+        var gb = g.mm(cat([b, qb], 1).mul_(s));
         Tensor? gx = xGrad ? gb.narrow(1, 0, r).mm(a) : null;
         var dA = gb.narrow(1, r, r).t().mm(x);
         var dB = g.t().mm(hx.narrow(1, r, r));
         return [g, gx!, dA, dB, null!, null!, null!];
     }
+}
+
+/// <summary>u = s x Aᵀ (N x r). Backward, given grad_u = g B: dL/dx = s grad_u A, dL/dA = s (grad_u R_B⁻¹)ᵀ x = s (g Q_B)ᵀ x.</summary>
+internal sealed class SdsInputFunction : torch.autograd.SingleTensorFunction<SdsInputFunction>
+{
+    public override string Name => nameof(SdsInputFunction);
+
+    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (x, a, rInvB) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
+        double s = (double)vars[3];
+        ctx.save_for_backward([x, a, rInvB]);
+        ctx.save_data("s", s);
+        ctx.save_data("x_grad", x.requires_grad);
+        return x.mm(a.t().mul(s));
+    }
+
+    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor gradU)
+    {
+        var saved = ctx.get_saved_variables();
+        var (x, a, rInvB) = (saved[0], saved[1], saved[2]);
+        double s = (double)ctx.get_data("s");
+        Tensor? gx = (bool)ctx.get_data("x_grad") ? gradU.mm(a.mul(s)) : null;
+        var dA = gradU.mm(rInvB.mul(s)).t().mm(x);
+        return [gx!, dA, null!, null!];
+    }
+}
+
+/// <summary>Identity on B whose backward right-multiplies the incoming gradient (s gᵀ x Aᵀ) by R_A⁻¹.</summary>
+internal sealed class SdsUpFunction : torch.autograd.SingleTensorFunction<SdsUpFunction>
+{
+    public override string Name => nameof(SdsUpFunction);
+
+    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (b, rInvA) = ((Tensor)vars[0], (Tensor)vars[1]);
+        ctx.save_for_backward([rInvA]);
+        return b.clone();
+    }
+
+    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad) =>
+        [grad.mm(ctx.get_saved_variables()[0]), null!];
 }

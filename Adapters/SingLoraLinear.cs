@@ -45,7 +45,7 @@ public sealed class SingLoraLinear : AdapterLayer
 
     public static double RampAt(long step, long rampSteps) => rampSteps <= 0 ? 1.0 : Math.Min((double)step / rampSteps, 1.0);
 
-    public override double CurrentFactor => Scaling * Ramp;
+    public override double MethodFactor => Options.Scaling * Ramp;
 
     public override void Step() => singlora_step.add_(1);
 
@@ -55,7 +55,7 @@ public sealed class SingLoraLinear : AdapterLayer
     private Tensor AOut => singlora_A.narrow(0, 0, OutFeatures);
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut) =>
-        AddMm(y, DropoutOnBranch(x).mm(AIn).mul(CurrentFactor), AOut.t());
+        AddMm(y, DropoutOnBranch(x).mm(AIn.mul(CurrentFactor)), AOut.t());
 
     protected override Tensor DeltaWeight(double factor) => AOut.detach().mm(AIn.detach().t()).mul(factor);
 

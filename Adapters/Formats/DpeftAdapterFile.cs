@@ -41,13 +41,14 @@ public static class DpeftAdapterFile
         var targets = new JsonArray(entries.Select(e => (JsonNode)new JsonObject
         {
             ["component"] = e.Component, ["path"] = e.Path, ["rank"] = e.Adapter.Rank, ["alpha"] = e.Adapter.Alpha,
+            ["in_features"] = e.Adapter.InFeatures, ["out_features"] = e.Adapter.OutFeatures,
         }).ToArray());
         var o = first.Options;
         var options = new JsonObject
         {
             ["method"] = o.Method.ToString(), ["rank"] = o.Rank, ["alpha"] = o.Alpha, ["rs_lora"] = o.RsLora,
             ["init"] = o.Init.ToString(), ["dropout"] = o.Dropout, ["ramp_steps"] = o.RampSteps, ["init_scale"] = o.InitScale,
-            ["sds_backward"] = o.SdsBackward.ToString(), ["sds_tolerance"] = o.SdsTolerance, ["sds_qr_every_forward"] = o.SdsQrEveryForward,
+            ["sds_backward"] = o.SdsBackward.ToString(), ["sds_basis"] = o.SdsBasis.ToString(), ["sds_tolerance"] = o.SdsTolerance, ["sds_qr_every_forward"] = o.SdsQrEveryForward,
         };
         var meta = new Dictionary<string, string>
         {
@@ -95,6 +96,7 @@ public static class DpeftAdapterFile
                 RampSteps = (long)o["ramp_steps"]!, InitScale = (double)o["init_scale"]!,
                 SdsBackward = Enum.Parse<SdsBackward>((string)o["sds_backward"]!), SdsTolerance = (double)o["sds_tolerance"]!,
                 SdsQrEveryForward = (bool)o["sds_qr_every_forward"]!,
+                SdsBasis = o["sds_basis"] is JsonValue basis ? Enum.Parse<SdsBasis>((string)basis!) : SdsBasis.Qr,
             };
             var targets = JsonNode.Parse(Need("targets"))!.AsArray()
                 .Select(t => ((string)t!["component"]!, (string)t["path"]!, (int)t["rank"]!, (double)t["alpha"]!)).ToList();

@@ -21,7 +21,7 @@ public static class KohyaFormat
         {
             var name = AdapterComponents.KohyaName(e.Component, e.Path);
             var (up, down) = e.Adapter.EquivalentLoraFactors();
-            double factor = e.Adapter.CurrentFactor / e.Adapter.Scale;   // s (· u): the user weight is not part of the file
+            double factor = e.Adapter.MethodFactor;
             tensors[name + ".lora_down.weight"] = AdapterComponents.Cpu(down);
             tensors[name + ".lora_up.weight"] = AdapterComponents.Cpu(up);
             tensors[name + ".alpha"] = tensor((float)(factor * e.Adapter.Rank));
@@ -50,7 +50,7 @@ public static class PeftFormat
         foreach (var e in entries)
         {
             var (up, down) = e.Adapter.EquivalentLoraFactors();
-            double factor = e.Adapter.CurrentFactor / e.Adapter.Scale;
+            double factor = e.Adapter.MethodFactor;
             if (e.Adapter is SingLoraLinear)
             {
                 double root = Math.Sqrt(Math.Abs(factor));

@@ -26,32 +26,56 @@ public sealed class BatchGenerator(StableDiffusionModel model)
     /// <summary>Appended to every image's metadata (e.g. which adapters are active).</summary>
     public IReadOnlyDictionary<string, string> ExtraMetadata { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Puts a batch's adapters on the model; disposing the result takes them off. Needed when any prompt names adapters.</summary>
+    public Func<IReadOnlyList<AdapterSpec>, IDisposable>? ApplyAdapters { get; init; }
+
     public int Run(GenerationPlan plan, Shard shard, IGenerationProgress progress, CancellationToken cancel = default)
     {
         var pending = plan.Pending(shard).Count();
         progress.Start(pending, plan.ForShard(shard).Count() - pending);
         int written = 0;
-        foreach (var batch in plan.Batches(shard))
+        IDisposable? activeAdapters = null;
+        IReadOnlyList<AdapterSpec> activeSpecs = [];
+        try
         {
-            cancel.ThrowIfCancellationRequested();
-            var o = batch[0].Options;
-            var clock = Stopwatch.StartNew();
-            using var scheduler = Model.CreateScheduler(o.Sampler);
-            var pipeline = new StableDiffusionPipeline(Model, scheduler) { Warn = progress.Warning };
-            using var result = pipeline.Run(new PipelineCall
+            foreach (var batch in plan.Batches(shard))
             {
-                Prompts = batch.Select(i => i.Options.Prompt).ToList(),
-                NegativePrompts = batch.Select(i => i.Options.NegativePrompt).ToList(),
-                Width = o.Width, Height = o.Height, Steps = o.Steps, GuidanceScale = o.GuidanceScale, Eta = o.Eta, ClipSkip = o.ClipSkip,
-                Seeds = batch.Select(i => i.Seed).ToList(),
-            }, new PipelineObserver { Progress = progress.Step });
-            var images = ImageTensors.ToRgb(result.Images);
-            var missing = new List<PlannedImage>();
-            for (int k = 0; k < batch.Count; k++)
-                if (!File.Exists(batch[k].PngPath)) { Write(batch[k], images[k]); missing.Add(batch[k]); }
-            written += missing.Count;
-            progress.ImagesWritten(missing, clock.Elapsed.TotalSeconds / batch.Count);
-            WriteGridIfComplete(plan, batch[0].PromptIndex);
+                cancel.ThrowIfCancellationRequested();
+                var o = batch[0].Options;
+                if (!o.Adapters.SequenceEqual(activeSpecs))
+                {
+                    activeAdapters?.Dispose();
+                    activeAdapters = null;
+                    activeSpecs = [];
+                    if (o.Adapters.Count > 0)
+                    {
+                        if (ApplyAdapters is null) throw new InvalidOperationException("prompts name adapters, but no adapter loader was given.");
+                        activeAdapters = ApplyAdapters(o.Adapters);
+                    }
+                    activeSpecs = o.Adapters;
+                }
+                var clock = Stopwatch.StartNew();
+                using var scheduler = Model.CreateScheduler(o.Sampler);
+                var pipeline = new StableDiffusionPipeline(Model, scheduler) { Warn = progress.Warning };
+                using var result = pipeline.Run(new PipelineCall
+                {
+                    Prompts = batch.Select(i => i.Options.Prompt).ToList(),
+                    NegativePrompts = batch.Select(i => i.Options.NegativePrompt).ToList(),
+                    Width = o.Width, Height = o.Height, Steps = o.Steps, GuidanceScale = o.GuidanceScale, Eta = o.Eta, ClipSkip = o.ClipSkip,
+                    Seeds = batch.Select(i => i.Seed).ToList(),
+                }, new PipelineObserver { Progress = progress.Step });
+                var images = ImageTensors.ToRgb(result.Images);
+                var missing = new List<PlannedImage>();
+                for (int k = 0; k < batch.Count; k++)
+                    if (!File.Exists(batch[k].PngPath)) { Write(batch[k], images[k]); missing.Add(batch[k]); }
+                written += missing.Count;
+                progress.ImagesWritten(missing, clock.Elapsed.TotalSeconds / batch.Count);
+                WriteGridIfComplete(plan, batch[0].PromptIndex);
+            }
+        }
+        finally
+        {
+            activeAdapters?.Dispose();
         }
         return written;
     }

@@ -56,15 +56,21 @@ public sealed class SdsLoraTests
     {
         using var scope = NewDisposeScope();
         foreach (var (din, dout) in new[] { (7, 7), (5, 9), (9, 5) })
-            foreach (bool zeroB in new[] { false, true })
+            foreach (var (zeroB, dependentB) in new[] { (false, false), (true, false), (false, true) })
             {
                 var (layer, x, r) = Setup(din, dout, backend, zeroB);
+                if (dependentB)
+                    using (no_grad()) layer.lora_B[TensorIndex.Colon, 1] = layer.lora_B[TensorIndex.Colon, 0] * 2;   // rank 2: a zeroed Q_B column
+                layer.InvalidateCaches();
+                layer.Bases();
+                // custom backend: R⁻¹ route when both R are usable (B = 0 included), the explicit route otherwise
+                if (backend == SdsBackward.Custom) Assert.Equal(!dependentB, layer.UsesInverseRoute);
                 var g = FullWeightGradient(layer, x, r);
                 Loss(layer.forward(x), r).backward();
                 double s = layer.Scaling;
                 var qa = Basis(layer.lora_A.detach().t());
                 var qb = Basis(layer.lora_B.detach());
-                string what = $"{backend} {din}->{dout} zeroB={zeroB}";
+                string what = $"{backend} {din}->{dout} zeroB={zeroB} dependentB={dependentB}";
                 TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * s, 1e-12, 1e-10, what + " dL/dB = s G Q_A");
                 TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * s, 1e-12, 1e-10, what + " dL/dA = s Q_Bᵀ G");
                 if (zeroB) Assert.Equal(0.0, layer.lora_A.grad!.abs().max().item<double>());
@@ -179,5 +185,39 @@ public sealed class SdsLoraTests
             layer.Step();
         }
         Assert.True(layer.lora_B.abs().max().item<double>() > 0);
+    }
+
+    /// <summary>
+    /// The polar basis (Q = U Vᵀ): gradients are s G Q_A and s Q_Bᵀ G for that Q, on both backends and through the R⁻¹
+    /// route, and each is a descent direction: its inner product with LoRA's gradient is non-negative (LoRA's = SDS's × PSD H).
+    /// </summary>
+    [Theory, MemberData(nameof(Backends))]
+    public void PolarBasisGivesProjectedGradientsThatAlwaysDescend(SdsBackward backend)
+    {
+        using var scope = NewDisposeScope();
+        for (long seed = 40; seed < 46; seed++)
+        {
+            manual_seed(seed);
+            var lin = MakeLinear(7, 5);
+            var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBackward = backend, SdsBasis = SdsBasis.Polar });
+            Perturb(layer);
+            var x = randn([2, 4, 7], ScalarType.Float64).requires_grad_(true);
+            var r = randn([2, 4, 5], ScalarType.Float64);
+            var g = FullWeightGradient(layer, x, r);
+            Loss(layer.forward(x), r).backward();
+            var (u, _, vh) = linalg.svd(layer.lora_A.detach().t(), fullMatrices: false);
+            var qa = u.mm(vh);
+            (u, _, vh) = linalg.svd(layer.lora_B.detach(), fullMatrices: false);
+            var qb = u.mm(vh);
+            var (got_qa, got_qb) = layer.Bases();
+            TensorAssert.Close(got_qa, qa, 1e-12, 1e-10, "Q_A is the polar factor of Aᵀ");
+            TensorAssert.Close(got_qb, qb, 1e-12, 1e-10, "Q_B is the polar factor of B");
+            TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * layer.Scaling, 1e-10, 1e-8, "dL/dB = s G Q_A");
+            TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * layer.Scaling, 1e-10, 1e-8, "dL/dA = s Q_Bᵀ G");
+            var loraB = g.mm(layer.lora_A.detach().t()) * layer.Scaling;
+            var loraA = layer.lora_B.detach().t().mm(g) * layer.Scaling;
+            Assert.True((layer.lora_B.grad! * loraB).sum().item<double>() >= 0, $"seed {seed}: dL/dB is not a descent direction");
+            Assert.True((layer.lora_A.grad! * loraA).sum().item<double>() >= 0, $"seed {seed}: dL/dA is not a descent direction");
+        }
     }
 }

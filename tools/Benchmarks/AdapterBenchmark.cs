@@ -73,26 +73,26 @@ public static class AdapterBenchmark
                     foreach (var p in l.AdapterParameters())
                         using (no_grad()) if (p.Role == AdapterParameterRole.B) p.Tensor.normal_(0, 0.01);   // off init: SDS's Q_B is full rank
                 var opt = LoraPlus.CreateAdamW(layers, new AdamWSettings(1e-4, WeightDecay: 0.01), lambda: 1);
-                return (v, layers, opt, times: new List<double>(), cpu: new List<double>());
+                return (v, layers, opt, times: new List<double>(), cpu: new List<double>(), sys: new List<double>());
             }).ToList();
 
             for (int rep = 0; rep <= reps; rep++)
                 foreach (var run in runs)
                 {
                     var (ms, cpuMs) = TimeStep(run.layers, run.opt, inputs, grads);
-                    if (rep > 0) { run.times.Add(ms); run.cpu.Add(cpuMs); }
+                    if (rep > 0) { run.times.Add(ms); run.cpu.Add(cpuMs); run.sys.Add(SysMs[^1]); }
                 }
 
             double loraMs = Median(runs[0].times), loraCpu = Median(runs[0].cpu), loraMin = runs[0].cpu.Min();
             long loraParams = Trainable(runs[0].layers);
             Console.WriteLine();
             Console.WriteLine($"rank {rank} (medians; wall = elapsed, cpu = process CPU time, cpu min = least-disturbed step: the last two are less sensitive to other load)");
-            Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"cpu min",9}{"x LoRA",8}{"trainable",13}{"x LoRA",8}   wall ms per step");
+            Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"cpu min",9}{"x LoRA",8}{"trainable",13}{"x LoRA",8}{"sys ms",8}   wall ms per step");
             foreach (var run in runs)
             {
                 double med = Median(run.times), cpu = Median(run.cpu);
                 long n = Trainable(run.layers);
-                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
+                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}{Median(run.sys),8:F0}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
             }
             var sds = runs.FirstOrDefault(r => r.v.Options.Method == AdapterMethod.SdsLora).layers?.Cast<SdsLoraLinear>().ToList() ?? [];
             var qrMs = Enumerable.Range(0, 3).Select(_ =>
@@ -108,10 +108,13 @@ public static class AdapterBenchmark
         return 0;
     }
 
+    private static readonly List<double> SysMs = new();
+
     private static (double WallMs, double CpuMs) TimeStep(List<AdapterLayer> layers, optim.Optimizer opt, List<Tensor> inputs, List<Tensor> grads)
     {
         var process = Process.GetCurrentProcess();
         var cpu0 = process.TotalProcessorTime;
+        var sys0 = process.PrivilegedProcessorTime;
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -125,6 +128,7 @@ public static class AdapterBenchmark
         }
         double wall = sw.Elapsed.TotalMilliseconds;
         process.Refresh();
+        SysMs.Add((process.PrivilegedProcessorTime - sys0).TotalMilliseconds);
         return (wall, (process.TotalProcessorTime - cpu0).TotalMilliseconds);
     }
 

@@ -9,7 +9,10 @@ public static class CommandCatalog
     {
         yield return GenerateCommand.Create(output, error);
         yield return TrainCommand.Create(output, error);
+        yield return AdapterCommand.Create(output, error);
         yield return EvalCommand.Create(output, error);
+        yield return EvalRunCommand.Create(output, error);
         yield return CompareReportsCommand.Create(output, error);
+        yield return BenchDreamBoothCommand.Create(output, error);
     }
 }

@@ -1,3 +1,4 @@
+using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;
@@ -32,7 +33,7 @@ public static class GenerateRunner
 
         var plan = new GenerationPlan(prompts, job.OutputDir);
         var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
-        var generator = new BatchGenerator(model);
+        var generator = new BatchGenerator(model) { ApplyAdapters = specs => ActiveAdapters.Apply(model, specs, progress.Warning) };
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); error.WriteLine("\ninterrupted: finishing nothing more; images written so far are kept."); };
         Console.CancelKeyPress += onCancel;
@@ -58,7 +59,7 @@ public static class GenerateRunner
         return [job.Defaults];
     }
 
-    private sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
+    internal sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
     {
         private int _done, _steps = 1, _inBatch = 1;
 

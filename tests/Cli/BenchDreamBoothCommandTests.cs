@@ -1,0 +1,48 @@
+using DiffusionPeft.Cli;
+using DiffusionPeft.Imaging;
+using DiffusionPeft.Tests.Golden;
+
+namespace DiffusionPeft.Tests.Cli;
+
+/// <summary>`dpeft bench-dreambooth` as a smoke test: embedded model, 1 image per prompt, tiny ONNX metric models.</summary>
+public sealed class BenchDreamBoothCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-bench-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    [Fact]
+    public void GeneratesTheProtocolPromptsPerShardThenScoresThem()
+    {
+        var metrics = Path.Combine(GoldenData.Dir, "metrics_tiny");
+        var images = Directory.GetFiles(Path.Combine(metrics, "images")).Order().ToArray();
+        foreach (var subject in new[] { "dog", "vase" })
+        {
+            Directory.CreateDirectory(Path.Combine(_dir, "real", subject));
+            foreach (var f in images[..2]) File.Copy(f, Path.Combine(_dir, "real", subject, Path.GetFileName(f)));
+        }
+        var outDir = Path.Combine(_dir, "bench");
+        string[] gen = ["bench-dreambooth", "--subject", "dog", "--subject", "vase", "--n", "1", "--steps", "1", "--sampler", "ddim", "--out", outDir, "--quiet"];
+        var o = new StringWriter(); var e = new StringWriter();
+        Assert.Equal(0, Program.Run([.. gen, "--shard", "2/2"], o, e));
+        // Shard 2 of 2 takes the second subject only: the protocol's 25 object prompts, one image each.
+        Assert.False(Directory.Exists(Path.Combine(outDir, "generated", "dog")));
+        var vase = Directory.GetFiles(Path.Combine(outDir, "generated", "vase"), "*.png", SearchOption.AllDirectories).Where(f => !f.EndsWith("grid.png")).ToArray();
+        Assert.Equal(25, vase.Length);
+        Assert.Contains(vase, f => PngText.Get(PngText.Read(f), "parameters")!.StartsWith("a sks vase with the Eiffel Tower in the background\n"));
+
+        o = new StringWriter(); e = new StringWriter();
+        int code = Program.Run([.. gen, "--shard", "1/2"], o, e);
+        Assert.True(code == 0, e.ToString());
+        Assert.Equal(25, Directory.GetFiles(Path.Combine(outDir, "generated", "dog"), "*.png", SearchOption.AllDirectories).Count(f => !f.EndsWith("grid.png")));
+        Assert.Contains(Directory.GetFiles(Path.Combine(outDir, "generated", "dog"), "*.png", SearchOption.AllDirectories),
+            f => !f.EndsWith("grid.png") && PngText.Get(PngText.Read(f), "parameters")!.StartsWith("a sks dog wearing a santa hat\n"));
+
+        o = new StringWriter(); e = new StringWriter();
+        code = Program.Run(["bench-dreambooth", "--subject", "dog", "--subject", "vase", "--score-only", "--out", outDir, "--real", Path.Combine(_dir, "real"),
+            "--dino", Path.Combine(metrics, "dino_tiny.onnx"), "--clip-vision", Path.Combine(metrics, "clip_vision_tiny.onnx"),
+            "--clip-text", Path.Combine(metrics, "clip_text_tiny.onnx"), "--clip-tokenizer", Path.Combine(GoldenData.Dir, "clip_tokenizer"), "--label", "smoke"], o, e);
+        Assert.True(code == 0, e.ToString());
+        Assert.Matches(@"smoke: DINO -?\d\.\d{4}  CLIP-I -?\d\.\d{4}  CLIP-T -?\d\.\d{4}", o.ToString());
+        Assert.True(File.Exists(Path.Combine(outDir, "eval", "report.html")));
+    }
+}
