@@ -140,9 +140,17 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
             y = baseOut;
         }
         else y = nn.functional.linear(x, weight, bias);
+        // fp32 adapters on a low-precision base (AdapterOptions.ParameterDType): the branches run in the adapter dtype.
+        var branchType = active[0].AdapterParameters()[0].Tensor.dtype;
+        if (branchType != x.dtype)
+        {
+            x = x.to_type(branchType);
+            y = y.to_type(branchType);
+            baseOut = baseOut?.to_type(branchType);
+        }
         foreach (var a in active) y = a.AddBranch(x, y, baseOut);
         if (baseOut is not null && bias is not null) y = y + bias;
-        return y.reshape(outShape);
+        return y.to_type(input.dtype).reshape(outShape);
     }
 
     /// <summary>Returns y plus this adapter's contribution. x is (N x d_in); y is (N x d_out); baseOut = W x (no bias) when requested.</summary>
@@ -228,7 +236,7 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     {
         // Layers outlive any dispose scope they are created in (injection and import may run inside one).
         using var scope = NewDisposeScope();
-        var p = new Parameter(zeros(shape, weight.dtype, weight.device), Options.Trainable);
+        var p = new Parameter(zeros(shape, Options.ParameterDType ?? weight.dtype, weight.device), Options.Trainable);
         p.DetachFromDisposeScope();
         return p;
     }

@@ -36,6 +36,11 @@ public sealed record AdapterOptions
     public double SdsTolerance { get; init; } = 1e-6;
     /// <summary>SDS-LoRA: recompute the QR bases on every forward instead of once per optimizer step (see <see cref="AdapterLayer.Step"/>).</summary>
     public bool SdsQrEveryForward { get; init; }
+    /// <summary>
+    /// Dtype of the adapter tensors; null: the base weight's. Float32 on a bf16 base gives fp32 adapters on a frozen bf16
+    /// model: the layer then computes the adapter branches in the adapter dtype and returns the input's dtype.
+    /// </summary>
+    public TorchSharp.torch.ScalarType? ParameterDType { get; init; }
     /// <summary>Whether the adapter's parameters require grad (false for adapters loaded for inference).</summary>
     public bool Trainable { get; init; } = true;
 

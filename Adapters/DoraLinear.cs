@@ -18,7 +18,7 @@ public sealed class DoraLinear : LowRankPairLayer
         : base(nameof(DoraLinear), weight, bias, options with { Method = AdapterMethod.Dora }, adapterName, ownsBase)
     {
         _m = NewParameter([OutFeatures]);
-        using (no_grad()) _m.copy_(linalg.vector_norm(weight, 2, [1L], false));
+        using (no_grad()) _m.copy_(linalg.vector_norm(weight.to_type(_m.dtype), 2, [1L], false));
         register_parameter("lora_magnitude_vector", lora_magnitude_vector);
     }
 
@@ -42,7 +42,7 @@ public sealed class DoraLinear : LowRankPairLayer
         using var scope = NewDisposeScope();
         var a = lora_A.detach();
         var b = lora_B.detach();
-        var w = weight.detach();
+        var w = weight.detach().to_type(a.dtype);
         var w2 = linalg.vector_norm(w, 2, [1L], false).square();
         var cross = (b * w.mm(a.t())).sum(1);
         var quad = (b.mm(a.mm(a.t())) * b).sum(1);

@@ -4,6 +4,7 @@ using DiffusionPeft.Benchmarks;
 var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
 {
     ["unet"] = (UNetBenchmark.Help, UNetBenchmark.Run),
+    ["train"] = (TrainBenchmark.Help, TrainBenchmark.Run),
     ["adapters"] = ("training step of each adapter method on SD 1.5's 128 attention Linears; trainable parameters", AdapterBenchmark.Run),
     ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
 };

@@ -184,12 +184,14 @@ public static class UNetBenchmark
         return o;
     }
 
-    private static void ResetPeak()
+    /// <summary>Resets VmHWM (Linux: writing 5 to /proc/self/clear_refs).</summary>
+    internal static void ResetPeak()
     {
         try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    private static string Proc(string field)
+    /// <summary>A memory field of /proc/self/status (VmRSS, VmHWM) in GiB.</summary>
+    internal static string Proc(string field)
     {
         try
         {

@@ -8,6 +8,7 @@ public static class CommandCatalog
     public static IEnumerable<Command> All(TextWriter output, TextWriter error)
     {
         yield return GenerateCommand.Create(output, error);
+        yield return TrainCommand.Create(output, error);
         yield return AdapterCommand.Create(output, error);
         yield return EvalCommand.Create(output, error);
         yield return EvalRunCommand.Create(output, error);
