@@ -44,7 +44,7 @@ public static class GoldenData
         var root = RepoRoot();
         if (!string.IsNullOrWhiteSpace(env))
         {
-            var candidates = Path.IsPathRooted(env) ? new[] { env } : new[] { Path.GetFullPath(env), Path.GetFullPath(Path.Combine(root, env)) };
+            var candidates = Path.IsPathRooted(env) ? new[] { Path.GetFullPath(env) } : new[] { Path.GetFullPath(env), Path.GetFullPath(Path.Combine(root, env)) };
             return candidates.FirstOrDefault(d => File.Exists(Path.Combine(d, "manifest.json")))
                 ?? throw new DirectoryNotFoundException($"DPEFT_GOLDEN_DIR={env}: no manifest.json there.");
         }
