@@ -24,6 +24,7 @@ public sealed class StableDiffusionTraining : IDisposable
         if (config.PriorPreservation && run.Classes is null)
             throw new InvalidOperationException("prior preservation: call DreamBoothRun.PrepareClassImages first");
         Parts = new StableDiffusionParts(model);
+        model.Unet.GradientCheckpointing = config.GradientCheckpointing;
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
         LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
         TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);

@@ -11,13 +11,13 @@ namespace DiffusionPeft.Benchmarks;
 /// DreamBooth training step cost: the full-size SD 1.5 UNet (random weights, frozen, fp32 or bf16) with a rank-4 LoRA
 /// (fp32 tensors) on every attention projection (to_q/to_k/to_v/to_out.0), AdamW over the adapters, batch 1 of 64x64
 /// latents (512 px) and 77 context tokens; an MSE against random noise as the loss. Reports s/step (after warm-up) and
-/// peak RSS (VmHWM, reset through /proc/self/clear_refs before each dtype). No activation checkpointing.
+/// peak RSS (VmHWM, reset through /proc/self/clear_refs before each dtype); --checkpointing recomputes the transformer blocks in backward.
 /// </summary>
 public static class TrainBenchmark
 {
-    public const string Help = "training steps of the full-size SD 1.5 UNet with a rank-4 LoRA: [--dtype fp32|bf16|both] [--steps 3] [--warmup 1] [--rank 4] [--size 64] [--tiny] [--threads N]";
+    public const string Help = "training steps of the full-size SD 1.5 UNet with a rank-4 LoRA: [--dtype fp32|bf16|both] [--steps 3] [--warmup 1] [--rank 4] [--size 64] [--tiny] [--checkpointing] [--threads N]";
 
-    private sealed record Options(ScalarType[] DTypes, int Steps, int Warmup, int Rank, int Size, bool Tiny, int? Threads);
+    private sealed record Options(ScalarType[] DTypes, int Steps, int Warmup, int Rank, int Size, bool Tiny, int? Threads, bool Checkpointing = false);
 
     public static int Run(string[] args)
     {
@@ -60,6 +60,8 @@ public static class TrainBenchmark
             var target = randn(1, config.OutChannels, o.Size, o.Size);
             var timestep = tensor(new long[] { 500 });
             unet.train();
+            unet.GradientCheckpointing = o.Checkpointing;
+            if (o.Checkpointing) Console.WriteLine("  activation checkpointing: on (transformer blocks)");
             var times = new List<double>();
             for (int i = 0; i < o.Warmup + o.Steps; i++)
             {
@@ -110,6 +112,7 @@ public static class TrainBenchmark
                 "--rank" => o with { Rank = Math.Max(1, Int()) },
                 "--size" => o with { Size = Math.Max(8, Int()) },
                 "--tiny" => o with { Tiny = true, Size = o.Size == 64 ? 8 : o.Size },
+                "--checkpointing" => o with { Checkpointing = true },
                 "--threads" => o with { Threads = Math.Max(1, Int()) },
                 _ => throw new ArgumentException($"unknown option '{args[i]}'"),
             };

@@ -45,6 +45,9 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     private readonly nn.Module<Tensor, Tensor> norm;
     public nn.Module<Tensor, Tensor> proj_in;
     public readonly ModuleList<BasicTransformerBlock> transformer_blocks;
+
+    /// <summary>Recompute each transformer block in the backward pass instead of keeping its activations (training only).</summary>
+    public bool GradientCheckpointing { get; set; }
     public nn.Module<Tensor, Tensor> proj_out;
     private readonly bool _linear;
 
@@ -70,7 +73,8 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long inner = x.shape[1];
         x = x.permute(0, 2, 3, 1).reshape(b, h * w, inner);
         if (_linear) x = proj_in.call(x);
-        foreach (var block in transformer_blocks) x = block.call(x, encoderHiddenStates);
+        foreach (var block in transformer_blocks)
+            x = GradientCheckpointing && training ? ActivationCheckpoint.Run(block, x, encoderHiddenStates) : block.call(x, encoderHiddenStates);
         if (_linear) x = proj_out.call(x);
         x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
         if (!_linear) x = proj_out.call(x);
