@@ -113,7 +113,7 @@ public sealed record TrainConfig
     [ConfigKey("device", "cpu|cuda|cuda:N", ResumeNeutral = true)] public string Device { get; init; } = "cpu";
     [ConfigKey("cache-latents", "cache VAE latents and text embeddings: memory|disk|none")] public LatentCacheMode CacheLatents { get; init; } = LatentCacheMode.Memory;
     [ConfigKey("mixed-precision", "no|bf16")] public MixedPrecision MixedPrecision { get; init; } = MixedPrecision.No;
-    [ConfigKey("gradient-checkpointing", "recompute the UNet's transformer blocks in backward: less memory, about one extra forward of them", ResumeNeutral = true)] public bool GradientCheckpointing { get; init; }
+    [ConfigKey("gradient-checkpointing", "recompute the UNet's transformer blocks in backward (measured on TorchSharp 0.107: no memory saving, see README)", ResumeNeutral = true)] public bool GradientCheckpointing { get; init; }
     [ConfigKey("plot-every", "rewrite loss.png every N steps", ResumeNeutral = true)] public int PlotEvery { get; init; } = 25;
 
     /// <summary>Adapter scale numerator: alpha, or the rank when unset.</summary>
