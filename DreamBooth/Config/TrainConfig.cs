@@ -59,6 +59,8 @@ public sealed class ConfigKeyAttribute(string key, string help) : Attribute
 public sealed record TrainConfig
 {
     [ConfigKey("model", "base model: a diffusers folder or a single .safetensors checkpoint")] public string Model { get; init; } = "";
+    [ConfigKey("configs-from", "for a single-file checkpoint: a diffusers folder with its configs and tokenizer")] public string? ConfigsFrom { get; init; }
+    [ConfigKey("tokenizer", "for a single-file checkpoint: a tokenizer folder (vocab.json, merges.txt)")] public string? Tokenizer { get; init; }
     [ConfigKey("images", "folder of instance images (JPEG, PNG, WebP)")] public string Images { get; init; } = "";
     [ConfigKey("prompt", "instance prompt with a rare identifier, e.g. \"a photo of sks dog\"")] public string Prompt { get; init; } = "";
     [ConfigKey("out", "run folder", ResumeNeutral = true)] public string Out { get; init; } = "";
@@ -112,7 +114,7 @@ public sealed record TrainConfig
     [ConfigKey("dtype", "dtype of the frozen base: fp32|bf16 (adapters stay fp32)")] public string DType { get; init; } = "fp32";
     [ConfigKey("device", "cpu|cuda|cuda:N", ResumeNeutral = true)] public string Device { get; init; } = "cpu";
     [ConfigKey("cache-latents", "cache VAE latents and text embeddings: memory|disk|none")] public LatentCacheMode CacheLatents { get; init; } = LatentCacheMode.Memory;
-    [ConfigKey("mixed-precision", "no|bf16")] public MixedPrecision MixedPrecision { get; init; } = MixedPrecision.No;
+    [ConfigKey("mixed-precision", "no|bf16: as diffusers' --mixed_precision for adapter training, bf16 puts the frozen base in bf16 with fp32 adapters (same as --dtype bf16)")] public MixedPrecision MixedPrecision { get; init; } = MixedPrecision.No;
     [ConfigKey("gradient-checkpointing", "recompute the UNet's transformer blocks in backward (measured on TorchSharp 0.107: no memory saving, see README)", ResumeNeutral = true)] public bool GradientCheckpointing { get; init; }
     [ConfigKey("plot-every", "rewrite loss.png every N steps", ResumeNeutral = true)] public int PlotEvery { get; init; } = 25;
 

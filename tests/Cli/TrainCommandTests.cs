@@ -145,4 +145,21 @@ public sealed class TrainCommandTests : IDisposable
         Assert.NotEmpty(Directory.GetDirectories(Path.Combine(nan, "checkpoints"), "step-*"));
         Assert.False(File.Exists(Path.Combine(nan, "adapter.safetensors")));
     }
+
+    /// <summary>A single-file checkpoint with --configs-from, and --mixed-precision bf16 (frozen base in bf16, fp32 adapters).</summary>
+    [Fact]
+    public void TrainsASingleFileCheckpointInMixedPrecision()
+    {
+        var golden = DiffusionPeft.Tests.Golden.GoldenData.Dir;
+        var r = Dpeft(Common("single", 2, "lora", ("--model", Path.Combine(golden, "tiny_sd15_single_file", "tiny_sd15.safetensors")),
+            ("--configs-from", Path.Combine(golden, "tiny_sd15_diffusers", "model")), ("--mixed-precision", "bf16"),
+            ("--checkpoint-every", "0")));
+        Assert.True(r.Code == 0, r.Err);
+        using var adapter = SafetensorsFile.Open(Path.Combine(_dir, "single", "adapter.safetensors"));
+        Assert.Equal(128, adapter.Entries.Count(e => e.Key.EndsWith(".lora_A", StringComparison.Ordinal)));
+        Assert.All(adapter.Entries.Values, e => Assert.Equal(SafetensorsDType.F32, e.DType));
+        var log = File.ReadAllLines(Path.Combine(_dir, "single", "log.jsonl"));
+        Assert.Equal(2, log.Length);
+        Assert.All(log, l => Assert.True(double.IsFinite(System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("loss").GetDouble())));
+    }
 }

@@ -12,7 +12,7 @@ public sealed class TrainConfigTests : IDisposable
     /// <summary>A config that differs from the defaults in every option, with strings YAML likes to reinterpret.</summary>
     private static TrainConfig Everything => new()
     {
-        Model = "m.safetensors", Images = "imgs: x # not a comment", Prompt = "yes", Out = "null", Method = AdapterMethod.SingLora,
+        Model = "m.safetensors", ConfigsFrom = "sd15-folder", Tokenizer = "tok", Images = "imgs: x # not a comment", Prompt = "yes", Out = "null", Method = AdapterMethod.SingLora,
         Rank = 16, Alpha = 8.5, Steps = 1234, Lr = 3.5e-5, TextEncoderLr = 1e-6, Batch = 3, GradAccumulation = 4, Resolution = 768,
         Crop = CropMode.Random, Flip = true, Buckets = true, Seed = -42, CheckpointEvery = 7, Keep = 0, Resume = "latest",
         ClassPrompt = "a photo of dog", ClassImages = "class/dog", NumClassImages = 200, PriorWeight = 0.5,
@@ -30,7 +30,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(49, TrainConfigYaml.Options.Count);
+        Assert.Equal(51, TrainConfigYaml.Options.Count);
     }
 
     [Fact]
