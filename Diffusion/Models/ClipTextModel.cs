@@ -121,10 +121,7 @@ public sealed class CLIPTextModel : nn.Module<Tensor, Tensor>
         var model = new CLIPTextModel(config);
         using (var file = SafetensorsFile.Open(WeightsPath(folder, variant)))
             model.LoadWeights(file);
-        model.eval();
-        if (dtype != ScalarType.Float32) model.to(dtype);
-        if (device is not null) model.to(device);
-        return model;
+        return PretrainedFiles.Place(model, dtype, device);
     }
 
     private static string WeightsPath(string folder, string? variant)

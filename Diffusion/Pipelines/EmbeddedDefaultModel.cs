@@ -50,12 +50,7 @@ public static class EmbeddedDefaultModel
             DType = dtype,
             IsEmbeddedDefault = true,
         };
-        foreach (var m in new nn.Module[] { model.TextEncoder, model.Unet, model.Vae })
-        {
-            m.eval();
-            if (dtype != ScalarType.Float32) m.to(dtype);
-            if (device is not null) m.to(device);
-        }
+        foreach (var m in new nn.Module[] { model.TextEncoder, model.Unet, model.Vae }) PretrainedFiles.Place(m, dtype, device);
         return model;
     }
 

@@ -28,7 +28,7 @@ public static class StableDiffusionLoader
         var vae = Build(new AutoencoderKL(AutoencoderKLConfig.FromJson(ckpt.VaeConfig)), ckpt.Vae, dtype, device);
         var text = new CLIPTextModel(ClipTextConfig.From(ckpt.TextEncoderConfig));
         text.LoadWeights(ckpt.TextEncoder);
-        Place(text, dtype, device);
+        PretrainedFiles.Place(text, dtype, device);
 
         bool single = ckpt.Layout.Format == CheckpointFormat.SingleFile;
         return new StableDiffusionModel
@@ -48,14 +48,6 @@ public static class StableDiffusionLoader
     private static T Build<T>(T module, ITensorSource weights, ScalarType dtype, Device? device) where T : nn.Module
     {
         StateDictLoader.Load(module, weights);
-        return Place(module, dtype, device);
-    }
-
-    private static T Place<T>(T module, ScalarType dtype, Device? device) where T : nn.Module
-    {
-        module.eval();
-        if (dtype != ScalarType.Float32) module.to(dtype);
-        if (device is not null && device.type != DeviceType.CPU) module.to(device);
-        return module;
+        return PretrainedFiles.Place(module, dtype, device);
     }
 }
