@@ -36,6 +36,13 @@ public enum LatentCacheMode
     [EnumMember(Value = "none")] None,
 }
 
+/// <summary>SDS-LoRA's orthonormal bases: the thin QR of methods.md, or the polar factor (see the adapter experiment).</summary>
+public enum SdsBasisKind
+{
+    [EnumMember(Value = "qr")] Qr,
+    [EnumMember(Value = "polar")] Polar,
+}
+
 public enum MixedPrecision
 {
     [EnumMember(Value = "no")] No,
@@ -108,6 +115,7 @@ public sealed record TrainConfig
     [ConfigKey("max-grad-norm", "gradient clipping norm (0: no clipping)")] public double MaxGradNorm { get; init; } = 1.0;
     [ConfigKey("loraplus-ratio", "LoRA+: lr of B = ratio x lr of A")] public double LoraPlusRatio { get; init; } = 16;
     [ConfigKey("singlora-ramp-steps", "SingLoRA: ramp length T of u(t) = min(t/T, 1)")] public int SingLoraRampSteps { get; init; } = 100;
+    [ConfigKey("sds-basis", "SDS-LoRA: qr (methods.md) or polar (U·Vᵀ; always a descent direction, faster in tools/experiments)")] public SdsBasisKind SdsBasis { get; init; } = SdsBasisKind.Qr;
     [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A")] public double SingLoraInitScale { get; init; } = 1.0;
 
     [ConfigKey("train-text-encoder", "also train text-encoder adapters")] public bool TrainTextEncoder { get; init; }

@@ -94,6 +94,7 @@ public sealed class AdapterSession : IAdapterSession
         RsLora = config.Method == ConfigMethod.RsLora,
         RampSteps = config.SingLoraRampSteps,
         InitScale = config.SingLoraInitScale,
+        SdsBasis = config.SdsBasis == SdsBasisKind.Polar ? DiffusionPeft.Adapters.SdsBasis.Polar : DiffusionPeft.Adapters.SdsBasis.Qr,
         ParameterDType = ScalarType.Float32,
     };
 

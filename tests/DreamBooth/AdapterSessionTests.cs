@@ -166,4 +166,12 @@ public sealed class AdapterSessionTests : IDisposable
         public bool Equals(double x, double y) => Math.Abs(x - y) <= tol;
         public int GetHashCode(double obj) => 0;
     }
+
+    [Fact]
+    public void SdsBasisOptionReachesTheLayers()
+    {
+        var config = new TrainConfig { Method = DiffusionPeft.DreamBooth.Config.AdapterMethod.SdsLora, Rank = 2 };
+        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Qr, AdapterSession.OptionsOf(config).SdsBasis);
+        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Polar, AdapterSession.OptionsOf(config with { SdsBasis = SdsBasisKind.Polar }).SdsBasis);
+    }
 }

@@ -20,7 +20,7 @@ public sealed class TrainConfigTests : IDisposable
         ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
         LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
-        SingLoraInitScale = 0.25, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
+        SingLoraInitScale = 0.25, SdsBasis = SdsBasisKind.Polar, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
         MixedPrecision = MixedPrecision.Bf16, GradientCheckpointing = true, PlotEvery = 3,
     };
 
@@ -30,7 +30,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(51, TrainConfigYaml.Options.Count);
+        Assert.Equal(52, TrainConfigYaml.Options.Count);
     }
 
     [Fact]
