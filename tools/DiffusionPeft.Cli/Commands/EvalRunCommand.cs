@@ -68,14 +68,14 @@ public static class EvalRunCommand
         return command;
     }
 
+    /// <summary>The run's --images folder, read from its resolved config.yaml.</summary>
     private static string RunImages(string runDir)
     {
         var config = Path.Combine(runDir, "config.yaml");
         if (!File.Exists(config)) throw new FileNotFoundException($"{config}: not a run folder; pass --real.");
-        var line = File.ReadLines(config).FirstOrDefault(l => l.StartsWith("images:", StringComparison.Ordinal))
-            ?? throw new InvalidDataException($"{config}: no images entry; pass --real.");
-        var value = line["images:".Length..].Trim().Trim('\'', '"');
-        return Path.IsPathRooted(value) ? value : Path.GetFullPath(Path.Combine(runDir, value));
+        var images = DreamBooth.Config.TrainConfigYaml.Load(config, validate: false).Images;
+        if (string.IsNullOrEmpty(images)) throw new InvalidDataException($"{config}: no images entry; pass --real.");
+        return Path.IsPathRooted(images) ? images : Path.GetFullPath(Path.Combine(runDir, images));
     }
 
     private static void Relink(string link, string target)
