@@ -86,7 +86,9 @@ public sealed class StableDiffusionPipeline(StableDiffusionModel model, ISchedul
 
         Scheduler.SetTimesteps(call.Steps);
         latents = latents * Scheduler.InitNoiseSigma;
-        var noise = call.Noise ?? (NoiseSource?)streams ?? NoiseSource.Seeded(0);
+        // Explicit latents without seeds: a fixed generator for whatever noise a stochastic sampler draws.
+        using var fallback = call.Noise is null && streams is null ? new SeededNoiseSource(0) : null;
+        var noise = call.Noise ?? (NoiseSource?)streams ?? fallback!;
         if (Scheduler is DdimScheduler ddim) ddim.Eta = call.Eta;
 
         var timesteps = Scheduler.TimestepValues();
