@@ -40,17 +40,7 @@ public sealed class StableDiffusionModel : IDisposable
         sampler is "" or "default" ? SchedulerFactory.FromConfig(SchedulerConfig) : SchedulerFactory.Create(sampler, SchedulerConfig);
 
     /// <summary>The sampler key of <see cref="CreateScheduler"/>("default"), for metadata.</summary>
-    public string DefaultSamplerKey => SchedulerConfig.ClassName switch
-    {
-        "PNDMScheduler" => "pndm",
-        "DDIMScheduler" => "ddim",
-        "DDPMScheduler" => "ddpm",
-        "LMSDiscreteScheduler" => "lms",
-        "EulerDiscreteScheduler" => "euler",
-        "EulerAncestralDiscreteScheduler" => "euler_a",
-        "DPMSolverMultistepScheduler" => SchedulerConfig.UseKarrasSigmas ? "dpm++2m_karras" : "dpm++2m",
-        _ => "pndm",
-    };
+    public string DefaultSamplerKey => SchedulerFactory.ShortNameOf(SchedulerConfig);
 
     public void Dispose()
     {

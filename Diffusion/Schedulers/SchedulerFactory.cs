@@ -41,6 +41,13 @@ public static class SchedulerFactory
             nameof(name));
     }
 
+    /// <summary>The short name of the scheduler a config describes (its <c>_class_name</c>; DPM-Solver with Karras sigmas is dpm++2m_karras).</summary>
+    public static string ShortNameOf(SchedulerConfig config)
+    {
+        if (config.ClassName == "DPMSolverMultistepScheduler") return config.UseKarrasSigmas ? "dpm++2m_karras" : "dpm++2m";
+        return Known.FirstOrDefault(k => k.ClassName == config.ClassName).Name ?? config.ClassName ?? "default";
+    }
+
     /// <summary>The scheduler named by the config's own <c>_class_name</c>.</summary>
     public static IScheduler FromConfig(SchedulerConfig config) =>
         config.ClassName is { } cls ? Create(cls, config)
