@@ -105,4 +105,18 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.Equal($"a lighthouse\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3, Size: 32x48, Model hash: {hash}, Model: model, Clip skip: 2, Version: dpeft",
             PngText.Get(PngText.Read(png), "parameters"));
     }
+
+    [Fact]
+    public void PerLineSizesInAPromptFileWinOverTheModelsNativeSize()
+    {
+        var prompts = Path.Combine(_dir, "sizes.jsonl");
+        File.WriteAllLines(prompts, ["""{"prompt": "a tall thing", "width": 32, "height": 48}""", "a default thing"]);
+        var outDir = Path.Combine(_dir, "sizes");
+        var r = Dpeft("generate", "--prompts", prompts, "--steps", "1", "--sampler", "ddim", "--out", outDir, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        var tall = ImageLoader.Load(Path.Combine(outDir, "0001-a-tall-thing", "000-s0.png"));
+        var plain = ImageLoader.Load(Path.Combine(outDir, "0002-a-default-thing", "000-s0.png"));
+        Assert.Equal((32, 48), (tall.Width, tall.Height));
+        Assert.Equal((64, 64), (plain.Width, plain.Height)); // the embedded model's native size
+    }
 }

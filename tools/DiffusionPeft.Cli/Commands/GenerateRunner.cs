@@ -15,8 +15,8 @@ public static class GenerateRunner
         var dtype = TorchOptions.ParseDType(job.DType);
         if (job.Model is not null && !File.Exists(job.Model) && !Directory.Exists(job.Model))
             throw new FileNotFoundException($"--model {job.Model}: no such model folder or checkpoint file.");
-        int? nativeGuess = job.Model is null ? null : 512;
-        var prompts = ReadPrompts(job with { Defaults = job.Defaults with { Width = job.Width ?? nativeGuess ?? 64, Height = job.Height ?? nativeGuess ?? 64 } });
+        // The model's native size is only known once it is loaded; validate with a stand-in now, read again after.
+        var prompts = ReadPrompts(WithSize(job, job.Model is null ? 64 : 512));
         foreach (var p in prompts)
         {
             if (p.Sampler is not ("" or "default") && !SchedulerFactory.Names.Contains(p.Sampler) && !SchedulerFactory.ClassNames.Contains(p.Sampler))
@@ -29,7 +29,7 @@ public static class GenerateRunner
         if (model.IsEmbeddedDefault)
             error.WriteLine($"note: no --model given: using the embedded default '{model.Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.");
         if (job.Width is null || job.Height is null)
-            prompts = prompts.Select(p => p with { Width = job.Width ?? model.NativeResolution, Height = job.Height ?? model.NativeResolution }).ToList();
+            prompts = ReadPrompts(WithSize(job, model.NativeResolution)); // per-line width/height overrides still win
 
         var plan = new GenerationPlan(prompts, job.OutputDir);
         var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
@@ -48,6 +48,9 @@ public static class GenerateRunner
             Console.CancelKeyPress -= onCancel;
         }
     }
+
+    private static GenerateJob WithSize(GenerateJob job, int native) =>
+        job with { Defaults = job.Defaults with { Width = job.Width ?? native, Height = job.Height ?? native } };
 
     internal static IReadOnlyList<GenerationOptions> ReadPrompts(GenerateJob job)
     {
