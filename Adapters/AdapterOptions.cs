@@ -5,8 +5,12 @@ public enum AdapterMethod { Lora, Dora, SingLora, SdsLora }
 /// <summary>Initialisation of LoRA's A: kaiming-uniform(a = sqrt 5), or N(0, (1/r)^2) as diffusers' DreamBooth script does.</summary>
 public enum LoraInit { KaimingUniform, Gaussian }
 
-/// <summary>How SDS-LoRA obtains its decoupled gradients: a custom autograd function, or the detach formulation of methods.md.</summary>
-public enum SdsBackward { Custom, Autograd }
+/// <summary>
+/// How SDS-LoRA obtains its decoupled gradients. Reparameterized (default, fastest): LoRA's graph on factors whose
+/// gradients autograd maps through R⁻¹ (falls back to Custom where an R is not safely invertible). Custom: a custom
+/// autograd function applying [Aᵀ | Q_A] and [B | Q_B]. Autograd: the detach formulation of methods.md (the reference).
+/// </summary>
+public enum SdsBackward { Custom, Autograd, Reparameterized }
 
 /// <summary>
 /// SDS-LoRA's orthonormal bases. Qr: the thin QR of methods.md (diag R &gt; 0). Polar: Q = U Vᵀ of the thin SVD, so
@@ -30,7 +34,7 @@ public sealed record AdapterOptions
     public long RampSteps { get; init; } = 100;
     /// <summary>SingLoRA: multiplier on the kaiming-uniform init of A (bound 1/sqrt(r)).</summary>
     public double InitScale { get; init; } = 1.0;
-    public SdsBackward SdsBackward { get; init; } = SdsBackward.Custom;
+    public SdsBackward SdsBackward { get; init; } = SdsBackward.Reparameterized;
     public SdsBasis SdsBasis { get; init; } = SdsBasis.Qr;
     /// <summary>SDS-LoRA: a column of Q is zeroed where |R[ii]| &lt;= SdsTolerance * max_j |R[jj]| (or R is all zero, e.g. B = 0 at init).</summary>
     public double SdsTolerance { get; init; } = 1e-6;

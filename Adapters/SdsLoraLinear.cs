@@ -30,7 +30,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         _rInvB?.Dispose(); _rInvB = null;
     }
 
-    /// <summary>Whether the current step uses the R⁻¹ route (both inverses usable); false means the explicit route.</summary>
+    /// <summary>Whether the current step can use the R⁻¹ (reparameterized) route: both inverses usable. Otherwise the custom function runs.</summary>
     public bool UsesInverseRoute => _rInvA is not null && _rInvB is not null;
 
     /// <summary>The current bases: Q_A of Aᵀ (d_in x r) and Q_B of B (d_out x r).</summary>
@@ -135,12 +135,24 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         x = DropoutOnBranch(x);
         var (qa, qb) = Bases();
         if (Options.SdsBackward == SdsBackward.Autograd) return AutogradBranch(x, y, qa, qb);
-        if (!UsesInverseRoute) return SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling);
-        // R⁻¹ route: LoRA's graph with two small custom nodes. The outer addmm gives the B-node gᵀ u = s gᵀ x Q_A R_A
-        // and the input node g B = g Q_B R_B, so right-multiplying by R_A⁻¹ / R_B⁻¹ yields s G Q_A and s Q_Bᵀ G.
-        var u = SdsInputFunction.apply(x, lora_A, _rInvB!, Scaling);
-        var b = SdsUpFunction.apply(lora_B, _rInvA!);
-        return AddMm(y, u, b.t());
+        if (Options.SdsBackward == SdsBackward.Custom || !UsesInverseRoute) return SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling);
+        return ReparameterizedBranch(x, y);
+    }
+
+    /// <summary>
+    /// LoRA's own graph on reparameterized factors A' = Ad + R_B⁻¹ (A − Ad) and B' = Bd + (B − Bd) R_A⁻ᵀ (d = detached).
+    /// A − Ad is exactly zero, so A' = A and B' = B bit for bit and the forward is LoRA's. Backward, autograd maps LoRA's
+    /// gradients through the r x r factors: dL/dA = R_B⁻ᵀ (s Bᵀ G) = s Q_Bᵀ G and dL/dB = (s G Aᵀ) R_A⁻¹ = s G Q_A
+    /// (Aᵀ = Q_A R_A, B = Q_B R_B); the input gradient is the true s Aᵀ Bᵀ g. Only d x r and r x r products are added
+    /// to LoRA's step and no custom autograd node (each costs TorchSharp a managed round trip per call).
+    /// </summary>
+    private Tensor ReparameterizedBranch(Tensor x, Tensor y)
+    {
+        var ad = lora_A.detach();
+        var bd = lora_B.detach();
+        var a = AddMm(ad, _rInvB!, lora_A - ad);
+        var b = AddMm(bd, lora_B - bd, _rInvA!.t());
+        return AddMm(y, x.mm(a.t().mul(Scaling)), b.t());
     }
 
     /// <summary>methods.md: s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)], value s B A x, gradients s G Q_A and s Q_Bᵀ G.</summary>
@@ -159,8 +171,8 @@ public sealed class SdsLoraLinear : LowRankPairLayer
 /// Custom backward for SDS-LoRA: out = y + s (x Aᵀ) Bᵀ. The forward applies [Aᵀ | Q_A] to x in one product (x Q_A is
 /// kept for dL/dB), the backward applies [B | Q_B] to g in one product; then dL/dx = s (g B) A, dL/dB = s gᵀ (x Q_A),
 /// dL/dA = s (g Q_B)ᵀ x. Widening the two thin products from r to 2r columns costs little (they are bound by reading
-/// x and g), so a step costs about LoRA's. (Measured: recovering x Q_A and g Q_B from LoRA's own products through R⁻¹
-/// was slower on CPU because of the extra small ops.) Inputs: y, x, A, B, Q_A, Q_B, s.
+/// x and g). Used for <see cref="SdsBackward.Custom"/> and wherever an R is not safely invertible; TorchSharp caches
+/// its N x d_out output per call, which makes it slower than the reparameterized route. Inputs: y, x, A, B, Q_A, Q_B, s.
 /// </summary>
 internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsLoraFunction>
 {
@@ -192,46 +204,4 @@ internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsL
         var dB = g.t().mm(hx.narrow(1, r, r));
         return [g, gx!, dA, dB, null!, null!, null!];
     }
-}
-
-/// <summary>u = s x Aᵀ (N x r). Backward, given grad_u = g B: dL/dx = s grad_u A, dL/dA = s (grad_u R_B⁻¹)ᵀ x = s (g Q_B)ᵀ x.</summary>
-internal sealed class SdsInputFunction : torch.autograd.SingleTensorFunction<SdsInputFunction>
-{
-    public override string Name => nameof(SdsInputFunction);
-
-    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
-    {
-        var (x, a, rInvB) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
-        double s = (double)vars[3];
-        ctx.save_for_backward([x, a, rInvB]);
-        ctx.save_data("s", s);
-        ctx.save_data("x_grad", x.requires_grad);
-        return x.mm(a.t().mul(s));
-    }
-
-    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor gradU)
-    {
-        var saved = ctx.get_saved_variables();
-        var (x, a, rInvB) = (saved[0], saved[1], saved[2]);
-        double s = (double)ctx.get_data("s");
-        Tensor? gx = (bool)ctx.get_data("x_grad") ? gradU.mm(a.mul(s)) : null;
-        var dA = gradU.mm(rInvB.mul(s)).t().mm(x);
-        return [gx!, dA, null!, null!];
-    }
-}
-
-/// <summary>Identity on B whose backward right-multiplies the incoming gradient (s gᵀ x Aᵀ) by R_A⁻¹.</summary>
-internal sealed class SdsUpFunction : torch.autograd.SingleTensorFunction<SdsUpFunction>
-{
-    public override string Name => nameof(SdsUpFunction);
-
-    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
-    {
-        var (b, rInvA) = ((Tensor)vars[0], (Tensor)vars[1]);
-        ctx.save_for_backward([rInvA]);
-        return b.clone();
-    }
-
-    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad) =>
-        [grad.mm(ctx.get_saved_variables()[0]), null!];
 }

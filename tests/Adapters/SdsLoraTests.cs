@@ -7,7 +7,7 @@ namespace DiffusionPeft.Tests.Adapters;
 
 public sealed class SdsLoraTests
 {
-    public static TheoryData<SdsBackward> Backends => new(SdsBackward.Custom, SdsBackward.Autograd);
+    public static TheoryData<SdsBackward> Backends => new(SdsBackward.Reparameterized, SdsBackward.Custom, SdsBackward.Autograd);
 
     private static (SdsLoraLinear Layer, Tensor X, Tensor R) Setup(int din, int dout, SdsBackward backend, bool zeroB, long seed = 31)
     {
@@ -63,8 +63,8 @@ public sealed class SdsLoraTests
                     using (no_grad()) layer.lora_B[TensorIndex.Colon, 1] = layer.lora_B[TensorIndex.Colon, 0] * 2;   // rank 2: a zeroed Q_B column
                 layer.InvalidateCaches();
                 layer.Bases();
-                // custom backend: R⁻¹ route when both R are usable (B = 0 included), the explicit route otherwise
-                if (backend == SdsBackward.Custom) Assert.Equal(!dependentB, layer.UsesInverseRoute);
+                // R⁻¹ (reparameterized) route when both R are usable (B = 0 included), the custom function otherwise
+                Assert.Equal(!dependentB, layer.UsesInverseRoute);
                 var g = FullWeightGradient(layer, x, r);
                 Loss(layer.forward(x), r).backward();
                 double s = layer.Scaling;
@@ -84,16 +84,20 @@ public sealed class SdsLoraTests
                 var x2 = x.detach().clone().requires_grad_(true);
                 var yLora = lora.forward(x2);
                 TensorAssert.Close(layer.forward(x), yLora, 1e-12, 1e-10, what + " forward value = LoRA's");
+                if (backend == SdsBackward.Reparameterized && layer.UsesInverseRoute)
+                    Assert.True(layer.forward(x).eq(yLora).all().item<bool>(), what + ": the reparameterized factors equal A and B bit for bit");
                 Loss(yLora, r).backward();
                 TensorAssert.Close(x.grad!, x2.grad!, 1e-12, 1e-10, what + " dL/dx");
             }
     }
 
-    [Fact]
-    public void CustomBackwardEqualsAutogradFormulation()
+    [Theory]
+    [InlineData(SdsBackward.Custom)]
+    [InlineData(SdsBackward.Reparameterized)]
+    public void FastBackwardsEqualAutogradFormulation(SdsBackward backend)
     {
         using var scope = NewDisposeScope();
-        var (custom, x1, r) = Setup(6, 8, SdsBackward.Custom, false, seed: 32);
+        var (custom, x1, r) = Setup(6, 8, backend, false, seed: 32);
         var (auto, x2, _) = Setup(6, 8, SdsBackward.Autograd, false, seed: 32);
         Loss(custom.forward(x1), r).backward();
         Loss(auto.forward(x2), r).backward();

@@ -59,6 +59,7 @@ public static class AdapterBenchmark
                 new("SingLoRA", new AdapterOptions { Method = AdapterMethod.SingLora, Rank = rank, Alpha = rank, RampSteps = 1000 }),
                 new("SDS-LoRA", new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = rank, Alpha = rank }),
             };
+            variants.Add(new("SDS-LoRA (custom)", variants[3].Options with { SdsBackward = SdsBackward.Custom }));
             if (withAutograd) variants.Add(new("SDS-LoRA (autograd)", variants[3].Options with { SdsBackward = SdsBackward.Autograd }));
             if (Arg(args, "--methods", "") is { Length: > 0 } only)
             {
@@ -87,12 +88,14 @@ public static class AdapterBenchmark
             long loraParams = Trainable(runs[0].layers);
             Console.WriteLine();
             Console.WriteLine($"rank {rank} (medians; wall = elapsed, cpu = process CPU time, cpu min = least-disturbed step: the last two are less sensitive to other load)");
-            Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"cpu min",9}{"x LoRA",8}{"trainable",13}{"x LoRA",8}{"sys ms",8}   wall ms per step");
+            Console.WriteLine("  paired = median over rounds of (method / LoRA) CPU time within the same round (round-robin order), the least noisy ratio");
+            Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"cpu min",9}{"x LoRA",8}{"paired",8}{"trainable",13}{"x LoRA",8}{"sys ms",8}   wall ms per step");
             foreach (var run in runs)
             {
                 double med = Median(run.times), cpu = Median(run.cpu);
                 long n = Trainable(run.layers);
-                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}{Median(run.sys),8:F0}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
+                double paired = Median(run.cpu.Select((c, i) => c / runs[0].cpu[i]).ToList());
+                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{paired,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}{Median(run.sys),8:F0}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
             }
             var sds = runs.FirstOrDefault(r => r.v.Options.Method == AdapterMethod.SdsLora).layers?.Cast<SdsLoraLinear>().ToList() ?? [];
             var qrMs = Enumerable.Range(0, 3).Select(_ =>
