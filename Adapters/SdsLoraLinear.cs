@@ -40,24 +40,6 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         return (_qa!, _qb!);
     }
 
-    /// <summary>
-    /// Orthonormal bases of (L x d x r) matrices M = Q R: batched Householder QR, with column signs chosen so that
-    /// diag(R) > 0 (the unique thin QR; with LAPACK's raw signs a column of dL/dB = s G Q_A could point against
-    /// LoRA's s G Aᵀ = s G Q_A R_A). Columns with |R[ii]| &lt;= tol · max_j |R[jj]| (or an all-zero R, e.g. B = 0 at
-    /// init) are zeroed. No host synchronisation. (Measured: CholeskyQR2 in float64 was 4x slower on CPU.)
-    /// </summary>
-    public static Tensor OrthonormalBases(Tensor m, double tol)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        var (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
-        var diag = r.diagonal(0, -2, -1);
-        var d = diag.abs();
-        var keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0)).to_type(q.dtype);
-        var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
-        return (q * (sign * keep).unsqueeze(-2)).MoveToOuterDisposeScope();
-    }
-
     /// <summary>Computes the bases of every given SDS layer now, one batched QR per matrix shape.</summary>
     public static void RefreshBases(IEnumerable<SdsLoraLinear> layers) => Compute(layers.Where(l => !l.Options.SdsQrEveryForward).ToList());
 
@@ -107,6 +89,12 @@ public sealed class SdsLoraLinear : LowRankPairLayer
             q = (u * keep.to_type(u.dtype).unsqueeze(-2)).matmul(vh);
             r = (vh.mT * sv.unsqueeze(-2)).matmul(vh);
         }
+        else if (m.dtype != ScalarType.Float64 && GramQr(m, tol) is var (gq, gr))
+        {
+            (q, r) = (gq, gr);
+            d = r.diagonal(0, -2, -1);
+            keep = ones_like(d, ScalarType.Bool);
+        }
         else
         {
             (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
@@ -126,6 +114,24 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         var zero = d.amax([-1]).eq(0);
         var usable = zeroOk ? wellConditioned.logical_or(zero) : wellConditioned;
         return (q, rInv * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1), usable);
+    }
+
+    /// <summary>
+    /// Thin QR of float32/bf16 matrices through their float64 Gram matrix: R = chol(Mᵀ M)ᵀ is exactly the
+    /// positive-diagonal R of M = Q R, and Q = M R⁻¹. In float64 the squared condition number costs nothing at
+    /// the condition numbers the R⁻¹ route accepts (≤ 1/sqrt(eps) of the adapter dtype), and r x r work replaces
+    /// LAPACK's Householder on d x r (measured ~10x faster for SD 1.5's 128 layers at rank 16). Null when a matrix
+    /// would lose a column (Cholesky fails, or |R_ii| ≤ tol · max |R_jj|, e.g. B = 0): Householder then runs.
+    /// </summary>
+    private static (Tensor Q, Tensor R)? GramQr(Tensor m, double tol)
+    {
+        var m64 = m.to_type(ScalarType.Float64);
+        var (l, info) = linalg.cholesky_ex(m64.mT.matmul(m64));
+        var r = l.mT;
+        var d = r.diagonal(0, -2, -1);
+        if (!info.eq(0).all().logical_and(d.gt(d.amax([-1], keepdim: true) * tol).all()).item<bool>()) return null;
+        var q = m64.matmul(linalg.inv(r));
+        return (q.to_type(m.dtype), r.to_type(m.dtype));
     }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)

@@ -224,4 +224,44 @@ public sealed class SdsLoraTests
             Assert.True((layer.lora_A.grad! * loraA).sum().item<double>() >= 0, $"seed {seed}: dL/dA is not a descent direction");
         }
     }
+
+    /// <summary>
+    /// float32 layers take the float64 Gram/Cholesky route to their bases: Q_A and Q_B equal float64 Householder bases
+    /// to float32 precision, in one batched group and alone; a B = 0 layer in the same group (Cholesky fails) falls back
+    /// to Householder and keeps zeroed Q_B columns and the R⁻¹ route. Gradients are s G Q_A and s Q_Bᵀ G in float32.
+    /// </summary>
+    [Fact]
+    public void Float32BasesMatchFloat64Householder()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(50);
+        var layers = new List<SdsLoraLinear>();
+        foreach (var (din, dout, zeroB) in new[] { (48, 32, false), (48, 32, false), (32, 64, false), (32, 64, true), (32, 64, false) })
+        {
+            var layer = (SdsLoraLinear)Wrap(MakeLinear(din, dout, ScalarType.Float32), new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 4, Alpha = 4 });
+            if (!zeroB) Perturb(layer);
+            layers.Add(layer);
+        }
+        SdsLoraLinear.RefreshBases(layers);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var l = layers[i];
+            var (qa, qb) = l.Bases();
+            Assert.Equal(ScalarType.Float32, qa.dtype);
+            TensorAssert.Close(qa.to_type(ScalarType.Float64), Basis(l.lora_A.detach().t().to_type(ScalarType.Float64)), 2e-6, 0, $"layer {i} Q_A");
+            TensorAssert.Close(qb.to_type(ScalarType.Float64), Basis(l.lora_B.detach().to_type(ScalarType.Float64)), 2e-6, 0, $"layer {i} Q_B");
+            Assert.True(l.UsesInverseRoute, $"layer {i} uses the R⁻¹ route");
+        }
+        Assert.Equal(0.0, layers[3].Bases().QB.abs().max().item<float>());
+
+        var probe = layers[2];
+        var x = randn([3, 5, 32]).requires_grad_(true);
+        var r = randn([3, 5, 64]);
+        var w = (probe.weight.detach() + probe.lora_B.detach().mm(probe.lora_A.detach()) * probe.Scaling).requires_grad_(true);
+        Loss(nn.functional.linear(x.detach(), w, probe.bias), r).backward();
+        Loss(probe.forward(x), r).backward();
+        var (pqa, pqb) = probe.Bases();
+        TensorAssert.Close(probe.lora_B.grad!, w.grad!.mm(pqa) * probe.Scaling, 1e-5, 1e-4, "float32 dL/dB = s G Q_A");
+        TensorAssert.Close(probe.lora_A.grad!, pqb.t().mm(w.grad!) * probe.Scaling, 1e-5, 1e-4, "float32 dL/dA = s Q_Bᵀ G");
+    }
 }

@@ -14,12 +14,13 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class UNetBenchmark
 {
-    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N]";
+    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N] [--profile]";
 
-    private const double MatmulPeakGflops = 175; // measured on this CPU (platform-notes.md), fp32 MKL
-    private const double ConvPeakGflops = 410;   // measured 3x3 conv peak, fp32 oneDNN
+    // platform-notes.md's figures, shown for reference; the roofline uses the peaks measured at start-up (MachinePeaks).
+    private const double NotesMatmulGflops = 175;
+    private const double NotesConvGflops = 410;
 
-    private sealed record Options(ScalarType DType, bool Backward, int Batch, int Size, int Tokens, int Iters, int Warmup, int? Threads);
+    private sealed record Options(ScalarType DType, bool Backward, int Batch, int Size, int Tokens, int Iters, int Warmup, int? Threads, bool Profile = false);
 
     public static int Run(string[] args)
     {
@@ -28,6 +29,10 @@ public static class UNetBenchmark
         catch (ArgumentException ex) { Console.Error.WriteLine(ex.Message); Console.Error.WriteLine(Help); return 2; }
         if (o.Threads is int t) set_num_threads(t);
 
+        var peaks = MachinePeaks.Measure(o.DType);
+        Console.WriteLine($"  measured peaks ({(o.DType == ScalarType.BFloat16 ? "bf16" : "fp32")}): matmul 4096³ {peaks.MatmulGflops:F0} GFLOP/s, best 3x3 conv {peaks.ConvGflops:F0} GFLOP/s " +
+                          $"(platform-notes.md: {NotesMatmulGflops}/{NotesConvGflops})");
+        _peaks = peaks;
         var config = UNet2DConditionConfig.StableDiffusion15;
         Console.WriteLine($"UNet SD 1.5 (random weights), {(o.DType == ScalarType.BFloat16 ? "bf16" : "fp32")}, batch {o.Batch}, latents {o.Size}x{o.Size}, " +
                           $"{o.Tokens} context tokens, {get_num_threads()} threads");
@@ -49,7 +54,21 @@ public static class UNetBenchmark
             using var _ = no_grad();
             unet.Forward(x, timestep, ctx);
         });
+        // Peaks again after the timed pass, the higher kept (see MachinePeaks.Max).
+        _peaks = _peaks.Max(MachinePeaks.Measure(o.DType));
+        Console.WriteLine($"  peaks measured again after the forward; kept: matmul {_peaks.MatmulGflops:F0}, conv {_peaks.ConvGflops:F0} GFLOP/s");
         Report("forward", fwd, counter.ConvFlops, counter.MatmulFlops);
+        if (o.Profile)
+        {
+            var profiler = new ModuleProfiler(unet);
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            using (no_grad()) unet.Forward(x, timestep, ctx);
+            double ms = sw.Elapsed.TotalMilliseconds;
+            profiler.Detach();
+            Console.WriteLine($"  profiled forward: {ms / 1000:F2} s");
+            profiler.Print(ms);
+        }
 
         if (o.Backward)
         {
@@ -92,13 +111,17 @@ public static class UNetBenchmark
         return new Timing(times, Proc("VmHWM"));
     }
 
+    private static MachinePeaks _peaks = new(NotesMatmulGflops, NotesConvGflops);
+
     private static void Report(string what, Timing t, double convFlops, double matmulFlops)
     {
         double total = convFlops + matmulFlops;
-        double ideal = convFlops / (ConvPeakGflops * 1e9) + matmulFlops / (MatmulPeakGflops * 1e9);
+        double ideal = convFlops / (_peaks.ConvGflops * 1e9) + matmulFlops / (_peaks.MatmulGflops * 1e9);
+        double notesIdeal = convFlops / (NotesConvGflops * 1e9) + matmulFlops / (NotesMatmulGflops * 1e9);
         Console.WriteLine($"  {what}: best {t.Best:F2} s of [{string.Join(", ", t.Seconds.Select(s => s.ToString("F2")))}], peak RSS (VmHWM) {t.PeakMemory}");
         Console.WriteLine($"    {total / 1e12:F3} TFLOP ({convFlops / 1e12:F3} conv, {matmulFlops / 1e12:F3} linear+attention) -> " +
-                          $"{total / t.Best / 1e9:F1} GFLOP/s; roofline time at {ConvPeakGflops}/{MatmulPeakGflops} GFLOP/s peaks {ideal:F2} s = {100 * ideal / t.Best:F0}% of peak");
+                          $"{total / t.Best / 1e9:F1} GFLOP/s; roofline time at the measured {_peaks.ConvGflops:F0}/{_peaks.MatmulGflops:F0} GFLOP/s peaks {ideal:F2} s = {100 * ideal / t.Best:F0}% of peak " +
+                          $"(at the notes' {NotesConvGflops}/{NotesMatmulGflops}: {notesIdeal:F2} s = {100 * notesIdeal / t.Best:F0}%)");
     }
 
     /// <summary>Counts multiply-add FLOPs (2 per MAC) from the shapes seen by forward hooks.</summary>
@@ -172,6 +195,7 @@ public static class UNetBenchmark
                     }
                 },
                 "--backward" => o with { Backward = true },
+                "--profile" => o with { Profile = true },
                 "--batch" => o with { Batch = NextInt(1) },
                 "--size" => o with { Size = NextInt(8) },
                 "--tokens" => o with { Tokens = NextInt(1) },

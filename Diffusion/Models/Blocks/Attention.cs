@@ -45,6 +45,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope();
         var residual = hiddenStates;
         long b = hiddenStates.shape[0], c = 0, h = 0, w = 0;
         bool spatial = hiddenStates.ndim == 4;
@@ -65,7 +66,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
         if (spatial) output = output.transpose(-1, -2).reshape(b, c, h, w);
         if (ResidualConnection) output = output + residual;
-        return RescaleOutputFactor == 1.0 ? output : output / RescaleOutputFactor;
+        return (RescaleOutputFactor == 1.0 ? output : output / RescaleOutputFactor).MoveToOuterDisposeScope();
     }
 
     private Tensor SplitHeads(Tensor x) => x.view(x.shape[0], x.shape[1], Heads, DimHead).transpose(1, 2);
@@ -106,7 +107,8 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
+        using var scope = NewDisposeScope();
         foreach (var layer in net) x = layer.call(x);
-        return x;
+        return x.MoveToOuterDisposeScope();
     }
 }

@@ -42,6 +42,8 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor input, Tensor? temb)
     {
+        // Intermediates die with the block (a dispose scope per block keeps forward memory at one block's worth).
+        using var scope = NewDisposeScope();
         var h = conv1.call(Layers.Activation(_act, norm1.call(input)));
         if (time_emb_proj is not null && temb is not null)
             h = h + time_emb_proj.call(Layers.Activation(_act, temb)).unsqueeze(-1).unsqueeze(-1);
@@ -49,6 +51,6 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         h = conv2.call(dropout.call(Layers.Activation(_act, h)));
         var shortcut = conv_shortcut is null ? input : conv_shortcut.call(input);
         var output = shortcut + h;
-        return _outputScaleFactor == 1.0 ? output : output / _outputScaleFactor;
+        return (_outputScaleFactor == 1.0 ? output : output / _outputScaleFactor).MoveToOuterDisposeScope();
     }
 }

@@ -29,9 +29,10 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope();
         hidden = attn1.call(norm1.call(hidden), null) + hidden;
         hidden = attn2.call(norm2.call(hidden), encoderHiddenStates) + hidden;
-        return ff.call(norm3.call(hidden)) + hidden;
+        return (ff.call(norm3.call(hidden)) + hidden).MoveToOuterDisposeScope();
     }
 }
 
@@ -66,6 +67,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope();
         long b = hidden.shape[0], h = hidden.shape[2], w = hidden.shape[3];
         var residual = hidden;
         var x = norm.call(hidden);
@@ -78,6 +80,6 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         if (_linear) x = proj_out.call(x);
         x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
         if (!_linear) x = proj_out.call(x);
-        return x + residual;
+        return (x + residual).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Benchmarks;
+
+/// <summary>
+/// This machine's practical FLOP rates in a dtype, measured now: a 4096³ matmul (MKL) and the best of four large
+/// 3x3 convolutions at SD 1.5 UNet shapes, batch 2 (oneDNN), best of five runs each. Benchmarks compare against
+/// these rather than a fixed figure: machines of one kind differ, and platform-notes.md's "410 GFLOP/s 3x3 conv" is
+/// the bf16 rate (reproduced: 372 GFLOP/s for a 320-channel 64x64 conv in bf16, ~130 in fp32).
+/// </summary>
+public sealed record MachinePeaks(double MatmulGflops, double ConvGflops)
+{
+    /// <summary>The higher of two measurements: a peak underestimated on a busy moment would flatter the "of peak" figure.</summary>
+    public MachinePeaks Max(MachinePeaks other) => new(Math.Max(MatmulGflops, other.MatmulGflops), Math.Max(ConvGflops, other.ConvGflops));
+
+    public static MachinePeaks Measure(ScalarType dtype)
+    {
+        using var _ = no_grad();
+        double matmul;
+        using (NewDisposeScope())
+        {
+            var a = randn(4096, 4096).to_type(dtype);
+            var b = randn(4096, 4096).to_type(dtype);
+            matmul = 2.0 * 4096 * 4096 * 4096 / BestSeconds(() => a.mm(b)) / 1e9;
+        }
+        double conv = 0;
+        foreach (var (cin, cout, size) in new[] { (320, 320, 64), (640, 640, 32), (1280, 1280, 32), (1280, 1280, 16) })
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(2, cin, size, size).to_type(dtype);
+            var w = randn(cout, cin, 3, 3).mul(0.01).to_type(dtype);
+            double flops = 2.0 * 2 * cout * size * size * cin * 9;
+            conv = Math.Max(conv, flops / BestSeconds(() => nn.functional.conv2d(x, w, padding: [1, 1])) / 1e9);
+        }
+        return new MachinePeaks(matmul, conv);
+    }
+
+    private static double BestSeconds(Func<Tensor> op)
+    {
+        using (NewDisposeScope()) op();
+        double best = double.MaxValue;
+        for (int i = 0; i < 5; i++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            op();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+}

@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Benchmarks;
+
+/// <summary>
+/// The UNet's primitive ops at SD 1.5's shapes (batch 2, 64x64 latents), each timed alone: every distinct 3x3
+/// convolution and self-attention call, with its GFLOP/s. Finds which shapes fall short of the machine's peaks.
+/// </summary>
+public static class OpsBenchmark
+{
+    public const string Help = "SD 1.5 UNet primitives alone (3x3 convs, self-attention) at their shapes: [--dtype fp32|bf16] [--reps 3] [--only conv|attention|matmul] [--threads N]";
+
+    public static int Run(string[] args)
+    {
+        var dtype = Arg(args, "--dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        int reps = int.Parse(Arg(args, "--reps", "3"));
+        string only = Arg(args, "--only", "");
+        int batch = int.Parse(Arg(args, "--batch", "2"));
+        if (Arg(args, "--threads", "") is { Length: > 0 } t) set_num_threads(int.Parse(t));
+        Console.WriteLine($"{dtype}, {get_num_threads()} threads, best of {reps}");
+        using var _ = no_grad();
+        if (only is "" or "matmul")
+        {
+            var a = randn(4096, 4096).to_type(dtype);
+            var bm = randn(4096, 4096).to_type(dtype);
+            double ms = Best(reps, () => a.mm(bm));
+            Console.WriteLine($"  matmul 4096^3: {ms:F0} ms, {2.0 * 4096 * 4096 * 4096 / ms / 1e6:F0} GFLOP/s");
+        }
+        if (only is "" or "conv")
+        {
+            // (in, out, size, stride, count in the UNet)
+            var convs = new (int In, int Out, int Size, int Stride, int Count)[]
+            {
+                (4, 320, 64, 1, 1), (320, 320, 64, 1, 4), (320, 320, 64, 2, 1),
+                (320, 640, 32, 1, 1), (640, 640, 32, 1, 3), (640, 640, 32, 2, 1),
+                (640, 1280, 16, 1, 1), (1280, 1280, 16, 1, 3), (1280, 1280, 16, 2, 1),
+                (1280, 1280, 8, 1, 8), (2560, 1280, 8, 1, 3), (1280, 1280, 8, 1, 3),
+                (1280, 1280, 16, 1, 4), (2560, 1280, 16, 1, 2), (1920, 1280, 16, 1, 1),
+                (1280, 1280, 32, 1, 1), (1920, 640, 32, 1, 1), (1280, 640, 32, 1, 1), (960, 640, 32, 1, 1), (640, 640, 32, 1, 3),
+                (640, 640, 64, 1, 1), (960, 320, 64, 1, 1), (640, 320, 64, 1, 2), (320, 320, 64, 1, 3), (320, 4, 64, 1, 1),
+            };
+            Console.WriteLine($"  {"conv 3x3 (in->out @ size, stride)",-36}{"count",6}{"ms",9}{"GFLOP/s",9}{"total ms",10}");
+            double total = 0;
+            foreach (var c in convs)
+            {
+                var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
+                var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
+                var b = zeros(c.Out).to_type(dtype);
+                double ms = Best(reps, () => nn.functional.conv2d(x, w, b, strides: [c.Stride, c.Stride], padding: [1, 1]));
+                long outSize = c.Size / c.Stride;
+                double flops = 2.0 * batch * c.Out * outSize * outSize * c.In * 9;
+                total += ms * c.Count;
+                Console.WriteLine($"  {$"{c.In}->{c.Out} @ {c.Size}, s{c.Stride}",-36}{c.Count,6}{ms,9:F1}{flops / ms / 1e6,9:F0}{ms * c.Count,10:F0}");
+            }
+            Console.WriteLine($"  all 3x3 convs of one forward: {total:F0} ms");
+            Console.WriteLine("  im2col + matmul (unfold, one GEMM per image batch) for the small maps:");
+            foreach (var c in convs.Where(c => c.Size <= 16 && c.Stride == 1))
+            {
+                var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
+                var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
+                var w2 = w.reshape(c.Out, -1);
+                double direct = Best(reps, () => nn.functional.conv2d(x, w, padding: [1, 1]));
+                double gemm = Best(reps, () => w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size));
+                var diff = (w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size) - nn.functional.conv2d(x, w, padding: [1, 1])).abs().max().item<float>();
+                Console.WriteLine($"  {$"{c.In}->{c.Out} @ {c.Size}",-36}{"",6}{direct,9:F1}{gemm,9:F1}  max diff {diff:E1}");
+            }
+        }
+        if (only is "" or "attention")
+        {
+            Console.WriteLine($"  {"self-attention [b, heads, tokens, dim]",-36}{"count",6}{"ms",9}{"GFLOP/s",9}{"total ms",10}");
+            foreach (var (c, n, count) in new[] { (320, 4096, 5), (640, 1024, 5), (1280, 256, 5), (1280, 64, 1) })
+            {
+                var q = randn(batch, 8, n, c / 8).to_type(dtype);
+                var k = randn(batch, 8, n, c / 8).to_type(dtype);
+                var v = randn(batch, 8, n, c / 8).to_type(dtype);
+                double flops = 4.0 * batch * n * n * c;
+                double ms = Best(reps, () => nn.functional.scaled_dot_product_attention(q, k, v));
+                Console.WriteLine($"  {$"sdpa [2, 8, {n}, {c / 8}]",-36}{count,6}{ms,9:F1}{flops / ms / 1e6,9:F0}{ms * count,10:F0}");
+                // as the model calls it: heads split from [b, n, c] projections (strided views), merged back after
+                var qp = randn(batch, n, c).to_type(dtype);
+                var kp = randn(batch, n, c).to_type(dtype);
+                var vp = randn(batch, n, c).to_type(dtype);
+                Tensor Split(Tensor t) => t.view(batch, n, 8, c / 8).transpose(1, 2);
+                double msView = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp), Split(kp), Split(vp)).transpose(1, 2).reshape(batch, n, c));
+                double msContig = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp).contiguous(), Split(kp).contiguous(), Split(vp).contiguous()).transpose(1, 2).reshape(batch, n, c));
+                Console.WriteLine($"  {"  from [b, n, c] views / contiguous",-36}{"",6}{msView,9:F1}{msContig,9:F1}");
+            }
+        }
+        return 0;
+    }
+
+    private static double Best(int reps, Func<Tensor> op)
+    {
+        using (NewDisposeScope()) op();   // warm-up
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            op();
+            best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+        }
+        return best;
+    }
+
+    private static string Arg(string[] args, string name, string fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+}
