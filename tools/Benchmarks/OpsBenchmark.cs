@@ -17,6 +17,7 @@ public static class OpsBenchmark
         int reps = int.Parse(Arg(args, "--reps", "3"));
         string only = Arg(args, "--only", "");
         int batch = int.Parse(Arg(args, "--batch", "2"));
+        bool channelsLast = args.Contains("--channels-last");
         if (Arg(args, "--threads", "") is { Length: > 0 } t) set_num_threads(int.Parse(t));
         Console.WriteLine($"{dtype}, {get_num_threads()} threads, best of {reps}");
         using var _ = no_grad();
@@ -45,7 +46,9 @@ public static class OpsBenchmark
             foreach (var c in convs)
             {
                 var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
+                if (channelsLast) x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
                 var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
+                if (channelsLast) w = w.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
                 var b = zeros(c.Out).to_type(dtype);
                 double ms = Best(reps, () => nn.functional.conv2d(x, w, b, strides: [c.Stride, c.Stride], padding: [1, 1]));
                 long outSize = c.Size / c.Stride;
