@@ -9,7 +9,7 @@ namespace DiffusionPeft.Adapters;
 /// dL/dB = s G Q_A and dL/dA = s Q_Bᵀ G (Aᵀ = Q_A R_A, B = Q_B R_B thin QR, constants); the input gradient is the
 /// true one. Columns of Q whose |R[ii]| is negligible are zeroed (B = 0 at init gives dL/dA = 0, as in LoRA).
 /// The bases are computed once per optimizer step, shared by all micro-batches: <see cref="AdapterLayer.StepAll"/>
-/// recomputes them for all SDS layers at once (batched QR per shape); a layer whose bases were dropped by
+/// recomputes them for all SDS layers at once (see <see cref="Compute"/>); a layer whose bases were dropped by
 /// <see cref="Step"/> computes its own on the next training forward. The trainer must step the adapters after
 /// every optimizer step (or set <see cref="AdapterOptions.SdsQrEveryForward"/>).
 /// </summary>

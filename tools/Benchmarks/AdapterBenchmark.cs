@@ -12,8 +12,8 @@ namespace DiffusionPeft.Benchmarks;
 /// weights): attn1 q/k/v/out and attn2 q/out are C x C on the block's tokens (4096/1024/256/64 per level), attn2
 /// k/v are 768 -> C on 77 context tokens; C = 320, 640, 1280 over the 16 transformer blocks. A step is forward of
 /// every layer, backward (input gradients of the hidden states included, the context needs none), AdamW step and
-/// AdapterLayer.StepAll (SingLoRA ramp, SDS-LoRA bases). Methods run round-robin so that load on the shared machine hits them alike; the median is
-/// reported. Usage: AdapterBenchmark.Run(["--ranks", "4,16", "--batch", "1", "--reps", "3"]).
+/// AdapterLayer.StepAll (SingLoRA ramp, SDS-LoRA bases). Methods run round-robin (rotated each round) so that load on the
+/// shared machine hits them alike; medians and paired ratios are reported. Usage: AdapterBenchmark.Run(["--ranks", "4,16", "--batch", "1", "--reps", "3"]).
 /// </summary>
 public static class AdapterBenchmark
 {
@@ -77,9 +77,12 @@ public static class AdapterBenchmark
                 return (v, layers, opt, times: new List<double>(), cpu: new List<double>(), sys: new List<double>());
             }).ToList();
 
+            // Round-robin with the starting method rotated each round, so no method always follows the same one
+            // (DoRA's larger allocations slowed whichever step came next).
             for (int rep = 0; rep <= reps; rep++)
-                foreach (var run in runs)
+                for (int k = 0; k < runs.Count; k++)
                 {
+                    var run = runs[(k + rep) % runs.Count];
                     var (ms, cpuMs) = TimeStep(run.layers, run.opt, inputs, grads);
                     if (rep > 0) { run.times.Add(ms); run.cpu.Add(cpuMs); run.sys.Add(SysMs[^1]); }
                 }
