@@ -39,7 +39,7 @@ public static class StableDiffusionLoader
             Tokenizer = ClipTokenizer.FromFolder(tokenizerFolder),
             SchedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig),
             Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
-            IdentityFile = single ? Path.GetFullPath(path) : DiffusersModelFolder.Open(path, variant).WeightsPath("unet"),
+            IdentityFile = ckpt.IdentityFile,
             Device = device ?? CPU,
             DType = dtype,
         };
