@@ -6,15 +6,11 @@ namespace DiffusionPeft.Diffusion.Loading;
 /// A diffusers pipeline folder as <c>save_pretrained</c> writes it: <c>model_index.json</c> and one
 /// subfolder per component (<c>unet/</c>, <c>vae/</c>, <c>text_encoder/</c>, <c>tokenizer/</c>,
 /// <c>scheduler/</c>). Gives each component's config path and its weights as an <see cref="ITensorSource"/>,
-/// choosing the file like diffusers' <c>from_pretrained</c>: with a variant (e.g. "fp16") the
-/// <c>*.fp16.safetensors</c> file (or sharded index) where the component has one, the main file elsewhere.
-/// Pickle weights (.bin and friends) are refused with instructions to convert them.
+/// choosing the file with <see cref="ComponentWeights"/> (variant where the component has one, shards, pickle refused).
 /// </summary>
 public sealed class DiffusersModelFolder
 {
     public const string ModelIndexName = "model_index.json";
-
-    private static readonly string[] WeightStems = ["diffusion_pytorch_model", "model"];
 
     public string Root { get; }
     public string? Variant { get; }
@@ -38,8 +34,7 @@ public sealed class DiffusersModelFolder
                 $"{root}: not a diffusers pipeline folder (no {ModelIndexName})" +
                 (nested.Length > 0 ? $"; the subfolder '{nested[0]}' is one." : "."), indexPath);
         }
-        if (variant is not null && (variant.Length == 0 || variant.IndexOfAny(['/', '\\', '.']) >= 0))
-            throw new ArgumentException($"variant '{variant}' is not a plain name such as \"fp16\"", nameof(variant));
+        ComponentWeights.CheckVariant(variant);
         return new DiffusersModelFolder(root, variant, ConfigJson.Load(indexPath));
     }
 
@@ -80,35 +75,8 @@ public sealed class DiffusersModelFolder
     public ConfigJson Config(string component) => ConfigJson.Load(ConfigPath(component));
 
     /// <summary>The weight file (or shard index) that <see cref="OpenWeights"/> reads for a component.</summary>
-    public string WeightsPath(string component)
-    {
-        var dir = ComponentDir(component);
-        var candidates = new List<string>();
-        if (Variant is { } v)
-            foreach (var stem in WeightStems)
-            {
-                candidates.Add($"{stem}.{v}.safetensors");
-                candidates.Add($"{stem}.safetensors.index.{v}.json");
-            }
-        foreach (var stem in WeightStems)
-        {
-            candidates.Add($"{stem}.safetensors");
-            candidates.Add($"{stem}.safetensors.index.json");
-        }
-        foreach (var name in candidates)
-        {
-            var p = Path.Combine(dir, name);
-            if (File.Exists(p)) return p;
-        }
-        var pickle = Directory.GetFiles(dir).Where(PickleCheckpointException.IsPickleName).Order(StringComparer.Ordinal).FirstOrDefault();
-        if (pickle is not null) throw new PickleCheckpointException(pickle);
-        throw new FileNotFoundException($"{dir}: no weights for component '{component}' (looked for {string.Join(", ", candidates)}).", Path.Combine(dir, candidates[^2]));
-    }
+    public string WeightsPath(string component) => ComponentWeights.Resolve(ComponentDir(component), Variant);
 
     /// <summary>The component's weights by their upstream state-dict names; dispose after loading.</summary>
-    public IOwnedTensorSource OpenWeights(string component)
-    {
-        var path = WeightsPath(component);
-        return path.EndsWith(".json", StringComparison.Ordinal) ? ShardedSafetensors.Open(path) : SafetensorsFile.Open(path);
-    }
+    public IOwnedTensorSource OpenWeights(string component) => ComponentWeights.Open(ComponentDir(component), Variant);
 }

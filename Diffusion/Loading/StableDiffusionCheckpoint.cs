@@ -12,6 +12,8 @@ public sealed class StableDiffusionCheckpoint : IDisposable
     private readonly List<IDisposable> _owned;
 
     public CheckpointLayoutInfo Layout { get; }
+    /// <summary>The file that identifies the checkpoint (for its hash): a single file itself, a folder's UNet weights (or shard index).</summary>
+    public string IdentityFile { get; }
     public ConfigJson UNetConfig { get; }
     public ConfigJson VaeConfig { get; }
     public ConfigJson TextEncoderConfig { get; }
@@ -23,10 +25,10 @@ public sealed class StableDiffusionCheckpoint : IDisposable
     public ITensorSource Vae { get; }
     public ITensorSource TextEncoder { get; }
 
-    private StableDiffusionCheckpoint(CheckpointLayoutInfo layout, ConfigJson unetConfig, ConfigJson vaeConfig, ConfigJson textConfig,
+    private StableDiffusionCheckpoint(CheckpointLayoutInfo layout, string identityFile, ConfigJson unetConfig, ConfigJson vaeConfig, ConfigJson textConfig,
         ConfigJson schedulerConfig, string? tokenizerDir, ITensorSource unet, ITensorSource vae, ITensorSource text, List<IDisposable> owned)
     {
-        Layout = layout; UNetConfig = unetConfig; VaeConfig = vaeConfig; TextEncoderConfig = textConfig; SchedulerConfig = schedulerConfig;
+        Layout = layout; IdentityFile = identityFile; UNetConfig = unetConfig; VaeConfig = vaeConfig; TextEncoderConfig = textConfig; SchedulerConfig = schedulerConfig;
         TokenizerDir = tokenizerDir; UNet = unet; Vae = vae; TextEncoder = text; _owned = owned;
     }
 
@@ -41,7 +43,7 @@ public sealed class StableDiffusionCheckpoint : IDisposable
         var ckpt = SingleFileCheckpoint.Open(layout.Path, configsFrom is null ? null : SingleFileConfigs.FromFolder(configsFrom));
         var scheduler = configsFrom is not null ? configsFrom.Config("scheduler") : ConfigJson.Parse(DefaultScheduler, $"{layout.Path} (default SD scheduler config)");
         string? tokenizer = configsFrom?.ComponentDir("tokenizer");
-        return new StableDiffusionCheckpoint(layout, ckpt.Configs.UNet, ckpt.Configs.Vae, ckpt.Configs.TextEncoder, scheduler, tokenizer,
+        return new StableDiffusionCheckpoint(layout, Path.GetFullPath(layout.Path), ckpt.Configs.UNet, ckpt.Configs.Vae, ckpt.Configs.TextEncoder, scheduler, tokenizer,
             ckpt.UNet, ckpt.Vae, ckpt.TextEncoder, [ckpt]);
     }
 
@@ -53,7 +55,7 @@ public sealed class StableDiffusionCheckpoint : IDisposable
             var unet = folder.OpenWeights("unet"); owned.Add(unet);
             var vae = folder.OpenWeights("vae"); owned.Add(vae);
             var text = folder.OpenWeights("text_encoder"); owned.Add(text);
-            return new StableDiffusionCheckpoint(layout, folder.Config("unet"), folder.Config("vae"), folder.Config("text_encoder"),
+            return new StableDiffusionCheckpoint(layout, folder.WeightsPath("unet"), folder.Config("unet"), folder.Config("vae"), folder.Config("text_encoder"),
                 folder.Config("scheduler"), folder.ComponentDir("tokenizer"), unet, vae, text, owned);
         }
         catch

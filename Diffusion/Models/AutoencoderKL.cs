@@ -1,4 +1,5 @@
 using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Loading;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -186,11 +187,13 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         return Decode(samplePosterior ? posterior.Sample(generator) : posterior.Mode());
     }
 
+    /// <summary>Builds the model from a diffusers vae folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
     public static AutoencoderKL FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
     {
         var model = new AutoencoderKL(AutoencoderKLConfig.Load(Path.Combine(folder, "config.json")));
-        model.LoadWeights(PretrainedFiles.Weights(folder, variant));
-        return PretrainedFiles.Place(model, dtype, device);
+        using (var weights = ComponentWeights.Open(folder, variant))
+            StateDictLoader.Load(model, weights);
+        return ModelPlacement.Place(model, dtype, device);
     }
 
     public void LoadWeights(string safetensorsPath)

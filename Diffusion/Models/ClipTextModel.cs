@@ -1,4 +1,5 @@
 using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Loading;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -114,27 +115,14 @@ public sealed class CLIPTextModel : nn.Module<Tensor, Tensor>
     public void LoadWeights(ITensorSource source, string prefix = "") =>
         StateDictLoader.Load(this, source, prefix, key => key == prefix + "text_model.embeddings.position_ids");
 
-    /// <summary>A transformers text-encoder folder: config.json + model[.variant].safetensors.</summary>
+    /// <summary>A transformers text-encoder folder: config.json + model[.variant].safetensors (or shards), see <see cref="ComponentWeights"/>.</summary>
     public static CLIPTextModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
     {
         var config = ClipTextConfig.Load(Path.Combine(folder, "config.json"));
         var model = new CLIPTextModel(config);
-        using (var file = SafetensorsFile.Open(WeightsPath(folder, variant)))
-            model.LoadWeights(file);
-        return PretrainedFiles.Place(model, dtype, device);
-    }
-
-    private static string WeightsPath(string folder, string? variant)
-    {
-        if (variant is not null && File.Exists(Path.Combine(folder, $"model.{variant}.safetensors")))
-            return Path.Combine(folder, $"model.{variant}.safetensors");
-        var path = Path.Combine(folder, "model.safetensors");
-        if (File.Exists(path)) return path;
-        if (File.Exists(Path.Combine(folder, "pytorch_model.bin")))
-            throw new NotSupportedException($"{folder}: only a pickle checkpoint (pytorch_model.bin) is present; it is never executed. Convert it to safetensors.");
-        if (File.Exists(Path.Combine(folder, "model.safetensors.index.json")))
-            throw new NotSupportedException($"{folder}: sharded text-encoder checkpoints are not supported.");
-        throw new FileNotFoundException($"{path}: text-encoder weights not found.", path);
+        using (var weights = ComponentWeights.Open(folder, variant))
+            model.LoadWeights(weights);
+        return ModelPlacement.Place(model, dtype, device);
     }
 }
 

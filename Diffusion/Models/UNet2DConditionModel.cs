@@ -1,4 +1,5 @@
 using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Loading;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -264,13 +265,14 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         return conv_out.call(Layers.Activation(Config.ActFn, h));
     }
 
-    /// <summary>Builds the model from a diffusers unet folder (config.json + diffusion_pytorch_model[.variant].safetensors).</summary>
+    /// <summary>Builds the model from a diffusers unet folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
     public static UNet2DConditionModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
     {
         var config = UNet2DConditionConfig.Load(Path.Combine(folder, "config.json"));
         var model = new UNet2DConditionModel(config);
-        model.LoadWeights(PretrainedFiles.Weights(folder, variant));
-        return PretrainedFiles.Place(model, dtype, device);
+        using (var weights = ComponentWeights.Open(folder, variant))
+            StateDictLoader.Load(model, weights);
+        return ModelPlacement.Place(model, dtype, device);
     }
 
     public void LoadWeights(string safetensorsPath)

@@ -50,7 +50,7 @@ public static class EmbeddedDefaultModel
             DType = dtype,
             IsEmbeddedDefault = true,
         };
-        foreach (var m in new nn.Module[] { model.TextEncoder, model.Unet, model.Vae }) PretrainedFiles.Place(m, dtype, device);
+        foreach (var m in new nn.Module[] { model.TextEncoder, model.Unet, model.Vae }) ModelPlacement.Place(m, dtype, device);
         return model;
     }
 

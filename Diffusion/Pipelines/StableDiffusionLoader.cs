@@ -28,7 +28,7 @@ public static class StableDiffusionLoader
         var vae = Build(new AutoencoderKL(AutoencoderKLConfig.FromJson(ckpt.VaeConfig)), ckpt.Vae, dtype, device);
         var text = new CLIPTextModel(ClipTextConfig.From(ckpt.TextEncoderConfig));
         text.LoadWeights(ckpt.TextEncoder);
-        PretrainedFiles.Place(text, dtype, device);
+        ModelPlacement.Place(text, dtype, device);
 
         bool single = ckpt.Layout.Format == CheckpointFormat.SingleFile;
         return new StableDiffusionModel
@@ -39,7 +39,7 @@ public static class StableDiffusionLoader
             Tokenizer = ClipTokenizer.FromFolder(tokenizerFolder),
             SchedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig),
             Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
-            IdentityFile = single ? Path.GetFullPath(path) : DiffusersModelFolder.Open(path, variant).WeightsPath("unet"),
+            IdentityFile = ckpt.IdentityFile,
             Device = device ?? CPU,
             DType = dtype,
         };
@@ -48,6 +48,6 @@ public static class StableDiffusionLoader
     private static T Build<T>(T module, ITensorSource weights, ScalarType dtype, Device? device) where T : nn.Module
     {
         StateDictLoader.Load(module, weights);
-        return PretrainedFiles.Place(module, dtype, device);
+        return ModelPlacement.Place(module, dtype, device);
     }
 }

@@ -21,6 +21,8 @@ public sealed class StableDiffusionCheckpointTests
 
         Assert.Equal(CheckpointFormat.DiffusersFolder, fromFolder.Layout.Format);
         Assert.EndsWith("diffusion_pytorch_model.fp16.safetensors", fromFolder.UNet.Description);
+        Assert.Equal(Path.Combine(Path.GetFullPath(folderPath), "unet", "diffusion_pytorch_model.fp16.safetensors"), fromFolder.IdentityFile);
+        Assert.Equal(Path.GetFullPath(GoldenData.FileOf(caseName, "checkpoint")), bare.IdentityFile);
         Assert.Equal(CheckpointFormat.SingleFile, fromFile.Layout.Format);
         Assert.Equal(Path.Combine(folderPath, "tokenizer"), fromFolder.TokenizerDir);
         Assert.Equal(fromFolder.TokenizerDir, fromFile.TokenizerDir);
