@@ -62,7 +62,8 @@ public static class AdapterMerge
         {
             var rel = Path.GetRelativePath(source, file);
             var top = rel.Split(Path.DirectorySeparatorChar)[0];
-            bool weights = file.EndsWith(".safetensors", StringComparison.Ordinal) || file.EndsWith(".safetensors.index.json", StringComparison.Ordinal);
+            // Weights of every variant: x.safetensors, x.fp16.safetensors, shards, x.safetensors.index[.fp16].json.
+            bool weights = Path.GetFileName(file).Contains(".safetensors", StringComparison.Ordinal);
             if (rewritten.Contains(top) && weights) continue;
             var target = Path.Combine(outDir, rel);
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
@@ -71,9 +72,11 @@ public static class AdapterMerge
         foreach (var (component, weights) in merged)
         {
             using var src = folder.OpenWeights(component);
+            // One unsharded main file: diffusion_pytorch_model.safetensors or model.safetensors.
             var name = Path.GetFileName(folder.WeightsPath(component));
-            name = name.EndsWith(".index.json", StringComparison.Ordinal) ? name[..^".index.json".Length] : name;
-            if (folder.Variant is { } v) name = name.Replace($".{v}.", ".");
+            name = name[..name.IndexOf(".safetensors", StringComparison.Ordinal)];
+            if (folder.Variant is { } v && name.EndsWith("." + v, StringComparison.Ordinal)) name = name[..^(v.Length + 1)];
+            name += ".safetensors";
             Substitute(Path.Combine(outDir, component, name), src, weights.ToDictionary(kv => kv.Key, kv => (kv.Key, (TensorMapping?)null, kv.Value)), null);
         }
     }

@@ -121,6 +121,40 @@ public sealed class AdapterCommandTests : IDisposable
             TensorAssert.Close(UNetOutput(mergedModel), UNetOutput(baseModel), 2e-3, 1e-2, "merged single file (fp16 weights)");
     }
 
+    /// <summary>A folder whose UNet is sharded, with a sharded fp16 variant beside it: the merged folder holds one
+    /// main UNet file and none of the source's shards or indexes (a stale variant index would point at missing shards).</summary>
+    [Fact]
+    public void MergeOfAShardedFolderWritesOneFileAndDropsEveryOldIndex()
+    {
+        var src = Path.Combine(_dir, "sharded");
+        foreach (var file in Directory.EnumerateFiles(Folder, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(src, Path.GetRelativePath(Folder, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        var unetDir = Path.Combine(src, "unet");
+        foreach (var f in Directory.GetFiles(unetDir, "*.safetensors")) File.Delete(f);
+        using (var io = SafetensorsFile.Open(Path.Combine(Folder, "unet", "diffusion_pytorch_model.safetensors")))
+        {
+            var tensors = io.Entries.Keys.ToDictionary(k => k, k => io.Read(k));
+            Loading.ShardedSafetensorsTests.WriteShards(unetDir, "diffusion_pytorch_model", tensors, 2);
+            Loading.ShardedSafetensorsTests.WriteShards(unetDir, "diffusion_pytorch_model.fp16", tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to_type(ScalarType.Float16)), 2);
+        }
+        File.Move(Path.Combine(unetDir, "diffusion_pytorch_model.fp16.safetensors.index.json"), Path.Combine(unetDir, "diffusion_pytorch_model.safetensors.index.fp16.json"));
+
+        Tensor withAdapter;
+        var merged = Path.Combine(_dir, "merged-sharded");
+        using (var model = StableDiffusionLoader.Load(src))
+        {
+            using (ActiveAdapters.Apply(model, [new AdapterSpec(Kohya)])) withAdapter = UNetOutput(model);
+            AdapterMerge.Write(src, model, [new AdapterSpec(Kohya)], merged);
+        }
+        Assert.Equal(["diffusion_pytorch_model.safetensors"], Directory.GetFiles(Path.Combine(merged, "unet")).Select(Path.GetFileName).Where(n => n != "config.json"));
+        using (var model = StableDiffusionLoader.Load(merged))
+            TensorAssert.Close(UNetOutput(model), withAdapter, 1e-4, 1e-4, "merged from a sharded folder");
+    }
+
     [Fact]
     public void GenerateAppliesAdaptersAndRecordsThem()
     {
