@@ -73,12 +73,12 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
         var boc = config.BlockOutChannels;
         var s = config.BlockSettings;
         _act = config.ActFn;
-        conv_in = nn.Conv2d(config.InChannels, boc[0], 3, stride: 1, padding: 1);
+        conv_in = new ShapeAwareConv2d(config.InChannels, boc[0], 3, stride: 1, padding: 1);
         down_blocks = new ModuleList<DownEncoderBlock2D>(Enumerable.Range(0, boc.Length).Select(i =>
             new DownEncoderBlock2D(i == 0 ? boc[0] : boc[i - 1], boc[i], config.LayersPerBlock, i < boc.Length - 1, downsamplePadding: 0, s)).ToArray());
         mid_block = new UNetMidBlock2D(boc[^1], s, attentionHeadDim: boc[^1], config.MidBlockAddAttention);
         conv_norm_out = Layers.GroupNorm(config.NormNumGroups, boc[^1], 1e-6);
-        conv_out = nn.Conv2d(boc[^1], 2 * config.LatentChannels, 3, stride: 1, padding: 1);
+        conv_out = new ShapeAwareConv2d(boc[^1], 2 * config.LatentChannels, 3, stride: 1, padding: 1);
         RegisterComponents();
     }
 
@@ -107,12 +107,12 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
         var rev = boc.Reverse().ToArray();
         var s = config.BlockSettings;
         _act = config.ActFn;
-        conv_in = nn.Conv2d(config.LatentChannels, boc[^1], 3, stride: 1, padding: 1);
+        conv_in = new ShapeAwareConv2d(config.LatentChannels, boc[^1], 3, stride: 1, padding: 1);
         mid_block = new UNetMidBlock2D(boc[^1], s, attentionHeadDim: boc[^1], config.MidBlockAddAttention);
         up_blocks = new ModuleList<UpDecoderBlock2D>(Enumerable.Range(0, rev.Length).Select(i =>
             new UpDecoderBlock2D(i == 0 ? rev[0] : rev[i - 1], rev[i], config.LayersPerBlock + 1, i < rev.Length - 1, s)).ToArray());
         conv_norm_out = Layers.GroupNorm(config.NormNumGroups, boc[0], 1e-6);
-        conv_out = nn.Conv2d(boc[0], config.OutChannels, 3, stride: 1, padding: 1);
+        conv_out = new ShapeAwareConv2d(boc[0], config.OutChannels, 3, stride: 1, padding: 1);
         RegisterComponents();
     }
 
@@ -167,8 +167,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         Config = config;
         encoder = new Encoder(config);
         decoder = new Decoder(config);
-        quant_conv = nn.Conv2d(2 * config.LatentChannels, 2 * config.LatentChannels, 1);
-        post_quant_conv = nn.Conv2d(config.LatentChannels, config.LatentChannels, 1);
+        quant_conv = new ShapeAwareConv2d(2 * config.LatentChannels, 2 * config.LatentChannels, 1);
+        post_quant_conv = new ShapeAwareConv2d(config.LatentChannels, config.LatentChannels, 1);
         RegisterComponents();
     }
 

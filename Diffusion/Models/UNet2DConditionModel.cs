@@ -154,7 +154,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         UNetBlockSettings Settings(int i) => new(temb, config.NormNumGroups, config.NormEps, config.ActFn, config.Dropout,
             config.CrossAttentionDim[i], config.NumAttentionHeads[i], config.TransformerLayersPerBlock[i], config.UseLinearProjection);
 
-        conv_in = nn.Conv2d(config.InChannels, boc[0], config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2);
+        conv_in = new ShapeAwareConv2d(config.InChannels, boc[0], config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2);
         time_proj = new Timesteps(boc[0], config.FlipSinToCos, config.FreqShift);
         time_embedding = new TimestepEmbedding(boc[0], temb, config.ActFn);
 
@@ -190,7 +190,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         up_blocks = new ModuleList<UNetUpBlock>(ups.ToArray());
 
         conv_norm_out = Layers.GroupNorm(config.NormNumGroups, boc[0], config.NormEps);
-        conv_out = nn.Conv2d(boc[0], config.OutChannels, config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2);
+        conv_out = new ShapeAwareConv2d(boc[0], config.OutChannels, config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2);
         RegisterComponents();
     }
 

@@ -65,8 +65,24 @@ public static class OpsBenchmark
                 var w2 = w.reshape(c.Out, -1);
                 double direct = Best(reps, () => nn.functional.conv2d(x, w, padding: [1, 1]));
                 double gemm = Best(reps, () => w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size));
-                var diff = (w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size) - nn.functional.conv2d(x, w, padding: [1, 1])).abs().max().item<float>();
+                var diff = (w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size) - nn.functional.conv2d(x, w, padding: [1, 1])).abs().max().to_type(ScalarType.Float32).item<float>();
                 Console.WriteLine($"  {$"{c.In}->{c.Out} @ {c.Size}",-36}{"",6}{direct,9:F1}{gemm,9:F1}  max diff {diff:E1}");
+            }
+        }
+        if (only is "" or "pointwise")
+        {
+            Console.WriteLine($"  {"1x1 conv [b, in, hw] (in->out @ size)",-36}{"count",6}{"conv ms",9}{"mm ms",9}");
+            foreach (var (cin, cout, size, count) in new[] { (320, 320, 64, 10), (640, 640, 32, 10), (1280, 1280, 16, 10), (1280, 1280, 8, 2), (960, 320, 64, 1), (640, 320, 64, 2), (320, 640, 32, 1), (1920, 640, 32, 1), (1280, 640, 32, 1), (960, 640, 32, 1), (640, 1280, 16, 1), (2560, 1280, 16, 2), (1920, 1280, 16, 1), (2560, 1280, 8, 3) })
+            {
+                var x = randn(batch, cin, size, size).to_type(dtype);
+                var w = randn(cout, cin, 1, 1).mul(0.01).to_type(dtype);
+                var b = zeros(cout).to_type(dtype);
+                var w2 = w.view(cout, cin);
+                double conv = Best(reps, () => nn.functional.conv2d(x, w, b));
+                Tensor Pointwise() => w2.matmul(x.view(batch, cin, size * size)).add_(b.view(1, cout, 1)).view(batch, cout, size, size);
+                double bmm = Best(reps, Pointwise);
+                var diff = (Pointwise() - nn.functional.conv2d(x, w, b)).abs().max().to_type(ScalarType.Float32).item<float>();
+                Console.WriteLine($"  {$"{cin}->{cout} @ {size}",-36}{count,6}{conv,9:F1}{bmm,9:F1}  diff {diff:E1}");
             }
         }
         if (only is "" or "attention")
@@ -88,6 +104,25 @@ public static class OpsBenchmark
                 double msView = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp), Split(kp), Split(vp)).transpose(1, 2).reshape(batch, n, c));
                 double msContig = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp).contiguous(), Split(kp).contiguous(), Split(vp).contiguous()).transpose(1, 2).reshape(batch, n, c));
                 Console.WriteLine($"  {"  from [b, n, c] views / contiguous",-36}{"",6}{msView,9:F1}{msContig,9:F1}");
+                foreach (int chunk in new[] { 256, 1024 })
+                {
+                    if (chunk > n) continue;
+                    double scale = 1 / Math.Sqrt(c / 8);
+                    Tensor Manual()
+                    {
+                        var kt = k.transpose(-1, -2);
+                        var outs = new List<Tensor>();
+                        for (int i = 0; i < n; i += chunk)
+                        {
+                            var p = q.narrow(2, i, chunk).mul(scale).matmul(kt).softmax(-1);
+                            outs.Add(p.matmul(v));
+                        }
+                        return cat(outs, 2);
+                    }
+                    double msManual = Best(reps, Manual);
+                    var diff = (Manual() - nn.functional.scaled_dot_product_attention(q, k, v)).abs().max().to_type(ScalarType.Float32).item<float>();
+                    Console.WriteLine($"  {$"  manual, query chunks of {chunk}",-36}{"",6}{msManual,9:F1}{flops / msManual / 1e6,9:F0}  diff {diff:E1}");
+                }
             }
         }
         return 0;

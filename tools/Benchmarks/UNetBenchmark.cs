@@ -14,13 +14,13 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class UNetBenchmark
 {
-    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N] [--profile]";
+    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N] [--profile] [--compare-conv-routes]";
 
     // platform-notes.md's figures, shown for reference; the roofline uses the peaks measured at start-up (MachinePeaks).
     private const double NotesMatmulGflops = 175;
     private const double NotesConvGflops = 410;
 
-    private sealed record Options(ScalarType DType, bool Backward, int Batch, int Size, int Tokens, int Iters, int Warmup, int? Threads, bool Profile = false);
+    private sealed record Options(ScalarType DType, bool Backward, int Batch, int Size, int Tokens, int Iters, int Warmup, int? Threads, bool Profile = false, bool CompareConvRoutes = false);
 
     public static int Run(string[] args)
     {
@@ -58,6 +58,23 @@ public static class UNetBenchmark
         _peaks = _peaks.Max(MachinePeaks.Measure(o.DType));
         Console.WriteLine($"  peaks measured again after the forward; kept: matmul {_peaks.MatmulGflops:F0}, conv {_peaks.ConvGflops:F0} GFLOP/s");
         Report("forward", fwd, counter.ConvFlops, counter.MatmulFlops);
+        if (o.CompareConvRoutes)
+        {
+            // A/B in one process, alternating, so the machine's drift hits both alike.
+            var times = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
+            for (int i = 0; i < 2 * o.Iters; i++)
+            {
+                bool gemm = i % 2 == 0;
+                ShapeAwareConv2d.UseGemmRoutes = gemm;
+                var sw = Stopwatch.StartNew();
+                using (var scope = NewDisposeScope())
+                using (no_grad()) unet.Forward(x, timestep, ctx);
+                times[gemm].Add(sw.Elapsed.TotalSeconds);
+            }
+            ShapeAwareConv2d.UseGemmRoutes = true;
+            Console.WriteLine($"  conv routes, alternating: GEMM routes best {times[true].Min():F2} s [{string.Join(", ", times[true].Select(t => t.ToString("F2")))}], " +
+                              $"conv2d only best {times[false].Min():F2} s [{string.Join(", ", times[false].Select(t => t.ToString("F2")))}]");
+        }
         if (o.Profile)
         {
             var profiler = new ModuleProfiler(unet);
@@ -146,6 +163,15 @@ public static class UNetBenchmark
                         });
                         _removers.Add(h_conv.remove);
                         break;
+                    case ShapeAwareConv2d sconv:
+                        var h_sconv = sconv.register_forward_hook((mod, input, output) =>
+                        {
+                            var w = sconv.weight.shape;
+                            ConvFlops += 2.0 * output.numel() * w[1] * w[2] * w[3];
+                            return output;
+                        });
+                        _removers.Add(h_sconv.remove);
+                        break;
                     case Linear linear:
                         var h_linear = linear.register_forward_hook((mod, input, output) =>
                         {
@@ -196,6 +222,7 @@ public static class UNetBenchmark
                 },
                 "--backward" => o with { Backward = true },
                 "--profile" => o with { Profile = true },
+                "--compare-conv-routes" => o with { CompareConvRoutes = true },
                 "--batch" => o with { Batch = NextInt(1) },
                 "--size" => o with { Size = NextInt(8) },
                 "--tokens" => o with { Tokens = NextInt(1) },

@@ -29,12 +29,12 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         InChannels = inChannels;
         OutChannels = outChannels;
         norm1 = Layers.GroupNorm(groups, inChannels, eps);
-        conv1 = nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1);
+        conv1 = new ShapeAwareConv2d(inChannels, outChannels, 3, stride: 1, padding: 1);
         if (tembChannels is int t) time_emb_proj = nn.Linear(t, outChannels);
         norm2 = Layers.GroupNorm(groups, outChannels, eps);
         this.dropout = nn.Dropout(dropout);
-        conv2 = nn.Conv2d(outChannels, outChannels, 3, stride: 1, padding: 1);
-        if (inChannels != outChannels) conv_shortcut = nn.Conv2d(inChannels, outChannels, 1);
+        conv2 = new ShapeAwareConv2d(outChannels, outChannels, 3, stride: 1, padding: 1);
+        if (inChannels != outChannels) conv_shortcut = new ShapeAwareConv2d(inChannels, outChannels, 1);
         _act = actFn;
         _outputScaleFactor = outputScaleFactor;
         RegisterComponents();

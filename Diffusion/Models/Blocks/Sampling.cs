@@ -14,7 +14,7 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
 
     public Downsample2D(int channels, int outChannels, int padding) : base(nameof(Downsample2D))
     {
-        conv = nn.Conv2d(channels, outChannels, 3, stride: 2, padding: padding);
+        conv = new ShapeAwareConv2d(channels, outChannels, 3, stride: 2, padding: padding);
         _padding = padding;
         RegisterComponents();
     }
@@ -36,7 +36,7 @@ public sealed class Upsample2D : nn.Module<Tensor, long[]?, Tensor>
 
     public Upsample2D(int channels, int outChannels) : base(nameof(Upsample2D))
     {
-        conv = nn.Conv2d(channels, outChannels, 3, stride: 1, padding: 1);
+        conv = new ShapeAwareConv2d(channels, outChannels, 3, stride: 1, padding: 1);
         RegisterComponents();
     }
 

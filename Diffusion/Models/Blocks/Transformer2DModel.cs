@@ -58,10 +58,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         int inner = heads * dimHead;
         _linear = useLinearProjection;
         norm = Layers.GroupNorm(normNumGroups, inChannels, 1e-6);
-        proj_in = useLinearProjection ? nn.Linear(inChannels, inner) : nn.Conv2d(inChannels, inner, 1);
+        proj_in = useLinearProjection ? nn.Linear(inChannels, inner) : new ShapeAwareConv2d(inChannels, inner, 1);
         transformer_blocks = new ModuleList<BasicTransformerBlock>(
             Enumerable.Range(0, numLayers).Select(_ => new BasicTransformerBlock(inner, heads, dimHead, crossAttentionDim)).ToArray());
-        proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : nn.Conv2d(inner, inChannels, 1);
+        proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : new ShapeAwareConv2d(inner, inChannels, 1);
         RegisterComponents();
     }
 
@@ -78,7 +78,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         foreach (var block in transformer_blocks)
             x = GradientCheckpointing && training ? ActivationCheckpoint.Run(block, x, encoderHiddenStates) : block.call(x, encoderHiddenStates);
         if (_linear) x = proj_out.call(x);
-        x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous();
+        x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2);   // a channels-last view: the 1x1 proj_out reads it as is
         if (!_linear) x = proj_out.call(x);
         return (x + residual).MoveToOuterDisposeScope();
     }
