@@ -51,8 +51,9 @@ public sealed class SingLoraLinear : AdapterLayer
 
     public override IReadOnlyList<AdapterParameter> AdapterParameters() => [new("singlora_A", singlora_A, AdapterParameterRole.Single)];
 
-    private Tensor AIn => singlora_A.narrow(0, 0, InFeatures);
-    private Tensor AOut => singlora_A.narrow(0, 0, OutFeatures);
+    // A whole-matrix narrow is still an autograd node (its backward allocates and copies): square layers skip it.
+    private Tensor AIn => InFeatures == singlora_A.shape[0] ? singlora_A : singlora_A.narrow(0, 0, InFeatures);
+    private Tensor AOut => OutFeatures == singlora_A.shape[0] ? singlora_A : singlora_A.narrow(0, 0, OutFeatures);
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut) =>
         AddMm(y, DropoutOnBranch(x).mm(AIn.mul(CurrentFactor)), AOut.t());
