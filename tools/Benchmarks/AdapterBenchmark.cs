@@ -23,12 +23,12 @@ public static class AdapterBenchmark
 
     public static int Run(string[] args)
     {
-        var ranks = Arg(args, "--ranks", "4,16").Split(',').Select(int.Parse).ToArray();
-        int batch = int.Parse(Arg(args, "--batch", "1"), CultureInfo.InvariantCulture);
-        int reps = int.Parse(Arg(args, "--reps", "3"), CultureInfo.InvariantCulture);
+        var ranks = CliArgs.Value(args, "--ranks", "4,16").Split(',').Select(int.Parse).ToArray();
+        int batch = int.Parse(CliArgs.Value(args, "--batch", "1"), CultureInfo.InvariantCulture);
+        int reps = int.Parse(CliArgs.Value(args, "--reps", "3"), CultureInfo.InvariantCulture);
         bool withAutograd = !args.Contains("--no-sds-autograd");
         bool quick = args.Contains("--quick");
-        if (Arg(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
+        if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
         Console.WriteLine($"SD 1.5 attention Linears, 64x64 latents, batch {batch}, threads {get_num_threads()}, {reps} timed steps per method (median), 1 warm-up");
 
         var shapes = Sd15AttentionShapes(quick);
@@ -61,7 +61,7 @@ public static class AdapterBenchmark
             };
             variants.Add(new("SDS-LoRA (custom)", variants[3].Options with { SdsBackward = SdsBackward.Custom }));
             if (withAutograd) variants.Add(new("SDS-LoRA (autograd)", variants[3].Options with { SdsBackward = SdsBackward.Autograd }));
-            if (Arg(args, "--methods", "") is { Length: > 0 } only)
+            if (CliArgs.Value(args, "--methods", "") is { Length: > 0 } only)
             {
                 var keep = only.Split(',').Select(m => m.Trim().ToLowerInvariant()).ToHashSet();
                 variants = variants.Where((v, i) => i == 0 || keep.Contains(v.Name.ToLowerInvariant())).ToList();
@@ -168,11 +168,5 @@ public static class AdapterBenchmark
     {
         var s = xs.OrderBy(x => x).ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
-    }
-
-    private static string Arg(string[] args, string name, string fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
     }
 }

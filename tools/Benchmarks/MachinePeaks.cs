@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Benchmarks;
@@ -22,7 +21,7 @@ public sealed record MachinePeaks(double MatmulGflops, double ConvGflops)
         {
             var a = randn(4096, 4096).to_type(dtype);
             var b = randn(4096, 4096).to_type(dtype);
-            matmul = 2.0 * 4096 * 4096 * 4096 / BestSeconds(() => a.mm(b)) / 1e9;
+            matmul = 2.0 * 4096 * 4096 * 4096 / OpTiming.BestMilliseconds(5, () => a.mm(b)) / 1e6;
         }
         double conv = 0;
         foreach (var (cin, cout, size) in new[] { (320, 320, 64), (640, 640, 32), (1280, 1280, 32), (1280, 1280, 16) })
@@ -31,22 +30,8 @@ public sealed record MachinePeaks(double MatmulGflops, double ConvGflops)
             var x = randn(2, cin, size, size).to_type(dtype);
             var w = randn(cout, cin, 3, 3).mul(0.01).to_type(dtype);
             double flops = 2.0 * 2 * cout * size * size * cin * 9;
-            conv = Math.Max(conv, flops / BestSeconds(() => nn.functional.conv2d(x, w, padding: [1, 1])) / 1e9);
+            conv = Math.Max(conv, flops / OpTiming.BestMilliseconds(5, () => nn.functional.conv2d(x, w, padding: [1, 1])) / 1e6);
         }
         return new MachinePeaks(matmul, conv);
-    }
-
-    private static double BestSeconds(Func<Tensor> op)
-    {
-        using (NewDisposeScope()) op();
-        double best = double.MaxValue;
-        for (int i = 0; i < 5; i++)
-        {
-            using var scope = NewDisposeScope();
-            var sw = Stopwatch.StartNew();
-            op();
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return best;
     }
 }

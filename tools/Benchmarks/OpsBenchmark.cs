@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Benchmarks;
@@ -13,19 +12,19 @@ public static class OpsBenchmark
 
     public static int Run(string[] args)
     {
-        var dtype = Arg(args, "--dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
-        int reps = int.Parse(Arg(args, "--reps", "3"));
-        string only = Arg(args, "--only", "");
-        int batch = int.Parse(Arg(args, "--batch", "2"));
+        var dtype = CliArgs.Value(args, "--dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        int reps = int.Parse(CliArgs.Value(args, "--reps", "3"));
+        string only = CliArgs.Value(args, "--only", "");
+        int batch = int.Parse(CliArgs.Value(args, "--batch", "2"));
         bool channelsLast = args.Contains("--channels-last");
-        if (Arg(args, "--threads", "") is { Length: > 0 } t) set_num_threads(int.Parse(t));
+        if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } t) set_num_threads(int.Parse(t));
         Console.WriteLine($"{dtype}, {get_num_threads()} threads, best of {reps}");
         using var _ = no_grad();
         if (only is "" or "matmul")
         {
             var a = randn(4096, 4096).to_type(dtype);
             var bm = randn(4096, 4096).to_type(dtype);
-            double ms = Best(reps, () => a.mm(bm));
+            double ms = OpTiming.BestMilliseconds(reps, () => a.mm(bm));
             Console.WriteLine($"  matmul 4096^3: {ms:F0} ms, {2.0 * 4096 * 4096 * 4096 / ms / 1e6:F0} GFLOP/s");
         }
         if (only is "" or "conv")
@@ -50,7 +49,7 @@ public static class OpsBenchmark
                 var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
                 if (channelsLast) w = w.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
                 var b = zeros(c.Out).to_type(dtype);
-                double ms = Best(reps, () => nn.functional.conv2d(x, w, b, strides: [c.Stride, c.Stride], padding: [1, 1]));
+                double ms = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, b, strides: [c.Stride, c.Stride], padding: [1, 1]));
                 long outSize = c.Size / c.Stride;
                 double flops = 2.0 * batch * c.Out * outSize * outSize * c.In * 9;
                 total += ms * c.Count;
@@ -63,8 +62,8 @@ public static class OpsBenchmark
                 var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
                 var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
                 var w2 = w.reshape(c.Out, -1);
-                double direct = Best(reps, () => nn.functional.conv2d(x, w, padding: [1, 1]));
-                double gemm = Best(reps, () => w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size));
+                double direct = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, padding: [1, 1]));
+                double gemm = OpTiming.BestMilliseconds(reps, () => w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size));
                 var diff = (w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size) - nn.functional.conv2d(x, w, padding: [1, 1])).abs().max().to_type(ScalarType.Float32).item<float>();
                 Console.WriteLine($"  {$"{c.In}->{c.Out} @ {c.Size}",-36}{"",6}{direct,9:F1}{gemm,9:F1}  max diff {diff:E1}");
             }
@@ -78,9 +77,9 @@ public static class OpsBenchmark
                 var w = randn(cout, cin, 1, 1).mul(0.01).to_type(dtype);
                 var b = zeros(cout).to_type(dtype);
                 var w2 = w.view(cout, cin);
-                double conv = Best(reps, () => nn.functional.conv2d(x, w, b));
+                double conv = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, b));
                 Tensor Pointwise() => w2.matmul(x.view(batch, cin, size * size)).add_(b.view(1, cout, 1)).view(batch, cout, size, size);
-                double bmm = Best(reps, Pointwise);
+                double bmm = OpTiming.BestMilliseconds(reps, Pointwise);
                 var diff = (Pointwise() - nn.functional.conv2d(x, w, b)).abs().max().to_type(ScalarType.Float32).item<float>();
                 Console.WriteLine($"  {$"{cin}->{cout} @ {size}",-36}{count,6}{conv,9:F1}{bmm,9:F1}  diff {diff:E1}");
             }
@@ -94,15 +93,15 @@ public static class OpsBenchmark
                 var k = randn(batch, 8, n, c / 8).to_type(dtype);
                 var v = randn(batch, 8, n, c / 8).to_type(dtype);
                 double flops = 4.0 * batch * n * n * c;
-                double ms = Best(reps, () => nn.functional.scaled_dot_product_attention(q, k, v));
+                double ms = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(q, k, v));
                 Console.WriteLine($"  {$"sdpa [2, 8, {n}, {c / 8}]",-36}{count,6}{ms,9:F1}{flops / ms / 1e6,9:F0}{ms * count,10:F0}");
                 // as the model calls it: heads split from [b, n, c] projections (strided views), merged back after
                 var qp = randn(batch, n, c).to_type(dtype);
                 var kp = randn(batch, n, c).to_type(dtype);
                 var vp = randn(batch, n, c).to_type(dtype);
                 Tensor Split(Tensor t) => t.view(batch, n, 8, c / 8).transpose(1, 2);
-                double msView = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp), Split(kp), Split(vp)).transpose(1, 2).reshape(batch, n, c));
-                double msContig = Best(reps, () => nn.functional.scaled_dot_product_attention(Split(qp).contiguous(), Split(kp).contiguous(), Split(vp).contiguous()).transpose(1, 2).reshape(batch, n, c));
+                double msView = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(Split(qp), Split(kp), Split(vp)).transpose(1, 2).reshape(batch, n, c));
+                double msContig = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(Split(qp).contiguous(), Split(kp).contiguous(), Split(vp).contiguous()).transpose(1, 2).reshape(batch, n, c));
                 Console.WriteLine($"  {"  from [b, n, c] views / contiguous",-36}{"",6}{msView,9:F1}{msContig,9:F1}");
                 foreach (int chunk in new[] { 256, 1024 })
                 {
@@ -119,32 +118,12 @@ public static class OpsBenchmark
                         }
                         return cat(outs, 2);
                     }
-                    double msManual = Best(reps, Manual);
+                    double msManual = OpTiming.BestMilliseconds(reps, Manual);
                     var diff = (Manual() - nn.functional.scaled_dot_product_attention(q, k, v)).abs().max().to_type(ScalarType.Float32).item<float>();
                     Console.WriteLine($"  {$"  manual, query chunks of {chunk}",-36}{"",6}{msManual,9:F1}{flops / msManual / 1e6,9:F0}  diff {diff:E1}");
                 }
             }
         }
         return 0;
-    }
-
-    private static double Best(int reps, Func<Tensor> op)
-    {
-        using (NewDisposeScope()) op();   // warm-up
-        double best = double.MaxValue;
-        for (int i = 0; i < reps; i++)
-        {
-            using var scope = NewDisposeScope();
-            var sw = Stopwatch.StartNew();
-            op();
-            best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
-        }
-        return best;
-    }
-
-    private static string Arg(string[] args, string name, string fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
     }
 }

@@ -1,0 +1,22 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Benchmarks;
+
+/// <summary>Best-of-N wall time of one tensor op after one warm-up call, each call in its own dispose scope.</summary>
+public static class OpTiming
+{
+    public static double BestMilliseconds(int reps, Func<Tensor> op)
+    {
+        using (NewDisposeScope()) op();   // warm-up
+        double best = double.MaxValue;
+        for (int i = 0; i < reps; i++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            op();
+            best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+        }
+        return best;
+    }
+}
