@@ -38,7 +38,6 @@ public sealed class ModuleProfiler
 
     private static string KindOf(string name, nn.Module module) => module switch
     {
-        Conv2d c => $"Conv2d {c.weight!.shape[2]}x{c.weight.shape[3]}",
         ShapeAwareConv2d c => $"Conv2d {c.KernelSize}x{c.KernelSize}",
         _ when module.GetType().Name == "Attention" => name.EndsWith("attn1", StringComparison.Ordinal) ? "Attention self (SDPA, heads)"
             : name.EndsWith("attn2", StringComparison.Ordinal) ? "Attention cross (SDPA, heads)" : "Attention",

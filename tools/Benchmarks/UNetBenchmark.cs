@@ -154,23 +154,14 @@ public static class UNetBenchmark
             {
                 switch (m)
                 {
-                    case Conv2d conv:
+                    case ShapeAwareConv2d conv:
                         var h_conv = conv.register_forward_hook((mod, input, output) =>
                         {
-                            var w = conv.weight!.shape; // [out, in/groups, kh, kw]
+                            var w = conv.weight.shape; // [out, in, kh, kw]
                             ConvFlops += 2.0 * output.numel() * w[1] * w[2] * w[3];
                             return output;
                         });
                         _removers.Add(h_conv.remove);
-                        break;
-                    case ShapeAwareConv2d sconv:
-                        var h_sconv = sconv.register_forward_hook((mod, input, output) =>
-                        {
-                            var w = sconv.weight.shape;
-                            ConvFlops += 2.0 * output.numel() * w[1] * w[2] * w[3];
-                            return output;
-                        });
-                        _removers.Add(h_sconv.remove);
                         break;
                     case Linear linear:
                         var h_linear = linear.register_forward_hook((mod, input, output) =>
