@@ -68,9 +68,9 @@ public sealed class SdsLoraLinear : LowRankPairLayer
     {
         foreach (var l in layers) l.InvalidateCaches();
         using var _ = no_grad();
-        var gram = layers.Where(l => l.Options.SdsBasis == SdsBasis.Qr && l.lora_A.dtype != ScalarType.Float64).ToList();
-        var rest = layers.Where(l => !(l.Options.SdsBasis == SdsBasis.Qr && l.lora_A.dtype != ScalarType.Float64)).ToList();
-        foreach (var group in gram.GroupBy(l => l.Rank)) rest.AddRange(GramFactors(group.ToList()));
+        var byGram = layers.ToLookup(l => l.Options.SdsBasis == SdsBasis.Qr && l.lora_A.dtype != ScalarType.Float64);
+        var rest = byGram[false].ToList();
+        foreach (var group in byGram[true].GroupBy(l => l.Rank)) rest.AddRange(GramFactors(group.ToList()));
         HouseholderFactors(rest);
         foreach (var l in layers) l._factored = true;
     }
@@ -109,9 +109,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         var tol = tensor(order.Select(l => l.Options.SdsTolerance).ToArray(), f64).repeat(2);
         var limit = tensor(order.Select(l => 1 / Math.Sqrt(Epsilon(l.lora_A.dtype))).ToArray(), f64).repeat(2);
         var clean = info.eq(0).logical_and(d.gt(d.amax([-1], keepdim: true) * tol.unsqueeze(-1)).all(-1));
-        var safe = where(clean.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: f64).expand_as(r));
-        var rInv = linalg.inv(safe);
-        var ok = clean.logical_and((linalg.matrix_norm(safe) * linalg.matrix_norm(rInv)).le(limit));
+        var (rInv, ok) = GuardedInverse(r, clean, limit);
         var flags = ok.cpu().data<bool>().ToArray();
         var failed = new List<SdsLoraLinear>();
         var byType = new Dictionary<ScalarType, Tensor>();
@@ -176,15 +174,21 @@ public sealed class SdsLoraLinear : LowRankPairLayer
             q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
             r = r * sign.unsqueeze(-1);
         }
-        // Invert only full-rank R (identity stands in elsewhere); ‖R‖_F ‖R⁻¹‖_F bounds cond₂(R) from above.
-        var full = keep.all(-1);
-        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
-        var rInv = linalg.inv(safe);
-        var cond = linalg.matrix_norm(safe) * linalg.matrix_norm(rInv);
-        var wellConditioned = full.logical_and(cond.le(1 / Math.Sqrt(eps)));
+        var (rInv, wellConditioned) = GuardedInverse(r, keep.all(-1), tensor(1 / Math.Sqrt(eps)));
         var zero = d.amax([-1]).eq(0);
         var usable = zeroOk ? wellConditioned.logical_or(zero) : wellConditioned;
         return (q, rInv * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1), usable);
+    }
+
+    /// <summary>
+    /// R⁻¹ of the full-rank matrices of a batch (the identity stands in for the others) and whether each is usable:
+    /// full rank and ‖R‖_F ‖R⁻¹‖_F, an upper bound of cond₂(R), within the limit.
+    /// </summary>
+    private static (Tensor RInverse, Tensor WellConditioned) GuardedInverse(Tensor r, Tensor full, Tensor limit)
+    {
+        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
+        var rInv = linalg.inv(safe);
+        return (rInv, full.logical_and((linalg.matrix_norm(safe) * linalg.matrix_norm(rInv)).le(limit)));
     }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut)
