@@ -38,7 +38,7 @@ public static class ComponentWeights
         }
         var pickle = Directory.GetFiles(dir).Where(PickleCheckpointException.IsPickleName).Order(StringComparer.Ordinal).FirstOrDefault();
         if (pickle is not null) throw new PickleCheckpointException(pickle);
-        throw new FileNotFoundException($"{dir}: no weights (looked for {string.Join(", ", candidates)}).", Path.Combine(dir, candidates[^4]));
+        throw new FileNotFoundException($"{dir}: no weights (looked for {string.Join(", ", candidates)}).", Path.Combine(dir, $"{Stems[0]}.safetensors"));
     }
 
     /// <summary>The folder's weights by their upstream state-dict names; dispose after loading.</summary>
