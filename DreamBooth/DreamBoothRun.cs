@@ -3,7 +3,7 @@ using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.DreamBooth.Training;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.DreamBooth;
 

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using TorchSharp;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Diffusion.IO;

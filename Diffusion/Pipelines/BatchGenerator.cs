@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using DiffusionPeft.Imaging;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Diffusion.Pipelines;
 

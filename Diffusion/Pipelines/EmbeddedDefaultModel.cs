@@ -1,6 +1,6 @@
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 

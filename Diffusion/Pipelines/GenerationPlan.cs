@@ -1,5 +1,5 @@
 using System.Text;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Diffusion.Pipelines;
 

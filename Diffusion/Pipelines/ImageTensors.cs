@@ -1,4 +1,4 @@
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Diffusion.Pipelines;

@@ -2,7 +2,7 @@ using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -47,14 +48,5 @@ public sealed class StableDiffusionModel : IDisposable
         TextEncoder.Dispose();
         Unet.Dispose();
         Vae.Dispose();
-    }
-}
-
-public static class FileHash
-{
-    public static string Sha256(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
     }
 }

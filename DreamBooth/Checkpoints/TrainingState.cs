@@ -1,6 +1,6 @@
 using System.Text.Json;
 using DiffusionPeft.DreamBooth.Data;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.DreamBooth.Checkpoints;
 

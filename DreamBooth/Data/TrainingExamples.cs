@@ -80,7 +80,6 @@ public sealed class TrainingExamples
     private string FileHash(string path)
     {
         if (_fileHashes.TryGetValue(path, out var h)) return h;
-        using var fs = File.OpenRead(path);
-        return _fileHashes[path] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fs));
+        return _fileHashes[path] = Core.IO.FileHash.Sha256(path);
     }
 }

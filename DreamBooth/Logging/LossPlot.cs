@@ -1,4 +1,4 @@
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.DreamBooth.Logging;
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.DreamBooth.Logging;
 

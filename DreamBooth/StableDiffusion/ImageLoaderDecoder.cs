@@ -1,5 +1,5 @@
 using DiffusionPeft.DreamBooth.Data;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 

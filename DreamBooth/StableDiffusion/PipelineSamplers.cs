@@ -1,7 +1,7 @@
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Training;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 

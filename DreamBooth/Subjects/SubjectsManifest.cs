@@ -1,5 +1,5 @@
 using DiffusionPeft.DreamBooth.Config;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Metrics;
 

@@ -1,4 +1,4 @@
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 

@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using DiffusionPeft.Core.IO;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -22,7 +22,7 @@ public sealed class OnnxModel : IDisposable
         if (!File.Exists(Path)) throw new FileNotFoundException($"{role} model not found: {Path}", Path);
         try { Session = options is null ? new InferenceSession(Path) : new InferenceSession(Path, options); }
         catch (OnnxRuntimeException e) { throw new InvalidDataException($"{Path}: not a loadable ONNX model for {role} ({e.Message})", e); }
-        _sha256 = new(() => { using var fs = File.OpenRead(Path); return Convert.ToHexStringLower(SHA256.HashData(fs)); });
+        _sha256 = new(() => FileHash.Sha256(Path));
     }
 
     /// <summary>SHA-256 of the model file: the model's identity in embedding caches.</summary>

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using Microsoft.ML.OnnxRuntime;
 
 namespace DiffusionPeft.Metrics;

@@ -2,8 +2,8 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Text;
-using DiffusionPeft.Imaging;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Metrics;
 

@@ -4,7 +4,7 @@ using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Pipelines;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
 using static TorchSharp.torch;
 

@@ -1,5 +1,5 @@
 using DiffusionPeft.Cli;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
 
 namespace DiffusionPeft.Tests.Cli;

@@ -1,5 +1,5 @@
 using DiffusionPeft.Cli;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.Tests.Cli;
 
@@ -101,7 +101,7 @@ public sealed class GenerateCommandTests : IDisposable
         var png = Path.Combine(outDir, "0001-a-lighthouse", "000-s3.png");
         var image = ImageLoader.Load(png);
         Assert.Equal((32, 48), (image.Width, image.Height));
-        var hash = DiffusionPeft.Diffusion.Pipelines.FileHash.Sha256(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"))[..10];
+        var hash = DiffusionPeft.Core.IO.FileHash.Sha256(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"))[..10];
         Assert.Equal($"a lighthouse\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3, Size: 32x48, Model hash: {hash}, Model: model, Clip skip: 2, Version: dpeft",
             PngText.Get(PngText.Read(png), "parameters"));
     }

@@ -1,6 +1,6 @@
 using DiffusionPeft.Cli;
 using DiffusionPeft.Diffusion.IO;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.DreamBooth;
 
 namespace DiffusionPeft.Tests.Cli;

@@ -6,7 +6,7 @@ using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.Training;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using static TorchSharp.torch;
 using ConfigMethod = DiffusionPeft.DreamBooth.Config.AdapterMethod;
 

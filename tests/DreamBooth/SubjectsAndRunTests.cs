@@ -3,7 +3,7 @@ using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.Subjects;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 using DiffusionPeft.DreamBooth.Training;
 
 namespace DiffusionPeft.Tests.DreamBooth;

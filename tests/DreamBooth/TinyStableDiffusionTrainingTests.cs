@@ -4,7 +4,7 @@ using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.DreamBooth.Training;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Loading;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 using DiffusionPeft.Tests.IO;
 using TorchSharp;
 using static TorchSharp.torch;

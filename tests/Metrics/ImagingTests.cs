@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
 
 namespace DiffusionPeft.Tests.Metrics;

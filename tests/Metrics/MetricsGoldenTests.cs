@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Metrics;
 using DiffusionPeft.Tests.Golden;
 

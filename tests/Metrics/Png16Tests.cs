@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
-using DiffusionPeft.Imaging;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Tests.Metrics;
 

@@ -1,7 +1,7 @@
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Tests.Golden;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,5 @@
 using DiffusionPeft.Diffusion.Pipelines;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Tests.Pipelines;
 

@@ -4,7 +4,7 @@ using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.Tests.Golden;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Tests.Pipelines;
 

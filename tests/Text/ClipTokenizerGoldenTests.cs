@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using DiffusionPeft.Tests.Golden;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 using Xunit.Abstractions;
 
 namespace DiffusionPeft.Tests.Text;

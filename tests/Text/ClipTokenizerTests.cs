@@ -1,5 +1,5 @@
 using DiffusionPeft.Tests.Golden;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Tests.Text;
 

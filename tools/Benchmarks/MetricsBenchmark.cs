@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Metrics;
 
 namespace DiffusionPeft.Benchmarks;

@@ -3,7 +3,7 @@ using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 using DiffusionPeft.Metrics;
 
 namespace DiffusionPeft.Cli.Commands;

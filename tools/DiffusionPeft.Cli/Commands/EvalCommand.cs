@@ -1,6 +1,6 @@
 using System.CommandLine;
 using DiffusionPeft.Metrics;
-using DiffusionPeft.Text;
+using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Cli.Commands;
 

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using DiffusionPeft.Diffusion.Pipelines;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Cli.Commands;
 

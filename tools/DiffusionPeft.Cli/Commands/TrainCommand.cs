@@ -51,7 +51,7 @@ public static class TrainCommand
                         break;
                 }
             }
-            var job = new TrainJob(r.GetValue(config), flags, r.GetValue(subjects), IO.Shard.Parse(r.GetValue(shard)), r.GetValue(quiet));
+            var job = new TrainJob(r.GetValue(config), flags, r.GetValue(subjects), Core.IO.Shard.Parse(r.GetValue(shard)), r.GetValue(quiet));
             return TrainRunner.Run(job, output, error);
         });
         return command;
@@ -59,4 +59,4 @@ public static class TrainCommand
 }
 
 /// <summary>A parsed `dpeft train` invocation: the config file, the TrainConfig flags (key → text), the subjects manifest and shard.</summary>
-public sealed record TrainJob(string? ConfigPath, IReadOnlyList<KeyValuePair<string, string>> Flags, string? SubjectsManifest, IO.Shard Shard, bool Quiet);
+public sealed record TrainJob(string? ConfigPath, IReadOnlyList<KeyValuePair<string, string>> Flags, string? SubjectsManifest, Core.IO.Shard Shard, bool Quiet);

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.Experiments.AdapterMethods;
 

@@ -1,4 +1,4 @@
-namespace DiffusionPeft.IO;
+namespace DiffusionPeft.Core.IO;
 
 /// <summary>
 /// Part K of N of a deterministic split (Slurm array jobs, Kubernetes indexed jobs): item i belongs to

@@ -1,4 +1,4 @@
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>
 /// Applies an EXIF orientation (1..8) to stored pixels so they come out upright, as PIL's

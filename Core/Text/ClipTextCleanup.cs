@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 
-namespace DiffusionPeft.Text;
+namespace DiffusionPeft.Core.Text;
 
 /// <summary>How <see cref="ClipTokenizer"/> cleans a text before pre-tokenization.</summary>
 public enum ClipTextCleanup

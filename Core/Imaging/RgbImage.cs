@@ -1,4 +1,4 @@
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>An 8-bit RGB image, rows top to bottom, pixels interleaved R, G, B (stride = 3 * Width).</summary>
 public sealed record RgbImage

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>
 /// Writes 8-bit RGB PNGs with text chunks, atomically. A value that Latin-1 can hold goes into a tEXt chunk

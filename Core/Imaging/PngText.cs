@@ -1,7 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>Reads the text chunks (tEXt, zTXt, iTXt) of a PNG, in file order.</summary>
 public static class PngText

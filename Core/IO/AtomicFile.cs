@@ -1,4 +1,4 @@
-namespace DiffusionPeft.IO;
+namespace DiffusionPeft.Core.IO;
 
 /// <summary>Writes a file through a temporary sibling and a rename, so a crash never leaves a half-written target.</summary>
 public static class AtomicFile

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>Reads the orientation tag (0x0112) from a TIFF-structured EXIF block (as stored in PNG eXIf chunks).</summary>
 public static class ExifReader

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
-namespace DiffusionPeft.Imaging;
+using DiffusionPeft.Core.Imaging;
+
+namespace DiffusionPeft.Metrics;
 
 /// <summary>Resize shorter side (Pillow bicubic), center crop, ToTensor, Normalize: the torchvision pipeline of the DreamBooth evaluation.</summary>
 public sealed record PreprocessSpec(string Name, int ResizeShorter, int Crop, float[] Mean, float[] Std)

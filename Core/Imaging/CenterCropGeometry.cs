@@ -1,4 +1,4 @@
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>
 /// torchvision 0.14's Resize(size) (shorter side to <c>size</c>, the longer to <c>int(size * long / short)</c>,

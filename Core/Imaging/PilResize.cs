@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>
 /// Pillow's <c>Image.resize(size, BICUBIC)</c> on 8-bit RGB, bit for bit (Pillow 9.4 src/libImaging/Resample.c):

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using SkiaSharp;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>
 /// Decodes PNG / JPEG / WebP (also 16-bit PNG, grayscale, CMYK JPEG, RGBA) to 8-bit RGB the way

@@ -1,6 +1,6 @@
 using SkiaSharp;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>JPEG encoding through Skia (for thumbnails embedded in reports).</summary>
 public static class JpegEncoder

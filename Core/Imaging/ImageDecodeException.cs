@@ -1,4 +1,4 @@
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>An image file could not be decoded; names the file and what is wrong with it.</summary>
 public sealed class ImageDecodeException(string path, string fault, Exception? inner = null)

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace DiffusionPeft.Text;
+namespace DiffusionPeft.Core.Text;
 
 /// <summary>Special tokens and lengths of a CLIP tokenizer; defaults are those of openai/clip-vit-large-patch14 (SD 1.x).</summary>
 public sealed record ClipTokenizerOptions

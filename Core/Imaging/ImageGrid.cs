@@ -1,4 +1,4 @@
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>Contact sheets and thumbnails.</summary>
 public static class ImageGrid

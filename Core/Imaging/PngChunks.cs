@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
-using DiffusionPeft.IO;
+using DiffusionPeft.Core.IO;
 
-namespace DiffusionPeft.Imaging;
+namespace DiffusionPeft.Core.Imaging;
 
 /// <summary>The chunks of a PNG file up to IEND, each CRC-checked: type and where its data lies in the file.</summary>
 public static class PngChunks

@@ -1,4 +1,4 @@
-namespace DiffusionPeft.IO;
+namespace DiffusionPeft.Core.IO;
 
 /// <summary>CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as used by PNG and zlib.</summary>
 public static class Crc32
