@@ -40,12 +40,3 @@ public abstract class LowRankPairLayer : AdapterLayer
     protected Tensor AddLoraBranch(Tensor x, Tensor y) =>
         AddMm(y, DropoutOnBranch(x).mm(lora_A.t().mul(Scaling)), lora_B.t());
 }
-
-/// <summary>LoRA (Hu et al. 2021) and rsLoRA: y = W0 x + b + s B A x.</summary>
-public sealed class LoraLinear : LowRankPairLayer
-{
-    public LoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
-        : base(nameof(LoraLinear), weight, bias, options with { Method = AdapterMethod.Lora }, adapterName, ownsBase) { }
-
-    protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut) => AddLoraBranch(x, y);
-}

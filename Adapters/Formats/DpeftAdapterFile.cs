@@ -134,19 +134,10 @@ public static class DpeftAdapterFile
             if (adapter.Method != options.Method || adapter.Rank != rank)
                 throw new InvalidDataException($"{path}: {component}.{modulePath} already has adapter '{adapterName}' ({adapter.Method}, rank {adapter.Rank}); the file has {options.Method}, rank {rank}");
             var entry = new AdapterEntry(component, modulePath, adapter);
-            using (no_grad())
-                foreach (var p in adapter.AdapterParameters())
-                {
-                    var key = entry.Key + "." + p.Name;
-                    if (!file.Contains(key)) throw new InvalidDataException($"{path}: tensor '{key}' is missing");
-                    var shape = file.Entries[key].Shape;
-                    if (!shape.SequenceEqual(p.Tensor.shape))
-                        throw new InvalidDataException($"{path}: tensor '{key}' is [{string.Join(", ", shape)}], the layer needs [{string.Join(", ", p.Tensor.shape)}]");
-                    using var t = file.Read(key);
-                    p.Tensor.copy_(t);
-                    p.Tensor.requires_grad = trainable;
-                    used.Add(key);
-                }
+            var tensors = adapter.AdapterParameters().Select(p => (Key: entry.Key + "." + p.Name, Target: (Tensor)p.Tensor)).ToList();
+            StateDictLoader.LoadInto(file, tensors, message => new InvalidDataException(message));
+            foreach (var p in adapter.AdapterParameters()) p.Tensor.requires_grad = trainable;
+            used.UnionWith(tensors.Select(t => t.Key));
             if (adapter is SingLoraLinear s) s.StepCount = info.RampStep;
             adapter.InvalidateCaches();
             entries.Add(entry);

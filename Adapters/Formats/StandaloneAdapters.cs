@@ -26,16 +26,8 @@ public static class StandaloneAdapters
             var weight = new Parameter(zeros(dOut, dIn), requires_grad: false);
             var layer = AdapterInjector.Create(options, weight, null);
             var entry = new AdapterEntry(component, modulePath, layer);
-            using (no_grad())
-                foreach (var p in layer.AdapterParameters())
-                {
-                    var key = entry.Key + "." + p.Name;
-                    if (!file.Contains(key)) throw new InvalidDataException($"{path}: tensor '{key}' is missing");
-                    using var v = file.Read(key);
-                    if (!v.shape.SequenceEqual(p.Tensor.shape))
-                        throw new InvalidDataException($"{path}: tensor '{key}' is [{string.Join(", ", v.shape)}], the layer needs [{string.Join(", ", p.Tensor.shape)}]");
-                    p.Tensor.copy_(v);
-                }
+            StateDictLoader.LoadInto(file, layer.AdapterParameters().Select(p => (entry.Key + "." + p.Name, (Tensor)p.Tensor)).ToList(),
+                message => new InvalidDataException(message));
             if (layer is SingLoraLinear s) s.StepCount = info.RampStep;
             layer.InvalidateCaches();
             entries.Add(entry);

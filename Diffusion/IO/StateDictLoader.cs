@@ -14,35 +14,63 @@ public static class StateDictLoader
     /// <param name="ignoreUnexpected">Keys of the source to tolerate although the module has no such entry.</param>
     public static void Load(nn.Module module, ITensorSource source, string prefix = "", Func<string, bool>? ignoreUnexpected = null)
     {
-        var target = module.state_dict();
-        var missing = new List<string>();
-        var misShaped = new List<string>();
-        foreach (var (key, t) in target)
-        {
-            var srcKey = prefix + key;
-            if (!source.Contains(srcKey)) { missing.Add(srcKey); continue; }
-            var shape = source.ShapeOf(srcKey);
-            if (!shape.SequenceEqual(t.shape))
-                misShaped.Add($"{srcKey}: checkpoint [{string.Join(", ", shape)}], model [{string.Join(", ", t.shape)}]");
-        }
-        var expected = new HashSet<string>(target.Keys.Select(k => prefix + k), StringComparer.Ordinal);
+        var targets = module.state_dict().Select(kv => (Key: prefix + kv.Key, Target: kv.Value)).ToList();
+        var (missing, misShaped) = Check(source, targets);
+        var expected = new HashSet<string>(targets.Select(t => t.Key), StringComparer.Ordinal);
         var unexpected = source.Keys
             .Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !expected.Contains(k) && !(ignoreUnexpected?.Invoke(k) ?? false))
             .OrderBy(k => k, StringComparer.Ordinal).ToList();
         if (missing.Count + misShaped.Count + unexpected.Count > 0)
             throw new StateDictMismatchException(source.Description, module.GetType().Name, missing, unexpected, misShaped);
+        Copy(source, targets);
+    }
 
-        using var _ = no_grad();
-        foreach (var (key, t) in target)
+    /// <summary>
+    /// The one checked copy of named tensors into existing ones (adapter files, training checkpoints): every key must
+    /// be present with its target's shape, or nothing is copied and <paramref name="fault"/> gets one message listing
+    /// every missing and mis-shaped tensor.
+    /// </summary>
+    public static void LoadInto(ITensorSource source, IReadOnlyList<(string Key, Tensor Target)> targets, Func<string, Exception> fault)
+    {
+        var (missing, misShaped) = Check(source, targets);
+        if (missing.Count + misShaped.Count > 0)
         {
-            var srcKey = prefix + key;
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add($"missing tensors {List(missing)}");
+            if (misShaped.Count > 0) parts.Add($"shape mismatches {List(misShaped)}");
+            throw fault($"{source.Description}: {string.Join("; ", parts)}");
+        }
+        Copy(source, targets);
+
+        static string List(List<string> items) => string.Join(", ", items.Take(5).Select(i => $"'{i}'")) + (items.Count > 5 ? $" and {items.Count - 5} more" : "");
+    }
+
+    private static (List<string> Missing, List<string> MisShaped) Check(ITensorSource source, IEnumerable<(string Key, Tensor Target)> targets)
+    {
+        var missing = new List<string>();
+        var misShaped = new List<string>();
+        foreach (var (key, t) in targets)
+        {
+            if (!source.Contains(key)) { missing.Add(key); continue; }
+            var shape = source.ShapeOf(key);
+            if (!shape.SequenceEqual(t.shape))
+                misShaped.Add($"{key}: checkpoint [{string.Join(", ", shape)}], model [{string.Join(", ", t.shape)}]");
+        }
+        return (missing, misShaped);
+    }
+
+    private static void Copy(ITensorSource source, IEnumerable<(string Key, Tensor Target)> targets)
+    {
+        using var _ = no_grad();
+        foreach (var (key, t) in targets)
+        {
             if (source is SafetensorsFile file && t.device_type == DeviceType.CPU && t.is_contiguous()
-                && file.Entry(srcKey).DType.ToScalarType() == t.dtype)
+                && file.Entry(key).DType.ToScalarType() == t.dtype)
             {
-                file.ReadInto(file.Entry(srcKey), t); // straight into the parameter's storage
+                file.ReadInto(file.Entry(key), t); // straight into the parameter's storage
                 continue;
             }
-            using var value = source.Read(srcKey, t.dtype);
+            using var value = source.Read(key, t.dtype);
             t.copy_(value);
         }
     }

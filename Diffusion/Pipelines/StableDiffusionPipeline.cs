@@ -142,24 +142,4 @@ public sealed class StableDiffusionPipeline(StableDiffusionModel model, ISchedul
 
     private static Tensor CheckShape(Tensor t, long[] shape) =>
         t.shape.SequenceEqual(shape) ? t : throw new ArgumentException($"latents have shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", shape)}].");
-
-    /// <summary>
-    /// One generator per image seeded with its own seed: image k's initial latents (its first draw) and its share of
-    /// every later sampler draw come from it alone, so image k is the same whatever batch it was made in.
-    /// </summary>
-    private sealed class PerImageNoise(IReadOnlyList<long> seeds) : NoiseSource, IDisposable
-    {
-        private readonly SeededNoiseSource[] _sources = seeds.Select(s => new SeededNoiseSource(s)).ToArray();
-
-        public override Tensor Next(long[] shape, ScalarType dtype, Device device)
-        {
-            if (shape.Length == 0 || shape[0] != _sources.Length)
-                throw new InvalidOperationException($"noise of shape [{string.Join(", ", shape)}] requested for {_sources.Length} images.");
-            long[] one = [1, .. shape[1..]];
-            using var scope = NewDisposeScope();
-            return cat(_sources.Select(s => s.Next(one, dtype, device)).ToArray(), 0).MoveToOuterDisposeScope();
-        }
-
-        public void Dispose() { foreach (var s in _sources) s.Dispose(); }
-    }
 }

@@ -18,9 +18,6 @@ public sealed class DdimScheduler : DdpmFamilyScheduler
     /// <summary>Weight of the stochastic term (eq. 16 of the paper); diffusers passes it to step().</summary>
     public double Eta { get; set; }
 
-    /// <summary>Recompute epsilon from the clipped x0 (diffusers' use_clipped_model_output).</summary>
-    public bool UseClippedModelOutput { get; set; }
-
     public override Tensor Step(Tensor modelOutput, double timestep, Tensor sample, NoiseSource? noise = null)
     {
         var (_, alphaProdT, alphaProdTPrev) = StepAlphas(timestep, _finalAlphaCumprod);
@@ -32,7 +29,6 @@ public sealed class DdimScheduler : DdpmFamilyScheduler
 
         float variance = betaProdTPrev / betaProdT * (1f - alphaProdT / alphaProdTPrev);
         float stdDevT = (float)Eta * MathF.Sqrt(variance);
-        if (UseClippedModelOutput) eps = (sample - MathF.Sqrt(alphaProdT) * x0) / MathF.Sqrt(betaProdT);
 
         var direction = MathF.Sqrt(1f - alphaProdTPrev - stdDevT * stdDevT) * eps;
         var prev = MathF.Sqrt(alphaProdTPrev) * x0 + direction;

@@ -11,16 +11,10 @@ public sealed record DecodedImage(int Width, int Height, byte[] Rgb)
 }
 
 /// <summary>
-/// Decodes an image file, or throws naming the file. The production decoder is Metrics' <c>ImageLoader</c>
+/// Decodes an image file, or throws naming the file. The production decoder is <c>ImageLoaderDecoder</c> over Core's <c>ImageLoader</c>
 /// (SkiaSharp, EXIF applied); tests use fakes. Any exception counts as "does not decode".
 /// </summary>
 public interface IImageDecoder
 {
     DecodedImage Decode(string path);
-}
-
-/// <summary>Adapts a delegate, e.g. <c>new DelegateImageDecoder(p => { var im = ImageLoader.Load(p); return new(im.Width, im.Height, im.Rgb); })</c>.</summary>
-public sealed class DelegateImageDecoder(Func<string, DecodedImage> decode) : IImageDecoder
-{
-    public DecodedImage Decode(string path) => decode(path);
 }

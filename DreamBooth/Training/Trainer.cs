@@ -210,18 +210,7 @@ public sealed class Trainer : IDisposable
                                                  "resume with the same settings, or start a new run folder");
         }
         using (var file = SafetensorsFile.Open(Path.Combine(folder, AdapterFile)))
-        using (no_grad())
-        {
-            var missing = _named.Where(p => !file.Contains(p.Name)).Select(p => p.Name).ToArray();
-            if (missing.Length > 0) throw new InvalidCheckpointException($"{folder}/{AdapterFile}: missing tensors {string.Join(", ", missing.Take(5))}");
-            foreach (var (name, p) in _named)
-            {
-                using var t = file.Read(name);
-                if (!t.shape.SequenceEqual(p.shape))
-                    throw new InvalidCheckpointException($"{folder}/{AdapterFile}: '{name}' has shape [{string.Join(", ", t.shape)}], the model has [{string.Join(", ", p.shape)}]");
-                p.copy_(t);
-            }
-        }
+            StateDictLoader.LoadInto(file, _named.Select(p => (p.Name, (Tensor)p.Parameter)).ToList(), message => new InvalidCheckpointException(message));
         using (var fs = File.OpenRead(Path.Combine(folder, OptimizerFile)))
         using (var r = new BinaryReader(fs))
             _optimizer.load_state_dict(r);

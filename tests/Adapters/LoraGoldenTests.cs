@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.Text.Json.Nodes;
 using DiffusionPeft.Adapters;
 using DiffusionPeft.Adapters.Inference;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Adapters;
 using DiffusionPeft.Adapters.Formats;
 using DiffusionPeft.Diffusion.Pipelines;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;

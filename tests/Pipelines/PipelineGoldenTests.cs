@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.Text.Json.Nodes;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Models;

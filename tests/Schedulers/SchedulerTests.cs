@@ -137,12 +137,12 @@ public sealed class SchedulerTests
     public void InitialLatentsOfABatchEqualEachImageDrawnAlone()
     {
         long[] shape = [1, 4, 8, 8];
-        using var batch = Latents.InitialBatch(42, 3, shape);
-        Assert.Equal(new long[] { 3, 4, 8, 8 }, batch.shape);
-        using var second = Latents.Initial(42, 1, shape);
+        using var streams = new PerImageNoise([42, 43, 44]);
+        using var batch = streams.Next([3, 4, 8, 8], ScalarType.Float32, CPU);
+        using var alone = new SeededNoiseSource(43);
+        using var second = alone.Next(shape, ScalarType.Float32, CPU);
         Assert.True(batch[1].unsqueeze(0).eq(second).all().item<bool>());
-        using var third = Latents.Initial(42, 2, shape);
-        Assert.False(second.eq(third).all().item<bool>());
+        Assert.False(batch[1].eq(batch[2]).all().item<bool>());
     }
 
     [Fact]
@@ -208,7 +208,8 @@ public sealed class SchedulerTests
             s.SetTimesteps(steps);
             Assert.Equal(name == "pndm" && steps > 1 ? steps + 1 : steps, s.Timesteps.shape[0]); // PLMS repeats the second timestep
             using var noise = new SeededNoiseSource(7);
-            var x = Latents.Initial(3, 0, [1, 4, 4, 4]) * s.InitNoiseSigma;
+            using var source = new SeededNoiseSource(3);
+            var x = source.Next([1, 4, 4, 4], ScalarType.Float32, CPU) * s.InitNoiseSigma;
             foreach (var t in s.TimestepValues())
                 using (NewDisposeScope())
                 {

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.Diagnostics;
 using DiffusionPeft.Adapters;
 using DiffusionPeft.Diffusion.Models;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.CommandLine;
 using DiffusionPeft.Adapters.Formats;
 using DiffusionPeft.Adapters.Inference;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.CommandLine;
 using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli.ConsoleUi;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;

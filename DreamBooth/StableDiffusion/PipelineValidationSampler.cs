@@ -5,24 +5,6 @@ using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 
-/// <summary>Class images from the base model (call it before the adapters are injected, or with them disabled).</summary>
-public sealed class PipelineClassImageSampler(StableDiffusionModel model, int resolution, int steps = 30, double guidance = 7.5) : IClassImageSampler
-{
-    public void Generate(string prompt, IReadOnlyList<ClassImageRequest> batch, CancellationToken cancellationToken)
-    {
-        using var scheduler = model.CreateScheduler("default");
-        var pipeline = new StableDiffusionPipeline(model, scheduler);
-        using var result = pipeline.Run(new PipelineCall
-        {
-            Prompts = batch.Select(_ => prompt).ToArray(), Seeds = batch.Select(r => r.Seed).ToArray(),
-            Width = resolution, Height = resolution, Steps = steps, GuidanceScale = guidance,
-        });
-        var images = ImageTensors.ToRgb(result.Images);
-        for (int i = 0; i < batch.Count; i++)
-            PngWriter.Write(batch[i].Path, images[i], [("parameters", $"{prompt}\nSteps: {steps}, CFG scale: {guidance}, Seed: {batch[i].Seed}, Size: {resolution}x{resolution}, Model: {model.Name}")]);
-    }
-}
-
 /// <summary>
 /// Validation images with the adapters as they are at a step: every validation prompt × seed, saved as
 /// validation/step-000123/p0-s42.png (written atomically).

@@ -1,12 +1,12 @@
+using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Diffusion.IO;
-using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace DiffusionPeft.Diffusion.Pipelines;
+namespace DiffusionPeft.Diffusion.Loading;
 
 /// <summary>Loads a whole Stable Diffusion checkpoint in one call: a diffusers folder or a single .safetensors file.</summary>
 public static class StableDiffusionLoader

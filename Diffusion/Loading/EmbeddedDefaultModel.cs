@@ -1,10 +1,11 @@
+using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace DiffusionPeft.Diffusion.Pipelines;
+namespace DiffusionPeft.Diffusion.Loading;
 
 /// <summary>
 /// A tiny, UNTRAINED Stable Diffusion built in memory from a fixed seed: SD 1.x structure at toy width, a byte-level
