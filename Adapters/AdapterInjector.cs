@@ -53,7 +53,7 @@ public static class AdapterInjector
     public static AdapterLayer Create(AdapterOptions options, Parameter weight, Parameter? bias, string adapterName = "default", bool ownsBase = true) =>
         options.Method switch
         {
-            AdapterMethod.Lora => new LoraLinear(weight, bias, options, adapterName, ownsBase),
+            AdapterMethod.Lora or AdapterMethod.RsLora or AdapterMethod.LoraPlus => new LoraLinear(weight, bias, options, adapterName, ownsBase),
             AdapterMethod.Dora => new DoraLinear(weight, bias, options, adapterName, ownsBase),
             AdapterMethod.SingLora => new SingLoraLinear(weight, bias, options, adapterName, ownsBase),
             AdapterMethod.SdsLora => new SdsLoraLinear(weight, bias, options, adapterName, ownsBase),

@@ -209,17 +209,15 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
     /// <summary>Unmerges in reverse order of merging.</summary>
     public void UnmergeAll() { foreach (var a in Adapters.Reverse()) a.Unmerge(); }
 
-    /// <summary>Call after every optimizer step (not per forward): advances SingLoRA's ramp and refreshes SDS-LoRA's bases.</summary>
-    public virtual void Step() { }
-
     /// <summary>
-    /// Steps every adapter of the given layers (stacked ones included) once, after an optimizer step, and recomputes
-    /// the SDS-LoRA bases in one batched QR per shape.
+    /// The one per-step hook: call after every optimizer step with the number of steps taken (and on resume with the
+    /// restored count), not per forward. Sets SingLoRA's ramp step t and recomputes SDS-LoRA's bases (one batched
+    /// factorization for all layers). Stacked adapters included.
     /// </summary>
-    public static void StepAll(IEnumerable<AdapterLayer> layers)
+    public static void OnOptimizerStep(IEnumerable<AdapterLayer> layers, long stepsTaken)
     {
         var all = layers.SelectMany(l => l.Adapters).Distinct().ToList();
-        foreach (var a in all) a.Step();
+        foreach (var s in all.OfType<SingLoraLinear>()) s.StepCount = stepsTaken;
         SdsLoraLinear.RefreshBases(all.OfType<SdsLoraLinear>());
     }
 

@@ -1,24 +1,5 @@
 namespace DiffusionPeft.Adapters;
 
-public enum AdapterMethod { Lora, Dora, SingLora, SdsLora }
-
-/// <summary>Initialisation of LoRA's A: kaiming-uniform(a = sqrt 5), or N(0, (1/r)^2) as diffusers' DreamBooth script does.</summary>
-public enum LoraInit { KaimingUniform, Gaussian }
-
-/// <summary>
-/// How SDS-LoRA obtains its decoupled gradients. Reparameterized (default, fastest): LoRA's graph on factors whose
-/// gradients autograd maps through R⁻¹ (falls back to Custom where an R is not safely invertible). Custom: a custom
-/// autograd function applying [Aᵀ | Q_A] and [B | Q_B]. Autograd: the detach formulation of methods.md (the reference).
-/// </summary>
-public enum SdsBackward { Custom, Autograd, Reparameterized }
-
-/// <summary>
-/// SDS-LoRA's orthonormal bases. Qr: the thin QR of methods.md (diag R &gt; 0). Polar: Q = U Vᵀ of the thin SVD, so
-/// M = Q H with H = V Σ Vᵀ positive semi-definite and LoRA's gradient is the SDS gradient times H: always a descent
-/// direction (tools/experiments found it much faster than QR; see its README).
-/// </summary>
-public enum SdsBasis { Qr, Polar }
-
 /// <summary>Everything that defines one adapter on one layer. Per-pattern overrides change Rank and Alpha only.</summary>
 public sealed record AdapterOptions
 {
@@ -26,7 +7,7 @@ public sealed record AdapterOptions
     public int Rank { get; init; } = 4;
     public double Alpha { get; init; } = 4;
     /// <summary>rsLoRA: s = alpha / sqrt(r) instead of alpha / r.</summary>
-    public bool RsLora { get; init; }
+    public bool RsLora => Method == AdapterMethod.RsLora;
     public LoraInit Init { get; init; } = LoraInit.KaimingUniform;
     /// <summary>Dropout probability on the adapter branch input (training only).</summary>
     public double Dropout { get; init; }
@@ -34,12 +15,9 @@ public sealed record AdapterOptions
     public long RampSteps { get; init; } = 100;
     /// <summary>SingLoRA: multiplier on the kaiming-uniform init of A (bound 1/sqrt(r)).</summary>
     public double InitScale { get; init; } = 1.0;
-    public SdsBackward SdsBackward { get; init; } = SdsBackward.Reparameterized;
     public SdsBasis SdsBasis { get; init; } = SdsBasis.Qr;
     /// <summary>SDS-LoRA: a column of Q is zeroed where |R[ii]| &lt;= SdsTolerance * max_j |R[jj]| (or R is all zero, e.g. B = 0 at init).</summary>
     public double SdsTolerance { get; init; } = 1e-6;
-    /// <summary>SDS-LoRA: recompute the QR bases on every forward instead of once per optimizer step (see <see cref="AdapterLayer.Step"/>).</summary>
-    public bool SdsQrEveryForward { get; init; }
     /// <summary>
     /// Dtype of the adapter tensors; null: the base weight's. Float32 on a bf16 base gives fp32 adapters on a frozen bf16
     /// model: the layer then computes the adapter branches in the adapter dtype and returns the input's dtype.

@@ -7,7 +7,7 @@ namespace DiffusionPeft.Adapters;
 public sealed class LoraLinear : LowRankPairLayer
 {
     public LoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
-        : base(nameof(LoraLinear), weight, bias, options with { Method = AdapterMethod.Lora }, adapterName, ownsBase) { }
+        : base(nameof(LoraLinear), weight, bias, options.Method.IsLoraLayer() ? options : options with { Method = AdapterMethod.Lora }, adapterName, ownsBase) { }
 
     protected internal override Tensor AddBranch(Tensor x, Tensor y, Tensor? baseOut) => AddLoraBranch(x, y);
 }

@@ -8,10 +8,11 @@ namespace DiffusionPeft.Adapters;
 /// SDS-LoRA (Oh, Baik, Lee 2026): LoRA's forward value s B A x, with gradients through the orthonormal bases only:
 /// dL/dB = s G Q_A and dL/dA = s Q_Bᵀ G (Aᵀ = Q_A R_A, B = Q_B R_B thin QR, constants); the input gradient is the
 /// true one. Columns of Q whose |R[ii]| is negligible are zeroed (B = 0 at init gives dL/dA = 0, as in LoRA).
-/// The bases are computed once per optimizer step, shared by all micro-batches: <see cref="AdapterLayer.StepAll"/>
-/// recomputes them for all SDS layers at once (see <see cref="Compute"/>); a layer whose bases were dropped by
-/// <see cref="Step"/> computes its own on the next training forward. The trainer must step the adapters after
-/// every optimizer step (or set <see cref="AdapterOptions.SdsQrEveryForward"/>).
+/// The bases are computed once per optimizer step, shared by all micro-batches: <see cref="AdapterLayer.OnOptimizerStep"/>
+/// recomputes them for all SDS layers at once (see <see cref="Compute"/>); a layer whose bases were dropped
+/// (<see cref="InvalidateCaches"/>) computes its own on the next training forward. The backward is LoRA's graph on
+/// reparameterized factors (<see cref="ReparameterizedBranch"/>), or a custom autograd function where an R is not
+/// safely invertible. (methods.md's detach formulation is the tests' reference.)
 /// </summary>
 public sealed class SdsLoraLinear : LowRankPairLayer
 {
@@ -20,8 +21,6 @@ public sealed class SdsLoraLinear : LowRankPairLayer
 
     public SdsLoraLinear(Parameter weight, Parameter? bias, AdapterOptions options, string adapterName = "default", bool ownsBase = true)
         : base(nameof(SdsLoraLinear), weight, bias, options with { Method = AdapterMethod.SdsLora }, adapterName, ownsBase) { }
-
-    public override void Step() => InvalidateCaches();
 
     public override void InvalidateCaches()
     {
@@ -55,7 +54,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
     }
 
     /// <summary>Computes the factors of every given SDS layer now (see <see cref="Compute"/>).</summary>
-    public static void RefreshBases(IEnumerable<SdsLoraLinear> layers) => Compute(layers.Where(l => !l.Options.SdsQrEveryForward).ToList());
+    public static void RefreshBases(IEnumerable<SdsLoraLinear> layers) => Compute(layers.ToList());
 
     /// <summary>
     /// R_A⁻¹ and R_B⁻¹ where usable (positive-diagonal R of Aᵀ = Q_A R_A, B = Q_B R_B): when no column is zeroed and
@@ -106,8 +105,9 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         var (lower, info) = linalg.cholesky_ex(cat([cat(gramsA), cat(gramsB)]));
         var r = lower.mT;
         var d = r.diagonal(0, -2, -1);
-        var tol = tensor(order.Select(l => l.Options.SdsTolerance).ToArray(), f64).repeat(2);
-        var limit = tensor(order.Select(l => 1 / Math.Sqrt(Epsilon(l.lora_A.dtype))).ToArray(), f64).repeat(2);
+        var device = order[0].lora_A.device;
+        var tol = tensor(order.Select(l => l.Options.SdsTolerance).ToArray(), f64, device).repeat(2);
+        var limit = tensor(order.Select(l => 1 / Math.Sqrt(Epsilon(l.lora_A.dtype))).ToArray(), f64, device).repeat(2);
         var clean = info.eq(0).logical_and(d.gt(d.amax([-1], keepdim: true) * tol.unsqueeze(-1)).all(-1));
         var (rInv, ok) = GuardedInverse(r, clean, limit);
         var flags = ok.cpu().data<bool>().ToArray();
@@ -174,7 +174,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
             q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
             r = r * sign.unsqueeze(-1);
         }
-        var (rInv, wellConditioned) = GuardedInverse(r, keep.all(-1), tensor(1 / Math.Sqrt(eps)));
+        var (rInv, wellConditioned) = GuardedInverse(r, keep.all(-1), tensor(1 / Math.Sqrt(eps), r.dtype, r.device));
         var zero = d.amax([-1]).eq(0);
         var usable = zeroOk ? wellConditioned.logical_or(zero) : wellConditioned;
         return (q, rInv * wellConditioned.to_type(r.dtype).unsqueeze(-1).unsqueeze(-1), usable);
@@ -186,7 +186,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
     /// </summary>
     private static (Tensor RInverse, Tensor WellConditioned) GuardedInverse(Tensor r, Tensor full, Tensor limit)
     {
-        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype).expand_as(r));
+        var safe = where(full.unsqueeze(-1).unsqueeze(-1), r, eye(r.shape[^1], dtype: r.dtype, device: r.device).expand_as(r));
         var rInv = linalg.inv(safe);
         return (rInv, full.logical_and((linalg.matrix_norm(safe) * linalg.matrix_norm(rInv)).le(limit)));
     }
@@ -196,10 +196,8 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         if (!is_grad_enabled() || !(lora_A.requires_grad || lora_B.requires_grad))
             return AddLoraBranch(x, y);
         x = DropoutOnBranch(x);
-        if (!_factored || Options.SdsQrEveryForward) Compute([this]);
-        if (Options.SdsBackward == SdsBackward.Reparameterized && UsesInverseRoute) return ReparameterizedBranch(x, y);
+        if (UsesInverseRoute) return ReparameterizedBranch(x, y);
         var (qa, qb) = Bases();
-        if (Options.SdsBackward == SdsBackward.Autograd) return AutogradBranch(x, y, qa, qb);
         return SdsLoraFunction.apply(y, x, lora_A, lora_B, qa, qb, Scaling);
     }
 
@@ -218,24 +216,13 @@ public sealed class SdsLoraLinear : LowRankPairLayer
         var b = AddMm(bd, lora_B - bd, _rInvA!.t());
         return AddMm(y, x.mm(a.t().mul(Scaling)), b.t());
     }
-
-    /// <summary>methods.md: s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)], value s B A x, gradients s G Q_A and s Q_Bᵀ G.</summary>
-    private Tensor AutogradBranch(Tensor x, Tensor y, Tensor qa, Tensor qb)
-    {
-        var ad = lora_A.detach();
-        var bd = lora_B.detach();
-        double s = Scaling;
-        var y1 = AddMm(y, x.mm(ad.t()).mul(s), bd.t());
-        var y2 = AddMm(y1, x.mm(qa).mul(s), (lora_B - bd).t());
-        return AddMm(y2, x.mm((lora_A - ad).t()).mul(s), qb.t());
-    }
 }
 
 /// <summary>
 /// Custom backward for SDS-LoRA: out = y + s (x Aᵀ) Bᵀ. The forward applies [Aᵀ | Q_A] to x in one product (x Q_A is
 /// kept for dL/dB), the backward applies [B | Q_B] to g in one product; then dL/dx = s (g B) A, dL/dB = s gᵀ (x Q_A),
 /// dL/dA = s (g Q_B)ᵀ x. Widening the two thin products from r to 2r columns costs little (they are bound by reading
-/// x and g). Used for <see cref="SdsBackward.Custom"/> and wherever an R is not safely invertible; TorchSharp caches
+/// x and g). Used wherever an R is not safely invertible; TorchSharp caches
 /// its N x d_out output per call, which makes it slower than the reparameterized route. Inputs: y, x, A, B, Q_A, Q_B, s.
 /// </summary>
 internal sealed class SdsLoraFunction : torch.autograd.SingleTensorFunction<SdsLoraFunction>

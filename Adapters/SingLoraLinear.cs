@@ -47,7 +47,6 @@ public sealed class SingLoraLinear : AdapterLayer
 
     public override double MethodFactor => Options.Scaling * Ramp;
 
-    public override void Step() => singlora_step.add_(1);
 
     public override IReadOnlyList<AdapterParameter> AdapterParameters() => [new("singlora_A", singlora_A, AdapterParameterRole.Single)];
 

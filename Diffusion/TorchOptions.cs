@@ -6,17 +6,16 @@ namespace DiffusionPeft.Diffusion;
 /// <summary>Parses the `--device` and `--dtype` values every command takes.</summary>
 public static class TorchOptions
 {
-    public static Device ParseDevice(string text)
+    /// <param name="requireAvailable">Also check that the device exists here (configs are validated without it).</param>
+    public static Device ParseDevice(string text, bool requireAvailable = true)
     {
         var t = text.Trim().ToLowerInvariant();
         if (t == "cpu") return CPU;
-        if (t == "cuda" || t.StartsWith("cuda:"))
-        {
-            if (!cuda.is_available())
-                throw new NotSupportedException($"--device {text}: CUDA is not available in this build (build with -p:TorchBackend=cuda on a machine with an NVIDIA GPU).");
-            return new Device(t);
-        }
-        throw new ArgumentException($"--device '{text}': expected cpu, cuda or cuda:N.");
+        bool isCuda = t == "cuda" || (t.StartsWith("cuda:", StringComparison.Ordinal) && t.Length > 5 && t[5..].All(char.IsAsciiDigit));
+        if (!isCuda) throw new ArgumentException($"--device '{text}': expected cpu, cuda or cuda:N.");
+        if (requireAvailable && !cuda.is_available())
+            throw new NotSupportedException($"--device {text}: CUDA is not available in this build (build with -p:TorchBackend=cuda on a machine with an NVIDIA GPU).");
+        return new Device(t);
     }
 
     public static ScalarType ParseDType(string text) => text.Trim().ToLowerInvariant() switch

@@ -44,17 +44,19 @@ public static class DpeftAdapterFile
             ["in_features"] = e.Adapter.InFeatures, ["out_features"] = e.Adapter.OutFeatures,
         }).ToArray());
         var o = first.Options;
+        // The file names the layer: rsLoRA and LoRA+ are LoRA layers (rs_lora carries the scaling; LoRA+ was only an optimizer setting).
+        var layerMethod = o.Method.IsLoraLayer() ? AdapterMethod.Lora : o.Method;
         var options = new JsonObject
         {
-            ["method"] = o.Method.ToString(), ["rank"] = o.Rank, ["alpha"] = o.Alpha, ["rs_lora"] = o.RsLora,
+            ["method"] = layerMethod.ToString(), ["rank"] = o.Rank, ["alpha"] = o.Alpha, ["rs_lora"] = o.RsLora,
             ["init"] = o.Init.ToString(), ["dropout"] = o.Dropout, ["ramp_steps"] = o.RampSteps, ["init_scale"] = o.InitScale,
-            ["sds_backward"] = o.SdsBackward.ToString(), ["sds_basis"] = o.SdsBasis.ToString(), ["sds_tolerance"] = o.SdsTolerance, ["sds_qr_every_forward"] = o.SdsQrEveryForward,
+            ["sds_basis"] = o.SdsBasis.ToString(), ["sds_tolerance"] = o.SdsTolerance,
         };
         var meta = new Dictionary<string, string>
         {
             ["format"] = FormatTag,
             ["format_version"] = FormatVersion,
-            ["method"] = o.Method.ToString(),
+            ["method"] = layerMethod.ToString(),
             ["rank"] = o.Rank.ToString(CultureInfo.InvariantCulture),
             ["alpha"] = o.Alpha.ToString("R", CultureInfo.InvariantCulture),
             ["options"] = options.ToJsonString(Json),
@@ -88,14 +90,15 @@ public static class DpeftAdapterFile
         try
         {
             var o = JsonNode.Parse(Need("options"))!.AsObject();
+            // Files before the one-vocabulary change also carry sds_backward and sds_qr_every_forward: routes now chosen by the layer.
+            var method = Enum.Parse<AdapterMethod>((string)o["method"]!);
             var options = new AdapterOptions
             {
-                Method = Enum.Parse<AdapterMethod>((string)o["method"]!),
-                Rank = (int)o["rank"]!, Alpha = (double)o["alpha"]!, RsLora = (bool)o["rs_lora"]!,
+                Method = method == AdapterMethod.Lora && (bool)o["rs_lora"]! ? AdapterMethod.RsLora : method,
+                Rank = (int)o["rank"]!, Alpha = (double)o["alpha"]!,
                 Init = Enum.Parse<LoraInit>((string)o["init"]!), Dropout = (double)o["dropout"]!,
                 RampSteps = (long)o["ramp_steps"]!, InitScale = (double)o["init_scale"]!,
-                SdsBackward = Enum.Parse<SdsBackward>((string)o["sds_backward"]!), SdsTolerance = (double)o["sds_tolerance"]!,
-                SdsQrEveryForward = (bool)o["sds_qr_every_forward"]!,
+                SdsTolerance = (double)o["sds_tolerance"]!,
                 SdsBasis = o["sds_basis"] is JsonValue basis ? Enum.Parse<SdsBasis>((string)basis!) : SdsBasis.Qr,
             };
             var targets = JsonNode.Parse(Need("targets"))!.AsArray()

@@ -1,16 +1,7 @@
 using System.Runtime.Serialization;
+using DiffusionPeft.Adapters;
 
 namespace DiffusionPeft.DreamBooth.Config;
-
-public enum AdapterMethod
-{
-    [EnumMember(Value = "lora")] Lora,
-    [EnumMember(Value = "rslora")] RsLora,
-    [EnumMember(Value = "dora")] Dora,
-    [EnumMember(Value = "loraplus")] LoraPlus,
-    [EnumMember(Value = "singlora")] SingLora,
-    [EnumMember(Value = "sdslora")] SdsLora,
-}
 
 /// <summary>The schedules of diffusers' <c>get_scheduler</c> (optimization.py), with its names.</summary>
 public enum LrScheduleKind
@@ -34,19 +25,6 @@ public enum LatentCacheMode
     [EnumMember(Value = "memory")] Memory,
     [EnumMember(Value = "disk")] Disk,
     [EnumMember(Value = "none")] None,
-}
-
-/// <summary>SDS-LoRA's orthonormal bases: the thin QR of methods.md, or the polar factor (see the adapter experiment).</summary>
-public enum SdsBasisKind
-{
-    [EnumMember(Value = "qr")] Qr,
-    [EnumMember(Value = "polar")] Polar,
-}
-
-public enum MixedPrecision
-{
-    [EnumMember(Value = "no")] No,
-    [EnumMember(Value = "bf16")] Bf16,
 }
 
 /// <summary>Names an option: its YAML key, which is also its command-line flag (<c>--key</c>).</summary>
@@ -115,14 +93,13 @@ public sealed record TrainConfig
     [ConfigKey("max-grad-norm", "gradient clipping norm (0: no clipping)")] public double MaxGradNorm { get; init; } = 1.0;
     [ConfigKey("loraplus-ratio", "LoRA+: lr of B = ratio x lr of A")] public double LoraPlusRatio { get; init; } = 16;
     [ConfigKey("singlora-ramp-steps", "SingLoRA: ramp length T of u(t) = min(t/T, 1)")] public int SingLoraRampSteps { get; init; } = 100;
-    [ConfigKey("sds-basis", "SDS-LoRA: qr (methods.md) or polar (U·Vᵀ; always a descent direction, faster in tools/experiments)")] public SdsBasisKind SdsBasis { get; init; } = SdsBasisKind.Qr;
+    [ConfigKey("sds-basis", "SDS-LoRA: qr (methods.md) or polar (U·Vᵀ; always a descent direction, faster in tools/experiments)")] public SdsBasis SdsBasis { get; init; } = SdsBasis.Qr;
     [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A")] public double SingLoraInitScale { get; init; } = 1.0;
 
     [ConfigKey("train-text-encoder", "also train text-encoder adapters")] public bool TrainTextEncoder { get; init; }
-    [ConfigKey("dtype", "dtype of the frozen base: fp32|bf16 (adapters stay fp32)")] public string DType { get; init; } = "fp32";
+    [ConfigKey("dtype", "dtype of the frozen base: fp32|bf16 (adapters stay fp32; diffusers' --mixed_precision bf16 for adapter training is --dtype bf16)")] public string DType { get; init; } = "fp32";
     [ConfigKey("device", "cpu|cuda|cuda:N", ResumeNeutral = true)] public string Device { get; init; } = "cpu";
     [ConfigKey("cache-latents", "cache VAE latents and text embeddings: memory|disk|none")] public LatentCacheMode CacheLatents { get; init; } = LatentCacheMode.Memory;
-    [ConfigKey("mixed-precision", "no|bf16: as diffusers' --mixed_precision for adapter training, bf16 puts the frozen base in bf16 with fp32 adapters (same as --dtype bf16)")] public MixedPrecision MixedPrecision { get; init; } = MixedPrecision.No;
     [ConfigKey("gradient-checkpointing", "recompute the UNet's transformer blocks in backward (measured: -0.6 GiB for +20% time in fp32, no saving in bf16; see README)", ResumeNeutral = true)] public bool GradientCheckpointing { get; init; }
     [ConfigKey("plot-every", "rewrite loss.png every N steps", ResumeNeutral = true)] public int PlotEvery { get; init; } = 25;
 
@@ -131,4 +108,16 @@ public sealed record TrainConfig
     public double EffectiveTextEncoderLr => TextEncoderLr ?? Lr;
     public bool PriorPreservation => ClassPrompt is not null || ClassImages is not null;
     public IReadOnlyList<long> EffectiveValidationSeeds => ValidationSeeds.Count > 0 ? ValidationSeeds : [Seed];
+
+    /// <summary>The layer options of the run's adapters: method, rank, alpha, SingLoRA ramp and init scale, SDS basis, fp32 tensors.</summary>
+    public AdapterOptions AdapterOptions => new()
+    {
+        Method = Method,
+        Rank = Rank,
+        Alpha = EffectiveAlpha,
+        RampSteps = SingLoraRampSteps,
+        InitScale = SingLoraInitScale,
+        SdsBasis = SdsBasis,
+        ParameterDType = TorchSharp.torch.ScalarType.Float32,
+    };
 }

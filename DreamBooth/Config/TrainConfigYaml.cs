@@ -3,8 +3,9 @@ using System.Reflection;
 using System.Runtime.Serialization;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.RegularExpressions;
+using System.Text.Json.Nodes;
 using DiffusionPeft.Core.IO;
+using DiffusionPeft.Diffusion;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
@@ -76,6 +77,11 @@ public static class TrainConfigYaml
         {
             var key = (keyNode as YamlScalarNode)?.Value ?? "";
             var where = $"{source}, line {keyNode.Start.Line}";
+            if (NormalizeKey(key) == LegacyMixedPrecisionKey)
+            {
+                config = ApplyLegacyMixedPrecision(config, (valueNode as YamlScalarNode)?.Value, where);
+                continue;
+            }
             var option = Find(key) ?? throw new TrainConfigException($"{where}: unknown key '{key}'{Suggest(key)}");
             if (!seen.Add(option.Key)) throw new TrainConfigException($"{where}: key '{key}' appears twice");
             object? value = valueNode switch
@@ -103,6 +109,11 @@ public static class TrainConfigYaml
         var lists = new Dictionary<TrainOption, List<string>>();
         foreach (var (rawKey, text) in overrides)
         {
+            if (NormalizeKey(rawKey) == LegacyMixedPrecisionKey)
+            {
+                result = ApplyLegacyMixedPrecision(result, text, $"{source}, --{LegacyMixedPrecisionKey}");
+                continue;
+            }
             var option = Find(rawKey) ?? throw new TrainConfigException($"{source}: unknown option --{NormalizeKey(rawKey)}{Suggest(rawKey)}");
             var where = $"{source}, --{option.Key}";
             if (option.IsList) { (lists.TryGetValue(option, out var l) ? l : lists[option] = []).Add(text); continue; }
@@ -138,6 +149,26 @@ public static class TrainConfigYaml
         return text.EndsWith("...\n") ? text[..^4] : text.EndsWith("...\r\n") ? text[..^5] : text;
     }
 
+    /// <summary>The resolved config as a JSON object keyed like config.yaml.</summary>
+    public static string ToJson(TrainConfig config)
+    {
+        var json = new JsonObject();
+        foreach (var o in Options)
+            json[o.Key] = o.Property.GetValue(config) switch
+            {
+                null => null,
+                EquatableList<string> l => new JsonArray(l.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()),
+                EquatableList<long> l => new JsonArray(l.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()),
+                Enum e => EnumName(e),
+                bool b => b,
+                int i => i,
+                long l => l,
+                double d => d,
+                var v => Convert.ToString(v, CultureInfo.InvariantCulture),
+            };
+        return json.ToJsonString();
+    }
+
     public static void Save(TrainConfig config, string path) => AtomicFile.WriteAllText(path, Serialize(config));
 
     /// <summary>SHA-256 over the options that determine the training trajectory (resume-neutral ones excluded).</summary>
@@ -157,6 +188,11 @@ public static class TrainConfigYaml
     {
         var errors = new List<string>();
         void Check(bool ok, string key, string fault) { if (!ok) errors.Add($"--{key}: {fault}"); }
+        void CheckParse(Action parse, string key)
+        {
+            try { parse(); }
+            catch (ArgumentException e) { errors.Add(e.Message); }   // TorchOptions' messages start with --key
+        }
 
         foreach (var (key, value) in new[] { ("model", c.Model), ("images", c.Images), ("prompt", c.Prompt), ("out", c.Out) })
             Check(!string.IsNullOrWhiteSpace(value), key, "required (set it in the config file or on the command line)");
@@ -194,8 +230,8 @@ public static class TrainConfigYaml
         Check(c.LoraPlusRatio > 0 && double.IsFinite(c.LoraPlusRatio), "loraplus-ratio", $"must be > 0, got {Fmt(c.LoraPlusRatio)}");
         Check(c.SingLoraRampSteps >= 0, "singlora-ramp-steps", $"must be >= 0, got {c.SingLoraRampSteps}");
         Check(c.SingLoraInitScale > 0 && double.IsFinite(c.SingLoraInitScale), "singlora-init-scale", $"must be > 0, got {Fmt(c.SingLoraInitScale)}");
-        Check(c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "bf16" or "bfloat16", "dtype", $"expected fp32 or bf16, got '{c.DType}'");
-        Check(Regex.IsMatch(c.Device.Trim(), "^(cpu|cuda(:[0-9]+)?)$", RegexOptions.IgnoreCase), "device", $"expected cpu, cuda or cuda:N, got '{c.Device}'");
+        CheckParse(() => TorchOptions.ParseDType(c.DType), "dtype");
+        CheckParse(() => TorchOptions.ParseDevice(c.Device, requireAvailable: false), "device");
         Check(c.CacheLatents == LatentCacheMode.None || c.Crop != CropMode.Random, "cache-latents",
             "cached latents freeze random crops: use --crop center or --cache-latents none");
         Check(!(c.Buckets && c.PriorPreservation), "buckets", "aspect-ratio buckets with prior preservation are not supported yet (class images would need their own buckets)");
@@ -205,6 +241,20 @@ public static class TrainConfigYaml
             throw new TrainConfigException((source is null ? "invalid training configuration" : $"{source}: invalid training configuration") +
                                            ":\n  " + string.Join("\n  ", errors));
     }
+
+    /// <summary>
+    /// diffusers' --mixed_precision, kept readable for configs written before --dtype was the one switch: for adapter
+    /// training "bf16" means a bf16 frozen base (= --dtype bf16), "no" means nothing.
+    /// </summary>
+    private const string LegacyMixedPrecisionKey = "mixed-precision";
+
+    private static TrainConfig ApplyLegacyMixedPrecision(TrainConfig config, string? value, string where) =>
+        value?.Trim().ToLowerInvariant() switch
+        {
+            "no" or "fp32" or "" or null => config,
+            "bf16" => config with { DType = "bf16" },
+            _ => throw new TrainConfigException($"{where}: '{LegacyMixedPrecisionKey}' expects no|bf16 (prefer --dtype), got '{value}'"),
+        };
 
     private static string NormalizeKey(string key) => key.TrimStart('-').Trim().Replace('_', '-').ToLowerInvariant();
 

@@ -8,8 +8,6 @@ using DiffusionPeft.DreamBooth.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Module = TorchSharp.torch.nn.Module;
-using ConfigMethod = DiffusionPeft.DreamBooth.Config.AdapterMethod;
-using LayerMethod = DiffusionPeft.Adapters.AdapterMethod;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 
@@ -35,7 +33,7 @@ public sealed class AdapterSession : IAdapterSession
         _config = config;
         foreach (var p in model.Unet.parameters().Concat(model.TextEncoder.parameters()).Concat(model.Vae.parameters())) p.requires_grad = false;
 
-        var options = OptionsOf(config);
+        var options = config.AdapterOptions;
         manual_seed(config.Seed);
         var reports = new List<InjectionReport>
         {
@@ -58,7 +56,7 @@ public sealed class AdapterSession : IAdapterSession
             var names = report.Layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => (p.Tensor.Handle, Name: $"{l.QualifiedPath}.{p.Name}")))
                 .ToDictionary(x => x.Handle, x => x.Name);
             List<(string, Parameter)> Named(IEnumerable<Parameter> ps) => ps.Select(p => (names[p.Handle], p)).ToList();
-            if (config.Method == ConfigMethod.LoraPlus)
+            if (config.Method == AdapterMethod.LoraPlus)
             {
                 var (a, b) = LoraPlus.Groups(report.Layers.Select(l => l.Layer));
                 if (a.Count > 0) groups.Add(new TrainableGroup($"{component}.A", Named(a), lr));
@@ -78,59 +76,14 @@ public sealed class AdapterSession : IAdapterSession
     public IReadOnlyList<TrainableGroup> ParameterGroups { get; }
     public IReadOnlyDictionary<string, Module> Components => _components;
 
-    /// <summary>The layer options of a config: method, rank, alpha (rsLoRA: alpha/√r), SingLoRA ramp and init scale, fp32 tensors.</summary>
-    public static AdapterOptions OptionsOf(TrainConfig config) => new()
-    {
-        Method = config.Method switch
-        {
-            ConfigMethod.Lora or ConfigMethod.RsLora or ConfigMethod.LoraPlus => LayerMethod.Lora,
-            ConfigMethod.Dora => LayerMethod.Dora,
-            ConfigMethod.SingLora => LayerMethod.SingLora,
-            ConfigMethod.SdsLora => LayerMethod.SdsLora,
-            _ => throw new ArgumentOutOfRangeException(nameof(config), config.Method, "unknown adapter method"),
-        },
-        Rank = config.Rank,
-        Alpha = config.EffectiveAlpha,
-        RsLora = config.Method == ConfigMethod.RsLora,
-        RampSteps = config.SingLoraRampSteps,
-        InitScale = config.SingLoraInitScale,
-        SdsBasis = config.SdsBasis == SdsBasisKind.Polar ? DiffusionPeft.Adapters.SdsBasis.Polar : DiffusionPeft.Adapters.SdsBasis.Qr,
-        ParameterDType = ScalarType.Float32,
-    };
-
     /// <summary>Sets SingLoRA's ramp to the absolute step count (also on resume) and recomputes SDS-LoRA's bases from the current tensors.</summary>
-    public void OnOptimizerStep(long stepsTaken)
-    {
-        var adapters = _layers.SelectMany(l => l.Adapters).ToList();
-        foreach (var s in adapters.OfType<SingLoraLinear>()) s.StepCount = stepsTaken;
-        SdsLoraLinear.RefreshBases(adapters.OfType<SdsLoraLinear>());
-    }
+    public void OnOptimizerStep(long stepsTaken) => AdapterLayer.OnOptimizerStep(_layers, stepsTaken);
 
     public void WriteFinal(string runDirectory, long stepsTaken)
     {
         OnOptimizerStep(stepsTaken);
         var entries = AdapterComponents.Collect(_components);
-        DpeftAdapterFile.Save(Path.Combine(runDirectory, FinalFile), entries, _model.FullHash ?? _model.Name, TrainingJson(_config));
+        DpeftAdapterFile.Save(Path.Combine(runDirectory, FinalFile), entries, _model.FullHash ?? _model.Name, TrainConfigYaml.ToJson(_config));
         KohyaFormat.Export(Path.Combine(runDirectory, KohyaFile), entries);
-    }
-
-    /// <summary>The resolved config as a JSON object keyed like config.yaml.</summary>
-    public static string TrainingJson(TrainConfig config)
-    {
-        var json = new JsonObject();
-        foreach (var o in TrainConfigYaml.Options)
-            json[o.Key] = o.Property.GetValue(config) switch
-            {
-                null => null,
-                EquatableList<string> l => new JsonArray(l.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()),
-                EquatableList<long> l => new JsonArray(l.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()),
-                Enum e => TrainConfigYaml.EnumName(e),
-                bool b => b,
-                int i => i,
-                long l => l,
-                double d => d,
-                var v => Convert.ToString(v, CultureInfo.InvariantCulture),
-            };
-        return json.ToJsonString();
     }
 }

@@ -49,7 +49,7 @@ public sealed class AdapterLayerTests
         Assert.True(layer.IsMerged);
         Assert.True((layer.weight - w0).abs().max().item<float>() > 1e-3, "merging changed the weight");
         TensorAssert.Close(layer.forward(x), unmerged, 1e-5, 1e-5, $"{method} merged vs unmerged");
-        if (layer is SingLoraLinear s) s.Step();   // the ramp moves while merged: unmerge still removes what merge added
+        if (layer is SingLoraLinear s) s.StepCount++;   // the ramp moves while merged: unmerge still removes what merge added
         layer.Unmerge();
         TensorAssert.Close(layer.weight, w0, 1e-6, 1e-6, $"{method} weight after unmerge");
         TensorAssert.Close(layer.forward(x), method == AdapterMethod.SingLora ? layer.forward(x) : unmerged, 1e-5, 1e-5, "unmerged again");
@@ -87,7 +87,7 @@ public sealed class AdapterLayerTests
         foreach (var (din, dout) in new[] { (5, 5), (4, 7), (7, 4) })
         {
             var lin = MakeLinear(din, dout);
-            var layer = Wrap(lin, Opts(method, rank: 2, alpha: 3) with { RsLora = rsLora });
+            var layer = Wrap(lin, Opts(rsLora ? AdapterMethod.RsLora : method, rank: 2, alpha: 3));
             Perturb(layer);
             var x = randn([3, din], ScalarType.Float64);
             var r = randn([3, dout], ScalarType.Float64);
@@ -118,7 +118,7 @@ public sealed class AdapterLayerTests
         var lin = MakeLinear(400, 8);
         var lora = (LoraLinear)Wrap(lin, new AdapterOptions { Rank = 16, Alpha = 8 });
         Assert.Equal(0.5, lora.Scaling, 12);
-        Assert.Equal(2.0, ((LoraLinear)Wrap(MakeLinear(4, 4), new AdapterOptions { Rank = 16, Alpha = 8, RsLora = true })).Scaling, 12);
+        Assert.Equal(2.0, ((LoraLinear)Wrap(MakeLinear(4, 4), new AdapterOptions { Method = AdapterMethod.RsLora, Rank = 16, Alpha = 8 })).Scaling, 12);
         // kaiming-uniform(a = sqrt 5): U(-1/sqrt(d_in), 1/sqrt(d_in)), std = 1/sqrt(3 d_in)
         Assert.True(lora.lora_A.abs().max().item<double>() <= 1 / Math.Sqrt(400));
         Assert.Equal(1 / Math.Sqrt(3 * 400), lora.lora_A.std().item<double>(), 0.003);

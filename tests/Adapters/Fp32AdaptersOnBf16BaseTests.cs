@@ -28,7 +28,7 @@ public sealed class Fp32AdaptersOnBf16BaseTests
                 r.Tensor.copy_(m.Tensor);
             }
         mixed.InvalidateCaches(); reference.InvalidateCaches();
-        AdapterLayer.StepAll([mixed, reference]);
+        AdapterLayer.OnOptimizerStep([mixed, reference], 1);
 
         var x = randn(5, 16).to_type(ScalarType.BFloat16);
         var y = mixed.forward(x);

@@ -7,13 +7,11 @@ namespace DiffusionPeft.Tests.Adapters;
 
 public sealed class SdsLoraTests
 {
-    public static TheoryData<SdsBackward> Backends => new(SdsBackward.Reparameterized, SdsBackward.Custom, SdsBackward.Autograd);
-
-    private static (SdsLoraLinear Layer, Tensor X, Tensor R) Setup(int din, int dout, SdsBackward backend, bool zeroB, long seed = 31)
+    private static (SdsLoraLinear Layer, Tensor X, Tensor R) Setup(int din, int dout, bool zeroB, long seed = 31)
     {
         manual_seed(seed);
         var lin = MakeLinear(din, dout);
-        var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBackward = backend });
+        var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5 });
         if (!zeroB) Perturb(layer);
         var x = randn([2, 4, din], ScalarType.Float64).requires_grad_(true);
         var r = randn([2, 4, dout], ScalarType.Float64);
@@ -39,11 +37,28 @@ public sealed class SdsLoraTests
         return q * diag.sign() * (d > d.max() * 1e-6).logical_and(d > 0).to_type(q.dtype);
     }
 
+    /// <summary>
+    /// methods.md's detach formulation, the reference the layer's routes are held to: value s B A x, gradients
+    /// s G Q_A and s Q_Bᵀ G: y = W0 x + b + s [Bd (Ad x) + (B − Bd)(Q_Aᵀ x) + Q_B ((A − Ad) x)] with the layer's own bases.
+    /// </summary>
+    private static Tensor MethodsMdForward(SdsLoraLinear layer, Tensor x)
+    {
+        var (qa, qb) = layer.Bases();
+        var a = layer.lora_A;
+        var b = layer.lora_B;
+        var (ad, bd) = (a.detach(), b.detach());
+        double s = layer.Scaling;
+        var y = nn.functional.linear(x, layer.weight, layer.bias);
+        return y + s * (nn.functional.linear(nn.functional.linear(x, ad), bd)
+                        + nn.functional.linear(x.matmul(qa), b - bd)
+                        + nn.functional.linear(nn.functional.linear(x, a - ad), qb));
+    }
+
     [Fact]
     public void BasesHavePositiveRDiagonal()
     {
         using var scope = NewDisposeScope();
-        var (layer, _, _) = Setup(9, 5, SdsBackward.Custom, false, seed: 36);
+        var (layer, _, _) = Setup(9, 5, false, seed: 36);
         var (qa, qb) = layer.Bases();
         Assert.True((qa.t().mm(layer.lora_A.detach().t()).diagonal() > 0).all().item<bool>(), "R_A = Q_Aᵀ Aᵀ has a positive diagonal");
         Assert.True((qb.t().mm(layer.lora_B.detach()).diagonal() > 0).all().item<bool>(), "R_B = Q_Bᵀ B has a positive diagonal");
@@ -51,14 +66,14 @@ public sealed class SdsLoraTests
         TensorAssert.Close(qa.mm(qa.t()).mm(layer.lora_A.detach().t()), layer.lora_A.detach().t(), 1e-12, 1e-12, "Q_A spans Aᵀ");
     }
 
-    [Theory, MemberData(nameof(Backends))]
-    public void GradientsAreProjectedFullGradients(SdsBackward backend)
+    [Fact]
+    public void GradientsAreProjectedFullGradients()
     {
         using var scope = NewDisposeScope();
         foreach (var (din, dout) in new[] { (7, 7), (5, 9), (9, 5) })
             foreach (var (zeroB, dependentB) in new[] { (false, false), (true, false), (false, true) })
             {
-                var (layer, x, r) = Setup(din, dout, backend, zeroB);
+                var (layer, x, r) = Setup(din, dout, zeroB);
                 if (dependentB)
                     using (no_grad()) layer.lora_B[TensorIndex.Colon, 1] = layer.lora_B[TensorIndex.Colon, 0] * 2;   // rank 2: a zeroed Q_B column
                 layer.InvalidateCaches();
@@ -70,7 +85,7 @@ public sealed class SdsLoraTests
                 double s = layer.Scaling;
                 var qa = Basis(layer.lora_A.detach().t());
                 var qb = Basis(layer.lora_B.detach());
-                string what = $"{backend} {din}->{dout} zeroB={zeroB} dependentB={dependentB}";
+                string what = $"{din}->{dout} zeroB={zeroB} dependentB={dependentB}";
                 TensorAssert.Close(layer.lora_B.grad!, g.mm(qa) * s, 1e-12, 1e-10, what + " dL/dB = s G Q_A");
                 TensorAssert.Close(layer.lora_A.grad!, qb.t().mm(g) * s, 1e-12, 1e-10, what + " dL/dA = s Q_Bᵀ G");
                 if (zeroB) Assert.Equal(0.0, layer.lora_A.grad!.abs().max().item<double>());
@@ -84,38 +99,46 @@ public sealed class SdsLoraTests
                 var x2 = x.detach().clone().requires_grad_(true);
                 var yLora = lora.forward(x2);
                 TensorAssert.Close(layer.forward(x), yLora, 1e-12, 1e-10, what + " forward value = LoRA's");
-                if (backend == SdsBackward.Reparameterized && layer.UsesInverseRoute)
+                if (layer.UsesInverseRoute)
                     Assert.True(layer.forward(x).eq(yLora).all().item<bool>(), what + ": the reparameterized factors equal A and B bit for bit");
                 Loss(yLora, r).backward();
                 TensorAssert.Close(x.grad!, x2.grad!, 1e-12, 1e-10, what + " dL/dx");
             }
     }
 
+    /// <summary>Both routes (R⁻¹ reparameterization, and the custom function where R_B is singular) equal methods.md's formulation.</summary>
     [Theory]
-    [InlineData(SdsBackward.Custom)]
-    [InlineData(SdsBackward.Reparameterized)]
-    public void FastBackwardsEqualAutogradFormulation(SdsBackward backend)
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BothRoutesEqualTheMethodsMdFormulation(bool singularB)
     {
         using var scope = NewDisposeScope();
-        var (custom, x1, r) = Setup(6, 8, backend, false, seed: 32);
-        var (auto, x2, _) = Setup(6, 8, SdsBackward.Autograd, false, seed: 32);
-        Loss(custom.forward(x1), r).backward();
-        Loss(auto.forward(x2), r).backward();
-        TensorAssert.Close(custom.lora_A.grad!, auto.lora_A.grad!, 1e-13, 1e-11, "dL/dA");
-        TensorAssert.Close(custom.lora_B.grad!, auto.lora_B.grad!, 1e-13, 1e-11, "dL/dB");
+        var (layer, x1, r) = Setup(6, 8, false, seed: 32);
+        if (singularB)
+            using (no_grad()) layer.lora_B[TensorIndex.Colon, 2] = layer.lora_B[TensorIndex.Colon, 1] * -3;
+        layer.InvalidateCaches();
+        Assert.Equal(!singularB, layer.UsesInverseRoute);
+        Loss(layer.forward(x1), r).backward();
+        var (gA, gB) = (layer.lora_A.grad!.clone(), layer.lora_B.grad!.clone());
+        layer.lora_A.grad!.zero_();
+        layer.lora_B.grad!.zero_();
+        var x2 = x1.detach().clone().requires_grad_(true);
+        Loss(MethodsMdForward(layer, x2), r).backward();
+        TensorAssert.Close(gA, layer.lora_A.grad!, 1e-13, 1e-11, "dL/dA");
+        TensorAssert.Close(gB, layer.lora_B.grad!, 1e-13, 1e-11, "dL/dB");
         TensorAssert.Close(x1.grad!, x2.grad!, 1e-13, 1e-11, "dL/dx");
     }
 
-    /// <summary>StepAll's batched QR (one per shape) gives the bases each layer computes alone, zero-B columns included.</summary>
+    /// <summary>OnOptimizerStep's batched QR (one per shape) gives the bases each layer computes alone, zero-B columns included.</summary>
     [Fact]
     public void BatchedBasesEqualPerLayerBases()
     {
         using var scope = NewDisposeScope();
         var layers = new List<SdsLoraLinear>();
         foreach (var (din, dout, zeroB, seed) in new[] { (6, 5, false, 1L), (6, 5, true, 2L), (6, 5, false, 3L), (4, 7, false, 4L) })
-            layers.Add(Setup(din, dout, SdsBackward.Custom, zeroB, seed).Layer);
+            layers.Add(Setup(din, dout, zeroB, seed).Layer);
         var single = layers.Select(l => { l.InvalidateCaches(); var (a, b) = l.Bases(); return (a.clone(), b.clone()); }).ToList();
-        AdapterLayer.StepAll(layers);
+        AdapterLayer.OnOptimizerStep(layers, 1);
         for (int i = 0; i < layers.Count; i++)
         {
             var (a, b) = layers[i].Bases();
@@ -166,12 +189,12 @@ public sealed class SdsLoraTests
         }
     }
 
-    /// <summary>The bases are computed once per optimizer step: micro-batches share them, Step() refreshes them.</summary>
+    /// <summary>The bases are computed once per optimizer step: micro-batches share them, OnOptimizerStep refreshes them.</summary>
     [Fact]
     public void BasesRefreshAfterEachOptimizerStep()
     {
         using var scope = NewDisposeScope();
-        var (layer, x, r) = Setup(6, 5, SdsBackward.Custom, zeroB: true, seed: 34);
+        var (layer, x, r) = Setup(6, 5, zeroB: true, seed: 34);
         var opt = LoraPlus.CreateAdamW([layer], new AdamWSettings(1e-2));
         for (int step = 0; step < 3; step++)
         {
@@ -186,24 +209,24 @@ public sealed class SdsLoraTests
             TensorAssert.Close(layer.lora_B.grad!, g.mm(Basis(layer.lora_A.detach().t())) * s, 1e-11, 1e-9, $"step {step} dL/dB");
             TensorAssert.Close(layer.lora_A.grad!, Basis(layer.lora_B.detach()).t().mm(g) * s, 1e-11, 1e-9, $"step {step} dL/dA");
             opt.step();
-            layer.Step();
+            AdapterLayer.OnOptimizerStep([layer], step + 1);
         }
         Assert.True(layer.lora_B.abs().max().item<double>() > 0);
     }
 
     /// <summary>
-    /// The polar basis (Q = U Vᵀ): gradients are s G Q_A and s Q_Bᵀ G for that Q, on both backends and through the R⁻¹
-    /// route, and each is a descent direction: its inner product with LoRA's gradient is non-negative (LoRA's = SDS's × PSD H).
+    /// The polar basis (Q = U Vᵀ): gradients are s G Q_A and s Q_Bᵀ G for that Q through the R⁻¹ route, and each is a
+    /// descent direction: its inner product with LoRA's gradient is non-negative (LoRA's = SDS's × PSD H).
     /// </summary>
-    [Theory, MemberData(nameof(Backends))]
-    public void PolarBasisGivesProjectedGradientsThatAlwaysDescend(SdsBackward backend)
+    [Fact]
+    public void PolarBasisGivesProjectedGradientsThatAlwaysDescend()
     {
         using var scope = NewDisposeScope();
         for (long seed = 40; seed < 46; seed++)
         {
             manual_seed(seed);
             var lin = MakeLinear(7, 5);
-            var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBackward = backend, SdsBasis = SdsBasis.Polar });
+            var layer = (SdsLoraLinear)Wrap(lin, new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = 3, Alpha = 4.5, SdsBasis = SdsBasis.Polar });
             Perturb(layer);
             var x = randn([2, 4, 7], ScalarType.Float64).requires_grad_(true);
             var r = randn([2, 4, 5], ScalarType.Float64);

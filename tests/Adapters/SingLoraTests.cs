@@ -59,7 +59,7 @@ public sealed class SingLoraTests
             opt.zero_grad();
             for (int micro = 0; micro < 3; micro++) (layer.forward(x).square().mean() / 3).backward();
             opt.step();
-            layer.Step();
+            AdapterLayer.OnOptimizerStep([layer], step);
             Assert.Equal(step, layer.StepCount);
             Assert.Equal(Math.Min(step / 4.0, 1.0), layer.Ramp, 12);
         }

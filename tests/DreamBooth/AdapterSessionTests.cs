@@ -9,7 +9,7 @@ using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.Core.Imaging;
 using static TorchSharp.torch;
-using ConfigMethod = DiffusionPeft.DreamBooth.Config.AdapterMethod;
+using ConfigMethod = DiffusionPeft.Adapters.AdapterMethod;
 
 namespace DiffusionPeft.Tests.DreamBooth;
 
@@ -171,8 +171,8 @@ public sealed class AdapterSessionTests : IDisposable
     [Fact]
     public void SdsBasisOptionReachesTheLayers()
     {
-        var config = new TrainConfig { Method = DiffusionPeft.DreamBooth.Config.AdapterMethod.SdsLora, Rank = 2 };
-        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Qr, AdapterSession.OptionsOf(config).SdsBasis);
-        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Polar, AdapterSession.OptionsOf(config with { SdsBasis = SdsBasisKind.Polar }).SdsBasis);
+        var config = new TrainConfig { Method = ConfigMethod.SdsLora, Rank = 2 };
+        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Qr, config.AdapterOptions.SdsBasis);
+        Assert.Equal(DiffusionPeft.Adapters.SdsBasis.Polar, (config with { SdsBasis = DiffusionPeft.Adapters.SdsBasis.Polar }).AdapterOptions.SdsBasis);
     }
 }

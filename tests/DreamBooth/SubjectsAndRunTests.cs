@@ -1,3 +1,4 @@
+using DiffusionPeft.Adapters;
 using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;

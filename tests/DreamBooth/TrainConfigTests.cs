@@ -1,3 +1,4 @@
+using DiffusionPeft.Adapters;
 using DiffusionPeft.DreamBooth.Config;
 
 namespace DiffusionPeft.Tests.DreamBooth;
@@ -20,8 +21,8 @@ public sealed class TrainConfigTests : IDisposable
         ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
         LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
-        SingLoraInitScale = 0.25, SdsBasis = SdsBasisKind.Polar, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
-        MixedPrecision = MixedPrecision.Bf16, GradientCheckpointing = true, PlotEvery = 3,
+        SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Polar, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
+        GradientCheckpointing = true, PlotEvery = 3,
     };
 
     [Fact]
@@ -30,7 +31,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(52, TrainConfigYaml.Options.Count);
+        Assert.Equal(51, TrainConfigYaml.Options.Count);
     }
 
     [Fact]
@@ -114,7 +115,7 @@ public sealed class TrainConfigTests : IDisposable
         var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(bad, "run.yaml"));
         Assert.StartsWith("run.yaml: invalid training configuration", ex.Message);
         foreach (var part in new[] { "--rank: must be >= 1, got 0", "--resolution: must be a multiple of 8", "--class-images: prior preservation needs both",
-                                     "--lr: must be > 0, got -1", "--lr-end:", "--dtype: expected fp32 or bf16, got 'fp8'" })
+                                     "--lr: must be > 0, got -1", "--lr-end:", "--dtype 'fp8': expected fp32 or bf16" })
             Assert.Contains(part, ex.Message);
 
         var missing = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(new TrainConfig()));
@@ -131,5 +132,16 @@ public sealed class TrainConfigTests : IDisposable
         Assert.Equal(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Steps = 9999, Out = "elsewhere", Resume = "latest", Keep = 1 }));
         Assert.NotEqual(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Lr = 2e-4 }));
         Assert.Equal(new[] { "lr", "seed" }, TrainConfigYaml.TrainingDifferences(a, a with { Lr = 2e-4, Seed = 5, Steps = 3 }));
+    }
+
+    /// <summary>Configs written before --dtype was the one switch carry diffusers' mixed-precision key: bf16 means --dtype bf16.</summary>
+    [Fact]
+    public void LegacyMixedPrecisionKeyMapsToDType()
+    {
+        Assert.Equal("bf16", TrainConfigYaml.Parse("mixed-precision: bf16\n", "old.yaml", Minimal).DType);
+        Assert.Equal(Minimal.DType, TrainConfigYaml.Parse("mixed-precision: \"no\"\n", "old.yaml", Minimal).DType);
+        Assert.Equal("bf16", TrainConfigYaml.ApplyOverrides(Minimal, [new("mixed-precision", "bf16")]).DType);
+        var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Parse("mixed-precision: fp8\n", "old.yaml", Minimal));
+        Assert.Contains("old.yaml, line 1", ex.Message);
     }
 }

@@ -12,7 +12,7 @@ namespace DiffusionPeft.Benchmarks;
 /// weights): attn1 q/k/v/out and attn2 q/out are C x C on the block's tokens (4096/1024/256/64 per level), attn2
 /// k/v are 768 -> C on 77 context tokens; C = 320, 640, 1280 over the 16 transformer blocks. A step is forward of
 /// every layer, backward (input gradients of the hidden states included, the context needs none), AdamW step and
-/// AdapterLayer.StepAll (SingLoRA ramp, SDS-LoRA bases). Methods run round-robin (rotated each round) so that load on the
+/// AdapterLayer.OnOptimizerStep (SingLoRA ramp, SDS-LoRA bases). Methods run round-robin (rotated each round) so that load on the
 /// shared machine hits them alike; medians and paired ratios are reported. Usage: AdapterBenchmark.Run(["--ranks", "4,16", "--batch", "1", "--reps", "3"]).
 /// </summary>
 public static class AdapterBenchmark
@@ -26,7 +26,6 @@ public static class AdapterBenchmark
         var ranks = CliArgs.Value(args, "--ranks", "4,16").Split(',').Select(int.Parse).ToArray();
         int batch = int.Parse(CliArgs.Value(args, "--batch", "1"), CultureInfo.InvariantCulture);
         int reps = int.Parse(CliArgs.Value(args, "--reps", "3"), CultureInfo.InvariantCulture);
-        bool withAutograd = !args.Contains("--no-sds-autograd");
         bool quick = args.Contains("--quick");
         if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
         Console.WriteLine($"SD 1.5 attention Linears, 64x64 latents, batch {batch}, threads {get_num_threads()}, {reps} timed steps per method (median), 1 warm-up");
@@ -59,8 +58,7 @@ public static class AdapterBenchmark
                 new("SingLoRA", new AdapterOptions { Method = AdapterMethod.SingLora, Rank = rank, Alpha = rank, RampSteps = 1000 }),
                 new("SDS-LoRA", new AdapterOptions { Method = AdapterMethod.SdsLora, Rank = rank, Alpha = rank }),
             };
-            variants.Add(new("SDS-LoRA (custom)", variants[3].Options with { SdsBackward = SdsBackward.Custom }));
-            if (withAutograd) variants.Add(new("SDS-LoRA (autograd)", variants[3].Options with { SdsBackward = SdsBackward.Autograd }));
+            variants.Add(new("SDS-LoRA (polar)", variants[3].Options with { SdsBasis = SdsBasis.Polar }));
             if (CliArgs.Value(args, "--methods", "") is { Length: > 0 } only)
             {
                 var keep = only.Split(',').Select(m => m.Trim().ToLowerInvariant()).ToHashSet();
@@ -115,6 +113,7 @@ public static class AdapterBenchmark
     }
 
     private static readonly List<double> SysMs = new();
+    private static long _steps;
 
     private static (double WallMs, double CpuMs) TimeStep(List<AdapterLayer> layers, optim.Optimizer opt, List<Tensor> inputs, List<Tensor> grads)
     {
@@ -130,7 +129,7 @@ public static class AdapterBenchmark
             for (int i = 0; i < layers.Count; i++) outs.Add(layers[i].forward(inputs[i]));
             autograd.backward(outs, grads);
             opt.step();
-            AdapterLayer.StepAll(layers);
+            AdapterLayer.OnOptimizerStep(layers, ++_steps);
         }
         double wall = sw.Elapsed.TotalMilliseconds;
         process.Refresh();

@@ -32,9 +32,14 @@ public static class TrainCommand
             options.Add((o, cli));
         }
 
+        // diffusers' spelling, kept for scripts: --mixed-precision bf16 is --dtype bf16 (TrainConfigYaml maps it).
+        var mixedPrecision = new Option<string?>("--mixed-precision") { Description = "no|bf16: the same as --dtype bf16", Hidden = true };
+        command.Options.Add(mixedPrecision);
+
         command.SetAction(r =>
         {
             var flags = new List<KeyValuePair<string, string>>();
+            if (r.GetValue(mixedPrecision) is { } mp) flags.Add(new("mixed-precision", mp));
             foreach (var (o, cli) in options)
             {
                 if (r.GetResult(cli) is null) continue;

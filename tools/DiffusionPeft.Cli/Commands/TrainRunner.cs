@@ -79,8 +79,7 @@ public static class TrainRunner
     {
         var config = run.Config;
         var device = TorchOptions.ParseDevice(config.Device);
-        // diffusers' --mixed_precision bf16 for adapter training = frozen base in bf16, trained adapters in fp32.
-        var dtype = config.MixedPrecision == MixedPrecision.Bf16 ? TorchSharp.torch.ScalarType.BFloat16 : TorchOptions.ParseDType(config.DType);
+        var dtype = TorchOptions.ParseDType(config.DType);
         using var model = IsEmbedded(config.Model) ? EmbeddedDefaultModel.Create(device, dtype)
             : StableDiffusionLoader.Load(config.Model, dtype, device, configsFrom: config.ConfigsFrom, tokenizerDir: config.Tokenizer);
         if (model.IsEmbeddedDefault)

@@ -18,7 +18,7 @@ public sealed record MethodSpec(string Name, AdapterOptions Options, double Lora
         var list = new List<MethodSpec>
         {
             new("LoRA", lora),
-            new("rsLoRA", lora with { RsLora = true }),
+            new("rsLoRA", lora with { Method = AdapterMethod.RsLora }),
             new("DoRA", lora with { Method = AdapterMethod.Dora }),
             new($"LoRA+ (λ={c.LoraPlusLambda:0.#})", lora, c.LoraPlusLambda),
         };

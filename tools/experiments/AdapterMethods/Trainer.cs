@@ -58,7 +58,7 @@ public static class Trainer
                 erB.Add(b);
             }
             opt.step();
-            foreach (var l in task.Layers) l.Step();
+            AdapterLayer.OnOptimizerStep(task.Layers, step);
 
             if (step % c.EvalEvery == 0 || step == c.Steps)
             {
