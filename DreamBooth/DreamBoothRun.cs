@@ -1,17 +1,25 @@
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Diffusion;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.DreamBooth.Training;
-using DiffusionPeft.Core.IO;
 
 namespace DiffusionPeft.DreamBooth;
 
 /// <summary>
-/// What <c>dpeft train</c> runs, in order: <see cref="Resolve"/> the config (file + flags), <see cref="PrepareData"/>
-/// (scans and decodes the instance images: bad folders fail here, before any model loads; creates the run
-/// folder and writes the resolved config), then the caller loads the model and builds its
-/// <see cref="ITrainingObjective"/>, and <see cref="Train"/> runs the loop and writes the final adapter.
+/// One DreamBooth run, the library's entry point (the CLI, bench-dreambooth, the tests and the toy-world training call
+/// it): <see cref="Run"/> does everything for one config. In steps, as <c>dpeft train</c> does for many subjects:
+/// <see cref="Resolve"/> the config (file + flags); <see cref="PrepareData"/> (scans and decodes the instance images: bad
+/// folders fail here, before any model loads; creates the run folder and writes the resolved config); then
+/// <see cref="Train(StableDiffusionModel?, CancellationToken)"/>: loads the base model (or the embedded default),
+/// generates missing class images, injects the adapters (<see cref="AdapterSession"/>) or, in full mode, trains every UNet
+/// weight (<see cref="FullFineTuneTarget"/>), runs the <see cref="Trainer"/> with checkpoints, validation images and exact
+/// resume, and writes the final adapter files (or the diffusers folder RUN/model).
 /// </summary>
 public sealed class DreamBoothRun
 {
@@ -28,13 +36,24 @@ public sealed class DreamBoothRun
     public IImageDecoder Decoder => _decoder;
     private readonly ITrainingProgress _progress;
 
-    public DreamBoothRun(TrainConfig config, IImageDecoder decoder, ITrainingProgress? progress = null)
+    public DreamBoothRun(TrainConfig config, IImageDecoder? decoder = null, ITrainingProgress? progress = null)
     {
         TrainConfigYaml.Validate(config);
         Config = config;
         RunDirectory = Path.GetFullPath(config.Out);
-        _decoder = decoder;
+        _decoder = decoder ?? ImageLoaderDecoder.Instance;
         _progress = progress ?? NullTrainingProgress.Instance;
+    }
+
+    /// <summary>The adapters of the last <see cref="Train(StableDiffusionModel?, CancellationToken)"/> (injected into its model).</summary>
+    public AdapterSession? Adapters { get; private set; }
+
+    /// <summary>A whole run for one config: scan the images, load the model, train, write the adapter files.</summary>
+    public static TrainResult Run(TrainConfig config, ITrainingProgress? progress = null, CancellationToken cancellationToken = default)
+    {
+        var run = new DreamBoothRun(config, progress: progress);
+        run.PrepareData();
+        return run.Train(cancellationToken: cancellationToken);
     }
 
     /// <summary>The config file (optional) with command-line values on top (keys are the flag names).</summary>
@@ -96,15 +115,63 @@ public sealed class DreamBoothRun
         return new DataOrder(bucketIndex, Config.Batch, Config.Seed);
     }
 
-    public TrainResult Train(ITrainingObjective objective, IValidationSampler? validation = null, DataOrder? order = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Trains the config's adapters on <paramref name="model"/> (adapters are injected into it), or on the config's
+    /// model, loaded here and disposed after (the embedded default when the config says "embedded"). Throws
+    /// <see cref="NonFiniteLossException"/> when the loss goes non-finite (the last good checkpoint is kept).
+    /// </summary>
+    public TrainResult Train(StableDiffusionModel? model = null, CancellationToken cancellationToken = default)
     {
         if (Instances is null) PrepareData();
-        using var trainer = new Trainer(Config, RunDirectory, objective, order ?? CreateDataOrder(), _progress, validation);
+        var owned = model is null ? LoadModel() : null;
+        try
+        {
+            var sd = model ?? owned!;
+            PrepareClassImages(new PipelineClassImageSampler(sd, Config.Resolution), Config.Batch, cancellationToken);
+            ITrainingTarget target;
+            if (Config.Mode == TrainingMode.Full)
+            {
+                var full = new FullFineTuneTarget(sd, Config);
+                _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})");
+                target = full;
+            }
+            else
+            {
+                target = Adapters = new AdapterSession(sd, Config);
+                _progress.Info($"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}: " +
+                               string.Join("; ", Adapters.Reports.Select(r => r.ToString().Split('\n')[0])));
+            }
+            IValidationSampler? validation = Config.ValidateEvery > 0
+                ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution)
+                : null;
+            using var training = new StableDiffusionTraining(this, sd, _progress.Warning);
+            return TrainWith(target, training.Objective, validation, cancellationToken: cancellationToken);
+        }
+        finally
+        {
+            owned?.Dispose();
+        }
+    }
+
+    private StableDiffusionModel LoadModel()
+    {
+        var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, TorchOptions.ParseDType(Config.DType), TorchOptions.ParseDevice(Config.Device),
+            configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
+        if (model.IsEmbeddedDefault) _progress.Warning(EmbeddedDefaultModel.Note("training"));
+        return model;
+    }
+
+    /// <summary>The loop for any target and objective (the SD adapters above, toy objectives in tests): trains and writes the final files.</summary>
+    public TrainResult TrainWith(ITrainingTarget target, ITrainingObjective objective, IValidationSampler? validation = null, DataOrder? order = null,
+                                 CancellationToken cancellationToken = default)
+    {
+        if (Instances is null) PrepareData();
+        using var trainer = new Trainer(Config, RunDirectory, target, objective, order ?? CreateDataOrder(), _progress, validation);
         var result = trainer.Run(cancellationToken);
         if (!result.Interrupted)
         {
-            objective.WriteFinal(RunDirectory, result.Steps);
-            _progress.Info($"finished {result.Steps} steps; adapter in {RunDirectory}");
+            target.WriteFinal(RunDirectory, result.Steps);
+            _progress.Info($"finished {result.Steps} steps; results in {RunDirectory}");
         }
         return result;
     }

@@ -114,6 +114,33 @@ public sealed class ClipTokenizer
         static string ByteSymbol(int b) => ClipByteLevel.Symbol((byte)b).ToString();
     }
 
+    /// <summary>
+    /// Writes a diffusers/transformers <c>tokenizer/</c> folder that <see cref="FromFolder"/> reads back to an equal
+    /// tokenizer: vocab.json, merges.txt (in rank order, with the "#version: 0.2" header) and tokenizer_config.json
+    /// (special tokens and model_max_length). Files are written atomically.
+    /// </summary>
+    public void Save(string tokenizerDir)
+    {
+        Directory.CreateDirectory(tokenizerDir);
+        var vocab = new JsonObject();
+        foreach (var (token, id) in _vocab.OrderBy(kv => kv.Value)) vocab[token] = id;
+        IO.AtomicFile.WriteAllText(Path.Combine(tokenizerDir, "vocab.json"), vocab.ToJsonString());
+        var merges = new StringBuilder("#version: 0.2\n");
+        foreach (var ((a, b), _) in _ranks.OrderBy(kv => kv.Value)) merges.Append(a).Append(' ').Append(b).Append('\n');
+        IO.AtomicFile.WriteAllText(Path.Combine(tokenizerDir, "merges.txt"), merges.ToString());
+        var config = new JsonObject
+        {
+            ["tokenizer_class"] = "CLIPTokenizer",
+            ["model_max_length"] = Options.MaxLength,
+            ["bos_token"] = Options.BosToken,
+            ["eos_token"] = Options.EosToken,
+            ["unk_token"] = Options.UnkToken,
+            ["pad_token"] = Options.PadToken,
+            ["do_lower_case"] = true,
+        };
+        IO.AtomicFile.WriteAllText(Path.Combine(tokenizerDir, "tokenizer_config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
     /// <summary>transformers' tokenize(): BPE token strings (byte alphabet), special tokens as themselves.</summary>
     public IReadOnlyList<string> Tokenize(string text)
     {

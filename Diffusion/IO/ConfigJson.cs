@@ -30,6 +30,9 @@ public sealed class ConfigJson
         return node is JsonObject o ? new ConfigJson(source, o) : throw new InvalidDataException($"{source}: config is not a JSON object.");
     }
 
+    /// <summary>A JSON array of values, for writing configs.</summary>
+    public static JsonArray Array<T>(IEnumerable<T> values) => new(values.Select(v => JsonValue.Create(v)).ToArray<JsonNode?>());
+
     public bool Has(string key) => Root.TryGetPropertyValue(key, out var v) && v is not null;
 
     public int Int(string key, int fallback) => Has(key) ? (int)Double(key, fallback) : fallback;

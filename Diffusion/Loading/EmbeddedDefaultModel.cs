@@ -17,6 +17,17 @@ public static class EmbeddedDefaultModel
     public const string Name = "dpeft-embedded-tiny (untrained)";
     public const long Seed = 20240601;
 
+    /// <summary>The --model value (and config.yaml's model:) that names this model.</summary>
+    public const string Keyword = "embedded";
+
+    /// <summary>Whether a --model value asks for the embedded default: none given, or <see cref="Keyword"/>.</summary>
+    public static bool IsRequested(string? model) =>
+        string.IsNullOrWhiteSpace(model) || model.Trim().Equals(Keyword, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>What to tell a user whose command runs on the embedded default, e.g. <c>Note("generating")</c>.</summary>
+    public static string Note(string purpose) =>
+        $"note: no --model given: {purpose} with the embedded default '{Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.";
+
     public static StableDiffusionModel Create(Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         var tokenizer = ClipTokenizer.ByteLevelOnly();

@@ -15,6 +15,14 @@ public static class StableDiffusionLoader
     /// <param name="variant">A diffusers weight variant such as "fp16" (components without one use the plain files).</param>
     /// <param name="configsFrom">For a single file: a diffusers folder whose configs, scheduler and tokenizer to use.
     /// Single files carry no tokenizer, so one is needed unless <paramref name="tokenizerDir"/> is given.</param>
+    /// <summary>
+    /// The one way a command chooses its base model: <paramref name="path"/>, or the embedded default when it is null,
+    /// empty or <see cref="EmbeddedDefaultModel.Keyword"/> (callers say so with <see cref="EmbeddedDefaultModel.Note"/>).
+    /// </summary>
+    public static StableDiffusionModel LoadOrEmbedded(string? path, ScalarType dtype = ScalarType.Float32, Device? device = null,
+        string? variant = null, string? configsFrom = null, string? tokenizerDir = null) =>
+        EmbeddedDefaultModel.IsRequested(path) ? EmbeddedDefaultModel.Create(device, dtype) : Load(path!, dtype, device, variant, configsFrom, tokenizerDir);
+
     public static StableDiffusionModel Load(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
         string? variant = null, string? configsFrom = null, string? tokenizerDir = null)
     {

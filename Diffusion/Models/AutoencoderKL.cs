@@ -54,6 +54,25 @@ public sealed record AutoencoderKLConfig
         };
     }
 
+    /// <summary>The config.json diffusers writes for this config (what <see cref="FromJson"/> reads back to an equal config).</summary>
+    public System.Text.Json.Nodes.JsonObject ToJson() => new()
+    {
+        ["_class_name"] = "AutoencoderKL",
+        ["_diffusers_version"] = "0.25.0",
+        ["in_channels"] = InChannels,
+        ["out_channels"] = OutChannels,
+        ["down_block_types"] = ConfigJson.Array(DownBlockTypes),
+        ["up_block_types"] = ConfigJson.Array(UpBlockTypes),
+        ["block_out_channels"] = ConfigJson.Array(BlockOutChannels),
+        ["layers_per_block"] = LayersPerBlock,
+        ["act_fn"] = ActFn,
+        ["latent_channels"] = LatentChannels,
+        ["norm_num_groups"] = NormNumGroups,
+        ["sample_size"] = SampleSize,
+        ["scaling_factor"] = ScalingFactor,
+        ["mid_block_add_attention"] = MidBlockAddAttention,
+    };
+
     /// <summary>The encoder's and decoder's block settings: no time embedding, GroupNorm eps 1e-6 (hard-coded upstream).</summary>
     internal UNetBlockSettings BlockSettings => new(null, NormNumGroups, 1e-6, ActFn, 0.0, 0, 1, 0, false);
 }

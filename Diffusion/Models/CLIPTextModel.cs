@@ -48,6 +48,25 @@ public sealed record ClipTextConfig
         return c;
     }
 
+    /// <summary>The config.json transformers writes for a CLIPTextModel (what <see cref="From"/> reads back to an equal config).</summary>
+    public System.Text.Json.Nodes.JsonObject ToJson() => new()
+    {
+        ["architectures"] = ConfigJson.Array(["CLIPTextModel"]),
+        ["model_type"] = "clip_text_model",
+        ["vocab_size"] = VocabSize,
+        ["hidden_size"] = HiddenSize,
+        ["intermediate_size"] = IntermediateSize,
+        ["num_hidden_layers"] = NumHiddenLayers,
+        ["num_attention_heads"] = NumAttentionHeads,
+        ["max_position_embeddings"] = MaxPositionEmbeddings,
+        ["hidden_act"] = HiddenAct,
+        ["layer_norm_eps"] = LayerNormEps,
+        ["pad_token_id"] = PadTokenId,
+        ["bos_token_id"] = BosTokenId,
+        ["eos_token_id"] = EosTokenId,
+        ["torch_dtype"] = "float32",
+    };
+
     public void Validate(string source = "<config>")
     {
         if (HiddenSize <= 0 || NumAttentionHeads <= 0 || HiddenSize % NumAttentionHeads != 0)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Loading;
 using TorchSharp.Modules;
@@ -108,6 +109,42 @@ public sealed record UNet2DConditionConfig
             TimeEmbeddingDim = c.Has("time_embedding_dim") ? c.Int("time_embedding_dim") : null,
         };
     }
+
+    /// <summary>The config.json diffusers writes for this config (what <see cref="FromJson"/> reads back to an equal config).</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["_class_name"] = "UNet2DConditionModel",
+        ["_diffusers_version"] = "0.25.0",
+        ["sample_size"] = SampleSize,
+        ["in_channels"] = InChannels,
+        ["out_channels"] = OutChannels,
+        ["center_input_sample"] = CenterInputSample,
+        ["flip_sin_to_cos"] = FlipSinToCos,
+        ["freq_shift"] = FreqShift,
+        ["down_block_types"] = ConfigJson.Array(DownBlockTypes),
+        ["mid_block_type"] = HasMidBlock ? "UNetMidBlock2DCrossAttn" : null,
+        ["up_block_types"] = ConfigJson.Array(UpBlockTypes),
+        ["only_cross_attention"] = false,
+        ["block_out_channels"] = ConfigJson.Array(BlockOutChannels),
+        ["layers_per_block"] = ConfigJson.Array(LayersPerBlock),
+        ["downsample_padding"] = DownsamplePadding,
+        ["mid_block_scale_factor"] = MidBlockScaleFactor,
+        ["dropout"] = Dropout,
+        ["act_fn"] = ActFn,
+        ["norm_num_groups"] = NormNumGroups,
+        ["norm_eps"] = NormEps,
+        ["cross_attention_dim"] = ConfigJson.Array(CrossAttentionDim),
+        ["transformer_layers_per_block"] = ConfigJson.Array(TransformerLayersPerBlock),
+        ["attention_head_dim"] = ConfigJson.Array(NumAttentionHeads),
+        ["use_linear_projection"] = UseLinearProjection,
+        ["upcast_attention"] = UpcastAttention,
+        ["conv_in_kernel"] = ConvInKernel,
+        ["conv_out_kernel"] = ConvOutKernel,
+        ["time_embedding_dim"] = TimeEmbeddingDim,
+        ["dual_cross_attention"] = false,
+        ["resnet_time_scale_shift"] = "default",
+        ["time_embedding_type"] = "positional",
+    };
 
     private static string StripResPrefix(string t) => t.StartsWith("UNetRes", StringComparison.Ordinal) ? t[7..] : t;
 

@@ -98,6 +98,44 @@ public sealed record SchedulerConfig
         }
     }
 
+    /// <summary>
+    /// A scheduler_config.json for this config: the keys <see cref="FromJson"/> reads (unset class-dependent ones left
+    /// out, so each class applies its default again). -Infinity is written as Python's json module does.
+    /// </summary>
+    public string ToJsonText()
+    {
+        var o = new JsonObject
+        {
+            ["_class_name"] = ClassName,
+            ["_diffusers_version"] = "0.25.0",
+            ["num_train_timesteps"] = NumTrainTimesteps,
+            ["beta_start"] = BetaStart,
+            ["beta_end"] = BetaEnd,
+            ["beta_schedule"] = BetaSchedule switch { BetaSchedule.ScaledLinear => "scaled_linear", BetaSchedule.SquaredCosCapV2 => "squaredcos_cap_v2", _ => "linear" },
+            ["trained_betas"] = TrainedBetas is null ? null : ConfigJson.Array(TrainedBetas),
+            ["steps_offset"] = StepsOffset,
+            ["clip_sample_range"] = ClipSampleRange,
+            ["prediction_type"] = PredictionType switch { PredictionType.VPrediction => "v_prediction", PredictionType.Sample => "sample", _ => "epsilon" },
+            ["skip_prk_steps"] = SkipPrkSteps,
+            ["use_karras_sigmas"] = UseKarrasSigmas,
+            ["interpolation_type"] = InterpolationType,
+            ["algorithm_type"] = AlgorithmType,
+            ["solver_type"] = SolverType,
+            ["solver_order"] = SolverOrder,
+            ["lower_order_final"] = LowerOrderFinal,
+            ["euler_at_final"] = EulerAtFinal,
+        };
+        if (SetAlphaToOne is { } a) o["set_alpha_to_one"] = a;
+        if (ClipSample is { } c) o["clip_sample"] = c;
+        if (TimestepSpacing is { } t) o["timestep_spacing"] = t.ToString().ToLowerInvariant();
+        if (VarianceType is { } v) o["variance_type"] = v;
+        if (SigmaMin is { } min) o["sigma_min"] = min;
+        if (SigmaMax is { } max) o["sigma_max"] = max;
+        if (double.IsFinite(LambdaMinClipped)) o["lambda_min_clipped"] = LambdaMinClipped;
+        var text = o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+        return double.IsNegativeInfinity(LambdaMinClipped) ? text[..text.LastIndexOf('}')].TrimEnd() + ",\n  \"lambda_min_clipped\": -Infinity\n}" : text;
+    }
+
     /// <summary>Checks the values every scheduler relies on; the message names <see cref="Source"/> and the key.</summary>
     public void Validate()
     {

@@ -20,6 +20,21 @@ public enum CropMode
     [EnumMember(Value = "random")] Random,
 }
 
+/// <summary>What a run trains: an adapter (--method), or every weight of the UNet (full fine-tuning, kohya's "fine tune").</summary>
+public enum TrainingMode
+{
+    [EnumMember(Value = "adapter")] Adapter,
+    [EnumMember(Value = "full")] Full,
+}
+
+/// <summary>The dtype of the weight files a full fine-tuning run writes.</summary>
+public enum SaveDType
+{
+    [EnumMember(Value = "fp32")] Fp32,
+    [EnumMember(Value = "bf16")] Bf16,
+    [EnumMember(Value = "fp16")] Fp16,
+}
+
 public enum LatentCacheMode
 {
     [EnumMember(Value = "memory")] Memory,
@@ -47,9 +62,12 @@ public sealed record TrainConfig
     [ConfigKey("configs-from", "for a single-file checkpoint: a diffusers folder with its configs and tokenizer")] public string? ConfigsFrom { get; init; }
     [ConfigKey("tokenizer", "for a single-file checkpoint: a tokenizer folder (vocab.json, merges.txt)")] public string? Tokenizer { get; init; }
     [ConfigKey("images", "folder of instance images (JPEG, PNG, WebP)")] public string Images { get; init; } = "";
-    [ConfigKey("prompt", "instance prompt with a rare identifier, e.g. \"a photo of sks dog\"")] public string Prompt { get; init; } = "";
+    [ConfigKey("prompt", "instance prompt with a rare identifier, e.g. \"a photo of sks dog\"; an image with a NAME.txt beside it is trained on that caption instead")] public string Prompt { get; init; } = "";
     [ConfigKey("out", "run folder", ResumeNeutral = true)] public string Out { get; init; } = "";
 
+    [ConfigKey("mode", "adapter: train an adapter (--method); full: fine-tune every UNet weight (and the text encoder's with --train-text-encoder), as diffusers' train_dreambooth.py; writes the diffusers folder RUN/model")] public TrainingMode Mode { get; init; } = TrainingMode.Adapter;
+    [ConfigKey("caption-dropout", "probability of training a sample on the empty caption, for classifier-free guidance (kohya's caption_dropout_rate)")] public double CaptionDropout { get; init; }
+    [ConfigKey("save-dtype", "full mode: dtype of the written weights, fp32|bf16|fp16")] public SaveDType SaveDType { get; init; } = SaveDType.Fp32;
     [ConfigKey("method", "lora|rslora|dora|loraplus|singlora|sdslora")] public AdapterMethod Method { get; init; } = AdapterMethod.Lora;
     [ConfigKey("rank", "adapter rank")] public int Rank { get; init; } = 4;
     [ConfigKey("alpha", "adapter alpha (default: the rank, i.e. scale 1)")] public double? Alpha { get; init; }
@@ -108,6 +126,15 @@ public sealed record TrainConfig
     public double EffectiveTextEncoderLr => TextEncoderLr ?? Lr;
     public bool PriorPreservation => ClassPrompt is not null || ClassImages is not null;
     public IReadOnlyList<long> EffectiveValidationSeeds => ValidationSeeds.Count > 0 ? ValidationSeeds : [Seed];
+
+    /// <summary>The trainer loop's settings of this run.</summary>
+    public Training.TrainingLoop Loop => new()
+    {
+        Steps = Steps, Lr = Lr, GradAccumulation = GradAccumulation, MaxGradNorm = MaxGradNorm,
+        AdamBeta1 = AdamBeta1, AdamBeta2 = AdamBeta2, AdamEpsilon = AdamEpsilon, WeightDecay = WeightDecay,
+        LrScheduler = LrScheduler, LrWarmupSteps = LrWarmupSteps, LrNumCycles = LrNumCycles, LrPower = LrPower, LrEnd = LrEnd,
+        Seed = Seed, CheckpointEvery = CheckpointEvery, Keep = Keep, Resume = Resume, PlotEvery = PlotEvery, ValidateEvery = ValidateEvery,
+    };
 
     /// <summary>The layer options of the run's adapters: method, rank, alpha, SingLoRA ramp and init scale, SDS basis, fp32 tensors.</summary>
     public AdapterOptions AdapterOptions => new()

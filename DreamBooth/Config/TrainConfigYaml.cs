@@ -194,8 +194,13 @@ public static class TrainConfigYaml
             catch (ArgumentException e) { errors.Add(e.Message); }   // TorchOptions' messages start with --key
         }
 
-        foreach (var (key, value) in new[] { ("model", c.Model), ("images", c.Images), ("prompt", c.Prompt), ("out", c.Out) })
+        foreach (var (key, value) in new[] { ("model", c.Model), ("images", c.Images), ("out", c.Out) })
             Check(!string.IsNullOrWhiteSpace(value), key, "required (set it in the config file or on the command line)");
+        // Full fine-tuning on a captioned folder (NAME.txt beside each image) needs no instance prompt; the scan checks every image has one.
+        Check(c.Mode == TrainingMode.Full || !string.IsNullOrWhiteSpace(c.Prompt), "prompt", "required (set it in the config file or on the command line)");
+        Check(c.CaptionDropout is >= 0 and < 1, "caption-dropout", $"must be in [0, 1), got {Fmt(c.CaptionDropout)}");
+        Check(c.Mode != TrainingMode.Full || c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "float", "dtype",
+            "full fine-tuning trains the weights themselves: use --dtype fp32 (--save-dtype bf16 writes small files)");
         Check(c.Rank >= 1, "rank", $"must be >= 1, got {c.Rank}");
         Check(c.Alpha is null || (c.Alpha > 0 && double.IsFinite(c.Alpha.Value)), "alpha", $"must be > 0, got {c.Alpha}");
         Check(c.Steps >= 1, "steps", $"must be >= 1, got {c.Steps}");

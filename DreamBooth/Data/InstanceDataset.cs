@@ -42,6 +42,7 @@ public sealed class InstanceDataset
 
         var images = new List<InstanceImage>();
         var skipped = new List<string>();
+        var uncaptioned = new List<string>();
         foreach (var file in files)
         {
             DecodedImage decoded;
@@ -56,18 +57,24 @@ public sealed class InstanceDataset
                 warn?.Invoke($"skipping {file}: it does not decode ({ex.Message})");
                 continue;
             }
-            images.Add(new InstanceImage(file, CaptionOf(file, prompt), decoded.Width, decoded.Height));
+            var caption = CaptionOf(file) ?? prompt;
+            if (string.IsNullOrWhiteSpace(caption)) uncaptioned.Add(file);
+            images.Add(new InstanceImage(file, caption, decoded.Width, decoded.Height));
         }
+        if (uncaptioned.Count > 0)
+            throw new NoTrainingImagesException($"{role} image folder '{folder}': {uncaptioned.Count} of {images.Count} images have no caption " +
+                $"(no NAME.txt beside {string.Join(", ", uncaptioned.Take(3).Select(System.IO.Path.GetFileName))}{(uncaptioned.Count > 3 ? ", ..." : "")}) and no --prompt was given");
         if (images.Count == 0)
             throw new NoTrainingImagesException($"{role} image folder '{folder}': none of its {files.Count} image files decodes ({string.Join(", ", skipped.Select(System.IO.Path.GetFileName))})");
         return new InstanceDataset(folder, images, skipped);
     }
 
-    private static string CaptionOf(string imagePath, string prompt)
+    /// <summary>The caption in NAME.txt beside the image (kohya's layout), or null when there is none or it is empty.</summary>
+    private static string? CaptionOf(string imagePath)
     {
         var txt = System.IO.Path.ChangeExtension(imagePath, ".txt");
-        if (!File.Exists(txt)) return prompt;
+        if (!File.Exists(txt)) return null;
         var caption = File.ReadAllText(txt).Trim();
-        return caption.Length > 0 ? caption : prompt;
+        return caption.Length > 0 ? caption : null;
     }
 }

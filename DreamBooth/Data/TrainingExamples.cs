@@ -64,9 +64,11 @@ public sealed class TrainingExamples
     public IReadOnlyList<string> Captions(IReadOnlyList<int> items) => items.Select(i => _data[i % _data.Count].Caption).ToArray();
 
     /// <summary>Text-encoder hidden states [B, L, D] of the items' captions.</summary>
-    public Tensor Embeddings(IReadOnlyList<int> items)
+    public Tensor Embeddings(IReadOnlyList<int> items) => EmbeddingsOf(Captions(items));
+
+    /// <summary>Text-encoder hidden states [B, L, D] of captions (through the cache unless the text encoder trains).</summary>
+    public Tensor EmbeddingsOf(IReadOnlyList<string> captions)
     {
-        var captions = Captions(items);
         if (_config.TrainTextEncoder) return _text.Encode(captions);
         using var scope = NewDisposeScope();
         var parts = captions.Select(c => _embeddings.GetOrAdd(TensorCache.Key("text", c, _text.Identity), () =>

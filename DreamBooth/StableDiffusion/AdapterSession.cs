@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.Json.Nodes;
 using DiffusionPeft.Adapters;
 using DiffusionPeft.Adapters.Formats;
 using DiffusionPeft.Diffusion.Pipelines;
@@ -18,7 +16,7 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// B plus 1-D tensors at ratio · lr, as <see cref="LoraPlus"/>). Adapter tensors are float32 whatever the base dtype.
 /// Adapter initialisation draws from torch's global generator seeded with --seed, so a config reproduces its run.
 /// </summary>
-public sealed class AdapterSession : IAdapterSession
+public sealed class AdapterSession : ITrainingTarget
 {
     public const string FinalFile = "adapter.safetensors", KohyaFile = "adapter.kohya.safetensors";
 

@@ -8,7 +8,7 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// <summary>
 /// Assembles the SD noise-prediction objective of a prepared <see cref="DreamBoothRun"/>: model parts, latent and
 /// text-embedding caches (RUN/cache/ on disk, or memory, or none, per --cache-latents), instance and class examples.
-/// Owns the caches; dispose it after training.
+/// Owns the caches; dispose it after training. What it trains is the run's <see cref="ITrainingTarget"/>.
 /// </summary>
 public sealed class StableDiffusionTraining : IDisposable
 {
@@ -17,7 +17,7 @@ public sealed class StableDiffusionTraining : IDisposable
     public TensorCache TextCache { get; }
     public NoisePredictionObjective Objective { get; }
 
-    public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, IAdapterSession adapters, Action<string>? warn = null)
+    public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, Action<string>? warn = null)
     {
         var config = run.Config;
         var instances = run.Instances ?? throw new InvalidOperationException("call DreamBoothRun.PrepareData first");
@@ -32,7 +32,7 @@ public sealed class StableDiffusionTraining : IDisposable
         TrainingExamples? classes = run.Classes is { } c
             ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)
             : null;
-        Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts, adapters);
+        Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts);
     }
 
     public void Dispose()

@@ -12,8 +12,10 @@ namespace DiffusionPeft.DreamBooth.Training;
 /// </summary>
 public sealed record LrSchedule(LrScheduleKind Kind, int WarmupSteps, int TotalSteps, int NumCycles = 1, double Power = 1.0, double LrInit = 1e-4, double LrEnd = 1e-7)
 {
-    public static LrSchedule From(TrainConfig c) =>
+    public static LrSchedule From(TrainingLoop c) =>
         new(c.LrScheduler, c.LrWarmupSteps, c.Steps, c.LrNumCycles, c.LrPower, c.Lr, c.LrEnd);
+
+    public static LrSchedule From(TrainConfig c) => From(c.Loop);
 
     public double Factor(long step)
     {

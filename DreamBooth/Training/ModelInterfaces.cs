@@ -34,11 +34,3 @@ public interface IDenoiser
 {
     Tensor Predict(Tensor noisyLatents, Tensor timesteps, Tensor encoderHiddenStates);
 }
-
-/// <summary>The injected adapters of a run: their parameter groups (LoRA+, text-encoder LR), ramp hook and final files.</summary>
-public interface IAdapterSession
-{
-    IReadOnlyList<TrainableGroup> ParameterGroups { get; }
-    void OnOptimizerStep(long stepsTaken);
-    void WriteFinal(string runDirectory, long stepsTaken);
-}

@@ -10,7 +10,9 @@ namespace DiffusionPeft.DreamBooth.Training;
 /// (cached) VAE moments and scaled, Gaussian noise (plus offset noise), uniform timesteps in [0, T), the scheduler's
 /// forward process, and an MSE against ε, v or x0. With prior preservation, the batch is instances then their paired
 /// class images; loss = instance loss + prior_weight · class loss. Min-SNR-γ weights the instance loss per sample.
-/// Every random number comes from the training RNG in a fixed order (latent sample, noise, offset, timesteps).
+/// With caption dropout, an instance sample is trained on the empty caption with that probability (classifier-free
+/// guidance). Every random number comes from the training RNG in a fixed order (latent sample, noise, offset,
+/// timesteps, caption dropout).
 /// </summary>
 public sealed class NoisePredictionObjective(
     TrainConfig config,
@@ -18,11 +20,8 @@ public sealed class NoisePredictionObjective(
     TrainingExamples? classes,
     ILatentEncoder vae,
     INoiseSchedule schedule,
-    IDenoiser denoiser,
-    IAdapterSession adapters) : ITrainingObjective
+    IDenoiser denoiser) : ITrainingObjective
 {
-    public IReadOnlyList<TrainableGroup> ParameterGroups => adapters.ParameterGroups;
-
     public Tensor Loss(Batch batch, TrainingRng rng)
     {
         using var scope = NewDisposeScope();
@@ -40,6 +39,14 @@ public sealed class NoisePredictionObjective(
         if (config.NoiseOffset > 0) noise = DiffusionLossTerms.OffsetNoise(noise, config.NoiseOffset, rng.Generator);
         noise = noise.to(device);
         var timesteps = rng.RandInt(0, schedule.NumTrainTimesteps, [latents.shape[0]], device);
+        if (config.CaptionDropout > 0)
+        {
+            // Drawn last, so runs without caption dropout keep their random stream. Instances only: class images keep their prompt.
+            var drop = rng.Rand([n], device).lt(config.CaptionDropout).view(-1, 1, 1);
+            var empty = instances.EmbeddingsOf([""]).to(embeddings.device);
+            var dropped = where(drop, empty.expand(n, -1, -1), embeddings.narrow(0, 0, n));
+            embeddings = classes is null ? dropped : cat([dropped, embeddings.narrow(0, n, embeddings.shape[0] - n)], 0);
+        }
 
         var noisy = schedule.AddNoise(latents, noise, timesteps);
         var target = schedule.Prediction switch
@@ -69,7 +76,4 @@ public sealed class NoisePredictionObjective(
         var eps = rng.Randn(halves[0].shape).to(moments.device);
         return (halves[0] + std * eps).MoveToOuterDisposeScope();
     }
-
-    public void OnOptimizerStep(long stepsTaken) => adapters.OnOptimizerStep(stepsTaken);
-    public void WriteFinal(string runDirectory, long stepsTaken) => adapters.WriteFinal(runDirectory, stepsTaken);
 }

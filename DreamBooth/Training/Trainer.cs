@@ -20,18 +20,22 @@ public sealed class NonFiniteLossException(long step, string message) : Exceptio
 public sealed record TrainResult(long Steps, bool Interrupted, string? LastCheckpoint, double? LastLoss);
 
 /// <summary>
-/// The DreamBooth training loop, independent of the model: AdamW (weight decay set explicitly) over the
-/// objective's parameter groups, the diffusers LR schedule, gradient accumulation (each micro-batch loss divided
+/// The training loop, independent of the model: AdamW (weight decay set explicitly) over the target's parameter
+/// groups, the diffusers LR schedule, gradient accumulation (each micro-batch loss divided
 /// by the accumulation count), clipping with <c>clip_grad_norm_</c>, the ramp hook, checkpoints every N steps
 /// with exact resume, validation every N steps, a NaN/Inf guard, JSONL log and loss plot, and Ctrl-C through a
 /// CancellationToken (a checkpoint is saved and the run ends cleanly). One dispose scope per step.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
-    public const string AdapterFile = "adapter.safetensors", OptimizerFile = "optimizer.bin";
+    /// <summary>The trained tensors of a checkpoint, by parameter name. (Checkpoints written before 2026-12 named it adapter.safetensors.)</summary>
+    public const string ParametersFile = "parameters.safetensors", OptimizerFile = "optimizer.bin";
+    private const string LegacyParametersFile = "adapter.safetensors";
 
-    private readonly TrainConfig _config;
+    private readonly TrainingLoop _config;   // the loop settings
+    private readonly IRunSettings _settings;
     private readonly string _runDirectory;
+    private readonly ITrainingTarget _target;
     private readonly ITrainingObjective _objective;
     private readonly DataOrder _order;
     private readonly ITrainingProgress _progress;
@@ -47,28 +51,34 @@ public sealed class Trainer : IDisposable
     public long Step { get; private set; }
     public CheckpointStore Checkpoints => _store;
 
-    public Trainer(TrainConfig config, string runDirectory, ITrainingObjective objective, DataOrder order,
+    public Trainer(TrainConfig config, string runDirectory, ITrainingTarget target, ITrainingObjective objective, DataOrder order,
+                   ITrainingProgress? progress = null, IValidationSampler? validation = null)
+        : this(config.Loop, new TrainConfigSettings(config), runDirectory, target, objective, order, progress, validation) { }
+
+    public Trainer(TrainingLoop loop, IRunSettings settings, string runDirectory, ITrainingTarget target, ITrainingObjective objective, DataOrder order,
                    ITrainingProgress? progress = null, IValidationSampler? validation = null)
     {
-        _config = config;
+        _config = loop;
+        _settings = settings;
         _runDirectory = Path.GetFullPath(runDirectory);
+        _target = target;
         _objective = objective;
         _order = order;
         _progress = progress ?? NullTrainingProgress.Instance;
         _validation = validation;
-        _named = objective.ParameterGroups.SelectMany(g => g.Parameters).ToArray();
+        _named = target.ParameterGroups.SelectMany(g => g.Parameters).ToArray();
         var duplicate = _named.GroupBy(p => p.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"trainable parameter name '{duplicate.Key}' appears twice");
-        if (_named.Count == 0) throw new ArgumentException("the objective has no trainable parameters");
+        if (_named.Count == 0) throw new ArgumentException("the training target has no trainable parameters");
         _parameters = _named.Select(p => p.Parameter).ToArray();
 
-        var groups = objective.ParameterGroups.Select(g => new AdamW.ParamGroup(g.Parameters.Select(p => p.Parameter), lr: g.LearningRate,
-            beta1: config.AdamBeta1, beta2: config.AdamBeta2, eps: config.AdamEpsilon, weight_decay: config.WeightDecay)).ToArray();
-        _optimizer = optim.AdamW(groups, lr: config.Lr, beta1: config.AdamBeta1, beta2: config.AdamBeta2, eps: config.AdamEpsilon, weight_decay: config.WeightDecay);
-        _schedule = LrSchedule.From(config);
-        _rng = new TrainingRng(config.Seed);
+        var groups = target.ParameterGroups.Select(g => new AdamW.ParamGroup(g.Parameters.Select(p => p.Parameter), lr: g.LearningRate,
+            beta1: loop.AdamBeta1, beta2: loop.AdamBeta2, eps: loop.AdamEpsilon, weight_decay: loop.WeightDecay)).ToArray();
+        _optimizer = optim.AdamW(groups, lr: loop.Lr, beta1: loop.AdamBeta1, beta2: loop.AdamBeta2, eps: loop.AdamEpsilon, weight_decay: loop.WeightDecay);
+        _schedule = LrSchedule.From(loop);
+        _rng = new TrainingRng(loop.Seed);
         _store = new CheckpointStore(Path.Combine(_runDirectory, "checkpoints"));
-        _configHash = TrainConfigYaml.TrainingHash(config);
+        _configHash = settings.Hash;
     }
 
     public TrainResult Run(CancellationToken cancellationToken = default)
@@ -92,7 +102,7 @@ public sealed class Trainer : IDisposable
             // Starting over beside another run's checkpoints would let "keep the newest K" delete the new ones.
             throw new InvalidCheckpointException($"{_store.Directory} already holds checkpoints (newest: {Path.GetFileName(stale)}); " +
                                                  "pass --resume latest to continue that run, or choose another --out");
-        _objective.OnOptimizerStep(Step);
+        _target.OnOptimizerStep(Step);
 
         using var log = new TrainingLog(Path.Combine(_runDirectory, TrainingLog.FileName), Step);
         var clock = Stopwatch.StartNew();
@@ -117,7 +127,7 @@ public sealed class Trainer : IDisposable
             using (var scope = NewDisposeScope())
             {
                 var groups = _optimizer.ParamGroups.ToArray();
-                for (int g = 0; g < groups.Length; g++) groups[g].LearningRate = _objective.ParameterGroups[g].LearningRate * factor;
+                for (int g = 0; g < groups.Length; g++) groups[g].LearningRate = _target.ParameterGroups[g].LearningRate * factor;
                 _optimizer.zero_grad();
                 epoch = _order.State.Epoch;
                 for (int micro = 0; micro < accumulation; micro++)
@@ -135,7 +145,7 @@ public sealed class Trainer : IDisposable
                 _optimizer.step();
             }
             Step++;
-            _objective.OnOptimizerStep(Step);
+            _target.OnOptimizerStep(Step);
             lastLoss = lossSum / accumulation;
 
             double elapsed = clock.Elapsed.TotalSeconds;
@@ -177,7 +187,7 @@ public sealed class Trainer : IDisposable
         if (existing.Path is not null && _lastSavedStep == Step) return existing.Path;
         var path = _store.Save(Step, _config.Keep, dir =>
         {
-            SafetensorsWriter.Write(Path.Combine(dir, AdapterFile), _named.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Parameter)),
+            SafetensorsWriter.Write(Path.Combine(dir, ParametersFile), _named.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Parameter)),
                 new Dictionary<string, string> { ["step"] = Step.ToString(System.Globalization.CultureInfo.InvariantCulture), ["config_hash"] = _configHash });
             using (var fs = new FileStream(Path.Combine(dir, OptimizerFile), FileMode.CreateNew, FileAccess.Write))
             using (var w = new BinaryWriter(fs))
@@ -186,7 +196,7 @@ public sealed class Trainer : IDisposable
                 w.Flush();
                 fs.Flush(flushToDisk: true);
             }
-            TrainConfigYaml.Save(_config, Path.Combine(dir, TrainConfigYaml.ResolvedFileName));
+            _settings.Save(Path.Combine(dir, _settings.FileName));
             new TrainingState(Step, Step, _order.State.Epoch, _order.State.Position, Convert.ToBase64String(_rng.GetState()),
                 elapsedSeconds, _configHash).Write(Path.Combine(dir, CheckpointStore.CompleteMarker));
         });
@@ -200,16 +210,16 @@ public sealed class Trainer : IDisposable
     public double LoadCheckpoint(string folder)
     {
         var state = TrainingState.Read(Path.Combine(folder, CheckpointStore.CompleteMarker));
-        var savedConfigPath = Path.Combine(folder, TrainConfigYaml.ResolvedFileName);
+        var savedConfigPath = Path.Combine(folder, _settings.FileName);
         if (state.ConfigHash != _configHash)
         {
-            var differences = File.Exists(savedConfigPath)
-                ? string.Join(", ", TrainConfigYaml.TrainingDifferences(TrainConfigYaml.Load(savedConfigPath, validate: false), _config))
-                : "unknown options";
+            var differences = File.Exists(savedConfigPath) ? string.Join(", ", _settings.DifferencesFrom(savedConfigPath)) : "unknown options";
             throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({differences}); " +
                                                  "resume with the same settings, or start a new run folder");
         }
-        using (var file = SafetensorsFile.Open(Path.Combine(folder, AdapterFile)))
+        var parameters = Path.Combine(folder, ParametersFile);
+        if (!File.Exists(parameters) && File.Exists(Path.Combine(folder, LegacyParametersFile))) parameters = Path.Combine(folder, LegacyParametersFile);
+        using (var file = SafetensorsFile.Open(parameters))
             StateDictLoader.LoadInto(file, _named.Select(p => (p.Name, (Tensor)p.Parameter)).ToList(), message => new InvalidCheckpointException(message));
         using (var fs = File.OpenRead(Path.Combine(folder, OptimizerFile)))
         using (var r = new BinaryReader(fs))

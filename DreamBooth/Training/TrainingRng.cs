@@ -21,6 +21,13 @@ public sealed class TrainingRng : IDisposable
     }
 
     /// <summary>Uniform integers in [low, high).</summary>
+    /// <summary>Uniform [0, 1) draws, made on the CPU and moved to <paramref name="device"/>.</summary>
+    public Tensor Rand(long[] shape, Device? device = null)
+    {
+        var t = rand(shape, ScalarType.Float32, CPU, generator: Generator);
+        return device is null || device.type == DeviceType.CPU ? t : MoveAndDispose(t, device);
+    }
+
     public Tensor RandInt(long low, long high, long[] shape, Device? device = null)
     {
         var t = randint(low, high, shape, dtype: ScalarType.Int64, generator: Generator);

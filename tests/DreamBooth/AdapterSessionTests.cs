@@ -75,9 +75,9 @@ public sealed class AdapterSessionTests : IDisposable
         var run = new DreamBoothRun(config, ImageLoaderDecoder.Instance, progress);
         run.PrepareData();
         var session = new AdapterSession(model, config);
-        using var training = new StableDiffusionTraining(run, model, session, progress.Warning);
+        using var training = new StableDiffusionTraining(run, model, progress.Warning);
         double before = FixedDrawLoss(training.Objective, 2);
-        var result = run.Train(training.Objective);
+        var result = run.TrainWith(session, training.Objective);
         double after = FixedDrawLoss(training.Objective, 2);
         return (before, after, result, progress);
     }

@@ -22,7 +22,7 @@ internal static class KillHarness
     {
         var config = Config(args[0]);
         using var toy = new ToyRegression(config.Lr);
-        using var trainer = new Trainer(config, config.Out, toy, new DataOrder(ToyRegression.Items, config.Batch, config.Seed), new Printer());
+        using var trainer = new Trainer(config, config.Out, toy, toy, new DataOrder(ToyRegression.Items, config.Batch, config.Seed), new Printer());
         trainer.Run();
         return 0;
     }
@@ -45,7 +45,7 @@ public sealed class SigKillResumeTests : IDisposable
     {
         var reference = KillHarness.Config(Path.Combine(_dir, "reference")) with { Resume = null };
         using var a = new ToyRegression(reference.Lr);
-        using (var t = new Trainer(reference, reference.Out, a, new DataOrder(ToyRegression.Items, reference.Batch, reference.Seed))) t.Run();
+        using (var t = new Trainer(reference, reference.Out, a, a, new DataOrder(ToyRegression.Items, reference.Batch, reference.Seed))) t.Run();
 
         var run = Path.Combine(_dir, "killed");
         var random = new Random(4);
@@ -76,7 +76,7 @@ public sealed class SigKillResumeTests : IDisposable
 
         using var b = new ToyRegression(reference.Lr);
         var config = KillHarness.Config(run);
-        using (var t = new Trainer(config, run, b, new DataOrder(ToyRegression.Items, config.Batch, config.Seed))) Assert.Equal(40, t.Run().Steps);
+        using (var t = new Trainer(config, run, b, b, new DataOrder(ToyRegression.Items, config.Batch, config.Seed))) Assert.Equal(40, t.Run().Steps);
         Bits.AssertIdentical(b.W, a.W, "w after four SIGKILLs");
         Bits.AssertIdentical(b.B, a.B, "b after four SIGKILLs");
         var store = new CheckpointStore(Path.Combine(run, "checkpoints"));

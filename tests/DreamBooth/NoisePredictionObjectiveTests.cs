@@ -46,7 +46,7 @@ internal sealed class ToySchedule(PredictionType prediction) : INoiseSchedule, I
 }
 
 /// <summary>A per-channel linear map of the noisy latents plus a text bias: the "adapter" weights train.</summary>
-internal sealed class ToyDenoiser : IDenoiser, IAdapterSession, IDisposable
+internal sealed class ToyDenoiser : IDenoiser, ITrainingTarget, IDisposable
 {
     private readonly Parameter _w = new(zeros(4, 4)), _bias = new(zeros(4));
     public List<long> BatchSizes { get; } = [];
@@ -98,7 +98,7 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         var examples = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings);
         using var schedule = new ToySchedule(prediction);
         using var denoiser = new ToyDenoiser(c.Lr);
-        var objective = new NoisePredictionObjective(c, examples, null, vae, schedule, denoiser, denoiser);
+        var objective = new NoisePredictionObjective(c, examples, null, vae, schedule, denoiser);
         using var rng = new TrainingRng(c.Seed);
         var order = new DataOrder(examples.Count, c.Batch, c.Seed);
         var result = new double[batches];
@@ -158,9 +158,9 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         var classes = Examples(c, classDir, c.ClassPrompt!, vae, text, latents, embeddings);
         using var schedule = new ToySchedule(PredictionType.Epsilon);
         using var denoiser = new ToyDenoiser(c.Lr);
-        var objective = new NoisePredictionObjective(c, instances, classes, vae, schedule, denoiser, denoiser);
+        var objective = new NoisePredictionObjective(c, instances, classes, vae, schedule, denoiser);
         var progress = new RecordingProgress();
-        using (var trainer = new Trainer(c, c.Out, objective, new DataOrder(Math.Max(instances.Count, classes.Count), c.Batch, c.Seed), progress))
+        using (var trainer = new Trainer(c, c.Out, denoiser, objective, new DataOrder(Math.Max(instances.Count, classes.Count), c.Batch, c.Seed), progress))
             trainer.Run();
         Assert.All(denoiser.BatchSizes, b => Assert.True(b is 4 or 2)); // instances + their class images
         Assert.Contains(4L, denoiser.BatchSizes);

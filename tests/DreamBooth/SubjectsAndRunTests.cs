@@ -99,7 +99,7 @@ public sealed class DreamBoothRunTests : IDisposable
         Assert.Equal(new Bucket(384, 640), run.TargetSizes[1]);
 
         using var toy = new ToyRegression(config.Lr);
-        var result = run.Train(toy);
+        var result = run.TrainWith(toy, toy);
         Assert.Equal(6, result.Steps);
         Assert.Equal(run.RunDirectory, toy.FinalWrittenTo);
         Assert.True(File.Exists(Path.Combine(config.Out, "adapter.safetensors")));

@@ -15,7 +15,7 @@ namespace DiffusionPeft.Tests.DreamBooth;
 /// Stand-in for the adapters until Adapters lands: trains the UNet's up-block parameters of the embedded tiny model
 /// (everything else frozen), so the whole SD path runs (VAE moments, CLIP embeddings, DDPM noising, UNet).
 /// </summary>
-internal sealed class UnetUpBlocksSession : IAdapterSession
+internal sealed class UnetUpBlocksSession : ITrainingTarget
 {
     public UnetUpBlocksSession(StableDiffusionModel model, double lr)
     {
@@ -36,10 +36,7 @@ internal sealed class UnetUpBlocksSession : IAdapterSession
 /// <summary>Dies (like a SIGKILL) when asked for the loss of a given step.</summary>
 internal sealed class CrashingObjective(ITrainingObjective inner, long crashAtStep) : ITrainingObjective
 {
-    public IReadOnlyList<TrainableGroup> ParameterGroups => inner.ParameterGroups;
     public Tensor Loss(Batch batch, TrainingRng rng) => batch.Step == crashAtStep ? throw new SimulatedKill() : inner.Loss(batch, rng);
-    public void OnOptimizerStep(long stepsTaken) => inner.OnOptimizerStep(stepsTaken);
-    public void WriteFinal(string runDirectory, long stepsTaken) => inner.WriteFinal(runDirectory, stepsTaken);
 }
 
 public sealed class TinyStableDiffusionTrainingTests : IDisposable
@@ -78,9 +75,9 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
         run.PrepareData();
         if (classes is not null) run.PrepareClassImages(classes, batchSize: 2);
         var session = new UnetUpBlocksSession(model, config.Lr);
-        using var training = new StableDiffusionTraining(run, model, session, progress.Warning);
+        using var training = new StableDiffusionTraining(run, model, progress.Warning);
         ITrainingObjective objective = crashAt is { } k ? new CrashingObjective(training.Objective, k) : training.Objective;
-        return (run.Train(objective, validation), session, progress, model);
+        return (run.TrainWith(session, objective, validation), session, progress, model);
     }
 
     [Fact]

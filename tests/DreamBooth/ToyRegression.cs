@@ -10,7 +10,7 @@ namespace DiffusionPeft.Tests.DreamBooth;
 /// Linear regression y = x·w + b on 16 fixed points, with input noise drawn from the training RNG (so RNG state
 /// matters for resume), two parameter groups (b at twice the LR, like LoRA+), and hooks to inject a crash or a NaN.
 /// </summary>
-internal sealed class ToyRegression : ITrainingObjective, IDisposable
+internal sealed class ToyRegression : ITrainingTarget, ITrainingObjective, IDisposable
 {
     public const int Items = 16;
     private readonly Tensor _x, _y;

@@ -22,7 +22,7 @@ public sealed class TrainConfigTests : IDisposable
         LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
         SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Polar, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
-        GradientCheckpointing = true, PlotEvery = 3,
+        GradientCheckpointing = true, PlotEvery = 3, Mode = TrainingMode.Full, CaptionDropout = 0.1, SaveDType = SaveDType.Bf16,
     };
 
     [Fact]
@@ -31,7 +31,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(51, TrainConfigYaml.Options.Count);
+        Assert.Equal(54, TrainConfigYaml.Options.Count);
     }
 
     [Fact]

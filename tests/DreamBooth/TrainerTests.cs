@@ -33,7 +33,7 @@ public sealed class TrainerTests : IDisposable
 
     private static TrainResult Train(TrainConfig c, ToyRegression objective, ITrainingProgress? progress = null, CancellationToken ct = default)
     {
-        using var trainer = new Trainer(c, c.Out, objective, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), progress);
+        using var trainer = new Trainer(c, c.Out, objective, objective, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), progress);
         return trainer.Run(ct);
     }
 
@@ -166,7 +166,7 @@ public sealed class TrainerTests : IDisposable
         using var b = new ToyRegression(small.Lr, noise: 0);
         foreach (var (cfg, toy) in new[] { (big, a), (small, b) })
         {
-            using var trainer = new Trainer(cfg, cfg.Out, toy, new DataOrder(4, cfg.Batch, cfg.Seed));
+            using var trainer = new Trainer(cfg, cfg.Out, toy, toy, new DataOrder(4, cfg.Batch, cfg.Seed));
             trainer.Run();
         }
         Assert.True(a.W.abs().sum().item<float>() > 0.1f);
@@ -176,6 +176,22 @@ public sealed class TrainerTests : IDisposable
 
     private static long Step(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("step").GetInt64(); }
     private static double Loss(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("loss").GetDouble(); }
+
+    /// <summary>Checkpoints written before the file was renamed hold adapter.safetensors: they resume to the same end.</summary>
+    [Fact]
+    public void CheckpointsWithTheOldParameterFileNameResume()
+    {
+        var c = Config("reference", steps: 8);
+        using var reference = new ToyRegression(c.Lr);
+        Train(c, reference);
+        var old = Config("old", steps: 8);
+        using (var killed = new ToyRegression(c.Lr) { CrashAtStep = 6 }) Assert.Throws<SimulatedKill>(() => Train(old, killed));
+        var step5 = Path.Combine(old.Out, "checkpoints", "step-000005");
+        File.Move(Path.Combine(step5, Trainer.ParametersFile), Path.Combine(step5, "adapter.safetensors"));
+        using var resumed = new ToyRegression(c.Lr);
+        Assert.Equal(8, Train(old with { Resume = "latest" }, resumed).Steps);
+        Assert.True(resumed.W.eq(reference.W).all().item<bool>() && resumed.B.eq(reference.B).all().item<bool>(), "resumed from the old file name: same parameters");
+    }
 }
 
 public sealed class TrainingLogAndRestartTests : IDisposable
@@ -212,10 +228,10 @@ public sealed class TrainingLogAndRestartTests : IDisposable
     {
         var c = new TrainConfig { Model = "toy", Images = "toy", Prompt = "toy", Out = Path.Combine(_dir, "run"), Steps = 3, Lr = 0.05, CheckpointEvery = 0, Batch = 2 };
         using (var t = new ToyRegression(c.Lr))
-        using (var trainer = new Trainer(c, c.Out, t, new DataOrder(ToyRegression.Items, c.Batch, c.Seed)))
+        using (var trainer = new Trainer(c, c.Out, t, t, new DataOrder(ToyRegression.Items, c.Batch, c.Seed)))
             trainer.Run();
         using var t2 = new ToyRegression(c.Lr);
-        using var again = new Trainer(c with { Steps = 5 }, c.Out, t2, new DataOrder(ToyRegression.Items, c.Batch, c.Seed));
+        using var again = new Trainer(c with { Steps = 5 }, c.Out, t2, t2, new DataOrder(ToyRegression.Items, c.Batch, c.Seed));
         var ex = Assert.Throws<InvalidCheckpointException>(() => again.Run());
         Assert.Contains("step-000003", ex.Message);
         Assert.Contains("--resume latest", ex.Message);
@@ -248,7 +264,7 @@ public sealed class ValidationCancellationTests : IDisposable
         using var cts = new CancellationTokenSource();
         var validation = new CancellingValidation(cts);
         using var toy = new ToyRegression(c.Lr);
-        using var trainer = new Trainer(c, c.Out, toy, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), validation: validation);
+        using var trainer = new Trainer(c, c.Out, toy, toy, new DataOrder(ToyRegression.Items, c.Batch, c.Seed), validation: validation);
         var result = trainer.Run(cts.Token);
         Assert.True(result.Interrupted);
         Assert.Equal(4, result.Steps);

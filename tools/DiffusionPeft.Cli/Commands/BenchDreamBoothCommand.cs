@@ -1,9 +1,4 @@
-using DiffusionPeft.Diffusion.Loading;
 using System.CommandLine;
-using DiffusionPeft.Adapters.Inference;
-using DiffusionPeft.Cli.ConsoleUi;
-using DiffusionPeft.Diffusion;
-using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Core.IO;
 using DiffusionPeft.Metrics;
 
@@ -49,78 +44,16 @@ public static class BenchDreamBoothCommand
             model, configsFrom, adapters, scale, subjects, subject, real, outDir, identifier, n, seed, steps, sampler, cfg, size, batch, label, shard, scoreOnly, device, dtype, quiet,
         };
         metricModels.AddTo(command);
-        command.SetAction(r =>
+        command.SetAction(r => BenchDreamBoothRunner.Run(new BenchDreamBoothJob
         {
-            var subjectsPath = r.GetValue(subjects) ?? DreamBoothProtocol.FindPromptsDir();
-            var protocol = LoadProtocol(subjectsPath);
-            var only = r.GetValue(subject)!;
-            var chosen = protocol.Subjects.Where(s => only.Length == 0 || only.Contains(s.Folder)).ToList();
-            if (chosen.Count == 0) throw new ArgumentException($"no subject of {subjectsPath} matches --subject {string.Join(", ", only)}.");
-            var sh = Shard.Parse(r.GetValue(shard));
-            var o = r.GetValue(outDir)!;
-            var generatedRoot = Path.Combine(o, "generated");
-
-            if (!r.GetValue(scoreOnly))
-            {
-                var adapterDir = r.GetValue(adapters);
-                var mine = chosen.Where((_, i) => sh.Owns(i)).ToList();
-                var specsBySubject = mine.ToDictionary(s => s.Folder, s => adapterDir is null ? [] : new List<AdapterSpec> { new(AdapterFor(adapterDir, s.Folder), r.GetValue(scale)) });
-                var dev = TorchOptions.ParseDevice(r.GetValue(device)!);
-                var dt = TorchOptions.ParseDType(r.GetValue(dtype)!);
-                using var sd = r.GetValue(model) is { } m ? StableDiffusionLoader.Load(m, dt, dev, configsFrom: r.GetValue(configsFrom)) : EmbeddedDefaultModel.Create(dev, dt);
-                if (sd.IsEmbeddedDefault) error.WriteLine("note: no --model: using the embedded tiny UNTRAINED model (a smoke test of the protocol, not a benchmark).");
-                int px = r.GetValue(size) ?? sd.NativeResolution;
-                foreach (var s in mine)
-                {
-                    var prompts = protocol.PromptsFor(s, r.GetValue(identifier)!).Select(p => new GenerationOptions
-                    {
-                        Prompt = p, Count = r.GetValue(n), Seed = r.GetValue(seed), Steps = r.GetValue(steps), Sampler = r.GetValue(sampler)!,
-                        GuidanceScale = r.GetValue(cfg), Width = px, Height = px, BatchSize = r.GetValue(batch), Adapters = specsBySubject[s.Folder],
-                    }).ToList();
-                    foreach (var p in prompts) p.Validate($"subject {s.Folder}");
-                    var plan = new GenerationPlan(prompts, Path.Combine(generatedRoot, s.Folder));
-                    error.WriteLine($"{s.Folder}: {plan.Pending(Shard.All).Count()} of {plan.All.Count} images to generate");
-                    var progress = new GenerateRunner.CliGenerationProgress(new ProgressLine(error, "images", r.GetValue(quiet)));
-                    new BatchGenerator(sd) { ApplyAdapters = specs => ActiveAdapters.Apply(sd, specs, progress.Warning) }.Run(plan, Shard.All, progress);
-                }
-                if (sh.Count > 1)
-                {
-                    output.WriteLine($"shard {sh}: generated {mine.Count} subjects under {Path.GetFullPath(generatedRoot)}; score them all with --score-only once every shard is done.");
-                    return 0;
-                }
-            }
-
-            if (r.GetValue(real) is not { } realDir || r.GetValue(metricModels.Dino) is null)
-            {
-                output.WriteLine($"images are in {Path.GetFullPath(generatedRoot)}; pass --real and the metric models (--dino, --clip-vision, --clip-text, --clip-tokenizer) to score them.");
-                return 0;
-            }
-            var report = FidelityEvaluation.Run(subjectsPath, generatedRoot, realDir, metricModels.Resolve(r), new FidelityOptions
-            {
-                Label = r.GetValue(label)!, Identifier = r.GetValue(identifier)!, CacheDir = Path.Combine(o, ".embcache"),
-                Subjects = chosen.Select(s => s.Folder).ToList(), Progress = new Progress<string>(m => error.WriteLine(m)),
-            });
-            ReportWriter.WriteAll(report, Path.Combine(o, "eval"));
-            var all = report.Scores.Overall;
-            output.WriteLine($"{report.Label}: DINO {all.Dino.Mean:F4}  CLIP-I {all.ClipI.Mean:F4}  CLIP-T {all.ClipT.Mean:F4}; report: {Path.GetFullPath(Path.Combine(o, "eval", "report.html"))}");
-            return 0;
-        });
+            Model = r.GetValue(model), ConfigsFrom = r.GetValue(configsFrom), Adapters = r.GetValue(adapters), AdapterScale = r.GetValue(scale),
+            Subjects = r.GetValue(subjects), OnlySubjects = r.GetValue(subject)!, Real = r.GetValue(real), OutputDir = r.GetValue(outDir)!,
+            Identifier = r.GetValue(identifier)!, ImagesPerPrompt = r.GetValue(n), Seed = r.GetValue(seed), Steps = r.GetValue(steps),
+            Sampler = r.GetValue(sampler)!, GuidanceScale = r.GetValue(cfg), Size = r.GetValue(size), BatchSize = r.GetValue(batch),
+            Label = r.GetValue(label)!, Shard = Shard.Parse(r.GetValue(shard)), ScoreOnly = r.GetValue(scoreOnly), Device = r.GetValue(device)!,
+            DType = r.GetValue(dtype)!, Quiet = r.GetValue(quiet),
+            Models = r.GetValue(metricModels.Dino) is null ? null : metricModels.Resolve(r),
+        }, output, error));
         return command;
-    }
-
-    private static DreamBoothProtocol LoadProtocol(string subjects)
-    {
-        if (Directory.Exists(subjects)) return DreamBoothProtocol.Load(subjects);
-        if (!File.Exists(subjects)) throw new FileNotFoundException($"--subjects {subjects}: not found.");
-        var dir = Path.GetDirectoryName(Path.GetFullPath(subjects))!;
-        var full = DreamBoothProtocol.Load(File.Exists(Path.Combine(dir, DreamBoothProtocol.ObjectPromptsFile)) ? dir : DreamBoothProtocol.FindPromptsDir());
-        return new DreamBoothProtocol(DreamBoothProtocol.LoadSubjects(subjects), full.ObjectPrompts, full.LivePrompts);
-    }
-
-    private static string AdapterFor(string dir, string subject)
-    {
-        foreach (var candidate in new[] { Path.Combine(dir, subject, "adapter.safetensors"), Path.Combine(dir, subject + ".safetensors") })
-            if (File.Exists(candidate)) return candidate;
-        throw new FileNotFoundException($"--adapters {dir}: no adapter for subject '{subject}' ({subject}/adapter.safetensors or {subject}.safetensors).");
     }
 }

@@ -1,6 +1,4 @@
 using System.CommandLine;
-using DiffusionPeft.Metrics;
-using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Cli.Commands;
 
@@ -26,30 +24,10 @@ public static class EvalCommand
             subjects, generated, real, outDir, label, identifier, withoutId, cache, batch, subjectFilter,
         };
         models.AddTo(command);
-        command.SetAction(r =>
-        {
-            var o = r.GetValue(outDir)!;
-            var fidelityModels = models.Resolve(r);
-            var progress = new Progress<string>(m => error.WriteLine(m));
-            var report = FidelityEvaluation.Run(r.GetValue(subjects)!, r.GetValue(generated)!, r.GetValue(real)!, fidelityModels, new FidelityOptions
-            {
-                Label = r.GetValue(label)!,
-                Identifier = r.GetValue(identifier)!,
-                ClipTWithoutIdentifier = r.GetValue(withoutId),
-                CacheDir = r.GetValue(cache) ?? Path.Combine(o, ".embcache"),
-                BatchSize = r.GetValue(batch),
-                Subjects = r.GetValue(subjectFilter) is { Length: > 0 } s ? s : null,
-                Progress = progress,
-            });
-            ReportWriter.WriteAll(report, o);
-            var all = report.Scores.Overall;
-            output.WriteLine($"{report.Label}: DINO {Fmt(all.Dino)}  CLIP-I {Fmt(all.ClipI)}  CLIP-T {Fmt(all.ClipT)}  (real vs real: DINO {Fmt(report.RealVsReal.Dino)}, CLIP-I {Fmt(report.RealVsReal.ClipI)})");
-            foreach (var (subject, reason) in report.Skipped) error.WriteLine($"skipped {subject}: {reason}");
-            output.WriteLine($"reports written to {Path.GetFullPath(o)} (report.html, report.json, *.csv)");
-            return 0;
-        });
+        command.SetAction(r => EvalRunner.Run(new EvalJob(
+            r.GetValue(subjects)!, r.GetValue(generated)!, r.GetValue(real)!, r.GetValue(outDir)!, r.GetValue(label)!, r.GetValue(identifier)!,
+            r.GetValue(withoutId), r.GetValue(cache), r.GetValue(batch), r.GetValue(subjectFilter) is { Length: > 0 } only ? only : null,
+            models.Resolve(r)), output, error));
         return command;
     }
-
-    private static string Fmt(Stat s) => double.IsNaN(s.Mean) ? "–" : $"{s.Mean:F4} ± {s.Std:F4} (n={s.Count})";
 }

@@ -14,8 +14,7 @@ public static class GenerateRunner
         // Everything that can be checked without the model is checked first, so bad input fails in a second.
         var device = TorchOptions.ParseDevice(job.Device);
         var dtype = TorchOptions.ParseDType(job.DType);
-        if (job.Model is not null && !File.Exists(job.Model) && !Directory.Exists(job.Model))
-            throw new FileNotFoundException($"--model {job.Model}: no such model folder or checkpoint file.");
+        ModelArguments.Check(job.Model);
         // The model's native size is only known once it is loaded; validate with a stand-in now, read again after.
         var prompts = ReadPrompts(WithSize(job, job.Model is null ? 64 : 512));
         foreach (var p in prompts)
@@ -26,28 +25,17 @@ public static class GenerateRunner
                 if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
         }
 
-        using var model = job.Model is null ? EmbeddedDefaultModel.Create(device, dtype) : StableDiffusionLoader.Load(job.Model, dtype, device, job.Variant, job.ConfigsFrom, job.Tokenizer);
-        if (model.IsEmbeddedDefault)
-            error.WriteLine($"note: no --model given: using the embedded default '{model.Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.");
+        using var model = ModelArguments.Load(job.Model, dtype, device, error, "generating", job.Variant, job.ConfigsFrom, job.Tokenizer);
         if (job.Width is null || job.Height is null)
             prompts = ReadPrompts(WithSize(job, model.NativeResolution)); // per-line width/height overrides still win
 
         var plan = new GenerationPlan(prompts, job.OutputDir);
         var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
         var generator = new BatchGenerator(model) { ApplyAdapters = specs => ActiveAdapters.Apply(model, specs, progress.Warning) };
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); error.WriteLine("\ninterrupted: finishing nothing more; images written so far are kept."); };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            int written = generator.Run(plan, job.Shard, progress, cancel.Token);
-            output.WriteLine($"{written} images written to {Path.GetFullPath(job.OutputDir)}" + (job.Shard.Count > 1 ? $" (shard {job.Shard})" : "") + ".");
-            return 0;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        using var ctrlC = new ConsoleCancellation(error, "finishing nothing more; images written so far are kept.");
+        int written = generator.Run(plan, job.Shard, progress, ctrlC.Token);
+        output.WriteLine($"{written} images written to {Path.GetFullPath(job.OutputDir)}" + (job.Shard.Count > 1 ? $" (shard {job.Shard})" : "") + ".");
+        return 0;
     }
 
     private static GenerateJob WithSize(GenerateJob job, int native) =>

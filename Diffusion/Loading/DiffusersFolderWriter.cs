@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Pipelines;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Diffusion.Loading;
+
+/// <summary>
+/// Writes a loaded <see cref="StableDiffusionModel"/> as a diffusers pipeline folder that <see cref="StableDiffusionLoader"/>
+/// (and diffusers' <c>StableDiffusionPipeline.from_pretrained</c>) reads: model_index.json, unet/, vae/, text_encoder/
+/// (config.json + safetensors with the upstream key names), tokenizer/ and scheduler/. The folder is built beside the
+/// target and renamed into place, so a kill leaves either nothing or the whole folder.
+/// </summary>
+public static class DiffusersFolderWriter
+{
+    /// <param name="dtype">Dtype of the weight files (float32 or bfloat16/float16 for small folders); null: the model's.</param>
+    public static void Write(StableDiffusionModel model, string folder, ScalarType? dtype = null)
+    {
+        var target = Path.GetFullPath(folder);
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+            throw new IOException($"{target}: the folder exists and is not empty.");
+        var parent = Path.GetDirectoryName(target)!;
+        Directory.CreateDirectory(parent);
+        var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+
+        var indented = new JsonSerializerOptions { WriteIndented = true };
+        void Json(string rel, JsonObject o) => AtomicFile.WriteAllText(Path.Combine(temp, rel), o.ToJsonString(indented));
+        void Weights(string rel, nn.Module module)
+        {
+            using var scope = NewDisposeScope();
+            var tensors = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to_type(dtype ?? kv.Value.dtype).cpu());
+            SafetensorsWriter.Write(Path.Combine(temp, rel), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+
+        foreach (var dir in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" }) Directory.CreateDirectory(Path.Combine(temp, dir));
+        Json("model_index.json", new JsonObject
+        {
+            ["_class_name"] = "StableDiffusionPipeline",
+            ["_diffusers_version"] = "0.25.0",
+            ["feature_extractor"] = new JsonArray(null, null),
+            ["requires_safety_checker"] = false,
+            ["safety_checker"] = new JsonArray(null, null),
+            ["scheduler"] = new JsonArray("diffusers", model.SchedulerConfig.ClassName ?? "PNDMScheduler"),
+            ["text_encoder"] = new JsonArray("transformers", "CLIPTextModel"),
+            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+            ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
+            ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
+        });
+        Json(Path.Combine("unet", "config.json"), model.Unet.Config.ToJson());
+        Weights(Path.Combine("unet", "diffusion_pytorch_model.safetensors"), model.Unet);
+        Json(Path.Combine("vae", "config.json"), model.Vae.Config.ToJson());
+        Weights(Path.Combine("vae", "diffusion_pytorch_model.safetensors"), model.Vae);
+        Json(Path.Combine("text_encoder", "config.json"), model.TextEncoder.Config.ToJson());
+        Weights(Path.Combine("text_encoder", "model.safetensors"), model.TextEncoder);
+        model.Tokenizer.Save(Path.Combine(temp, "tokenizer"));
+        AtomicFile.WriteAllText(Path.Combine(temp, "scheduler", "scheduler_config.json"), model.SchedulerConfig.ToJsonText());
+
+        if (Directory.Exists(target)) Directory.Delete(target);
+        Directory.Move(temp, target);
+    }
+}

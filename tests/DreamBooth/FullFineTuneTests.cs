@@ -1,0 +1,99 @@
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth;
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.StableDiffusion;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Tests.DreamBooth;
+
+/// <summary>`--mode full`: every UNet weight trains on per-image captions, the result is a diffusers folder that loads back.</summary>
+public sealed class FullFineTuneTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-full-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    /// <summary>Four 64 px images, each with its own caption file: a red or blue square on the left or right.</summary>
+    private string CaptionedFolder(bool captions = true)
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_dir, captions ? "captioned" : "bare")).FullName;
+        foreach (var (name, red, left) in new[] { ("a", true, true), ("b", false, true), ("c", true, false), ("d", false, false) })
+        {
+            var px = new byte[64 * 64 * 3];
+            for (int y = 0; y < 64; y++)
+                for (int x = 0; x < 64; x++)
+                {
+                    bool inside = y is >= 20 and < 44 && (left ? x is >= 4 and < 28 : x is >= 36 and < 60);
+                    int i = (y * 64 + x) * 3;
+                    (px[i], px[i + 1], px[i + 2]) = inside ? (red ? ((byte)220, (byte)30, (byte)30) : ((byte)30, (byte)60, (byte)220)) : ((byte)240, (byte)240, (byte)240);
+                }
+            PngWriter.Write(Path.Combine(dir, name + ".png"), new RgbImage(64, 64, px));
+            if (captions) File.WriteAllText(Path.Combine(dir, name + ".txt"), $"a {(red ? "red" : "blue")} square on the {(left ? "left" : "right")}");
+        }
+        return dir;
+    }
+
+    private TrainConfig Config(string run, string images) => new()
+    {
+        Model = "embedded", Images = images, Out = Path.Combine(_dir, run), Mode = TrainingMode.Full, Resolution = 64, Steps = 12,
+        Lr = 1e-3, Batch = 2, Seed = 5, CheckpointEvery = 6, Keep = 0, CaptionDropout = 0.25, SaveDType = SaveDType.Bf16, PlotEvery = 100,
+    };
+
+    [Fact]
+    public void TrainsEveryUNetWeightOnItsCaptionsAndWritesAFolderThatLoads()
+    {
+        var config = Config("full", CaptionedFolder());
+        var progress = new RecordingProgress();
+        using var model = EmbeddedDefaultModel.Create();
+        var initial = model.Unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var run = new DreamBoothRun(config, progress: progress);
+        var data = run.PrepareData();
+        Assert.Equal(["a red square on the left", "a blue square on the left", "a red square on the right", "a blue square on the right"], data.Images.Select(i => i.Caption));
+        var result = run.Train(model);
+        Assert.Equal(12, result.Steps);
+        Assert.Null(run.Adapters);
+        double first = progress.Steps.Take(3).Average(s => s.Loss), last = progress.Steps.TakeLast(3).Average(s => s.Loss);
+        Assert.True(last < first, $"loss {first} → {last}");
+        int changed = model.Unet.state_dict().Count(kv => !kv.Value.eq(initial[kv.Key]).all().item<bool>());
+        Assert.True(changed > model.Unet.state_dict().Count * 9 / 10, $"only {changed} UNet tensors changed");
+
+        var folder = Path.Combine(config.Out, FullFineTuneTarget.ModelFolder);
+        using var loaded = StableDiffusionLoader.Load(folder);
+        foreach (var (key, value) in model.Unet.state_dict())
+            Assert.True((loaded.Unet.state_dict()[key] - value.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).abs().max().item<float>() == 0, $"{key} as written");
+        foreach (var (key, value) in model.TextEncoder.state_dict())
+            Assert.True(loaded.TextEncoder.state_dict()[key].eq(value.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).all().item<bool>(), $"text encoder {key} unchanged");
+        Assert.Equal(model.Tokenizer.EncodeForModel("a red square").InputIds, loaded.Tokenizer.EncodeForModel("a red square").InputIds);
+    }
+
+    [Fact]
+    public void AFolderWithoutCaptionsAndWithoutAPromptIsRefusedBeforeAnyModelLoads()
+    {
+        var ex = Assert.Throws<NoTrainingImagesException>(() => new DreamBoothRun(Config("bare", CaptionedFolder(captions: false))).PrepareData());
+        Assert.Contains("4 of 4 images have no caption", ex.Message);
+        Assert.Contains("a.png", ex.Message);
+        Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { Mode = TrainingMode.Adapter }));
+        Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { DType = "bf16" }));
+        Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { CaptionDropout = 1 }));
+    }
+
+    /// <summary>The embedded default written as a diffusers folder and read back generates the same image.</summary>
+    [Fact]
+    public void DiffusersFolderWriterRoundTripsTheEmbeddedModel()
+    {
+        using var model = EmbeddedDefaultModel.Create();
+        var folder = Path.Combine(_dir, "written");
+        DiffusersFolderWriter.Write(model, folder);
+        using var loaded = StableDiffusionLoader.Load(folder);
+        Assert.Equal(model.SchedulerConfig with { Source = "" }, loaded.SchedulerConfig with { Source = "" });
+        var call = new PipelineCall { Prompts = ["a red circle"], Seeds = [3], Width = 64, Height = 64, Steps = 3, GuidanceScale = 5 };
+        using var s1 = model.CreateScheduler("default");
+        using var s2 = loaded.CreateScheduler("default");
+        using var a = new StableDiffusionPipeline(model, s1).Run(call);
+        using var b = new StableDiffusionPipeline(loaded, s2).Run(call);
+        Assert.True(a.Images.eq(b.Images).all().item<bool>(), "same image from the written folder");
+        Assert.Throws<IOException>(() => DiffusersFolderWriter.Write(model, folder));
+    }
+}
