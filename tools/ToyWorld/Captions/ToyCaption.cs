@@ -3,7 +3,8 @@ namespace DiffusionPeft.ToyWorld.Captions;
 /// <summary>
 /// A caption of the grammar: a main object, optionally a second one ("... and a small blue circle on the right"),
 /// optionally a background. Parsed from text by <see cref="CaptionParser"/>, written back by <see cref="ToText"/>
-/// (Parse(ToText()) gives the same caption). Attributes left out are null: the caption says nothing about them.
+/// (Parse(ToText()) gives the same caption; <see cref="Connector"/> is Comma when there is no background). Attributes
+/// left out are null: the caption says nothing about them.
 /// </summary>
 public sealed record ToyCaption(ObjectPhrase Main, ObjectPhrase? Second = null, BackgroundPhrase? Background = null,
     BackgroundConnector Connector = BackgroundConnector.Comma)

@@ -32,7 +32,7 @@ public static class TrainingCaptions
                 : u < (1 + KeepWholeBackground) / 2 ? new BackgroundPhrase(b.Colour, null)
                 : new BackgroundPhrase(null, b.Texture);
         }
-        var connector = rng.Chance(0.5) ? BackgroundConnector.Comma : BackgroundConnector.OnA;
+        var connector = rng.Chance(0.5) && background is not null ? BackgroundConnector.OnA : BackgroundConnector.Comma;
         return new ToyCaption(main, second, background, connector);
     }
 
