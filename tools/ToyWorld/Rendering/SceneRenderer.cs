@@ -21,13 +21,17 @@ public static class SceneRenderer
         var background = BackgroundPainter.Paint(scene.Background);
         var labels = new byte[Hi * Hi];
         var colours = new List<Rgb> { default }; // label 0: the background
+        var painted = SKRectI.Empty;
         using (var mask = new LayerRasterizer())
             foreach (var obj in scene.Objects)
-                Paint(obj, mask, labels, colours);
-        return Downsample(background, labels, colours);
+                painted = Union(painted, Paint(obj, mask, labels, colours));
+        return Downsample(background, labels, colours, painted);
     }
 
-    private static void Paint(SceneObject obj, LayerRasterizer raster, byte[] labels, List<Rgb> colours)
+    private static SKRectI Union(SKRectI a, SKRectI b) => a.IsEmpty ? b : b.IsEmpty ? a : SKRectI.Union(a, b);
+
+    /// <summary>Labels the object's samples; returns the rectangle of samples it may have touched.</summary>
+    private static SKRectI Paint(SceneObject obj, LayerRasterizer raster, byte[] labels, List<Rgb> colours)
     {
         var outline = ShapeOutlines.Of(obj.Shape);
         var layers = obj.Subject?.Layers ?? [new ObjectLayer(outline.Path, ToyPalette.Of(obj.Colour))];
@@ -40,12 +44,14 @@ public static class SceneRenderer
                 for (int x = r.Left; x < r.Right; x++)
                     silhouette[y * Hi + x] = sil[y * Hi + x] != 0;
         }
+        var touched = SKRectI.Empty;
         foreach (var layer in layers)
         {
             if (colours.Count > byte.MaxValue) throw new InvalidOperationException("too many layers in one scene");
             byte label = (byte)colours.Count;
             colours.Add(layer.Colour);
             var (covered, r) = raster.Fill(layer.Path, obj);
+            touched = Union(touched, r);
             for (int y = r.Top; y < r.Bottom; y++)
                 for (int x = r.Left; x < r.Right; x++)
                 {
@@ -53,14 +59,16 @@ public static class SceneRenderer
                     if (covered[i] != 0 && (!layer.ClipToSilhouette || silhouette![i])) labels[i] = label;
                 }
         }
+        return touched;
     }
 
-    private static RgbImage Downsample(RgbImage background, byte[] labels, List<Rgb> colours)
+    /// <summary>Each output pixel inside <paramref name="painted"/> (in samples) becomes the rounded mean of its S x S samples.</summary>
+    private static RgbImage Downsample(RgbImage background, byte[] labels, List<Rgb> colours, SKRectI painted)
     {
         int n = ToyGeometry.ImageSize;
         var px = (byte[])background.Pixels.Clone();
-        for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x++)
+        for (int y = painted.Top / S; y < (painted.Bottom + S - 1) / S; y++)
+            for (int x = painted.Left / S; x < (painted.Right + S - 1) / S; x++)
             {
                 int o = (y * n + x) * 3;
                 Rgb bg = new(px[o], px[o + 1], px[o + 2]);
