@@ -17,9 +17,9 @@ namespace DiffusionPeft.ToyWorld.Judge;
 public static class BackgroundFitter
 {
     public const double Truncation = 40, MinContrast = 40;
-    /// <summary>Stripe widths tried (the world draws 4 px); a little slack for generated images.</summary>
-    public static readonly int[] StripeWidths = [3, 4, 5];
-    public static readonly int[] CheckCells = [7, 8, 9];
+    /// <summary>Stripe widths and check cells tried: the world's, and one pixel either side for generated images.</summary>
+    public static readonly int[] StripeWidths = [SceneBackground.StripeWidth - 1, SceneBackground.StripeWidth, SceneBackground.StripeWidth + 1];
+    public static readonly int[] CheckCells = [SceneBackground.CheckSize - 1, SceneBackground.CheckSize, SceneBackground.CheckSize + 1];
 
     private const int N = ToyGeometry.ImageSize;
 

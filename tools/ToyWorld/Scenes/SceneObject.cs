@@ -16,7 +16,14 @@ public sealed record SceneObject(ToyShape Shape, ToyColour Colour, ToySize Size,
     public double CentreY => HiResCentreY / (double)ToyGeometry.Supersampling;
     public double Extent => HiResExtent / (double)ToyGeometry.Supersampling;
 
-    /// <summary>The bounding box in supersampled pixels, [left, right] x [top, bottom].</summary>
-    public (int Left, int Top, int Right, int Bottom) HiResBox =>
-        (HiResCentreX - HiResExtent / 2, HiResCentreY - HiResExtent / 2, HiResCentreX + HiResExtent / 2, HiResCentreY + HiResExtent / 2);
+    /// <summary>The square of side <see cref="HiResExtent"/> around the centre that holds the object, in supersampled
+    /// pixels, [left, right] x [top, bottom] (half a sample larger on each side when the extent is odd).</summary>
+    public (int Left, int Top, int Right, int Bottom) HiResBox
+    {
+        get
+        {
+            int half = (HiResExtent + 1) / 2;
+            return (HiResCentreX - half, HiResCentreY - half, HiResCentreX + half, HiResCentreY + half);
+        }
+    }
 }
