@@ -1,0 +1,103 @@
+using System.Text;
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.ToyWorld.Rendering;
+using DiffusionPeft.ToyWorld.Scenes;
+using DiffusionPeft.ToyWorld.Subjects;
+using DiffusionPeft.ToyWorld.Vocabulary;
+
+namespace DiffusionPeft.ToyWorld.Files;
+
+/// <summary>
+/// Writes the toy world to disk: training datasets, DreamBooth subject folders with their manifest and protocol,
+/// held-out prompts, contact sheets and the tokenizer. Every file is written atomically (temporary file + rename);
+/// every PNG carries its caption in a text chunk named "prompt".
+/// </summary>
+public static class ToyWorldFiles
+{
+    public const string PromptKey = "prompt", FullPromptKey = "full_prompt", SceneKey = "toyworld_scene";
+
+    /// <summary>
+    /// Scenes <paramref name="start"/> .. start + count − 1 of the split as <c>dir/NNNNNNNN.png</c> (the scene index),
+    /// each with a kohya-style caption file <c>NNNNNNNN.txt</c> beside it unless <paramref name="captionFiles"/> is
+    /// false. The caption (also the PNG's "prompt" chunk) is a partial training caption (variant 0) or the full one;
+    /// the full caption is always in the "full_prompt" chunk. Returns the PNG paths.
+    /// </summary>
+    public static IReadOnlyList<string> WriteDataset(string dir, long worldSeed, int count, SceneSplit split = SceneSplit.Train,
+        long start = 0, CaptionStyle captions = CaptionStyle.Training, bool captionFiles = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+        var world = new World(worldSeed);
+        long first = (split == SceneSplit.Train ? 0 : World.HeldOutStart) + start;
+        long end = split == SceneSplit.Train ? World.HeldOutStart : World.MaxIndex + 1;
+        if (first + count > end) throw new ArgumentOutOfRangeException(nameof(count), $"the {split} split has no scenes {start}..{start + count - 1}");
+        Directory.CreateDirectory(dir);
+        var paths = new string[count];
+        Parallel.For(0, count, k =>
+        {
+            long index = first + k;
+            var scene = world.Scene(index);
+            var full = scene.FullCaption().ToText();
+            var caption = captions == CaptionStyle.Full ? full : world.TrainingCaption(index).ToText();
+            var png = Path.Combine(dir, $"{index:D10}.png");
+            PngWriter.Write(png, SceneRenderer.Render(scene), [(PromptKey, caption), (FullPromptKey, full), (SceneKey, $"seed={worldSeed} index={index}")]);
+            if (captionFiles) AtomicFile.WriteAllText(Path.ChangeExtension(png, ".txt"), caption + "\n");
+            paths[k] = png;
+        });
+        return paths;
+    }
+
+    /// <summary>
+    /// DreamBooth subjects as a user's photo folders: <c>dir/instances/NAME/NN.png</c> (the training images) and
+    /// <c>dir/heldout/NAME/NN.png</c> (other views, for evaluation), captions only in the PNGs' "prompt" chunks; the
+    /// manifest <c>dir/subjects.csv</c> (folder,identifier,class,name) for <c>dpeft train --subjects</c>; and the
+    /// protocol files in <c>dir/protocol/</c> (<see cref="ToyDreamBoothPrompts"/>).
+    /// </summary>
+    public static void WriteSubjects(string dir, long worldSeed, int instances = 5, int heldOut = 12, IReadOnlyList<ToySubject>? subjects = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(heldOut);
+        var world = new World(worldSeed);
+        subjects ??= ToySubjects.All;
+        var manifest = new StringBuilder("folder,identifier,class,name\n");
+        foreach (var subject in subjects)
+        {
+            for (int i = 0; i < instances; i++) WriteScene(Path.Combine(dir, "instances", subject.Name, $"{i:D2}.png"), world.SubjectInstance(subject, i));
+            for (int i = 0; i < heldOut; i++) WriteScene(Path.Combine(dir, "heldout", subject.Name, $"{i:D2}.png"), world.SubjectHeldOut(subject, i));
+            manifest.Append($"instances/{subject.Name},{subject.Identifier},{subject.ClassNoun},{subject.Name}\n");
+        }
+        AtomicFile.WriteAllText(Path.Combine(dir, "subjects.csv"), manifest.ToString());
+        ToyDreamBoothPrompts.Write(Path.Combine(dir, "protocol"), subjects);
+
+        static void WriteScene(string path, ToyScene scene) =>
+            PngWriter.Write(path, SceneRenderer.Render(scene), [(PromptKey, scene.FullCaption().ToText())]);
+    }
+
+    /// <summary>
+    /// The held-out evaluation prompts of <see cref="World.HeldOutPrompts"/> as a tab-separated file with the header
+    /// <c>kind, scene, prompt</c> (kind "full" or "partial", scene the scene index).
+    /// </summary>
+    public static void WriteHeldOutPrompts(string path, long worldSeed, int scenes)
+    {
+        var sb = new StringBuilder("kind\tscene\tprompt\n");
+        foreach (var p in new World(worldSeed).HeldOutPrompts(scenes))
+            sb.Append($"{(p.IsFull ? "full" : "partial")}\t{p.SceneIndex}\t{p.Text}\n");
+        AtomicFile.WriteAllText(path, sb.ToString());
+    }
+
+    /// <summary>
+    /// A contact sheet of scenes start .. start + count − 1 (<see cref="ContactSheet"/>): the PNG, and beside it a
+    /// .txt with each cell's full caption. <paramref name="scale"/> enlarges the sheet for looking at it.
+    /// </summary>
+    public static void WriteContactSheet(string pngPath, long worldSeed, long start = 0, int count = 64, int columns = 8, int scale = 1)
+    {
+        var world = new World(worldSeed);
+        var cells = Enumerable.Range(0, count).Select(k => world.Scene(start + k))
+            .Select(s => (SceneRenderer.Render(s), s.FullCaption().ToText())).ToList();
+        ContactSheet.Write(pngPath, cells, columns, scale);
+    }
+
+    /// <summary>The tokenizer folder (<see cref="ToyVocabulary.Write"/>).</summary>
+    public static void WriteTokenizer(string dir) => ToyVocabulary.Write(dir);
+}

@@ -1,0 +1,81 @@
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.ToyWorld.Captions;
+using DiffusionPeft.ToyWorld.Rendering;
+using DiffusionPeft.ToyWorld.Scenes;
+using DiffusionPeft.ToyWorld.Subjects;
+
+namespace DiffusionPeft.ToyWorld;
+
+/// <summary>
+/// The toy world of one seed. Scene <c>i</c> is a pure function of (seed, i): the same caption and the same pixels
+/// on every machine. Indices below <see cref="HeldOutStart"/> are training scenes, the others held-out scenes, whose
+/// main combinations (colour, shape, size, position, background colour and texture) no training scene shows.
+/// </summary>
+public sealed class World
+{
+    /// <summary>World seeds are 0 ..= MaxSeed (2^31 − 1); so are scene indices.</summary>
+    public const long MaxSeed = int.MaxValue, MaxIndex = int.MaxValue;
+    public const long HeldOutStart = 1L << 30;
+
+    public long Seed { get; }
+
+    public World(long seed) => Seed = CheckSeed(seed);
+
+    public static long CheckSeed(long seed) =>
+        seed is < 0 or > MaxSeed ? throw new ArgumentOutOfRangeException(nameof(seed), seed, $"a toy-world seed must be in 0..{MaxSeed}, got {seed}") : seed;
+
+    public static SceneSplit SplitOf(long index) => CheckIndex(index) < HeldOutStart ? SceneSplit.Train : SceneSplit.HeldOut;
+
+    public ToyScene Scene(long index) => SceneSampler.Sample(Seed, CheckIndex(index), SplitOf(index));
+
+    /// <summary>Training scene <paramref name="i"/> (= <see cref="Scene"/>(i)).</summary>
+    public ToyScene TrainScene(long i) => Scene(CheckSplitOffset(i, HeldOutStart));
+
+    /// <summary>Held-out scene <paramref name="i"/> (= <see cref="Scene"/>(HeldOutStart + i)).</summary>
+    public ToyScene HeldOutScene(long i) => Scene(HeldOutStart + CheckSplitOffset(i, MaxIndex - HeldOutStart + 1));
+
+    public RgbImage Render(long index) => SceneRenderer.Render(Scene(index));
+
+    public ToyCaption FullCaption(long index) => Scene(index).FullCaption();
+
+    /// <summary>A partial training caption of scene <paramref name="index"/>; each <paramref name="variant"/> (e.g. the epoch) draws anew.</summary>
+    public ToyCaption TrainingCaption(long index, long variant = 0)
+    {
+        var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.TrainingCaption, (ulong)CheckIndex(index), (ulong)variant);
+        return TrainingCaptions.Sample(Scene(index), ref rng);
+    }
+
+    /// <summary>Instance image <paramref name="i"/> of a DreamBooth subject (<see cref="SubjectScenes"/>).</summary>
+    public ToyScene SubjectInstance(ToySubject subject, int i) => SubjectScenes.Instance(Seed, subject, i);
+
+    /// <summary>Held-out image <paramref name="i"/> of a DreamBooth subject (<see cref="SubjectScenes"/>).</summary>
+    public ToyScene SubjectHeldOut(ToySubject subject, int i) => SubjectScenes.HeldOut(Seed, subject, i);
+
+    /// <summary>
+    /// Evaluation prompts from held-out scenes 0..<paramref name="scenes"/>−1: per scene its full caption, then a
+    /// partial one (a training-style caption that differs from the full one).
+    /// </summary>
+    public IReadOnlyList<HeldOutPrompt> HeldOutPrompts(int scenes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(scenes);
+        var prompts = new List<HeldOutPrompt>(2 * scenes);
+        for (int i = 0; i < scenes; i++)
+        {
+            long index = HeldOutStart + i;
+            var scene = Scene(index);
+            var full = scene.FullCaption();
+            var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.HeldOutCaption, (ulong)index);
+            var partial = TrainingCaptions.Sample(scene, ref rng);
+            for (int k = 0; k < 100 && partial with { Connector = BackgroundConnector.Comma } == full; k++) partial = TrainingCaptions.Sample(scene, ref rng);
+            prompts.Add(new HeldOutPrompt(full.ToText(), true, index));
+            prompts.Add(new HeldOutPrompt(partial.ToText(), false, index));
+        }
+        return prompts;
+    }
+
+    private static long CheckIndex(long index) =>
+        index is < 0 or > MaxIndex ? throw new ArgumentOutOfRangeException(nameof(index), index, $"a toy-world scene index must be in 0..{MaxIndex}, got {index}") : index;
+
+    private static long CheckSplitOffset(long i, long count) =>
+        i < 0 || i >= count ? throw new ArgumentOutOfRangeException(nameof(i), i, $"the split has scenes 0..{count - 1}, got {i}") : i;
+}
