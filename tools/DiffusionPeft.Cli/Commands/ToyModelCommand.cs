@@ -1,0 +1,82 @@
+using System.CommandLine;
+using DiffusionPeft.Cli.ConsoleUi;
+using DiffusionPeft.Diffusion;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.ToyModel;
+
+namespace DiffusionPeft.Cli.Commands;
+
+/// <summary>
+/// `dpeft toy-model train`: reproduces the toy Stable Diffusion from nothing (world → VAE → text encoder → UNet);
+/// `dpeft toy-model evaluate`: the scene judge's accuracy per attribute on held-out captions.
+/// </summary>
+public static class ToyModelCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var command = new Command("toy-model", "Train the toy-world Stable Diffusion from scratch, or measure a model on held-out toy captions.");
+        command.Subcommands.Add(Train(output, error));
+        command.Subcommands.Add(Evaluate(output, error));
+        return command;
+    }
+
+    private static Command Train(TextWriter output, TextWriter error)
+    {
+        var outDir = new Option<string>("--out") { Description = "Folder for every stage's run and the final diffusers folder OUT/model.", Required = true };
+        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var seed = new Option<long>("--seed") { Description = "Seed of every initialisation and training RNG.", DefaultValueFactory = _ => 0 };
+        var worldSeed = new Option<long>("--world-seed") { Description = "The toy world's seed.", DefaultValueFactory = _ => 0 };
+        var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's)." };
+        var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
+        var quiet = new Option<bool>("--quiet");
+        var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
+        {
+            outDir, device, seed, worldSeed, unetSteps, miniature, quiet,
+        };
+        command.SetAction(r =>
+        {
+            var options = (r.GetValue(miniature) ? ToyModelOptions.Miniature : new ToyModelOptions()) with
+            {
+                Device = r.GetValue(device)!, Seed = r.GetValue(seed), WorldSeed = r.GetValue(worldSeed),
+            };
+            if (r.GetValue(unetSteps) is { } steps) options = options with { UnetSteps = steps };
+            TorchOptions.ParseDevice(options.Device);
+            var progress = new CliTrainingProgress(new ProgressLine(error, "steps", r.GetValue(quiet)));
+            using var ctrlC = new ConsoleCancellation(error, "saving a checkpoint; rerun the same command to resume...");
+            var recipe = new ToyModelRecipe(r.GetValue(outDir)!, options, progress);
+            var reports = recipe.Run(ctrlC.Token);
+            foreach (var s in reports)
+                output.WriteLine($"{s.Stage}: {s.Steps} steps, loss {s.FirstLoss:G4} → {s.LastLoss:G4}, {s.Seconds / 60:F1} min; {s.Measurements.ToJsonString()}");
+            output.WriteLine($"toy model written to {recipe.Model} ({reports.Sum(s => s.Seconds) / 60:F0} min of training)");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Evaluate(TextWriter output, TextWriter error)
+    {
+        var model = new Option<string?>("--model") { Description = "A toy-world model folder (default: the embedded default)." };
+        var outDir = new Option<string>("--out") { Description = "Images and evaluation.json / evaluation.md.", Required = true };
+        var scenes = new Option<int>("--scenes") { Description = "Held-out scenes (two prompts each: full and partial caption).", DefaultValueFactory = _ => 200 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 25 };
+        var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 7.5 };
+        var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
+        {
+            model, outDir, scenes, steps, cfg, worldSeed, device,
+        };
+        command.SetAction(r =>
+        {
+            using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
+            var progress = new ProgressLine(error, "images", false);
+            progress.Start(2 * r.GetValue(scenes));
+            var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, r.GetValue(steps), r.GetValue(cfg),
+                progress: (done, _) => progress.Report(done, "judging"));
+            output.Write(ToyModelEvaluation.Markdown(sd.Name, result.Full, result.Partial, result.All));
+            output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,56 @@
+using DiffusionPeft.Core.Text;
+using DiffusionPeft.Diffusion.Models;
+using DiffusionPeft.Diffusion.Schedulers;
+using DiffusionPeft.ToyWorld.Vocabulary;
+
+namespace DiffusionPeft.ToyModel;
+
+/// <summary>
+/// The toy Stable Diffusion's shapes: SD's classes and layout at toy width for 64×64 images. The VAE downsamples 4×
+/// (16×16×4 latents, 12× compression), the text encoder is CLIP at width 128 with a 32-token context over the toy
+/// vocabulary, the UNet is SD 1.x's layout (cross-attention down/up blocks, conv projections) at 16×16.
+/// </summary>
+public static class ToyModelConfigs
+{
+    public static AutoencoderKLConfig Vae(int width = 64) => new()
+    {
+        BlockOutChannels = [width / 2, width, width], LayersPerBlock = 1, LatentChannels = 4, NormNumGroups = 16, SampleSize = 64,
+        DownBlockTypes = ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+        UpBlockTypes = ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+    };
+
+    public static ClipTextConfig TextEncoder(ClipTokenizer tokenizer, int width = 128, int layers = 4) => new()
+    {
+        VocabSize = tokenizer.VocabSize, HiddenSize = width, IntermediateSize = 4 * width, NumHiddenLayers = layers, NumAttentionHeads = width / 32,
+        MaxPositionEmbeddings = ToyVocabulary.ContextLength, HiddenAct = "quick_gelu",
+        BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId, PadTokenId = tokenizer.PadId,
+    };
+
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 64) => new()
+    {
+        SampleSize = 16, InChannels = 4, OutChannels = 4,
+        BlockOutChannels = [width, 2 * width, 2 * width], LayersPerBlock = [1, 1, 1],
+        DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        CrossAttentionDim = [textWidth, textWidth, textWidth], NumAttentionHeads = [4, 4, 4], TransformerLayersPerBlock = [1, 1, 1],
+        NormNumGroups = 16,
+    };
+
+    /// <summary>SD's training schedule (scaled-linear betas, ε prediction) with DPM++ 2M as the default sampler.</summary>
+    public static SchedulerConfig Scheduler() => SchedulerConfig.FromJson(Diffusion.IO.ConfigJson.Parse("""
+        {
+          "_class_name": "DPMSolverMultistepScheduler",
+          "num_train_timesteps": 1000,
+          "beta_start": 0.00085,
+          "beta_end": 0.012,
+          "beta_schedule": "scaled_linear",
+          "prediction_type": "epsilon",
+          "algorithm_type": "dpmsolver++",
+          "solver_order": 2,
+          "steps_offset": 1,
+          "set_alpha_to_one": false,
+          "clip_sample": false,
+          "timestep_spacing": "linspace"
+        }
+        """, "toy scheduler config"));
+}

@@ -1,0 +1,91 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.ToyWorld;
+using DiffusionPeft.ToyWorld.Judge;
+
+namespace DiffusionPeft.ToyModel;
+
+/// <summary>
+/// How well a model draws what held-out captions say, read back by the scene judge: per held-out scene its full
+/// caption and a partial one, one image each (fixed seeds, the model's default sampler, guidance 7.5), accuracy per
+/// attribute the caption mentions. Images and a report (JSON + Markdown) go to the output folder.
+/// </summary>
+public static class ToyModelEvaluation
+{
+    /// <summary>Prompts the UNet stage renders at every validation step (fixed, so the grids show progress).</summary>
+    public static IReadOnlyList<string> ValidationPrompts { get; } =
+    [
+        "a red circle", "a blue square on the left", "a large yellow star at the top right, plain purple background", "a green heart on a white background",
+    ];
+
+    public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, int Images);
+
+    public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
+                             long seed = 0, int batch = 16, Action<int, int>? progress = null)
+    {
+        var world = new World(worldSeed);
+        var prompts = world.HeldOutPrompts(scenes);
+        Directory.CreateDirectory(outDirectory);
+        var full = new JudgeAccuracy();
+        var partial = new JudgeAccuracy();
+        var all = new JudgeAccuracy();
+        var rows = new JsonArray();
+        using var scheduler = model.CreateScheduler("default");
+        var pipeline = new StableDiffusionPipeline(model, scheduler);
+        for (int start = 0; start < prompts.Count; start += batch)
+        {
+            var chunk = prompts.Skip(start).Take(batch).ToList();
+            using var result = pipeline.Run(new PipelineCall
+            {
+                Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seed + start + k).ToArray(),
+                Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
+            });
+            var images = ImageTensors.ToRgb(result.Images);
+            for (int k = 0; k < chunk.Count; k++)
+            {
+                var score = SceneJudge.Score(images[k], chunk[k].Text);
+                (chunk[k].IsFull ? full : partial).Add(score);
+                all.Add(score);
+                var file = $"{start + k:D4}.png";
+                PngWriter.Write(Path.Combine(outDirectory, file), images[k], [("prompt", chunk[k].Text)]);
+                rows.Add(new JsonObject
+                {
+                    ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = seed + start + k,
+                    ["results"] = new JsonObject(score.Results.Select(r => KeyValuePair.Create(r.Attribute.ToString(), (JsonNode?)r.Correct))),
+                });
+            }
+            progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
+        }
+        var report = new JsonObject
+        {
+            ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
+            ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["images"] = rows,
+        };
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, full, partial, all));
+        return new Result(full, partial, all, prompts.Count);
+    }
+
+    private static JsonObject Json(JudgeAccuracy a)
+    {
+        var o = new JsonObject { ["scores"] = a.Scores, ["all_correct"] = a.Scores == 0 ? null : (double)a.AllCorrect / a.Scores };
+        foreach (var attribute in Enum.GetValues<JudgeAttribute>())
+            if (a.Accuracy(attribute) is { } v) o[attribute.ToString()] = new JsonObject { ["accuracy"] = v, ["count"] = a.Count(attribute) };
+        return o;
+    }
+
+    public static string Markdown(string model, JudgeAccuracy full, JudgeAccuracy partial, JudgeAccuracy all)
+    {
+        var sb = new StringBuilder($"# {model}: judge accuracy on held-out captions\n\n| attribute | full captions | partial captions | all |\n|---|---:|---:|---:|\n");
+        foreach (var a in Enum.GetValues<JudgeAttribute>())
+            if (all.Accuracy(a) is not null)
+                sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} |\n");
+        return sb.ToString();
+
+        static string Pct(JudgeAccuracy acc, JudgeAttribute a) => acc.Accuracy(a) is { } v ? $"{100 * v:F1}% ({acc.Count(a)})" : "–";
+    }
+}

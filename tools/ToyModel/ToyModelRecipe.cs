@@ -1,0 +1,269 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Core.Text;
+using DiffusionPeft.Diffusion;
+using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Diffusion.Models;
+using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth;
+using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Data;
+using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.DreamBooth.StableDiffusion;
+using DiffusionPeft.DreamBooth.Training;
+using DiffusionPeft.ToyWorld;
+using DiffusionPeft.ToyWorld.Files;
+using DiffusionPeft.ToyWorld.Vocabulary;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.ToyModel;
+
+/// <summary>The settings of a toy-model reproduction; the defaults are the shipped model's.</summary>
+public sealed record ToyModelOptions
+{
+    public long WorldSeed { get; init; }
+    public string Device { get; init; } = "cpu";
+    /// <summary>Seed of every initialisation and of each stage's training RNG.</summary>
+    public long Seed { get; init; }
+    public int VaeWidth { get; init; } = 64;
+    public int VaeSteps { get; init; } = 1200;
+    public int VaeBatch { get; init; } = 32;
+    public double VaeLr { get; init; } = 1e-3;
+    public int TextWidth { get; init; } = 128;
+    public int TextLayers { get; init; } = 4;
+    public int ClipSteps { get; init; } = 800;
+    public int ClipBatch { get; init; } = 256;
+    public double ClipLr { get; init; } = 1e-3;
+    /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
+    public int PretrainScenes { get; init; } = 20_000;
+    public int UnetWidth { get; init; } = 64;
+    /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
+    public int UnetImages { get; init; } = 30_000;
+    public int UnetSteps { get; init; } = 3000;
+    public int UnetBatch { get; init; } = 64;
+    public double UnetLr { get; init; } = 3e-4;
+    public double CaptionDropout { get; init; } = 0.1;
+    public int CheckpointEvery { get; init; } = 100;
+    public int ValidateEvery { get; init; } = 500;
+    /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
+    public int EvalScenes { get; init; } = 256;
+
+    /// <summary>A miniature of the whole chain for tests: a few dozen steps per stage on tiny widths.</summary>
+    public static ToyModelOptions Miniature => new()
+    {
+        VaeWidth = 32, VaeSteps = 30, VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = 30, ClipBatch = 32, PretrainScenes = 256,
+        UnetWidth = 32, UnetImages = 64, UnetSteps = 30, UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
+    };
+}
+
+/// <summary>What one stage left behind: its losses and its measurements.</summary>
+public sealed record StageReport(string Stage, int Steps, double FirstLoss, double LastLoss, double Seconds, JsonObject Measurements);
+
+/// <summary>
+/// Reproduces the toy Stable Diffusion from nothing, as SD's pieces were made: world → VAE (reconstruction + KL) →
+/// text encoder (contrastive with an image tower, then frozen) → UNet (every weight, noise prediction, caption dropout,
+/// through `dpeft train --mode full`) → OUT/model, a diffusers folder. Every stage trains with the project's
+/// <see cref="Trainer"/> (checkpoints, exact resume, log.jsonl, loss.png); a rerun skips finished stages and resumes
+/// the unfinished one from its last checkpoint.
+/// </summary>
+public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options, ITrainingProgress? progress = null)
+{
+    public const string DoneFile = "done.json", ModelFolder = "model";
+
+    private readonly string _out = Path.GetFullPath(outDirectory);
+    private readonly ITrainingProgress _progress = progress ?? NullTrainingProgress.Instance;
+    private readonly World _world = new(options.WorldSeed);
+
+    public string TokenizerFolder => Path.Combine(_out, "tokenizer");
+    public string VaeFolder => Path.Combine(_out, "vae");
+    public string ClipFolder => Path.Combine(_out, "clip");
+    public string DataFolder => Path.Combine(_out, "data", "train");
+    public string BaseFolder => Path.Combine(_out, "base");
+    public string UnetRun => Path.Combine(_out, "unet");
+    public string Model => Path.Combine(_out, ModelFolder);
+
+    public IReadOnlyList<StageReport> Run(CancellationToken cancellationToken = default)
+    {
+        Directory.CreateDirectory(_out);
+        if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
+        var tokenizer = ToyVocabulary.Load(TokenizerFolder);
+        var device = TorchOptions.ParseDevice(options.Device);
+        var reports = new List<StageReport>
+        {
+            Stage(VaeFolder, () => TrainVae(device, cancellationToken)),
+            Stage(ClipFolder, () => TrainClip(tokenizer, device, cancellationToken)),
+        };
+        if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
+        {
+            _progress.Info($"writing {options.UnetImages:N0} captioned training images to {DataFolder}");
+            ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
+            AtomicFile.WriteAllText(Path.Combine(DataFolder, DoneFile), "{}");
+        }
+        if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
+        reports.Add(Stage(UnetRun, () => TrainUnet(cancellationToken)));
+        if (!Directory.Exists(Model)) CopyDirectory(Path.Combine(UnetRun, FullFineTuneTarget.ModelFolder), Model);
+        return reports;
+    }
+
+    private StageReport Stage(string folder, Func<StageReport?> train)
+    {
+        var done = Path.Combine(folder, DoneFile);
+        if (File.Exists(done)) return JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done))!;
+        var report = train() ?? throw new OperationCanceledException($"{Path.GetFileName(folder)} stage interrupted; rerun to resume");
+        AtomicFile.WriteAllText(done, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        _progress.Info($"{report.Stage}: loss {report.FirstLoss:G4} → {report.LastLoss:G4} in {report.Steps} steps, {report.Seconds / 60:F1} min; {report.Measurements.ToJsonString()}");
+        return report;
+    }
+
+    private TrainingLoop Loop(int steps, double lr, long seedOffset) => new()
+    {
+        Steps = steps, Lr = lr, WeightDecay = 0.01, MaxGradNorm = 1.0, LrScheduler = LrScheduleKind.Cosine, LrWarmupSteps = Math.Min(100, steps / 10),
+        Seed = options.Seed + seedOffset, CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", PlotEvery = 25,
+    };
+
+    private static JsonRunSettings Settings(object stage) => JsonRunSettings.Of(stage, fileName: "stage.json");
+
+    /// <summary>Trains with the project's loop, resuming from the stage's last checkpoint; null when interrupted.</summary>
+    private TrainResult? Train(string folder, TrainingLoop loop, IRunSettings settings, ITrainingTarget target,
+                               ITrainingObjective objective, int items, int batch, CancellationToken ct)
+    {
+        using var trainer = new Trainer(loop, settings, folder, target, objective, new DataOrder(items, batch, loop.Seed), _progress);
+        var result = trainer.Run(ct);
+        if (result.Interrupted) return null;
+        target.WriteFinal(folder, result.Steps);
+        return result;
+    }
+
+    private StageReport? TrainVae(Device device, CancellationToken ct)
+    {
+        manual_seed(options.Seed + 1);
+        var config = ToyModelConfigs.Vae(options.VaeWidth);
+        using var vae = new AutoencoderKL(config);
+        ModelPlacement.Place(vae, ScalarType.Float32, device);
+        var scenes = new SceneImages(_world, options.PretrainScenes);
+        var stage = new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, options.VaeSteps, options.VaeBatch, options.VaeLr, options.PretrainScenes };
+        var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { });
+        _progress.Info($"VAE: {target.ParameterCount:N0} weights, {options.VaeSteps} steps of {options.VaeBatch} scenes");
+        var run = Train(VaeFolder, Loop(options.VaeSteps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
+            scenes.Count, options.VaeBatch, ct);
+        if (run is not { } r) return null;
+
+        // diffusers' scaling_factor is 1 / std of the latents (SD: 0.18215); the UNet then sees unit-variance latents.
+        using var _ = no_grad();
+        vae.eval();
+        var sampleItems = Enumerable.Range(0, Math.Min(512, scenes.Count)).ToArray();
+        double std;
+        using (var scope = NewDisposeScope())
+            std = cat(sampleItems.Chunk(64).Select(c => vae.Encode(scenes.Pixels(c, device)).Mean).ToArray()).std().item<float>();
+        var heldOut = new SceneImages(_world, options.EvalScenes, World.HeldOutStart);
+        double psnr = VaePsnr(vae, heldOut, device);
+        var final = new AutoencoderKL(config with { ScalingFactor = 1 / std });
+        final.load_state_dict(vae.state_dict());
+        SaveComponent(Path.Combine(VaeFolder, ModelFolder), final.Config.ToJson(), final, "diffusion_pytorch_model.safetensors");
+        return Report("vae", VaeFolder, r, new JsonObject { ["heldout_psnr_db"] = Math.Round(psnr, 2), ["scaling_factor"] = 1 / std, ["parameters"] = target.ParameterCount });
+    }
+
+    /// <summary>Mean PSNR (dB, pixels in [0, 1]) of decode(posterior mode) over held-out scenes.</summary>
+    public static double VaePsnr(AutoencoderKL vae, SceneImages scenes, Device device)
+    {
+        using var _ = no_grad();
+        var values = new List<double>();
+        foreach (var chunk in Enumerable.Range(0, scenes.Count).Chunk(32))
+        {
+            using var scope = NewDisposeScope();
+            var x = scenes.Pixels(chunk, device);
+            var rec = vae.forward(x).clamp(-1, 1);
+            var mse = ((rec - x) / 2).pow(2).mean([1, 2, 3]).cpu().data<float>().ToArray();
+            values.AddRange(mse.Select(m => 10 * Math.Log10(1 / Math.Max(m, 1e-12))));
+        }
+        return values.Average();
+    }
+
+    private StageReport? TrainClip(ClipTokenizer tokenizer, Device device, CancellationToken ct)
+    {
+        manual_seed(options.Seed + 2);
+        var textConfig = ToyModelConfigs.TextEncoder(tokenizer, options.TextWidth, options.TextLayers);
+        using var clip = new ToyClip(textConfig, options.TextWidth);
+        ModelPlacement.Place(clip, ScalarType.Float32, device);
+        var scenes = new SceneImages(_world, options.PretrainScenes);
+        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, options.ClipSteps, options.ClipBatch, options.ClipLr, options.PretrainScenes };
+        var target = new ModuleTarget([("clip", clip, options.ClipLr)], (_, _) => { });
+        _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {options.ClipSteps} steps of {options.ClipBatch} pairs");
+        var objective = new ContrastiveObjective(clip, scenes, tokenizer);
+        var run = Train(ClipFolder, Loop(options.ClipSteps, options.ClipLr, 2), Settings(stage), target, objective, scenes.Count, options.ClipBatch, ct);
+        if (run is not { } r) return null;
+
+        var retrieval = ToyClipRetrieval.HeldOut(clip, objective, _world, options.EvalScenes, device);
+        SaveComponent(Path.Combine(ClipFolder, ModelFolder), textConfig.ToJson(), clip, "toy_clip.safetensors");
+        SaveComponent(Path.Combine(ClipFolder, "text_encoder"), textConfig.ToJson(), clip.text_model, "model.safetensors");
+        return Report("clip", ClipFolder, r, new JsonObject
+        {
+            ["heldout_caption_top1"] = Math.Round(retrieval.CaptionTop1, 4), ["heldout_image_top1"] = Math.Round(retrieval.ImageTop1, 4),
+            ["chance"] = Math.Round(1.0 / retrieval.Candidates, 4), ["parameters"] = target.ParameterCount,
+        });
+    }
+
+    private void WriteBase(ClipTokenizer tokenizer)
+    {
+        manual_seed(options.Seed + 3);
+        var text = CLIPTextModel.FromPretrained(Path.Combine(ClipFolder, "text_encoder"));
+        var vae = AutoencoderKL.FromPretrained(Path.Combine(VaeFolder, ModelFolder));
+        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth));
+        using var model = new StableDiffusionModel
+        {
+            TextEncoder = text, Vae = vae, Unet = unet, Tokenizer = tokenizer, SchedulerConfig = ToyModelConfigs.Scheduler(), Name = "toy-world base",
+        };
+        DiffusersFolderWriter.Write(model, BaseFolder);
+    }
+
+    private StageReport? TrainUnet(CancellationToken ct)
+    {
+        var config = new TrainConfig
+        {
+            Model = BaseFolder, Images = DataFolder, Out = UnetRun, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
+            Steps = options.UnetSteps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
+            LrWarmupSteps = Math.Min(200, options.UnetSteps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = 5,
+            CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
+            ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
+            PlotEvery = 25, CacheLatents = LatentCacheMode.Memory,
+        };
+        var result = DreamBoothRun.Run(config, _progress, ct);
+        if (result.Interrupted) return null;
+        return Report("unet", UnetRun, result, new JsonObject { ["images"] = options.UnetImages });
+    }
+
+    /// <summary>The stage's losses (mean of its first and last 5% of steps) and training time, from its log.jsonl (resumes included).</summary>
+    private static StageReport Report(string stage, string folder, TrainResult result, JsonObject measurements)
+    {
+        var lines = File.ReadLines(Path.Combine(folder, TrainingLog.FileName)).Select(l => JsonNode.Parse(l)!).ToList();
+        var losses = lines.Select(l => (double)l["loss"]!).ToList();
+        int n = Math.Max(1, losses.Count / 20);
+        double seconds = lines.Count == 0 ? 0 : (double)lines[^1]["elapsed_s"]!;
+        return new StageReport(stage, (int)result.Steps, losses.Take(n).Average(), losses.TakeLast(n).Average(), seconds, measurements);
+    }
+
+    /// <summary>A diffusers/transformers component folder: config.json and the module's weights.</summary>
+    private static void SaveComponent(string folder, JsonObject config, nn.Module module, string weightsName)
+    {
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        using var scope = NewDisposeScope();
+        SafetensorsWriter.Write(Path.Combine(folder, weightsName), module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu()),
+            new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        var temp = to + ".tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(temp, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        Directory.Move(temp, to);
+    }
+}
