@@ -72,8 +72,10 @@ public sealed class GoldenPipelineRun : IDisposable
     /// Compares whichever of these the io file holds under the given names: input ids (exact), prompt embeddings,
     /// timesteps (exact), UNet inputs/outputs, step latents, final latents and the image.
     /// </summary>
-    public void CompareWith(SafetensorsFile io, Tolerance tol, string intermediatePrefix, string outputPrefix, string embedsPrefix = "intermediate.")
+    /// <param name="embedsPrefix">Where the prompt embeddings are: by default under the run's prefix if the io holds them there, else "intermediate.".</param>
+    public void CompareWith(SafetensorsFile io, Tolerance tol, string intermediatePrefix, string outputPrefix, string? embedsPrefix = null)
     {
+        embedsPrefix ??= io.Contains($"{intermediatePrefix}prompt_embeds") ? intermediatePrefix : "intermediate.";
         void Close(string name, Tensor actual)
         {
             if (!io.Contains(name)) return;
