@@ -92,7 +92,7 @@ public sealed class PipelineGoldenTests
     }
 
     /// <summary>The run's swapped scheduler (scheduler_config_after_swap) or the model's own.</summary>
-    private static SchedulerConfig SchedulerOf(StableDiffusionModel model, JsonObject run, string where) =>
+    internal static SchedulerConfig SchedulerOf(StableDiffusionModel model, JsonObject run, string where) =>
         run["scheduler_config_after_swap"] is JsonObject swapped ? SchedulerConfig.FromJson(new ConfigJson(where, swapped)) : model.SchedulerConfig;
 
     /// <summary>The loaded model with its tokenizer folder read under the case's text cleanup (the loader reads it without ftfy).</summary>
