@@ -142,14 +142,6 @@ public sealed class AdapterFormatTests(ITestOutputHelper output) : IDisposable
 
     public static TheoryData<string> LoraCases => GoldenData.CasesOfKind("lora");
 
-    /// <summary>The importer's name for a file format the manifest states ("kohya", "diffusers_peft"), or null for one it does not know.</summary>
-    private static string? ImporterFormat(string caseName) => (string?)GoldenData.Case(caseName)["format"] switch
-    {
-        "kohya" => "kohya",
-        "diffusers_peft" or "diffusers" or "peft" => "diffusers",
-        _ => null,
-    };
-
     /// <summary>
     /// The file's modules each become one layer scaled by run scale · alpha / rank of that module's own tensors (alpha = rank
     /// where the file stores none); merged at a recorded run's scale they equal diffusers 0.25's fuse_lora weights.
@@ -171,7 +163,7 @@ public sealed class AdapterFormatTests(ITestOutputHelper output) : IDisposable
         {
             var components = GoldenBase(caseName);
             var result = LoraImporter.Load(lora, components, scale);
-            if (ImporterFormat(caseName) is { } format) Assert.Equal(format, result.Format);
+            if (GoldenLoraFile.FormatName(caseName) is { } format) Assert.Equal(format, result.Format);
             else output.WriteLine($"skipped the format check: {caseName} states format {GoldenData.Case(caseName)["format"]?.ToJsonString()}");
             Assert.Equal(modules.Count, result.Layers.Count);
             Assert.Empty(result.UnknownKeys);

@@ -168,6 +168,14 @@ public static class GoldenLoraFile
         return file.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
     }
 
+    /// <summary>The name the importer and `adapter inspect` give the format a lora case states ("kohya", "diffusers_peft"); null for one they do not know.</summary>
+    public static string? FormatName(string caseName) => (string?)GoldenData.Case(caseName)["format"] switch
+    {
+        "kohya" => "kohya",
+        "diffusers_peft" or "diffusers" or "peft" => "diffusers",
+        _ => null,
+    };
+
     /// <summary>The recorded scale of a lora case's run: cross_attention_kwargs.scale, 1.0 when none was passed.</summary>
     public static double ScaleOf(JsonNode run) => run["cross_attention_kwargs"]?["scale"] is JsonValue v ? (double)v : 1.0;
 }
