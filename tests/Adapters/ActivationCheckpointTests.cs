@@ -6,22 +6,24 @@ using static TorchSharp.torch;
 namespace DiffusionPeft.Tests.Adapters;
 
 /// <summary>Activation checkpointing of the UNet's transformer blocks changes memory, not numbers.</summary>
+[Trait("Category", "Golden")]
 public sealed class ActivationCheckpointTests
 {
-    [Fact]
-    public void CheckpointedTrainingGivesTheSameLossAndGradients()
+    public static TheoryData<string> Cases => GoldenData.CasesOfKind("unet");
+
+    [Theory, MemberData(nameof(Cases))]
+    public void CheckpointedTrainingGivesTheSameLossAndGradients(string caseName)
     {
         using var scope = NewDisposeScope();
-        var dir = Path.Combine(GoldenData.Dir, "unet_sd15_tiny");
-        var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(Path.Combine(dir, "config.json")));
-        unet.LoadWeights(Path.Combine(dir, "weights.safetensors"));
+        var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(GoldenData.FileOf(caseName, "config")));
+        unet.LoadWeights(GoldenData.FileOf(caseName, "weights"));
         manual_seed(5);
         var report = AdapterInjector.Inject(unet, new AdapterOptions { Method = AdapterMethod.Lora, Rank = 4, Alpha = 4 }, InjectionTargets.UNetAttention, "unet");
         using (no_grad())
             foreach (var l in report.Layers) foreach (var p in l.Layer.AdapterParameters()) p.Tensor.copy_(randn_like(p.Tensor) * 0.1);
         var parameters = report.Layers.SelectMany(l => l.Layer.AdapterParameters()).Select(p => p.Tensor).ToList();
         unet.train();
-        var sample = randn(2, 4, 16, 16, generator: new Generator(1));
+        var sample = randn(2, unet.Config.InChannels, unet.Config.SampleSize, unet.Config.SampleSize, generator: new Generator(1));
         var context = randn(2, 7, unet.Config.CrossAttentionDim[0], generator: new Generator(2));
         var t = tensor(new long[] { 10, 700 });
 

@@ -1,6 +1,7 @@
 using DiffusionPeft.Cli;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
+using DiffusionPeft.Tests.Metrics;
 
 namespace DiffusionPeft.Tests.Cli;
 
@@ -10,11 +11,14 @@ public sealed class BenchDreamBoothCommandTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-bench-").FullName;
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
-    [Fact]
-    public void GeneratesTheProtocolPromptsPerShardThenScoresThem()
+    public static TheoryData<string> MetricsCases => GoldenData.CasesOfKind("metrics");
+
+    [Theory, MemberData(nameof(MetricsCases)), Trait("Category", "Golden")]
+    public void GeneratesTheProtocolPromptsPerShardThenScoresThem(string caseName)
     {
-        var metrics = Path.Combine(GoldenData.Dir, "metrics_tiny");
-        var images = Directory.GetFiles(Path.Combine(metrics, "images")).Order().ToArray();
+        using var c = new MetricsCase(caseName);
+        var images = c.ImageFiles.ToArray();
+        Assert.True(images.Length >= 2, $"{caseName}: this test takes 2 of the case's images, it has {images.Length}");
         foreach (var subject in new[] { "dog", "vase" })
         {
             Directory.CreateDirectory(Path.Combine(_dir, "real", subject));
@@ -39,8 +43,8 @@ public sealed class BenchDreamBoothCommandTests : IDisposable
 
         o = new StringWriter(); e = new StringWriter();
         code = Program.Run(["bench-dreambooth", "--subject", "dog", "--subject", "vase", "--score-only", "--out", outDir, "--real", Path.Combine(_dir, "real"),
-            "--dino", Path.Combine(metrics, "dino_tiny.onnx"), "--clip-vision", Path.Combine(metrics, "clip_vision_tiny.onnx"),
-            "--clip-text", Path.Combine(metrics, "clip_text_tiny.onnx"), "--clip-tokenizer", Path.Combine(GoldenData.Dir, "clip_tokenizer"), "--label", "smoke"], o, e);
+            "--dino", c.ModelPath("dino"), "--clip-vision", c.ModelPath("clip_vision"), "--clip-text", c.ModelPath("clip_text"), "--clip-tokenizer", c.TokenizerDir,
+            "--label", "smoke"], o, e);
         Assert.True(code == 0, e.ToString());
         Assert.Matches(@"smoke: DINO -?\d\.\d{4}  CLIP-I -?\d\.\d{4}  CLIP-T -?\d\.\d{4}", o.ToString());
         Assert.True(File.Exists(Path.Combine(outDir, "eval", "report.html")));

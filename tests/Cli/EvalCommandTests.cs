@@ -1,6 +1,7 @@
 using DiffusionPeft.Cli;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
+using DiffusionPeft.Tests.Metrics;
 
 namespace DiffusionPeft.Tests.Cli;
 
@@ -10,11 +11,14 @@ public sealed class EvalCommandTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-evalcli-").FullName;
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
-    [Fact]
-    public void ScoresFoldersAndWritesReports()
+    public static TheoryData<string> MetricsCases => GoldenData.CasesOfKind("metrics");
+
+    [Theory, MemberData(nameof(MetricsCases)), Trait("Category", "Golden")]
+    public void ScoresFoldersAndWritesReports(string caseName)
     {
-        var metrics = Path.Combine(GoldenData.Dir, "metrics_tiny");
-        var images = Directory.GetFiles(Path.Combine(metrics, "images")).Order().ToArray();
+        using var c = new MetricsCase(caseName);
+        var images = c.ImageFiles.ToArray();
+        Assert.True(images.Length >= 6, $"{caseName}: this test takes 6 of the case's images, it has {images.Length}");
         Directory.CreateDirectory(Path.Combine(_dir, "real", "dog"));
         Directory.CreateDirectory(Path.Combine(_dir, "gen", "dog"));
         foreach (var f in images[..3]) File.Copy(f, Path.Combine(_dir, "real", "dog", Path.GetFileName(f)));
@@ -27,8 +31,7 @@ public sealed class EvalCommandTests : IDisposable
 
         var o = new StringWriter(); var e = new StringWriter();
         int code = Program.Run(["eval", "--subjects", subjects, "--generated", Path.Combine(_dir, "gen"), "--real", Path.Combine(_dir, "real"),
-            "--dino", Path.Combine(metrics, "dino_tiny.onnx"), "--clip-vision", Path.Combine(metrics, "clip_vision_tiny.onnx"),
-            "--clip-text", Path.Combine(metrics, "clip_text_tiny.onnx"), "--clip-tokenizer", Path.Combine(GoldenData.Dir, "clip_tokenizer"),
+            "--dino", c.ModelPath("dino"), "--clip-vision", c.ModelPath("clip_vision"), "--clip-text", c.ModelPath("clip_text"), "--clip-tokenizer", c.TokenizerDir,
             "--out", outDir, "--label", "tiny"], o, e);
         Assert.True(code == 0, e.ToString());
         Assert.Matches(@"tiny: DINO -?0\.\d{4} ± \d\.\d{4} \(n=3\)  CLIP-I -?0\.\d{4} ± \d\.\d{4} \(n=3\)  CLIP-T -?0\.\d{4} ± \d\.\d{4} \(n=3\)", o.ToString());

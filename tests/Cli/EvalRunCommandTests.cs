@@ -1,6 +1,7 @@
 using DiffusionPeft.Cli;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Tests.Golden;
+using DiffusionPeft.Tests.Metrics;
 
 namespace DiffusionPeft.Tests.Cli;
 
@@ -9,11 +10,14 @@ public sealed class EvalRunCommandTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-evalrun-").FullName;
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
-    [Fact]
-    public void ScoresEveryValidationStepAndNamesTheBest()
+    public static TheoryData<string> MetricsCases => GoldenData.CasesOfKind("metrics");
+
+    [Theory, MemberData(nameof(MetricsCases)), Trait("Category", "Golden")]
+    public void ScoresEveryValidationStepAndNamesTheBest(string caseName)
     {
-        var metrics = Path.Combine(GoldenData.Dir, "metrics_tiny");
-        var images = Directory.GetFiles(Path.Combine(metrics, "images")).Order().ToArray();
+        using var c = new MetricsCase(caseName);
+        var images = c.ImageFiles.ToArray();
+        Assert.True(images.Length >= 6, $"{caseName}: this test takes 4 of the case's first 6 images, it has {images.Length}");
         var real = Path.Combine(_dir, "subject-photos");
         Directory.CreateDirectory(real);
         foreach (var f in images[..2]) File.Copy(f, Path.Combine(real, Path.GetFileName(f)));
@@ -31,8 +35,7 @@ public sealed class EvalRunCommandTests : IDisposable
 
         var o = new StringWriter(); var e = new StringWriter();
         int code = Program.Run(["eval-run", run, "--metric", "dino",
-            "--dino", Path.Combine(metrics, "dino_tiny.onnx"), "--clip-vision", Path.Combine(metrics, "clip_vision_tiny.onnx"),
-            "--clip-text", Path.Combine(metrics, "clip_text_tiny.onnx"), "--clip-tokenizer", Path.Combine(GoldenData.Dir, "clip_tokenizer")], o, e);
+            "--dino", c.ModelPath("dino"), "--clip-vision", c.ModelPath("clip_vision"), "--clip-text", c.ModelPath("clip_text"), "--clip-tokenizer", c.TokenizerDir], o, e);
         Assert.True(code == 0, e.ToString());
         Assert.Contains("step-000010: DINO", o.ToString());
         Assert.Contains("best by dino: step-000020", o.ToString());

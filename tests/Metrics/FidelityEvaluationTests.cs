@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Metrics;
 using DiffusionPeft.Tests.Golden;
+using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Tests.Metrics;
 
@@ -13,21 +14,13 @@ public sealed class FidelityEvaluationTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-eval-").FullName;
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
-    /// <summary>Stand-in tokenizer for the 1000-token tiny text model: bos 998, one id per word, eos 999, eos padding.</summary>
-    private static long[] TinyTokenize(string text)
-    {
-        var ids = new List<long> { 998 };
-        foreach (var w in text.ToLowerInvariant().Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(75))
-            ids.Add(3 + (long)(w.Aggregate(17u, (h, ch) => h * 31 + ch) % 990));
-        ids.Add(999);
-        while (ids.Count < 77) ids.Add(999);
-        return ids.ToArray();
-    }
+    public static TheoryData<string> Cases => GoldenData.CasesOfKind("metrics");
 
-    private (string Manifest, string Generated, string Real, FidelityModels Models) BuildDataset()
+    private (string Manifest, string Generated, string Real, FidelityModels Models) BuildDataset(string caseName)
     {
-        using var c = new MetricsCase((string)((IEnumerable<object[]>)GoldenData.CasesOfKind("metrics")).First()[0]);
-        var files = c.Images.Select(i => c.PathOf((string)i["file"]!)).ToArray();
+        using var c = new MetricsCase(caseName);
+        var files = c.ImageFiles.ToArray();
+        Assert.True(files.Length >= 7, $"{caseName}: this test's plan takes 7 of the case's images, it has {files.Length}");
         var manifest = Path.Combine(_dir, "subjects.csv");
         File.WriteAllText(manifest, "subject,class,kind\ndog,dog,live\nvase,vase,object\nteapot,teapot,object\n");
         string real = Path.Combine(_dir, "real"), gen = Path.Combine(_dir, "generated");
@@ -49,14 +42,17 @@ public sealed class FidelityEvaluationTests : IDisposable
                 PngWriter.Write(Path.Combine(gen, subject, $"{i:D3}.png"), ImageLoader.Load(genFiles[i]), text);
             }
         }
-        var models = new FidelityModels(new MetricModelPaths(c.ModelPath("dino"), c.ModelPath("clip_vision"), c.ModelPath("clip_text")), TinyTokenize);
+        // The tokenizer the case's text model was fed with.
+        var tokenizer = ClipTokenizer.FromFolder(c.TokenizerDir);
+        var models = new FidelityModels(new MetricModelPaths(c.ModelPath("dino"), c.ModelPath("clip_vision"), c.ModelPath("clip_text")),
+            text => tokenizer.EncodeForModel(text).InputIds);
         return (manifest, gen, real, models);
     }
 
-    [Fact]
-    public void EvaluatesFoldersCachesEmbeddingsAndWritesReports()
+    [Theory, MemberData(nameof(Cases)), Trait("Category", "Golden")]
+    public void EvaluatesFoldersCachesEmbeddingsAndWritesReports(string caseName)
     {
-        var (manifest, gen, real, models) = BuildDataset();
+        var (manifest, gen, real, models) = BuildDataset(caseName);
         var cache = Path.Combine(_dir, "cache");
         var first = FidelityEvaluation.Run(manifest, gen, real, models, new FidelityOptions { Label = "lora", CacheDir = cache, BatchSize = 3 });
         Assert.Equal(["dog", "vase"], first.Scores.PerSubject.Select(s => s.Name));
@@ -125,11 +121,11 @@ public sealed class FidelityEvaluationTests : IDisposable
         Assert.Equal(first.Scores.PerSubject.MaxBy(s => s.Dino.Mean)!.Name, firstRowSubject);
     }
 
-    [Fact]
-    public void RunnerReturnsEachFilesEmbeddingInOrderAcrossBatches()
+    [Theory, MemberData(nameof(Cases)), Trait("Category", "Golden")]
+    public void RunnerReturnsEachFilesEmbeddingInOrderAcrossBatches(string caseName)
     {
-        using var c = new MetricsCase((string)((IEnumerable<object[]>)GoldenData.CasesOfKind("metrics")).First()[0]);
-        var files = c.Images.Select(i => c.PathOf((string)i["file"]!)).ToList();
+        using var c = new MetricsCase(caseName);
+        var files = c.ImageFiles.ToList();
         files.Add(files[0]); // a duplicate in a later batch
         using var dino = new DinoEmbedder(c.ModelPath("dino"));
         using var clip = new ClipImageEmbedder(c.ModelPath("clip_vision"));
@@ -146,10 +142,10 @@ public sealed class FidelityEvaluationTests : IDisposable
         }
     }
 
-    [Fact]
-    public void MissingPromptsAndEmptyFoldersAreReportedClearly()
+    [Theory, MemberData(nameof(Cases)), Trait("Category", "Golden")]
+    public void MissingPromptsAndEmptyFoldersAreReportedClearly(string caseName)
     {
-        var (manifest, gen, real, models) = BuildDataset();
+        var (manifest, gen, real, models) = BuildDataset(caseName);
         var bare = Path.Combine(gen, "dog", "999.png");
         PngWriter.Write(bare, RgbImage.Blank(8, 8));
         var e = Assert.Throws<InvalidDataException>(() => FidelityEvaluation.Run(manifest, gen, real, models));

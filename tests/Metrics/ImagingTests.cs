@@ -1,12 +1,11 @@
 using System.Text.Json.Nodes;
 using DiffusionPeft.Core.Imaging;
-using DiffusionPeft.Tests.Golden;
 
 namespace DiffusionPeft.Tests.Metrics;
 
 public sealed class ImagingTests
 {
-    private static MetricsCase AnyCase() => new((string)((IEnumerable<object[]>)GoldenData.CasesOfKind("metrics")).First()[0]);
+    private static MetricsCase AnyCase() => MetricsCase.First();
 
     private static RgbImage Random(int w, int h, int seed)
     {

@@ -25,6 +25,17 @@ public sealed class MetricsCase : IDisposable
     public IEnumerable<JsonObject> Images => Json["images"]!.AsArray().Select(n => (JsonObject)n!);
     public string PathOf(string relative) => Path.Combine(Folder, relative);
     public string ModelPath(string key) => PathOf((string)Json["models"]![key]!["file"]!);
+
+    /// <summary>The tokenizer folder (vocab.json, merges.txt) the case's text model was fed with: case.json's tokenizer.case, relative to the case.</summary>
+    public string TokenizerDir => Path.GetFullPath(PathOf((string?)Json["tokenizer"]?["case"]
+        ?? throw new InvalidDataException($"{Name}/case.json: tokenizer.case does not name the tokenizer folder")));
+
+    /// <summary>The image files, in case.json order.</summary>
+    public IReadOnlyList<string> ImageFiles => Images.Select(i => PathOf((string)i["file"]!)).ToList();
+
+    /// <summary>The case's first metrics case, for tests that only need its models and images.</summary>
+    public static MetricsCase First() => new(GoldenData.CaseNames("metrics").FirstOrDefault()
+        ?? throw new InvalidDataException("the golden manifest has no case of kind 'metrics'"));
     public bool Has(string tensor) => _io.Contains(tensor);
     public long[] ShapeOf(string tensor) => _io.Entry(tensor).Shape;
 

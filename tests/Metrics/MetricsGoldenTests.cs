@@ -134,9 +134,11 @@ public sealed class MetricsGoldenTests
         Assert.Contains("pixel_values", e2.Message);
         var e3 = Assert.Throws<InvalidDataException>(() => new ClipTextEmbedder(dinoPath));
         Assert.Contains("input_ids", e3.Message);
-        var wrongSize = new ImagePreprocessor(DinoPreprocessor.Spec with { ResizeShorter = 288, Crop = 256 });
+        // A crop other than the model's input size (case.json models.dino.inputs[0].shape[2]).
+        int crop = (int)c.Json["models"]!["dino"]!["inputs"]![0]!["shape"]![2]! + 32;
+        var wrongSize = new ImagePreprocessor(DinoPreprocessor.Spec with { ResizeShorter = crop + 32, Crop = crop });
         var e4 = Assert.Throws<InvalidDataException>(() => new DinoEmbedder(dinoPath, wrongSize));
-        Assert.Contains("expected 256", e4.Message);
+        Assert.Contains($"expected {crop}", e4.Message);
     }
 
     private static long[][] Rows(long[] flat, long[] shape)

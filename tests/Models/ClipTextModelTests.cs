@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Tests.Golden;
@@ -81,45 +82,36 @@ public sealed class ClipTextModelTests
         Assert.Contains("relu", ex.Message);
     }
 
-    /// <summary>A saved diffusers pipeline: its tokenizer folder and text encoder give the recorded prompt ids and embeddings.</summary>
-    [Fact]
-    public void DiffusersFolderTokenizerAndTextEncoderReproducePromptEmbeddings()
+    public static TheoryData<string> FolderCases => GoldenData.CasesOfKind("diffusers_folder");
+
+    /// <summary>A saved diffusers pipeline: its tokenizer folder and text encoder give every run's recorded prompt ids and embeddings.</summary>
+    [Theory, MemberData(nameof(FolderCases)), Trait("Category", "Golden")]
+    public void DiffusersFolderTokenizerAndTextEncoderReproducePromptEmbeddings(string caseName)
     {
-        const string caseName = "tiny_sd15_diffusers";
-        var model = Path.Combine(GoldenData.Dir, (string)GoldenData.Case(caseName)["files"]!["model_folder"]!);
-        var config = ConfigJson.Load(GoldenData.FileOf(caseName, "config")).Root;
-        var call = config["runs"]!["pndm"]!["call"]!;
-        var tokenizer = ClipTokenizer.FromFolder(Path.Combine(model, "tokenizer"));
+        var folder = GoldenFolderCase.Load(caseName);
+        var tokenizer = ClipTokenizer.FromFolder(Path.Combine(folder.ModelFolder, "tokenizer"), folder.Cleanup);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var encoder = CLIPTextModel.FromPretrained(Path.Combine(model, "text_encoder"));
+        using var encoder = CLIPTextModel.FromPretrained(Path.Combine(folder.ModelFolder, "text_encoder"));
         using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
         var tol = GoldenData.ToleranceOf(caseName);
-        foreach (var (kind, prompts) in new[] { ("prompt", call["prompt"]!), ("negative_prompt", call["negative_prompt"]!) })
-        {
-            var ids = cat(prompts.AsArray().Select(p => tensor(tokenizer.EncodeForModel((string)p!).InputIds).unsqueeze(0)).ToArray(), 0);
-            Assert.Equal(io.Read($"input.{kind}_input_ids").data<long>().ToArray(), ids.data<long>().ToArray());
-            var name = $"intermediate.{kind}_embeds";
-            var (atol, rtol) = tol.For(name);
-            TensorAssert.Close(encoder.EncodePrompt(ids), io.Read(name), atol, rtol, name);
-        }
+        foreach (var (runName, run) in folder.Runs)
+            CheckPromptIdsAndEmbeddings(tokenizer, encoder, (JsonObject)run["call"]!, io, tol, $"{caseName} run {runName}",
+                $"input.{runName}.", $"intermediate.{runName}.");
     }
 
     public static TheoryData<string> PipelineCases => GoldenData.CasesOfKind("pipeline");
 
-    /// <summary>The tokenizer and text-encoder cases a pipeline case was built from give its recorded ids and prompt embeddings.</summary>
-    [Theory, MemberData(nameof(PipelineCases))]
+    /// <summary>The tokenizer (with the case's kwargs) and text-encoder cases a pipeline case was built from give its recorded ids and prompt embeddings.</summary>
+    [Theory, MemberData(nameof(PipelineCases)), Trait("Category", "Golden")]
     public void PipelineCasePromptIdsAndEmbeddings(string caseName)
     {
         var pipeline = GoldenData.Case(caseName)["pipeline"]!;
         var components = pipeline["components"]!;
-        var call = pipeline["call"]!;
-        string tokCase = (string)components["tokenizer"]!, encCase = (string)components["text_encoder"]!;
-        var cleanup = ((string?)components["tokenizer_text_cleanup"] ?? "").Contains("without ftfy") ? ClipTextCleanup.Basic : ClipTextCleanup.FtfyLike;
-        var tokFiles = (System.Text.Json.Nodes.JsonObject)GoldenData.Case(tokCase)["files"]!;
-        var options = ClipTokenizer.OptionsFromConfig(tokFiles.ContainsKey("tokenizer_config") ? GoldenData.FileOf(tokCase, "tokenizer_config") : null)
-            with { Cleanup = cleanup };
-        var tokenizer = ClipTokenizer.FromFiles(GoldenData.FileOf(tokCase, "vocab"), GoldenData.FileOf(tokCase, "merges"), options);
+        string encCase = (string)components["text_encoder"]!;
+        var where = $"{caseName} pipeline.components";
+        var tokenizer = GoldenTokenizerSettings.FromCase((string)components["tokenizer"]!, components["tokenizer_kwargs"],
+            GoldenTokenizerSettings.Cleanup(components["tokenizer_text_cleanup"], where), where);
 
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -127,14 +119,29 @@ public sealed class ClipTextModelTests
         using (var w = SafetensorsFile.Open(GoldenData.FileOf(encCase, "weights"))) encoder.LoadWeights(w);
         encoder.eval();
         using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
-        var tol = GoldenData.ToleranceOf(caseName);
+        CheckPromptIdsAndEmbeddings(tokenizer, encoder, (JsonObject)pipeline["call"]!, io, GoldenData.ToleranceOf(caseName), caseName, "input.", "intermediate.");
+    }
+
+    /// <summary>
+    /// The call's prompts and negative prompts ("" where none is given) tokenized and encoded, against the recorded ids and
+    /// embeddings: under the run's own prefixes where the io holds them there, else the shared "input." / "intermediate." ones.
+    /// </summary>
+    private static void CheckPromptIdsAndEmbeddings(ClipTokenizer tokenizer, CLIPTextModel encoder, JsonObject call, SafetensorsFile io, Tolerance tol,
+        string what, string inputPrefix, string embedsPrefix)
+    {
+        var prompts = call["prompt"]!.AsArray().Select(p => (string)p!).ToList();
         foreach (var kind in new[] { "prompt", "negative_prompt" })
         {
-            var ids = cat(call[kind]!.AsArray().Select(p => tensor(tokenizer.EncodeForModel((string)p!).InputIds).unsqueeze(0)).ToArray(), 0);
-            Assert.Equal(io.Read($"input.{kind}_input_ids").data<long>().ToArray(), ids.data<long>().ToArray());
-            var name = $"intermediate.{kind}_embeds";
+            var texts = kind == "prompt" ? prompts
+                : call["negative_prompt"] is JsonArray n ? n.Select(p => (string?)p ?? "").ToList() : prompts.Select(_ => "").ToList();
+            var ids = cat(texts.Select(p => tensor(tokenizer.EncodeForModel(p).InputIds).unsqueeze(0)).ToArray(), 0);
+            var idsName = io.Contains($"{inputPrefix}{kind}_input_ids") ? $"{inputPrefix}{kind}_input_ids" : $"input.{kind}_input_ids";
+            Assert.True(io.Contains(idsName), $"{what}: no {idsName}");
+            Assert.Equal(io.Read(idsName).data<long>().ToArray(), ids.data<long>().ToArray());
+            var name = io.Contains($"{embedsPrefix}{kind}_embeds") ? $"{embedsPrefix}{kind}_embeds" : $"intermediate.{kind}_embeds";
+            Assert.True(io.Contains(name), $"{what}: no {name}");
             var (atol, rtol) = tol.For(name);
-            TensorAssert.Close(encoder.EncodePrompt(ids), io.Read(name), atol, rtol, $"{caseName} {name}");
+            TensorAssert.Close(encoder.EncodePrompt(ids), io.Read(name), atol, rtol, $"{what} {name}");
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Tests.Golden;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Tests.Models;
@@ -9,7 +10,7 @@ namespace DiffusionPeft.Tests.Models;
 /// <summary>UNet and VAE loaded with FromPretrained from a diffusers pipeline folder reproduce the pipeline's recorded
 /// UNet calls (classifier-free guidance batch) and its VAE decode of the final latents.</summary>
 [Trait("Category", "Golden")]
-public sealed class PretrainedFolderTests
+public sealed class PretrainedFolderTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Cases => GoldenData.CasesOfKind("diffusers_folder");
 
@@ -61,19 +62,37 @@ public sealed class PretrainedFolderTests
         Assert.True(runs > 0, $"{caseName}: no output.<run>.image tensors");
     }
 
+    /// <summary>Each weight variant the case's runs load: FromPretrained holds the variant file's values (float32), the main load the main file's.</summary>
     [Theory, MemberData(nameof(Cases))]
-    public void Fp16VariantLoadsTheRoundedWeights(string caseName)
+    public void VariantLoadsTheVariantFilesValues(string caseName)
     {
+        var golden = GoldenFolderCase.Load(caseName);
+        if (golden.Variants.Count == 0) output.WriteLine($"skipped: no run of {caseName} loads a weight variant");
         using var scope = NewDisposeScope();
-        var folder = Path.Combine(GoldenData.FileOf(caseName, "model_folder"), "unet");
-        if (!File.Exists(Path.Combine(folder, "diffusion_pytorch_model.fp16.safetensors"))) return;
-        var full = UNet2DConditionModel.FromPretrained(folder);
-        var half = UNet2DConditionModel.FromPretrained(folder, variant: "fp16");
-        var a = full.state_dict();
-        var b = half.state_dict();
-        double maxDiff = a.Keys.Max(k => TensorAssert.MaxAbsDiff(a[k], b[k]));
-        Assert.True(maxDiff > 0, "the fp16 variant loaded the same values as the float32 file");
-        foreach (var k in a.Keys)
-            TensorAssert.Close(b[k], a[k].to_type(ScalarType.Float16).to_type(ScalarType.Float32), 0, 0, $"{k} (fp16 variant = rounded float32)");
+        foreach (var variant in golden.Variants)
+            foreach (var component in new[] { "unet", "vae", "text_encoder" })
+            {
+                var file = golden.WeightsFileFor(component, variant);
+                if (file == golden.MainWeightsFile(component)) continue;
+                var dir = golden.PathOf(component);
+                AssertHolds(Load(component, dir, variant), golden.PathOf(file), $"{component} {variant}");
+                AssertHolds(Load(component, dir, null), golden.PathOf(golden.MainWeightsFile(component)), $"{component} main");
+            }
+    }
+
+    private static nn.Module Load(string component, string dir, string? variant) => component switch
+    {
+        "unet" => UNet2DConditionModel.FromPretrained(dir, variant: variant),
+        "vae" => AutoencoderKL.FromPretrained(dir, variant: variant),
+        _ => CLIPTextModel.FromPretrained(dir, variant: variant),
+    };
+
+    private static void AssertHolds(nn.Module model, string weightsFile, string what)
+    {
+        using var file = SafetensorsFile.Open(weightsFile);
+        var state = model.state_dict();
+        Assert.Equal(file.Names.Order(StringComparer.Ordinal), state.Keys.Order(StringComparer.Ordinal));
+        foreach (var (key, value) in state)
+            TensorAssert.Close(value, file.Read(key).to_type(ScalarType.Float32), 0, 0, $"{what}: {key} ({Path.GetFileName(weightsFile)})");
     }
 }

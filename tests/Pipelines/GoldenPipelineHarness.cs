@@ -20,9 +20,23 @@ public sealed class GoldenPipelineRun : IDisposable
     public required long[,] PromptIds { get; init; }
     public required long[,] NegativeIds { get; init; }
 
-    /// <summary>Runs diffusers' call arguments (prompt, negative_prompt, steps, guidance, size, eta) with the given latents.</summary>
+    /// <summary>The call arguments these runs honour; any other fails the test rather than being ignored.</summary>
+    private static readonly HashSet<string> KnownCallArguments =
+    [
+        "prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "eta", "height", "width", "clip_skip",
+        "output_type", "latents", "vae_scale_factor", "vae_scaling_factor",
+    ];
+
+    /// <summary>Runs diffusers' call arguments (prompt, negative_prompt, steps, guidance, size, eta, clip_skip) with the given latents.</summary>
     public static GoldenPipelineRun Execute(StableDiffusionModel model, IScheduler scheduler, JsonObject call, Tensor latents)
     {
+        if (call.Select(kv => kv.Key).FirstOrDefault(k => !KnownCallArguments.Contains(k)) is { } unknown)
+            throw new Xunit.Sdk.XunitException($"pipeline call argument '{unknown}' ({call[unknown]?.ToJsonString()}) is not supported by these tests");
+        if (call["output_type"] is JsonValue outputType && (string?)outputType != "np")
+            throw new Xunit.Sdk.XunitException($"output_type '{outputType}' is not supported by these tests (they compare NHWC float images, 'np')");
+        // Recorded for information: what the pipeline derived from the VAE config, which the model must derive alike.
+        if (call["vae_scale_factor"] is JsonValue factor) Assert.Equal((int)factor, model.VaeScaleFactor);
+        if (call["vae_scaling_factor"] is JsonValue scaling) Assert.Equal((double)scaling, model.Vae.Config.ScalingFactor);
         var prompts = ((JsonArray)call["prompt"]!).Select(p => (string)p!).ToList();
         var negatives = call["negative_prompt"] is JsonArray n ? n.Select(p => (string?)p ?? "").ToList() : null;
         var pipeline = new StableDiffusionPipeline(model, scheduler);
@@ -45,7 +59,8 @@ public sealed class GoldenPipelineRun : IDisposable
             GuidanceScale = (double)call["guidance_scale"]!,
             Width = (int)call["width"]!,
             Height = (int)call["height"]!,
-            Eta = call["eta"] is JsonValue e && e.TryGetValue<double>(out var eta) ? eta : 0,
+            Eta = call["eta"] is JsonValue e && e.TryGetValue<double>(out var eta) ? eta : 0, // "not passed" for schedulers without eta
+            ClipSkip = call["clip_skip"] is JsonValue c && c.TryGetValue<int>(out var skip) ? skip : 0,
             Latents = latents,
         }, observer);
         return new GoldenPipelineRun
@@ -72,8 +87,10 @@ public sealed class GoldenPipelineRun : IDisposable
     /// Compares whichever of these the io file holds under the given names: input ids (exact), prompt embeddings,
     /// timesteps (exact), UNet inputs/outputs, step latents, final latents and the image.
     /// </summary>
-    public void CompareWith(SafetensorsFile io, Tolerance tol, string intermediatePrefix, string outputPrefix, string embedsPrefix = "intermediate.")
+    /// <param name="embedsPrefix">Where the prompt embeddings are: by default under the run's prefix if the io holds them there, else "intermediate.".</param>
+    public void CompareWith(SafetensorsFile io, Tolerance tol, string intermediatePrefix, string outputPrefix, string? embedsPrefix = null)
     {
+        embedsPrefix ??= io.Contains($"{intermediatePrefix}prompt_embeds") ? intermediatePrefix : "intermediate.";
         void Close(string name, Tensor actual)
         {
             if (!io.Contains(name)) return;

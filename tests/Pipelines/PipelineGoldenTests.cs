@@ -17,21 +17,25 @@ public sealed class PipelineGoldenTests
     public static TheoryData<string> FolderCases => GoldenData.CasesOfKind("diffusers_folder");
     public static TheoryData<string> SingleFileCases => GoldenData.CasesOfKind("single_file");
 
-    /// <summary>Kind "pipeline": components assembled from other golden cases, scheduler config inline.</summary>
+    /// <summary>Kind "pipeline": components assembled from other golden cases, tokenizer settings and scheduler config inline.</summary>
     [Theory, MemberData(nameof(PipelineCases))]
     public void ComponentPipelineMatchesDiffusers(string caseName)
     {
-        var config = (JsonObject)JsonNode.Parse(ConfigJson.QuoteNonFiniteLiterals(File.ReadAllText(GoldenData.FileOf(caseName, "config"))))!;
+        var config = ConfigJson.Load(GoldenData.FileOf(caseName, "config")).Root;
         var components = (JsonObject)config["components"]!;
-        string CaseFile(string component, string file) => Path.Combine(GoldenData.Dir, (string)components[component]!, file);
+        string ComponentCase(string component) =>
+            (string?)components[component] ?? throw new Xunit.Sdk.XunitException($"{caseName}: config.json names no {component} case");
+        string CaseFile(string component, string file) => GoldenData.FileOf(ComponentCase(component), file);
 
-        var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(CaseFile("unet", "config.json")));
-        unet.LoadWeights(CaseFile("unet", "weights.safetensors"));
-        var vae = new AutoencoderKL(AutoencoderKLConfig.Load(CaseFile("vae", "config.json")));
-        vae.LoadWeights(CaseFile("vae", "weights.safetensors"));
-        var text = new CLIPTextModel(ClipTextConfig.Load(CaseFile("text_encoder", "config.json")));
-        using (var w = SafetensorsFile.Open(CaseFile("text_encoder", "weights.safetensors"))) text.LoadWeights(w);
-        var tokenizer = ClipTokenizer.FromFiles(CaseFile("tokenizer", "vocab.json"), CaseFile("tokenizer", "merges.txt"));
+        var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(CaseFile("unet", "config")));
+        unet.LoadWeights(CaseFile("unet", "weights"));
+        var vae = new AutoencoderKL(AutoencoderKLConfig.Load(CaseFile("vae", "config")));
+        vae.LoadWeights(CaseFile("vae", "weights"));
+        var text = new CLIPTextModel(ClipTextConfig.Load(CaseFile("text_encoder", "config")));
+        using (var w = SafetensorsFile.Open(CaseFile("text_encoder", "weights"))) text.LoadWeights(w);
+        var where = $"{caseName}/config.json components";
+        var tokenizer = GoldenTokenizerSettings.FromCase(ComponentCase("tokenizer"), components["tokenizer_kwargs"],
+            GoldenTokenizerSettings.Cleanup(components["tokenizer_text_cleanup"], where), where);
         var schedulerConfig = SchedulerConfig.FromJson(new ConfigJson($"{caseName}/config.json components.scheduler", (JsonObject)components["scheduler"]!));
 
         using var model = new StableDiffusionModel
@@ -50,21 +54,15 @@ public sealed class PipelineGoldenTests
     [Theory, MemberData(nameof(FolderCases))]
     public void DiffusersFolderRunsMatchDiffusers(string caseName)
     {
-        var caseDir = Path.Combine(GoldenData.Dir, caseName);
-        var config = (JsonObject)JsonNode.Parse(ConfigJson.QuoteNonFiniteLiterals(File.ReadAllText(Path.Combine(caseDir, "config.json"))))!;
-        var folder = Path.Combine(caseDir, (string)config["model_folder"]!);
+        var folder = GoldenFolderCase.Load(caseName);
         using var io = SafetensorsFile.Open(GoldenData.FileOf(caseName, "io"));
         var tol = GoldenData.ToleranceOf(caseName);
         int runs = 0;
-        foreach (var (runName, runNode) in (JsonObject)config["runs"]!)
+        foreach (var (runName, run) in folder.Runs)
         {
-            var run = (JsonObject)runNode!;
-            string? variant = run["load_kwargs"]?["variant"] is JsonValue v ? (string)v! : null;
-            using var model = StableDiffusionLoader.Load(folder, variant: variant);
-            var schedulerConfig = run["scheduler_config_after_swap"] is JsonObject swapped
-                ? SchedulerConfig.FromJson(new ConfigJson($"{caseName} run {runName}", swapped))
-                : model.SchedulerConfig;
-            using var scheduler = SchedulerFactory.FromConfig(schedulerConfig);
+            using var loaded = StableDiffusionLoader.Load(folder.ModelFolder, variant: GoldenFolderCase.VariantOf(run));
+            var model = WithCleanup(loaded, Path.Combine(folder.ModelFolder, "tokenizer"), folder.Cleanup);
+            using var scheduler = SchedulerFactory.FromConfig(SchedulerOf(model, run, $"{caseName} run {runName}"));
             using var latents = io.Read("input.latents");
             using var result = GoldenPipelineRun.Execute(model, scheduler, (JsonObject)run["call"]!, latents);
             result.CompareWith(io, tol, $"intermediate.{runName}.", $"output.{runName}.");
@@ -75,26 +73,35 @@ public sealed class PipelineGoldenTests
 
     /// <summary>
     /// Kind "single_file": an A1111-layout checkpoint written by diffusers' converter from a folder case; loading it and
-    /// running the source case's first run must reproduce the source's fp16-variant outputs (the file holds fp16 UNet weights).
-    /// Head counts cannot be read from weights, so the source folder supplies the configs and tokenizer, as diffusers was given them.
+    /// running the source case's run that the case names must reproduce that run's outputs. Head counts cannot be read
+    /// from weights, so the source folder supplies the configs and tokenizer (--configs-from), as diffusers was given them.
     /// </summary>
     [Theory, MemberData(nameof(SingleFileCases))]
-    public void SingleFileCheckpointReproducesTheFp16FolderRun(string caseName)
+    public void SingleFileCheckpointReproducesItsSourceRun(string caseName)
     {
-        var entry = GoldenData.Case(caseName);
-        var source = (string)entry["source_case"]!;
-        var sourceDir = Path.Combine(GoldenData.Dir, source);
-        var sourceConfig = (JsonObject)JsonNode.Parse(ConfigJson.QuoteNonFiniteLiterals(File.ReadAllText(Path.Combine(sourceDir, "config.json"))))!;
-        var folder = Path.Combine(sourceDir, (string)sourceConfig["model_folder"]!);
-        var runs = (JsonObject)sourceConfig["runs"]!;
-        var (variantRun, variantNode) = runs.First(r => r.Value!["load_kwargs"]?["variant"] is not null);
+        var source = GoldenFolderCase.Load(GoldenSingleFileCase.SourceCase(caseName));
+        var runName = GoldenSingleFileCase.ReproducedRun(caseName);
+        var run = source.Run(runName);
 
-        using var model = StableDiffusionLoader.Load(GoldenData.FileOf(caseName, "checkpoint"), configsFrom: folder);
-        using var io = SafetensorsFile.Open(GoldenData.FileOf(source, "io"));
+        using var loaded = StableDiffusionLoader.Load(GoldenData.FileOf(caseName, "checkpoint"), configsFrom: source.ModelFolder);
+        var model = WithCleanup(loaded, Path.Combine(source.ModelFolder, "tokenizer"), source.Cleanup);
+        using var io = SafetensorsFile.Open(GoldenData.FileOf(source.Name, "io"));
         using var latents = io.Read("input.latents");
-        using var scheduler = SchedulerFactory.FromConfig(model.SchedulerConfig);
-        using var run = GoldenPipelineRun.Execute(model, scheduler, (JsonObject)variantNode!["call"]!, latents);
-        var tol = GoldenData.ToleranceOf(caseName);
-        run.CompareWith(io, tol, $"intermediate.{variantRun}.", $"output.{variantRun}.");
+        using var scheduler = SchedulerFactory.FromConfig(SchedulerOf(model, run, $"{source.Name} run {runName}"));
+        using var result = GoldenPipelineRun.Execute(model, scheduler, (JsonObject)run["call"]!, latents);
+        result.CompareWith(io, GoldenData.ToleranceOf(caseName), $"intermediate.{runName}.", $"output.{runName}.");
     }
+
+    /// <summary>The run's swapped scheduler (scheduler_config_after_swap) or the model's own.</summary>
+    internal static SchedulerConfig SchedulerOf(StableDiffusionModel model, JsonObject run, string where) =>
+        run["scheduler_config_after_swap"] is JsonObject swapped ? SchedulerConfig.FromJson(new ConfigJson(where, swapped)) : model.SchedulerConfig;
+
+    /// <summary>The loaded model with its tokenizer folder read under the case's text cleanup (the loader reads it without ftfy).</summary>
+    internal static StableDiffusionModel WithCleanup(StableDiffusionModel model, string tokenizerDir, ClipTextCleanup cleanup) =>
+        model.Tokenizer.Options.Cleanup == cleanup ? model : new StableDiffusionModel
+        {
+            Unet = model.Unet, Vae = model.Vae, TextEncoder = model.TextEncoder, SchedulerConfig = model.SchedulerConfig, Name = model.Name,
+            IdentityFile = model.IdentityFile, Device = model.Device, DType = model.DType,
+            Tokenizer = ClipTokenizer.FromFolder(tokenizerDir, cleanup),
+        };
 }

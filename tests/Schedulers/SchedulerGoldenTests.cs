@@ -14,8 +14,8 @@ namespace DiffusionPeft.Tests.Schedulers;
 [Trait("Category", "Golden")]
 public sealed class SchedulerGoldenTests
 {
-    private const double ConstantRtol = 1e-6;
-    private const double FloatTimestepAtol = 1e-4;
+    /// <summary>The last sigma is 0, where a relative bound alone would demand an exact zero.</summary>
+    private const double SigmaAtol = 1e-9;
 
     public static TheoryData<string> Cases => GoldenData.CasesOfKind("schedulers");
 
@@ -53,13 +53,14 @@ public sealed class SchedulerGoldenTests
     public void BetasAndAlphasCumprodMatchForEveryVariant(string caseName)
     {
         var c = GoldenCase.Load(caseName);
+        var limits = SchedulerTolerances.Of(caseName);
         using var betas = c.Io.Read("common.betas");
         using var ac = c.Io.Read("common.alphas_cumprod");
         foreach (var variant in c.VariantNames)
         {
             using var s = SchedulerFactory.FromConfig(c.VariantConfig(variant));
-            TensorAssert.Close(s.Betas, betas, 0, ConstantRtol, $"{caseName} {variant}: betas");
-            TensorAssert.Close(s.AlphasCumprod, ac, 0, ConstantRtol, $"{caseName} {variant}: alphas_cumprod");
+            TensorAssert.Close(s.Betas, betas, 0, limits.ConstantRtol, $"{caseName} {variant}: betas");
+            TensorAssert.Close(s.AlphasCumprod, ac, 0, limits.ConstantRtol, $"{caseName} {variant}: alphas_cumprod");
         }
     }
 
@@ -67,6 +68,7 @@ public sealed class SchedulerGoldenTests
     public void TimestepsAndSigmasMatchForEverySpacingAndStepCount(string caseName)
     {
         var c = GoldenCase.Load(caseName);
+        var limits = SchedulerTolerances.Of(caseName);
         var pattern = new Regex(@"^(timesteps|sigmas)\.(?<sched>[^.]+)\.(?<spacing>leading|linspace|trailing)\.(?<n>\d+)$");
         int checkedCount = 0;
         foreach (var name in c.IoNames)
@@ -78,8 +80,8 @@ public sealed class SchedulerGoldenTests
             using var s = SchedulerFactory.FromConfig(config);
             s.SetTimesteps(int.Parse(m.Groups["n"].Value));
             using var expected = c.Io.Read(name);
-            if (name.StartsWith("timesteps.")) AssertTimesteps(s.Timesteps, expected, $"{caseName}: {name}");
-            else TensorAssert.Close(s.Sigmas ?? throw new Xunit.Sdk.XunitException($"{name}: {config.ClassName} has no sigmas"), expected, 1e-9, ConstantRtol, $"{caseName}: {name}");
+            if (name.StartsWith("timesteps.")) AssertTimesteps(s.Timesteps, expected, limits, $"{caseName}: {name}");
+            else TensorAssert.Close(s.Sigmas ?? throw new Xunit.Sdk.XunitException($"{name}: {config.ClassName} has no sigmas"), expected, SigmaAtol, limits.ConstantRtol, $"{caseName}: {name}");
             checkedCount++;
         }
         Assert.True(checkedCount > 0, $"{caseName}: no timesteps.* / sigmas.* tensors");
@@ -90,8 +92,10 @@ public sealed class SchedulerGoldenTests
     {
         var c = GoldenCase.Load(caseName);
         var tol = GoldenData.ToleranceOf(caseName);
+        var limits = SchedulerTolerances.Of(caseName);
         var spec = GoldenData.Case(caseName)["trajectory_variants"]?[variant] as JsonObject
             ?? throw new Xunit.Sdk.XunitException($"{caseName}: trajectory variant '{variant}' is not described in the manifest");
+        var model = ModelFunctionOf(caseName, variant);
         string P(string what) => $"traj.{variant}.{what}";
         Assert.True(c.Io.Contains(P("trajectory")), $"{caseName}: {P("trajectory")} is missing from io.safetensors");
 
@@ -103,12 +107,12 @@ public sealed class SchedulerGoldenTests
 
         using var scope = NewDisposeScope();
         var expectedTimesteps = c.Io.Read(P("timesteps"));
-        AssertTimesteps(scheduler.Timesteps, expectedTimesteps, $"{variant}: timesteps");
+        AssertTimesteps(scheduler.Timesteps, expectedTimesteps, limits, $"{variant}: timesteps");
         if (spec["num_model_calls"] is JsonValue calls) Assert.Equal((long)calls, scheduler.Timesteps.shape[0]);
         if (c.Io.Contains(P("sigmas")))
-            TensorAssert.Close(scheduler.Sigmas ?? throw new Xunit.Sdk.XunitException($"{variant}: no sigmas"), c.Io.Read(P("sigmas")), 1e-9, ConstantRtol, $"{variant}: sigmas");
+            TensorAssert.Close(scheduler.Sigmas ?? throw new Xunit.Sdk.XunitException($"{variant}: no sigmas"), c.Io.Read(P("sigmas")), SigmaAtol, limits.ConstantRtol, $"{variant}: sigmas");
         double expectedSigma = c.Io.Read(P("init_noise_sigma")).to_type(ScalarType.Float64).item<double>();
-        Assert.True(Math.Abs(scheduler.InitNoiseSigma - expectedSigma) <= ConstantRtol * Math.Abs(expectedSigma),
+        Assert.True(Math.Abs(scheduler.InitNoiseSigma - expectedSigma) <= limits.ConstantRtol * Math.Abs(expectedSigma),
             $"{variant}: init_noise_sigma {scheduler.InitNoiseSigma:G9} != {expectedSigma:G9}");
 
         ReplayNoiseSource? replay = null;
@@ -131,8 +135,8 @@ public sealed class SchedulerGoldenTests
             using var step = NewDisposeScope(); // the scheduler's history must survive per-step scopes
             var input = scheduler.ScaleModelInput(latent, t);
             Compare(input, modelInputs[i], tol, $"{P("model_input")}[{i}] (t={t})");
-            var output = input * 0.9 + 0.05 * (t / 1000);
-            Compare(output, modelOutputs[i], tol, $"{P("model_output")}[{i}] (t={t})");
+            var output = model.Apply(input, t);
+            Compare(output, modelOutputs[i], tol, $"{P("model_output")}[{i}] (t={t}, model {model})");
             latent = scheduler.Step(output, t, latent, replay);
             Compare(latent, trajectory[i], tol, $"{P("trajectory")}[{i}] (t={t})");
             latent.MoveToOuterDisposeScope();
@@ -180,11 +184,42 @@ public sealed class SchedulerGoldenTests
         TensorAssert.Close(actual, expected, atol, rtol, what);
     }
 
-    private static void AssertTimesteps(Tensor actual, Tensor expected, string what)
+    private static void AssertTimesteps(Tensor actual, Tensor expected, SchedulerTolerances limits, string what)
     {
         Assert.True(actual.dtype == expected.dtype, $"{what}: dtype {actual.dtype} != expected {expected.dtype}");
         if (expected.dtype == ScalarType.Int64) TensorAssert.Close(actual, expected, 0, 0, what); // int64 values are exact in float64
-        else TensorAssert.Close(actual, expected, FloatTimestepAtol, 0, what);
+        else TensorAssert.Close(actual, expected, limits.FloatTimestepAtol, 0, what);
+    }
+
+    /// <summary>The variant's own model_function if it states one, else the case's.</summary>
+    internal static GoldenModelFunction ModelFunctionOf(string caseName, string variant)
+    {
+        var entry = GoldenData.Case(caseName);
+        var node = entry["trajectory_variants"]?[variant]?["model_function"] ?? entry["model_function"];
+        if (node is not JsonValue v || !v.TryGetValue<string>(out var text))
+            throw new Xunit.Sdk.XunitException($"{caseName}: the manifest entry states no model_function (the stand-in model of the trajectories)");
+        return GoldenModelFunction.Parse(text, $"{caseName} model_function");
+    }
+
+    /// <summary>
+    /// The schedulers case's bounds for scheduler constants and float timesteps, read from its tolerance's text
+    /// ("float32 timesteps within 1e-4", "scheduler constants (...) within 1e-6 relative"); where the case does not
+    /// state one, its general atol/rtol apply.
+    /// </summary>
+    private sealed record SchedulerTolerances(double ConstantRtol, double FloatTimestepAtol)
+    {
+        public static SchedulerTolerances Of(string caseName)
+        {
+            var node = GoldenData.Case(caseName)["tolerance"];
+            var general = Tolerance.From(node);
+            var text = node is JsonObject o ? string.Join(" ", o.Where(kv => kv.Value is JsonValue).Select(kv => kv.Value!.ToString())) : "";
+            const string number = @"(?<v>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)";
+            var constants = Regex.Match(text, @"constants\b[^;]*?within " + number + " relative");
+            var floatTimesteps = Regex.Match(text, @"float(?:32)? timesteps within " + number);
+            return new SchedulerTolerances(
+                constants.Success ? double.Parse(constants.Groups["v"].Value, System.Globalization.CultureInfo.InvariantCulture) : general.Rtol,
+                floatTimesteps.Success ? double.Parse(floatTimesteps.Groups["v"].Value, System.Globalization.CultureInfo.InvariantCulture) : general.Atol);
+        }
     }
 
     private static string? TrajectoryVariantOf(string name)

@@ -1,21 +1,28 @@
-using DiffusionPeft.Tests.Golden;
 using DiffusionPeft.Core.Text;
 
 namespace DiffusionPeft.Tests.Text;
 
+/// <summary>Tokenizer behaviour the golden cases do not pin down, on a small vocabulary these tests write (<see cref="TinyClipVocabulary"/>).</summary>
 public sealed class ClipTokenizerTests : IDisposable
 {
     private readonly string _tmp = Directory.CreateTempSubdirectory("dpeft-clip-tok-").FullName;
+    private readonly string _vocab;
+    private readonly string _merges;
+
+    public ClipTokenizerTests()
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_tmp, "fixture")).FullName;
+        (_vocab, _merges) = TinyClipVocabulary.Write(dir, "photograph", "astronaut", "horse", "of", "an");
+    }
 
     public void Dispose() => Directory.Delete(_tmp, recursive: true);
 
-    private static ClipTokenizer Golden(ClipTokenizerOptions? options = null) =>
-        ClipTokenizer.FromFiles(GoldenData.FileOf("clip_tokenizer", "vocab"), GoldenData.FileOf("clip_tokenizer", "merges"), options);
+    private ClipTokenizer Tiny(ClipTokenizerOptions? options = null) => ClipTokenizer.FromFiles(_vocab, _merges, options);
 
     [Fact]
     public void TruncationKeepsBosBodyEosAndReportsWhatWasCut()
     {
-        var tok = Golden();
+        var tok = Tiny();
         var text = string.Concat(Enumerable.Repeat("a ", 74)) + "photograph of an astronaut";
         Assert.Equal(74 + 4, tok.Encode(text).Length); // one token per word in this vocabulary
         var p = tok.EncodeForModel(text);
@@ -35,7 +42,7 @@ public sealed class ClipTokenizerTests : IDisposable
     [Fact]
     public void DecodeInvertsEncodeForCleanedText()
     {
-        var tok = Golden();
+        var tok = Tiny();
         const string text = "a café at 3.14 o'clock, naïve 東京";
         // "'c" is not one of CLIP's contractions, so the apostrophe is a word of its own.
         Assert.Equal("a café at 3 . 1 4 o ' clock , naïve 東 京", tok.Decode(tok.Encode(text)));
@@ -46,7 +53,7 @@ public sealed class ClipTokenizerTests : IDisposable
     public void SupplementaryLettersFormOneWord()
     {
         // U+1D400/U+1D401 are letters (Lu) outside the BMP: one [\p{L}]+ run with "c", so only the last symbol gets </w>.
-        var tokens = Golden().Tokenize("\U0001D400\U0001D401c");
+        var tokens = Tiny().Tokenize("\U0001D400\U0001D401c");
         Assert.Single(tokens, t => t.EndsWith("</w>"));
         Assert.Equal("c</w>", tokens[^1]);
     }
@@ -55,7 +62,7 @@ public sealed class ClipTokenizerTests : IDisposable
     public void UppercaseSpecialTokenIsKeptWholeAfterLowerCasing()
     {
         // Not split off the raw text (the split is case-sensitive), but CLIP's pattern and BPE cache keep it whole.
-        var tok = Golden();
+        var tok = Tiny();
         Assert.Equal([tok.TokenToId("a</w>"), tok.EosId, tok.TokenToId("a</w>")], tok.Encode("a <|ENDOFTEXT|> a"));
     }
 
@@ -76,15 +83,18 @@ public sealed class ClipTokenizerTests : IDisposable
     [Fact]
     public void FolderConfigSetsPadTokenAndMaxLength()
     {
-        File.Copy(GoldenData.FileOf("clip_tokenizer", "vocab"), Path.Combine(_tmp, "vocab.json"));
-        File.Copy(GoldenData.FileOf("clip_tokenizer", "merges"), Path.Combine(_tmp, "merges.txt"));
+        File.Copy(_vocab, Path.Combine(_tmp, "vocab.json"));
+        File.Copy(_merges, Path.Combine(_tmp, "merges.txt"));
         File.WriteAllText(Path.Combine(_tmp, "tokenizer_config.json"), """{"model_max_length": 20, "pad_token": "<|endoftext|>"}""");
         File.WriteAllText(Path.Combine(_tmp, "special_tokens_map.json"), """{"pad_token": {"content": "!", "lstrip": false}}""");
         var tok = ClipTokenizer.FromFolder(_tmp);
         Assert.Equal(20, tok.MaxLength);
-        Assert.Equal(0, tok.PadId);
+        Assert.Equal(tok.TokenToId("!"), tok.PadId);
+        Assert.NotEqual(tok.EosId, tok.PadId);
         var p = tok.EncodeForModel("a horse!");
-        Assert.Equal([998, 320, 900, 0, 999, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], p.InputIds);
+        // "!" is the pad token, hence special: split off whole, never merged.
+        long[] body = [tok.BosId, tok.TokenToId("a</w>"), tok.TokenToId("horse</w>"), tok.PadId, tok.EosId];
+        Assert.Equal([.. body, .. Enumerable.Repeat((long)tok.PadId, 20 - body.Length)], p.InputIds);
         Assert.Equal(5, p.AttentionMask.Sum());
     }
 
@@ -97,7 +107,7 @@ public sealed class ClipTokenizerTests : IDisposable
     {
         var vocab = Path.Combine(_tmp, "vocab.json");
         File.WriteAllText(vocab, content);
-        var ex = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFiles(vocab, GoldenData.FileOf("clip_tokenizer", "merges")));
+        var ex = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFiles(vocab, _merges));
         Assert.Contains(vocab, ex.Message);
         Assert.Contains(fault, ex.Message);
     }
@@ -106,7 +116,7 @@ public sealed class ClipTokenizerTests : IDisposable
     public void BadOrMissingMergesFileGivesErrorNamingTheFile()
     {
         var merges = Path.Combine(_tmp, "merges.txt");
-        var vocab = GoldenData.FileOf("clip_tokenizer", "vocab");
+        var vocab = _vocab;
         var missing = Assert.Throws<FileNotFoundException>(() => ClipTokenizer.FromFiles(vocab, merges));
         Assert.Contains(merges, missing.Message);
         File.WriteAllText(merges, "#version: 0.2\ni n\nt h e\n");
