@@ -24,6 +24,7 @@ public sealed class StableDiffusionTraining : IDisposable
         if (config.PriorPreservation && run.Classes is null)
             throw new InvalidOperationException("prior preservation: call DreamBoothRun.PrepareClassImages first");
         Parts = new StableDiffusionParts(model);
+        WarnAboutLongCaptions(model, instances.Images.Concat(run.Classes?.Images ?? []), warn);
         model.Unet.GradientCheckpointing = config.GradientCheckpointing;
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
         LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
@@ -33,6 +34,17 @@ public sealed class StableDiffusionTraining : IDisposable
             ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)
             : null;
         Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts);
+    }
+
+    /// <summary>Captions longer than the text encoder's context are cut (as diffusers does); say so once, with the count and an example.</summary>
+    private static void WarnAboutLongCaptions(StableDiffusionModel model, IEnumerable<InstanceImage> images, Action<string>? warn)
+    {
+        if (warn is null) return;
+        var cut = images.Where(i => model.Tokenizer.EncodeForModel(i.Caption).Truncated).ToList();
+        if (cut.Count == 0) return;
+        var first = model.Tokenizer.EncodeForModel(cut[0].Caption);
+        warn($"{cut.Count} training caption(s) are longer than the text encoder's {model.Tokenizer.MaxLength} tokens and are cut; " +
+             $"e.g. {Path.GetFileName(cut[0].Path)} loses \"{first.TruncatedText}\"");
     }
 
     public void Dispose()

@@ -30,7 +30,8 @@ public sealed class FullFineTuneTests : IDisposable
                     (px[i], px[i + 1], px[i + 2]) = inside ? (red ? ((byte)220, (byte)30, (byte)30) : ((byte)30, (byte)60, (byte)220)) : ((byte)240, (byte)240, (byte)240);
                 }
             PngWriter.Write(Path.Combine(dir, name + ".png"), new RgbImage(64, 64, px));
-            if (captions) File.WriteAllText(Path.Combine(dir, name + ".txt"), $"a {(red ? "red" : "blue")} square on the {(left ? "left" : "right")}");
+            if (captions) File.WriteAllText(Path.Combine(dir, name + ".txt"), $"a {(red ? "red" : "blue")} square on the {(left ? "left" : "right")}" +
+                (name == "d" ? ", drawn in the most careful and deliberate way by someone with a lot of time" : ""));
         }
         return dir;
     }
@@ -50,10 +51,11 @@ public sealed class FullFineTuneTests : IDisposable
         var initial = model.Unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
         var run = new DreamBoothRun(config, progress: progress);
         var data = run.PrepareData();
-        Assert.Equal(["a red square on the left", "a blue square on the left", "a red square on the right", "a blue square on the right"], data.Images.Select(i => i.Caption));
+        Assert.Equal(["a red square on the left", "a blue square on the left", "a red square on the right"], data.Images.Take(3).Select(i => i.Caption));
         var result = run.Train(model);
         Assert.Equal(12, result.Steps);
         Assert.Null(run.Adapters);
+        Assert.Contains(progress.Warnings, w => w.Contains("1 training caption(s) are longer") && w.Contains("d.png"));
         double first = progress.Steps.Take(3).Average(s => s.Loss), last = progress.Steps.TakeLast(3).Average(s => s.Loss);
         Assert.True(last < first, $"loss {first} → {last}");
         int changed = model.Unet.state_dict().Count(kv => !kv.Value.eq(initial[kv.Key]).all().item<bool>());

@@ -7,6 +7,7 @@ var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(
     ["train"] = (TrainBenchmark.Help, TrainBenchmark.Run),
     ["adapters"] = ("training step of each adapter method on SD 1.5's 128 attention Linears; trainable parameters", AdapterBenchmark.Run),
     ["ops"] = (OpsBenchmark.Help, OpsBenchmark.Run),
+    ["toy"] = (ToyModelBenchmark.Help, ToyModelBenchmark.Run),
     ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
 };
 

@@ -12,9 +12,10 @@ namespace DiffusionPeft.ToyModel;
 /// </summary>
 public static class ToyModelConfigs
 {
+    /// <summary>Channels double with depth as in SD's VAE (128-256-512-512): <paramref name="width"/> at 16×16, half of it at 32×32, a quarter at 64×64.</summary>
     public static AutoencoderKLConfig Vae(int width = 64) => new()
     {
-        BlockOutChannels = [width / 2, width, width], LayersPerBlock = 1, LatentChannels = 4, NormNumGroups = 16, SampleSize = 64,
+        BlockOutChannels = [width / 4, width / 2, width], LayersPerBlock = 1, LatentChannels = 4, NormNumGroups = Math.Min(8, width / 4), SampleSize = 64,
         DownBlockTypes = ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
         UpBlockTypes = ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
     };
@@ -26,14 +27,14 @@ public static class ToyModelConfigs
         BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId, PadTokenId = tokenizer.PadId,
     };
 
-    public static UNet2DConditionConfig Unet(int textWidth, int width = 64) => new()
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 32) => new()
     {
         SampleSize = 16, InChannels = 4, OutChannels = 4,
         BlockOutChannels = [width, 2 * width, 2 * width], LayersPerBlock = [1, 1, 1],
         DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
         UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-        CrossAttentionDim = [textWidth, textWidth, textWidth], NumAttentionHeads = [4, 4, 4], TransformerLayersPerBlock = [1, 1, 1],
-        NormNumGroups = 16,
+        CrossAttentionDim = [textWidth, textWidth, textWidth], NumAttentionHeads = [Math.Max(1, width / 16), Math.Max(1, width / 16), Math.Max(1, width / 16)],
+        TransformerLayersPerBlock = [1, 1, 1], NormNumGroups = Math.Min(16, width / 2),
     };
 
     /// <summary>SD's training schedule (scaled-linear betas, ε prediction) with DPM++ 2M as the default sampler.</summary>

@@ -28,22 +28,22 @@ public sealed record ToyModelOptions
     /// <summary>Seed of every initialisation and of each stage's training RNG.</summary>
     public long Seed { get; init; }
     public int VaeWidth { get; init; } = 64;
-    public int VaeSteps { get; init; } = 1200;
-    public int VaeBatch { get; init; } = 32;
+    public int VaeSteps { get; init; } = 2000;
+    public int VaeBatch { get; init; } = 16;
     public double VaeLr { get; init; } = 1e-3;
     public int TextWidth { get; init; } = 128;
     public int TextLayers { get; init; } = 4;
-    public int ClipSteps { get; init; } = 800;
-    public int ClipBatch { get; init; } = 256;
+    public int ClipSteps { get; init; } = 1000;
+    public int ClipBatch { get; init; } = 128;
     public double ClipLr { get; init; } = 1e-3;
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
     public int PretrainScenes { get; init; } = 20_000;
-    public int UnetWidth { get; init; } = 64;
+    public int UnetWidth { get; init; } = 32;
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
     public int UnetSteps { get; init; } = 3000;
     public int UnetBatch { get; init; } = 64;
-    public double UnetLr { get; init; } = 3e-4;
+    public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
     public int CheckpointEvery { get; init; } = 100;
     public int ValidateEvery { get; init; } = 500;
@@ -54,7 +54,7 @@ public sealed record ToyModelOptions
     public static ToyModelOptions Miniature => new()
     {
         VaeWidth = 32, VaeSteps = 30, VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = 30, ClipBatch = 32, PretrainScenes = 256,
-        UnetWidth = 32, UnetImages = 64, UnetSteps = 30, UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
+        UnetWidth = 16, UnetImages = 64, UnetSteps = 30, UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
     };
 }
 

@@ -29,9 +29,10 @@ public static class ToyModelCommand
         var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's)." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
+        var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, unetSteps, miniature, quiet,
+            outDir, device, seed, worldSeed, unetSteps, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -40,6 +41,7 @@ public static class ToyModelCommand
                 Device = r.GetValue(device)!, Seed = r.GetValue(seed), WorldSeed = r.GetValue(worldSeed),
             };
             if (r.GetValue(unetSteps) is { } steps) options = options with { UnetSteps = steps };
+            if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
             var progress = new CliTrainingProgress(new ProgressLine(error, "steps", r.GetValue(quiet)));
             using var ctrlC = new ConsoleCancellation(error, "saving a checkpoint; rerun the same command to resume...");

@@ -1,0 +1,67 @@
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.DreamBooth.Training;
+using DiffusionPeft.Tests.DreamBooth;
+using DiffusionPeft.ToyModel;
+
+namespace DiffusionPeft.Tests.ToyModel;
+
+/// <summary>A miniature of the whole toy-model chain (world → VAE → text encoder → UNet): every loss falls, the result loads and resumes.</summary>
+public sealed class ToyModelRecipeTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-toymodel-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static ToyModelOptions Tiny => ToyModelOptions.Miniature with
+    {
+        VaeSteps = 24, VaeBatch = 4, ClipSteps = 24, ClipBatch = 16, PretrainScenes = 64, UnetImages = 24, UnetSteps = 24, UnetBatch = 4,
+        CheckpointEvery = 8, EvalScenes = 8, VaeLr = 2e-3, ClipLr = 2e-3, UnetLr = 1e-3,
+    };
+
+    [Fact]
+    public void EveryStageLossFallsAndTheModelFolderLoads()
+    {
+        var progress = new RecordingProgress();
+        var reports = new ToyModelRecipe(_dir, Tiny, progress).Run();
+        Assert.Equal(["vae", "clip", "unet"], reports.Select(r => r.Stage));
+        foreach (var r in reports)
+        {
+            Assert.Equal(24, r.Steps);
+            Assert.True(r.LastLoss < r.FirstLoss, $"{r.Stage}: loss {r.FirstLoss} → {r.LastLoss}");
+        }
+        Assert.True((double)reports[0].Measurements["heldout_psnr_db"]! > 5);
+        Assert.InRange((double)reports[0].Measurements["scaling_factor"]!, 0.01, 100);
+        using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        Assert.Equal(16, model.Unet.Config.SampleSize);
+        Assert.Equal(4, model.VaeScaleFactor);
+        Assert.Equal(32, model.Tokenizer.MaxLength);
+
+        // A rerun finds every stage done and changes nothing.
+        var again = new ToyModelRecipe(_dir, Tiny, progress).Run();
+        Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));
+    }
+
+    [Fact]
+    public void AStageKilledMidwayResumesToTheSameWeights()
+    {
+        var options = Tiny with { ClipSteps = 1, UnetSteps = 1, UnetImages = 4 };
+        var reference = Path.Combine(_dir, "reference");
+        new ToyModelRecipe(reference, options).Run();
+        var killed = Path.Combine(_dir, "killed");
+        using (var cts = new CancellationTokenSource())
+        {
+            var progress = new CancelAtStep(cts, 10);
+            Assert.Throws<OperationCanceledException>(() => new ToyModelRecipe(killed, options, progress).Run(cts.Token));
+        }
+        new ToyModelRecipe(killed, options).Run();
+        using var a = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(reference, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
+        using var b = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(killed, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
+        foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{name} differs after resume");
+    }
+
+    private sealed class CancelAtStep(CancellationTokenSource cts, long step) : DiffusionPeft.DreamBooth.Logging.ITrainingProgress
+    {
+        public void Info(string message) { }
+        public void Warning(string message) { }
+        public void Step(DiffusionPeft.DreamBooth.Logging.StepReport report) { if (report.Step == step) cts.Cancel(); }
+    }
+}

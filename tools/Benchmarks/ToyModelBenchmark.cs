@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Globalization;
+using DiffusionPeft.Diffusion.Models;
+using DiffusionPeft.ToyModel;
+using DiffusionPeft.ToyWorld.Vocabulary;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.Benchmarks;
+
+/// <summary>
+/// One training step (forward, backward, AdamW) of each toy-model stage at its widths and batch, median of N, to size
+/// the toy recipe against its time budget: the VAE on 64×64 scenes, the CLIP pair, the UNet on 16×16×4 latents.
+/// </summary>
+public static class ToyModelBenchmark
+{
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--reps 5] [--threads N]";
+
+    public static int Run(string[] args)
+    {
+        int Arg(string name, int fallback) => int.Parse(CliArgs.Value(args, name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
+        int reps = Arg("--reps", 5);
+        var tmp = Directory.CreateTempSubdirectory("toy-bench-").FullName;
+        ToyVocabulary.Write(tmp);
+        var tokenizer = ToyVocabulary.Load(tmp);
+        Console.WriteLine($"threads {get_num_threads()}, {reps} timed steps each (after one warm-up)");
+
+        manual_seed(0);
+        int vb = Arg("--vae-batch", 16);
+        using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64))))
+        {
+            var x = rand(vb, 3, 64, 64) * 2 - 1;
+            Time($"VAE width {Arg("--vae-width", 64)}, batch {vb}", vae, reps, () =>
+            {
+                var p = vae.Encode(x);
+                return (vae.Decode(p.Mean + p.Std * randn_like(p.Mean)) - x).pow(2).mean();
+            });
+        }
+        int cb = Arg("--clip-batch", 128);
+        using (var clip = new ToyClip(ToyModelConfigs.TextEncoder(tokenizer, Arg("--text-width", 128)), Arg("--text-width", 128)))
+        {
+            var x = rand(cb, 3, 64, 64) * 2 - 1;
+            var ids = randint(0, tokenizer.VocabSize, [cb, 32]);
+            Time($"CLIP text width {Arg("--text-width", 128)}, batch {cb}", clip, reps, () =>
+                nn.functional.cross_entropy(clip.call(x, ids), arange(cb, ScalarType.Int64)));
+        }
+        int ub = Arg("--unet-batch", 64);
+        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32))))
+        {
+            var z = randn(ub, 4, 16, 16);
+            var t = randint(0, 1000, [ub]);
+            var text = randn(ub, 32, Arg("--text-width", 128));
+            long n = unet.parameters().Sum(p => p.numel());
+            Time($"UNet width {Arg("--unet-width", 32)} ({n:N0} weights), batch {ub}", unet, reps, () => (unet.forward(z, t, text) - z).pow(2).mean());
+        }
+        Directory.Delete(tmp, true);
+        return 0;
+    }
+
+    private static void Time(string what, nn.Module module, int reps, Func<Tensor> loss)
+    {
+        using var opt = optim.AdamW(module.parameters(), 1e-4);
+        var times = new List<double>();
+        for (int i = 0; i <= reps; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                opt.zero_grad();
+                loss().backward();
+                opt.step();
+            }
+            if (i > 0) times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        Console.WriteLine($"  {what,-50} {times[times.Count / 2],8:F0} ms/step (min {times[0]:F0})");
+    }
+}
