@@ -7,6 +7,7 @@ public static class CommandCatalog
 {
     public static IEnumerable<Command> All(TextWriter output, TextWriter error)
     {
+        yield return DemoCommand.Create(output, error);
         yield return GenerateCommand.Create(output, error);
         yield return TrainCommand.Create(output, error);
         yield return AdapterCommand.Create(output, error);
