@@ -20,7 +20,7 @@ public sealed class CheckpointLayoutTests : IDisposable
         Assert.Equal(new CheckpointLayoutInfo(CheckpointFormat.DiffusersFolder, dir, ModelFamily.SD1), CheckpointLayout.Detect(dir));
         Assert.Equal(dir, CheckpointLayout.Detect(Path.Combine(dir, "model_index.json")).Path);
         var parent = Path.GetDirectoryName(dir)!;
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(parent));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(parent));
         Assert.Contains(dir, ex.Message);
     }
 
@@ -29,7 +29,7 @@ public sealed class CheckpointLayoutTests : IDisposable
     {
         var file = GoldenData.FileOf(caseName, "checkpoint");
         Assert.Equal(new CheckpointLayoutInfo(CheckpointFormat.SingleFile, file, ModelFamily.SD1), CheckpointLayout.Detect(file));
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(Path.GetDirectoryName(file)!));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(Path.GetDirectoryName(file)!));
         Assert.Contains("pass the file itself", ex.Message);
     }
 
@@ -55,11 +55,11 @@ public sealed class CheckpointLayoutTests : IDisposable
     public void OtherThingsAreRefusedClearly()
     {
         var empty = Directory.CreateDirectory(_tmp.File("empty")).FullName;
-        Assert.Contains("empty", Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(empty)).Message);
+        Assert.Contains("empty", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(empty)).Message);
 
         var text = _tmp.File("notes.txt");
         File.WriteAllText(text, "hello, not a checkpoint");
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(text));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(text));
         Assert.Contains(text, ex.Message);
         Assert.Contains("unknown checkpoint format", ex.Message);
 
@@ -68,9 +68,9 @@ public sealed class CheckpointLayoutTests : IDisposable
         Assert.Throws<DiffusionPeft.Diffusion.IO.InvalidSafetensorsException>(() => CheckpointLayout.Detect(broken));
 
         var lora = GoldenData.FileOf("lora_kohya_tiny", "lora");
-        Assert.Contains("LoRA adapter", Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(lora)).Message);
+        Assert.Contains("LoRA adapter", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(lora)).Message);
         var vaeOnly = GoldenData.FileOf("vae_tiny", "weights");
-        Assert.Contains("not a Stable Diffusion checkpoint", Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(vaeOnly)).Message);
+        Assert.Contains("not a Stable Diffusion checkpoint", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(vaeOnly)).Message);
 
         var missing = _tmp.File("missing.safetensors");
         Assert.Contains(missing, Assert.Throws<FileNotFoundException>(() => CheckpointLayout.Detect(missing)).Message);
