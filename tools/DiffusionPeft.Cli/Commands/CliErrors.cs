@@ -1,6 +1,6 @@
 namespace DiffusionPeft.Cli.Commands;
 
-/// <summary>Turns exceptions into one clear line and an exit code (2: bad input, 1: failure, 130: interrupted).</summary>
+/// <summary>Turns exceptions into one clear message and an exit code (2: bad input, 1: failure, 130: interrupted).</summary>
 public static class CliErrors
 {
     public static string Describe(Exception ex)
@@ -15,6 +15,8 @@ public static class CliErrors
     {
         OperationCanceledException => 130,
         ArgumentException or FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException => 2,
+        // A file that cannot be used is bad input, although these are not InvalidDataExceptions (see the README's input contract).
+        Core.Imaging.ImageDecodeException or Diffusion.IO.InvalidSafetensorsException or Diffusion.IO.StateDictMismatchException => 2,
         _ => 1,
     };
 
