@@ -185,6 +185,7 @@ public static class DpeftAdapterFile
                 var entry = new AdapterEntry(component, modulePath, adapter);
                 var tensors = adapter.AdapterParameters().Select(p => (Key: entry.Key + "." + p.Name, Target: (Tensor)p.Tensor)).ToList();
                 StateDictLoader.LoadInto(file, tensors, message => new InvalidDataException(message));
+                foreach (var (name, tensor) in tensors) FiniteTensors.Ensure(path, name, tensor);
                 foreach (var p in adapter.AdapterParameters()) p.Tensor.requires_grad = trainable;
                 used.UnionWith(tensors.Select(t => t.Key));
                 if (adapter is SingLoraLinear s) s.StepCount = info.RampStep;

@@ -126,6 +126,9 @@ public static class LoraImporter
                 }
                 if (magnitude is not null && magnitude.numel() != dOut)
                     throw new InvalidDataException($"{where}: DoRA magnitude has {magnitude.numel()} entries, the layer has {dOut} outputs");
+                FiniteTensors.Ensure(path, g.Keys[Part.Down], down);
+                FiniteTensors.Ensure(path, g.Keys[Part.Up], up);
+                if (magnitude is not null) FiniteTensors.Ensure(path, g.Keys.GetValueOrDefault(Part.Magnitude) ?? g.Keys[Part.DoraScale], magnitude);
                 var options = new AdapterOptions
                 {
                     Method = magnitude is null ? AdapterMethod.Lora : AdapterMethod.Dora, Rank = rank, Alpha = alpha, Trainable = false,

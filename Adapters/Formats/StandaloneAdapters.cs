@@ -36,8 +36,9 @@ public static class StandaloneAdapters
             var weight = new Parameter(zeros(dOut, dIn), requires_grad: false);
             var layer = AdapterInjector.Create(options, weight, null);
             var entry = new AdapterEntry(component, modulePath, layer);
-            StateDictLoader.LoadInto(file, layer.AdapterParameters().Select(p => (entry.Key + "." + p.Name, (Tensor)p.Tensor)).ToList(),
-                message => new InvalidDataException(message));
+            var tensors = layer.AdapterParameters().Select(p => (Key: entry.Key + "." + p.Name, Target: (Tensor)p.Tensor)).ToList();
+            StateDictLoader.LoadInto(file, tensors, message => new InvalidDataException(message));
+            foreach (var (name, tensor) in tensors) FiniteTensors.Ensure(path, name, tensor);
             if (layer is SingLoraLinear s) s.StepCount = info.RampStep;
             layer.InvalidateCaches();
             entries.Add(entry);
