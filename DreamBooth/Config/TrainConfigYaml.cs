@@ -87,6 +87,10 @@ public static class TrainConfigYaml
         var stream = new YamlStream();
         try { stream.Load(new StringReader(yaml)); }
         catch (YamlException ex) { throw new TrainConfigException($"{source}: invalid YAML at line {ex.Start.Line}, column {ex.Start.Column}: {ex.Message}"); }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            throw new TrainConfigException($"{source}: invalid YAML: {ex.Message}");
+        }
         if (stream.Documents.Count == 0) return baseConfig;
         if (stream.Documents.Count > 1) throw new TrainConfigException($"{source}: expected one YAML document, found {stream.Documents.Count}");
         var root = stream.Documents[0].RootNode;
@@ -140,6 +144,11 @@ public static class TrainConfigYaml
             }
         }
         catch (YamlException ex) { throw new TrainConfigException($"{source}: invalid YAML at line {ex.Start.Line}, column {ex.Start.Column}: {ex.Message}"); }
+        catch (Exception ex) when (ex is InvalidOperationException or (ArgumentException and not TrainConfigException) or FormatException or OverflowException)
+        {
+            // YamlDotNet's scanner fails this way on some malformed input instead of raising a YamlException.
+            throw new TrainConfigException($"{source}: invalid YAML near line {parser.Current?.Start.Line}: {ex.Message}");
+        }
     }
 
     /// <summary>
