@@ -60,7 +60,7 @@ public sealed record AutoencoderKLConfig
     public void Validate(string source)
     {
         var v = new ConfigChecks(source);
-        v.InRange("block_out_channels", BlockOutChannels.Length, 1, 16);
+        v.InRange("block_out_channels", BlockOutChannels.Length, 1, 8); // the VAE scales by 2^(blocks - 1)
         v.InRange("block_out_channels", BlockOutChannels, 1, ConfigChecks.MaxWidth);
         v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
         v.InRange("out_channels", OutChannels, 1, ConfigChecks.MaxWidth);

@@ -123,7 +123,7 @@ public sealed record UNet2DConditionConfig
                      ("transformer_layers_per_block", TransformerLayersPerBlock), ("attention_head_dim", NumAttentionHeads) })
             v.Require(values.Length == n, key, $"needs {n} entries (one per block), got {values.Length}");
         v.ThrowIfAny();
-        v.InRange("sample_size", SampleSize, 1, ConfigChecks.MaxWidth);
+        v.InRange("sample_size", SampleSize, 1, 1024); // latent pixels: the default image size is 8x this
         v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
         v.InRange("out_channels", OutChannels, 1, ConfigChecks.MaxWidth);
         v.InRange("layers_per_block", LayersPerBlock, 1, ConfigChecks.MaxDepth);
