@@ -16,6 +16,8 @@ public sealed record ImageLimits
     public const long DefaultMaxPixels = 8192L * 8192;
 
     public long MaxPixels { get; init; } = DefaultMaxPixels;
+    /// <summary>Largest image file read (an uncompressed 8192² 16-bit RGBA PNG is 512 MiB).</summary>
+    public long MaxFileBytes { get; init; } = 1L << 30;
     public int MaxTextChunkBytes { get; init; } = 1 << 20;
     public long MaxTextBytes { get; init; } = 16 << 20;
 

@@ -17,15 +17,28 @@ public static class ImageLoader
 
     public static bool IsImageFile(string path) => Extensions.Contains(Path.GetExtension(path));
 
-    public static RgbImage Load(string path)
+    public static RgbImage Load(string path) => Decode(ReadFile(path), path);
+
+    /// <summary>
+    /// The file's bytes, as many as its size says (a device such as /dev/zero reads as empty rather than forever), at
+    /// most <see cref="ImageLimits.MaxFileBytes"/>; any failure is an <see cref="ImageDecodeException"/>.
+    /// </summary>
+    public static byte[] ReadFile(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        var limits = ImageLimits.Default;
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            long length = fs.Length;
+            if (length > limits.MaxFileBytes) throw new ImageDecodeException(path, $"the file is {length:N0} bytes, more than the {limits.MaxFileBytes:N0} an image may have");
+            var bytes = new byte[length];
+            fs.ReadExactly(bytes);
+            return bytes;
+        }
+        catch (Exception e) when (e is IOException and not ImageDecodeException or UnauthorizedAccessException)
         {
             throw new ImageDecodeException(path, $"cannot read the file ({e.Message})", e);
         }
-        return Decode(bytes, path);
     }
 
     /// <summary>Decodes encoded bytes; <paramref name="name"/> only labels errors.</summary>

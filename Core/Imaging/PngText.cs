@@ -14,10 +14,7 @@ public static class PngText
 
     public static IReadOnlyList<(string Key, string Value)> Read(string path, ImageLimits limits)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ImageDecodeException(path, $"cannot read the file ({e.Message})", e); }
-        return Read(bytes, path, limits);
+        return Read(ImageLoader.ReadFile(path), path, limits);
     }
 
     /// <summary>The value of the first chunk named <paramref name="key"/>, or null.</summary>

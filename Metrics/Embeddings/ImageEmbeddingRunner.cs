@@ -99,10 +99,7 @@ public sealed class ImageEmbeddingRunner
                 var path = paths[indices[j]];
                 try
                 {
-                    byte[] bytes;
-                    try { bytes = File.ReadAllBytes(path); }
-                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                    { throw new ImageDecodeException(path, $"cannot read the file ({ex.Message})", ex); }
+                    var bytes = ImageLoader.ReadFile(path);
                     keys[j] = EmbeddingCache.KeyOf(bytes);
                     bool any = false;
                     for (int e = 0; e < m; e++)
