@@ -277,7 +277,7 @@ public sealed class ClipTokenizer
         foreach (var (token, node) in obj)
         {
             if (node is not JsonValue v || !v.TryGetValue<int>(out int id) || id < 0 || id > MaxTokenId)
-                throw new InvalidDataException($"{path}: vocab.json entry \"{token}\" must map to an integer id in 0..{MaxTokenId}, got {node?.ToJsonString() ?? "null"}.");
+                throw new InvalidDataException($"{path}: vocab.json entry \"{token}\" must map to a non-negative integer id (at most {MaxTokenId}), got {node?.ToJsonString() ?? "null"}.");
             vocab[token] = id;
         }
         if (vocab.Count == 0) throw new InvalidDataException($"{path}: vocab.json is empty.");
