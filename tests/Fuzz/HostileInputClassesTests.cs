@@ -107,6 +107,16 @@ public sealed class HostileInputClassesTests : IDisposable
     }
 
     [Fact]
+    public void ADeviceLinkedAsAnImageIsReadByItsSizeNotForever()
+    {
+        if (!File.Exists("/dev/zero")) return;
+        var path = _tmp.File("zero.png");
+        File.CreateSymbolicLink(path, "/dev/zero");
+        Assert.Contains("empty", Assert.Throws<ImageDecodeException>(() => ImageLoader.Load(path)).Message);
+        Assert.Throws<ImageDecodeException>(() => PngText.Read(path));
+    }
+
+    [Fact]
     public void AnInstanceFolderWithAHostileImageKeepsTheOthers()
     {
         var folder = Directory.CreateDirectory(_tmp.File("instance")).FullName;
