@@ -117,6 +117,14 @@ public static class AdapterInjector
         }
     }
 
+    /// <summary>Undoes one <see cref="Attach"/>: takes a stacked adapter off its host, or puts the plain Linear back.</summary>
+    public static void Detach(Module root, string path, AdapterLayer adapter)
+    {
+        if (Find(root, path) is not AdapterLayer host) throw new ArgumentException($"no adapter layer at '{path}'");
+        if (ReferenceEquals(host, adapter)) Remove(root, path);
+        else host.Unstack(adapter);
+    }
+
     /// <summary>Puts the plain Linear back (the adapter must be unmerged or it stays in the weight).</summary>
     public static void Remove(Module root, string path)
     {

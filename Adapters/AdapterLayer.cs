@@ -121,6 +121,16 @@ public abstract class AdapterLayer : Module<Tensor, Tensor>
         register_module(adapter.AdapterName, adapter);
     }
 
+    /// <summary>Takes a stacked adapter off again (e.g. when loading a file fails halfway); it must be unmerged.</summary>
+    public void Unstack(AdapterLayer adapter)
+    {
+        if (!_stacked.Contains(adapter)) throw new ArgumentException($"adapter '{adapter.AdapterName}' is not stacked on this layer");
+        if (adapter.IsMerged) throw new InvalidOperationException($"adapter '{adapter.AdapterName}' is merged: unmerge it before removing it");
+        _stacked.Remove(adapter);
+        register_module(adapter.AdapterName, null!);
+        adapter._host = null;
+    }
+
     public override Tensor forward(Tensor input)
     {
         if (_host is not null) throw new InvalidOperationException($"adapter '{AdapterName}' is stacked: call its host layer");

@@ -173,6 +173,9 @@ public sealed class DreamBoothRun
             target.WriteFinal(RunDirectory, result.Steps);
             _progress.Info($"finished {result.Steps} steps; results in {RunDirectory}");
         }
+        var skipped = (Instances?.Skipped ?? []).Concat(Classes?.Skipped ?? []).ToList();
+        if (skipped.Count > 0)
+            _progress.Warning($"{skipped.Count} image file(s) were skipped because they could not be used:\n  {string.Join("\n  ", skipped)}");
         return result;
     }
 }

@@ -7,7 +7,10 @@ namespace DiffusionPeft.Adapters.Formats;
 /// <summary>One adapter found in a model: its component ("unet", "text_encoder"), module path and layer.</summary>
 public sealed record AdapterEntry(string Component, string Path, AdapterLayer Adapter)
 {
-    public string Key => Component.Length == 0 ? Path : Component + "." + Path;
+    public string Key => KeyOf(Component, Path);
+
+    /// <summary>The tensor-name prefix of a component's module: "unet.down_blocks.0...", or the bare path without a component.</summary>
+    public static string KeyOf(string component, string path) => component.Length == 0 ? path : component + "." + path;
 }
 
 /// <summary>Component names and their prefixes in the diffusers/PEFT and kohya layouts.</summary>

@@ -22,7 +22,9 @@ public static class AdapterInspector
         (".lora_magnitude_vector.weight", "dora"), (".lora_magnitude_vector", "dora"),
     ];
 
-    public static AdapterFileSummary Inspect(string path)
+    public static AdapterFileSummary Inspect(string path) => InvalidInput.Guard(() => InspectChecked(path));
+
+    private static AdapterFileSummary InspectChecked(string path)
     {
         using var file = SafetensorsFile.Open(path);
         long parameters = file.Entries.Values.Sum(e => e.NumElements);
@@ -48,10 +50,12 @@ public static class AdapterInspector
         var result = new List<InspectedModule>();
         foreach (var (module, parts) in groups)
         {
-            if (!parts.TryGetValue("down", out var down) || !parts.TryGetValue("up", out _)) { unknown.AddRange(parts.Values.Select(p => p.Name)); continue; }
-            double? alpha = parts.TryGetValue("alpha", out var a) ? file.Read(a.Name, ScalarType.Float64).item<double>() : null;
+            if (!parts.TryGetValue("down", out var down) || !parts.TryGetValue("up", out var up)) { unknown.AddRange(parts.Values.Select(p => p.Name)); continue; }
+            if (down.Shape is not [var rank and >= 1 and <= DpeftAdapterFile.MaxRank, _] || up.Shape is not [_, var upRank] || upRank != rank)
+                throw new InvalidDataException($"{path}: {module}: down [{string.Join(", ", down.Shape)}] and up [{string.Join(", ", up.Shape)}] are not a rank-r pair of matrices");
+            double? alpha = parts.TryGetValue("alpha", out var a) ? LoraImporter.ReadAlpha(path, file, a.Name) : null;
             var (component, name) = Split(module);
-            result.Add(new InspectedModule(component, name, (int)down.Shape[0], alpha, parts.ContainsKey("dora")));
+            result.Add(new InspectedModule(component, name, (int)rank, alpha, parts.ContainsKey("dora")));
         }
         var method = result.Any(m => m.Dora) ? "DoRA" : "LoRA";
         return new AdapterFileSummary(path, kohya ? "kohya" : "diffusers", method, result, parameters, file.Metadata, unknown.Order(StringComparer.Ordinal).ToList(), null);

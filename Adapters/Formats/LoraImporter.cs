@@ -48,7 +48,20 @@ public static class LoraImporter
     private static readonly Regex OldProcessor = new(@"(\.processor)?\.to_(q|k|v|out)_lora$", RegexOptions.CultureInvariant);
 
     /// <summary>Loads a LoRA file into the components ("unet", "text_encoder") as an inference adapter with user weight <paramref name="scale"/>.</summary>
-    public static LoraImportResult Load(string path, IReadOnlyDictionary<string, Module> components, double scale = 1.0, string adapterName = "default")
+    public static LoraImportResult Load(string path, IReadOnlyDictionary<string, Module> components, double scale = 1.0, string adapterName = "default") =>
+        InvalidInput.Guard(() => LoadChecked(path, components, scale, adapterName));
+
+    /// <summary>A kohya alpha: one finite value (a 0-d or one-element tensor of any dtype), or an error naming the file and the tensor.</summary>
+    internal static double ReadAlpha(string path, SafetensorsFile file, string name)
+    {
+        if (file.Entry(name).NumElements != 1)
+            throw new InvalidDataException($"{path}: alpha '{name}' has shape [{string.Join(", ", file.Entry(name).Shape)}], not a single value");
+        using var t = file.Read(name, ScalarType.Float64);
+        double alpha = t.item<double>();
+        return double.IsFinite(alpha) ? alpha : throw new InvalidDataException($"{path}: alpha '{name}' is {alpha}, not a finite number");
+    }
+
+    private static LoraImportResult LoadChecked(string path, IReadOnlyDictionary<string, Module> components, double scale, string adapterName)
     {
         using (var probe = SafetensorsFile.Open(path))
             if (DpeftAdapterFile.IsDpeftFile(probe.Metadata))
@@ -67,7 +80,7 @@ public static class LoraImporter
 
         foreach (var key in file.Entries.Keys.OrderBy(k => k, StringComparer.Ordinal))
         {
-            if (!TryParse(key, lookup, out var component, out var modulePath, out var part, out bool kohya, out var rawModule))
+            if (!TryParse(path, key, lookup, out var component, out var modulePath, out var part, out bool kohya, out var rawModule))
             {
                 if (rawModule is not null) unresolved.Add(rawModule); else unknown.Add(key);
                 continue;
@@ -79,55 +92,69 @@ public static class LoraImporter
         }
 
         var applied = new List<AdapterEntry>();
-        foreach (var ((component, modulePath), g) in groups.OrderBy(g => g.Key.Component).ThenBy(g => g.Key.Path, StringComparer.Ordinal))
+        var attached = new AttachedAdapters();
+        try
         {
-            string where = $"{path}: {component}.{modulePath}";
-            if (!g.Keys.ContainsKey(Part.Down) || !g.Keys.ContainsKey(Part.Up))
+            foreach (var ((component, modulePath), g) in groups.OrderBy(g => g.Key.Component).ThenBy(g => g.Key.Path, StringComparer.Ordinal))
             {
-                unknown.AddRange(g.Keys.Values);   // an alpha or magnitude without its matrices
-                continue;
+                string where = $"{path}: {component}.{modulePath}";
+                if (!g.Keys.ContainsKey(Part.Down) || !g.Keys.ContainsKey(Part.Up))
+                {
+                    unknown.AddRange(g.Keys.Values);   // an alpha or magnitude without its matrices
+                    continue;
+                }
+                using var scope = NewDisposeScope();
+                var down = file.Read(g.Keys[Part.Down]);
+                var up = file.Read(g.Keys[Part.Up]);
+                var root = components[component];
+                var host = AdapterInjector.Find(root, modulePath)!;
+                var baseWeight = host is AdapterLayer al ? al.weight : ((TorchSharp.Modules.Linear)host).weight!;
+                var (dOut, dIn) = (baseWeight.shape[0], baseWeight.shape[1]);
+                if (down.dim() != 2 || up.dim() != 2 || down.shape[1] != dIn || up.shape[0] != dOut || up.shape[1] != down.shape[0])
+                    throw new InvalidDataException($"{where}: down [{string.Join(", ", down.shape)}] / up [{string.Join(", ", up.shape)}] do not fit a {dIn} -> {dOut} layer");
+                if (down.shape[0] is < 1 or > DpeftAdapterFile.MaxRank)
+                    throw new InvalidDataException($"{where}: rank {down.shape[0]} (down [{string.Join(", ", down.shape)}]) is not in 1..{DpeftAdapterFile.MaxRank}");
+                int rank = (int)down.shape[0];
+                double alpha = g.Keys.TryGetValue(Part.Alpha, out var ak) ? ReadAlpha(path, file, ak) : rank;
+                Tensor? magnitude = null;
+                if (g.Keys.TryGetValue(Part.Magnitude, out var mk)) magnitude = file.Read(mk);
+                else if (g.Keys.TryGetValue(Part.DoraScale, out var dk))
+                {
+                    magnitude = file.Read(dk);
+                    if (!(magnitude.dim() == 2 && magnitude.shape[1] == 1) && magnitude.dim() != 1)
+                        throw new InvalidDataException($"{where}: dora_scale is [{string.Join(", ", magnitude.shape)}]; only the per-output form (d_out, 1) is supported");
+                }
+                if (magnitude is not null && magnitude.numel() != dOut)
+                    throw new InvalidDataException($"{where}: DoRA magnitude has {magnitude.numel()} entries, the layer has {dOut} outputs");
+                FiniteTensors.Ensure(path, g.Keys[Part.Down], down);
+                FiniteTensors.Ensure(path, g.Keys[Part.Up], up);
+                if (magnitude is not null) FiniteTensors.Ensure(path, g.Keys.GetValueOrDefault(Part.Magnitude) ?? g.Keys[Part.DoraScale], magnitude);
+                var options = new AdapterOptions
+                {
+                    Method = magnitude is null ? AdapterMethod.Lora : AdapterMethod.Dora, Rank = rank, Alpha = alpha, Trainable = false,
+                };
+                var adapter = (LowRankPairLayer)attached.Attach(root, modulePath, options, adapterName, where);
+                using (no_grad())
+                {
+                    adapter.lora_A.copy_(down);
+                    adapter.lora_B.copy_(up);
+                    if (magnitude is not null) ((DoraLinear)adapter).lora_magnitude_vector.copy_(magnitude.flatten());
+                }
+                adapter.Scale = scale;
+                applied.Add(new AdapterEntry(component, modulePath, adapter));
             }
-            using var scope = NewDisposeScope();
-            var down = file.Read(g.Keys[Part.Down]);
-            var up = file.Read(g.Keys[Part.Up]);
-            var root = components[component];
-            var host = AdapterInjector.Find(root, modulePath)!;
-            var baseWeight = host is AdapterLayer al ? al.weight : ((TorchSharp.Modules.Linear)host).weight!;
-            var (dOut, dIn) = (baseWeight.shape[0], baseWeight.shape[1]);
-            if (down.dim() != 2 || up.dim() != 2 || down.shape[1] != dIn || up.shape[0] != dOut || up.shape[1] != down.shape[0])
-                throw new InvalidDataException($"{where}: down [{string.Join(", ", down.shape)}] / up [{string.Join(", ", up.shape)}] do not fit a {dIn} -> {dOut} layer");
-            int rank = (int)down.shape[0];
-            double alpha = g.Keys.TryGetValue(Part.Alpha, out var ak) ? file.Read(ak, ScalarType.Float64).item<double>() : rank;
-            Tensor? magnitude = null;
-            if (g.Keys.TryGetValue(Part.Magnitude, out var mk)) magnitude = file.Read(mk);
-            else if (g.Keys.TryGetValue(Part.DoraScale, out var dk))
-            {
-                magnitude = file.Read(dk);
-                if (!(magnitude.dim() == 2 && magnitude.shape[1] == 1) && magnitude.dim() != 1)
-                    throw new InvalidDataException($"{where}: dora_scale is [{string.Join(", ", magnitude.shape)}]; only the per-output form (d_out, 1) is supported");
-            }
-            if (magnitude is not null && magnitude.numel() != dOut)
-                throw new InvalidDataException($"{where}: DoRA magnitude has {magnitude.numel()} entries, the layer has {dOut} outputs");
-            var options = new AdapterOptions
-            {
-                Method = magnitude is null ? AdapterMethod.Lora : AdapterMethod.Dora, Rank = rank, Alpha = alpha, Trainable = false,
-            };
-            var adapter = (LowRankPairLayer)AdapterInjector.Attach(root, modulePath, options, adapterName);
-            using (no_grad())
-            {
-                adapter.lora_A.copy_(down);
-                adapter.lora_B.copy_(up);
-                if (magnitude is not null) ((DoraLinear)adapter).lora_magnitude_vector.copy_(magnitude.flatten());
-            }
-            adapter.Scale = scale;
-            applied.Add(new AdapterEntry(component, modulePath, adapter));
+            if (applied.Count == 0)
+                throw new InvalidDataException($"{path}: no LoRA layer of the file fits the model (unrecognised keys: {string.Join(", ", unknown.Take(5))}; unresolved modules: {string.Join(", ", unresolved.Take(5))})");
         }
-        if (applied.Count == 0)
-            throw new InvalidDataException($"{path}: no LoRA layer of the file fits the model (unrecognised keys: {string.Join(", ", unknown.Take(5))}; unresolved modules: {string.Join(", ", unresolved.Take(5))})");
+        catch
+        {
+            attached.Rollback();
+            throw;
+        }
         return new LoraImportResult(sawKohya ? "kohya" : "diffusers", applied, unknown, unresolved.ToList());
     }
 
-    private static bool TryParse(string key, Dictionary<string, ModuleIndex> lookup, out string component, out string modulePath, out Part part, out bool kohya, out string? rawModule)
+    private static bool TryParse(string path, string key, Dictionary<string, ModuleIndex> lookup, out string component, out string modulePath, out Part part, out bool kohya, out string? rawModule)
     {
         component = modulePath = ""; part = default; kohya = false; rawModule = null;
         var m = Kohya.Match(key);
@@ -142,7 +169,7 @@ public static class LoraImporter
             rawModule = m.Groups[1].Value + ":" + m.Groups[2].Value;
             if (!lookup.TryGetValue(component, out var index)) return false;
             if (!index.ByKohyaName.TryGetValue(m.Groups[2].Value, out var resolved)) return false;
-            if (resolved is null) throw new InvalidDataException($"kohya name '{m.Groups[2].Value}' matches more than one module path of {component}");
+            if (resolved is null) throw new InvalidDataException($"{path}: kohya name '{m.Groups[2].Value}' matches more than one module path of {component}");
             modulePath = resolved;
             return true;
         }

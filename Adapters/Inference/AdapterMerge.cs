@@ -36,7 +36,11 @@ public static class AdapterMerge
     /// <param name="model">The checkpoint at <paramref name="sourcePath"/>, loaded in float32 (its layers are restored afterwards).</param>
     /// <param name="outPath">A folder for a diffusers source, a .safetensors file for a single-file source.</param>
     public static void Write(string sourcePath, StableDiffusionModel model, IReadOnlyList<AdapterSpec> specs, string outPath,
-        string? configsFrom = null, Action<string>? warn = null)
+        string? configsFrom = null, Action<string>? warn = null) =>
+        InvalidInput.Guard(() => WriteChecked(sourcePath, model, specs, outPath, configsFrom, warn));
+
+    private static void WriteChecked(string sourcePath, StableDiffusionModel model, IReadOnlyList<AdapterSpec> specs, string outPath,
+        string? configsFrom, Action<string>? warn)
     {
         var merged = MergedWeights(model, specs, warn);
         try

@@ -49,6 +49,8 @@ public sealed class ClipTokenizer
     public int UnkId { get; }
     public int MaxLength => Options.MaxLength;
     public int VocabSize => _idToToken.Count;
+    /// <summary>The largest id this tokenizer produces (a text encoder needs more embedding rows than that).</summary>
+    public int MaxId { get; }
 
     private ClipTokenizer(Dictionary<string, int> vocab, Dictionary<(string, string), int> ranks, ClipTokenizerOptions options)
     {
@@ -72,6 +74,7 @@ public sealed class ClipTokenizer
         EosId = _added[options.EosToken];
         PadId = _added[options.PadToken];
         UnkId = _added[options.UnkToken];
+        MaxId = _idToToken.Keys.Max();
     }
 
     /// <summary>A diffusers/transformers <c>tokenizer/</c> folder: vocab.json, merges.txt and, when present,
@@ -221,46 +224,87 @@ public sealed class ClipTokenizer
     {
         // The pre-tokenizer keeps these whole, and CLIPTokenizer's cache returns them unmerged and without </w>.
         if (word is "<|startoftext|>" or "<|endoftext|>") return [word];
-        return _bpeCache.GetOrAdd(word, w =>
+        if (word.Length > MaxBpeWordLength)
         {
-            var symbols = new List<string>(w.Length);
-            for (int i = 0; i < w.Length - 1; i++) symbols.Add(w[i].ToString());
-            symbols.Add(w[^1] + EndOfWord);
-            while (symbols.Count > 1)
+            var pieces = new List<string>();
+            for (int at = 0; at < word.Length; at += MaxBpeWordLength)
             {
-                int best = int.MaxValue;
-                (string, string) pair = default;
-                for (int i = 0; i < symbols.Count - 1; i++)
-                    if (_ranks.TryGetValue((symbols[i], symbols[i + 1]), out int r) && r < best) { best = r; pair = (symbols[i], symbols[i + 1]); }
-                if (best == int.MaxValue) break;
-                var merged = new List<string>(symbols.Count);
-                for (int i = 0; i < symbols.Count;)
-                {
-                    if (i < symbols.Count - 1 && symbols[i] == pair.Item1 && symbols[i + 1] == pair.Item2)
-                    {
-                        merged.Add(pair.Item1 + pair.Item2);
-                        i += 2;
-                    }
-                    else merged.Add(symbols[i++]);
-                }
-                symbols = merged;
+                var piece = MergePiece(word.Substring(at, Math.Min(MaxBpeWordLength, word.Length - at)), last: at + MaxBpeWordLength >= word.Length);
+                pieces.AddRange(piece);
             }
-            return symbols.ToArray();
-        });
+            return pieces.ToArray();
+        }
+        return _bpeCache.GetOrAdd(word, w => MergePiece(w, last: true));
+    }
+
+    private string[] MergePiece(string w, bool last)
+    {
+        var symbols = new List<string>(w.Length);
+        for (int i = 0; i < w.Length - 1; i++) symbols.Add(w[i].ToString());
+        symbols.Add(last ? w[^1] + EndOfWord : w[^1].ToString());
+        while (symbols.Count > 1)
+        {
+            int best = int.MaxValue;
+            (string, string) pair = default;
+            for (int i = 0; i < symbols.Count - 1; i++)
+                if (_ranks.TryGetValue((symbols[i], symbols[i + 1]), out int r) && r < best) { best = r; pair = (symbols[i], symbols[i + 1]); }
+            if (best == int.MaxValue) break;
+            var merged = new List<string>(symbols.Count);
+            for (int i = 0; i < symbols.Count;)
+            {
+                if (i < symbols.Count - 1 && symbols[i] == pair.Item1 && symbols[i + 1] == pair.Item2)
+                {
+                    merged.Add(pair.Item1 + pair.Item2);
+                    i += 2;
+                }
+                else merged.Add(symbols[i++]);
+            }
+            symbols = merged;
+        }
+        return symbols.ToArray();
+    }
+
+    /// <summary>Real vocab.json files are about 1 MB and merges.txt 0.5 MB; the bound keeps parsing memory in proportion.</summary>
+    public const long MaxFileBytes = 64 << 20;
+
+    /// <summary>Ids above this are not a CLIP vocabulary (49,408 entries); it keeps every id far from int overflow.</summary>
+    public const int MaxTokenId = 1 << 24;
+
+    /// <summary>
+    /// BPE merges a word in rounds, O(length²): a word longer than this many bytes (never one of a real prompt) is merged
+    /// in pieces of this length, so a hostile megabyte-long word costs seconds, not hours.
+    /// </summary>
+    public const int MaxBpeWordLength = 512;
+
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false };
+
+    private static string ReadText(string path, string what)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: {what} not found.", path);
+        try
+        {
+            long length = new FileInfo(path).Length;
+            if (length > MaxFileBytes) throw new InvalidDataException($"{path}: {what} is {length:N0} bytes, more than the {MaxFileBytes:N0} a tokenizer file may have.");
+            return File.ReadAllText(path, Encoding.UTF8);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"{path}: cannot read the {what}: {ex.Message}", ex);
+        }
     }
 
     private static Dictionary<string, int> ReadVocab(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: CLIP vocabulary file not found.", path);
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        var text = ReadText(path, "CLIP vocabulary file");
+        try { root = JsonNode.Parse(text, documentOptions: StrictJson); }
         catch (JsonException ex) { throw new InvalidDataException($"{path}: vocab.json is not valid JSON: {ex.Message}", ex); }
         if (root is not JsonObject obj) throw new InvalidDataException($"{path}: vocab.json must be a JSON object mapping token strings to ids.");
         var vocab = new Dictionary<string, int>(obj.Count, StringComparer.Ordinal);
         foreach (var (token, node) in obj)
         {
-            if (node is not JsonValue v || !v.TryGetValue<int>(out int id) || id < 0)
-                throw new InvalidDataException($"{path}: vocab.json entry \"{token}\" must map to a non-negative integer id, got {node?.ToJsonString() ?? "null"}.");
+            if (node is not JsonValue v || !v.TryGetValue<int>(out int id) || id < 0 || id > MaxTokenId)
+                throw new InvalidDataException($"{path}: vocab.json entry \"{token}\" must map to a non-negative integer id (at most {MaxTokenId}), got {node?.ToJsonString() ?? "null"}.");
             vocab[token] = id;
         }
         if (vocab.Count == 0) throw new InvalidDataException($"{path}: vocab.json is empty.");
@@ -269,9 +313,8 @@ public sealed class ClipTokenizer
 
     private static Dictionary<(string, string), int> ReadMerges(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: CLIP merges file not found.", path);
         // transformers: read().strip().split("\n")[1 : 49152 - 256 - 2 + 1]: the first line (#version) is always skipped.
-        var lines = File.ReadAllText(path, Encoding.UTF8).Replace("\r\n", "\n").Trim().Split('\n');
+        var lines = ReadText(path, "CLIP merges file").Replace("\r\n", "\n").Trim().Split('\n');
         var ranks = new Dictionary<(string, string), int>();
         for (int i = 1; i < lines.Length && i <= MaxMerges; i++)
         {
@@ -287,15 +330,16 @@ public sealed class ClipTokenizer
     {
         if (!File.Exists(path)) return options;
         JsonObject cfg;
-        try { cfg = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object."); }
+        var text = ReadText(path, "tokenizer config");
+        try { cfg = JsonNode.Parse(text, documentOptions: StrictJson) as JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object."); }
         catch (JsonException ex) { throw new InvalidDataException($"{path}: invalid JSON: {ex.Message}", ex); }
 
         string? Token(string key) => cfg[key] switch
         {
-            JsonValue v when v.TryGetValue<string>(out var s) => s,
-            JsonObject o when o["content"] is JsonValue c && c.TryGetValue<string>(out var s) => s,
+            JsonValue v when v.TryGetValue<string>(out var s) && s.Length > 0 => s,
+            JsonObject o when o["content"] is JsonValue c && c.TryGetValue<string>(out var s) && s.Length > 0 => s,
             null => null,
-            var other => throw new InvalidDataException($"{path}: '{key}' should be a string or an object with 'content', got {other.ToJsonString()}."),
+            var other => throw new InvalidDataException($"{path}: '{key}' should be a non-empty string or an object with 'content', got {other.ToJsonString()}."),
         };
         options = options with
         {

@@ -7,10 +7,15 @@ namespace DiffusionPeft.Diffusion.IO;
 /// <summary>
 /// Reads config.json files as diffusers and transformers write them. Python's json module writes the
 /// non-standard literals NaN, Infinity and -Infinity (e.g. DPMSolver's lambda_min_clipped); they are
-/// accepted here and read back as doubles. Unknown keys are simply not asked for.
+/// accepted here and read back as doubles. Unknown keys are simply not asked for. Reading is strict: a repeated
+/// key, a value of the wrong JSON type (a string for a bool, a fraction for an integer, null in a list) or an
+/// integer outside the int range is an <see cref="InvalidDataException"/> naming the file and the key.
 /// </summary>
 public sealed class ConfigJson
 {
+    /// <summary>Larger than any real config (a 1000-entry trained_betas list is 25 KB); bounds what parsing may allocate.</summary>
+    public const long MaxFileBytes = 16 << 20;
+
     public string Source { get; }
     public JsonObject Root { get; }
 
@@ -19,13 +24,24 @@ public sealed class ConfigJson
     public static ConfigJson Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config file not found.", path);
-        return Parse(File.ReadAllText(path), path);
+        long length = new FileInfo(path).Length;
+        if (length > MaxFileBytes) throw new InvalidDataException($"{path}: config file is {length:N0} bytes, more than the {MaxFileBytes:N0} a config may have.");
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"{path}: cannot read the config file: {ex.Message}", ex);
+        }
+        return Parse(text, path);
     }
 
     public static ConfigJson Parse(string json, string source = "<config>")
     {
         JsonNode? node;
-        try { node = JsonNode.Parse(QuoteNonFiniteLiterals(json), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true }); }
+        try
+        {
+            node = JsonNode.Parse(QuoteNonFiniteLiterals(json), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, AllowDuplicateProperties = false });
+        }
         catch (JsonException ex) { throw new InvalidDataException($"{source}: invalid JSON: {ex.Message}", ex); }
         return node is JsonObject o ? new ConfigJson(source, o) : throw new InvalidDataException($"{source}: config is not a JSON object.");
     }
@@ -35,17 +51,18 @@ public sealed class ConfigJson
 
     public bool Has(string key) => Root.TryGetPropertyValue(key, out var v) && v is not null;
 
-    public int Int(string key, int fallback) => Has(key) ? (int)Double(key, fallback) : fallback;
-    public int Int(string key) => (int)Double(key);
-    public bool Bool(string key, bool fallback) => Has(key) ? Get(key).GetValue<bool>() : fallback;
-    public string String(string key, string fallback) => Has(key) ? Get(key).GetValue<string>() : fallback;
-    public string? StringOrNull(string key) => Has(key) ? Get(key).GetValue<string>() : null;
+    public int Int(string key, int fallback) => Has(key) ? Int(key) : fallback;
+    public int Int(string key) => ToInt(Get(key), key, "an integer");
+    public bool Bool(string key, bool fallback) => Has(key) ? Bool(key) : fallback;
+    public bool Bool(string key) => Get(key) is JsonValue v && v.TryGetValue<bool>(out var b) ? b : throw Fault(key, "true or false");
+    public string String(string key, string fallback) => Has(key) ? ToString(Get(key), key, "a string") : fallback;
+    public string? StringOrNull(string key) => Has(key) ? ToString(Get(key), key, "a string") : null;
 
     public double Double(string key, double fallback) => Has(key) ? Double(key) : fallback;
     public double Double(string key) => ToDouble(Get(key), key);
 
-    public int[] Ints(string key) => Get(key) is JsonArray a ? a.Select(n => (int)ToDouble(n!, key)).ToArray() : throw Fault(key, "an array of integers");
-    public string[] Strings(string key) => Get(key) is JsonArray a ? a.Select(n => n!.GetValue<string>()).ToArray() : throw Fault(key, "an array of strings");
+    public int[] Ints(string key) => Get(key) is JsonArray a ? a.Select(n => ToInt(n, key, "an array of integers")).ToArray() : throw Fault(key, "an array of integers");
+    public string[] Strings(string key) => Get(key) is JsonArray a ? a.Select(n => ToString(n, key, "an array of strings")).ToArray() : throw Fault(key, "an array of strings");
     public int[]? IntsOrNull(string key) => Has(key) ? Ints(key) : null;
 
     /// <summary>An int or a per-block list of ints (e.g. attention_head_dim), expanded to <paramref name="count"/> entries.</summary>
@@ -54,13 +71,16 @@ public sealed class ConfigJson
         if (!Has(key)) return Enumerable.Repeat(fallback, count).ToArray();
         var node = Get(key);
         if (node is JsonArray) { var v = Ints(key); return v.Length == count ? v : throw Fault(key, $"{count} entries (one per block)"); }
-        return Enumerable.Repeat((int)ToDouble(node, key), count).ToArray();
+        return Enumerable.Repeat(ToInt(node, key, "an integer or a list of integers"), count).ToArray();
     }
 
     public JsonNode Get(string key) =>
         Root.TryGetPropertyValue(key, out var v) && v is not null ? v : throw new InvalidDataException($"{Source}: missing config key '{key}'.");
 
-    private double ToDouble(JsonNode n, string key)
+    /// <summary>An error about one key's value: "SOURCE: config key 'KEY' FAULT."</summary>
+    public InvalidDataException Invalid(string key, string fault) => new($"{Source}: config key '{key}' {fault}.");
+
+    private double ToDouble(JsonNode? n, string key)
     {
         if (n is JsonValue v)
         {
@@ -75,10 +95,21 @@ public sealed class ConfigJson
                     "-Infinity" => double.NegativeInfinity,
                     _ => throw Fault(key, "a number"),
                 };
-            if (v.TryGetValue<bool>(out _)) throw Fault(key, "a number");
         }
         throw Fault(key, "a number");
     }
+
+    private int ToInt(JsonNode? n, string key, string what)
+    {
+        double d;
+        try { d = ToDouble(n, key); }
+        catch (InvalidDataException) { throw Fault(key, what); }
+        if (d != Math.Floor(d) || d < int.MinValue || d > int.MaxValue) throw Fault(key, $"{what} (got {n!.ToJsonString()})");
+        return (int)d;
+    }
+
+    private string ToString(JsonNode? n, string key, string what) =>
+        n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Fault(key, what);
 
     private InvalidDataException Fault(string key, string what) => new($"{Source}: config key '{key}' should be {what}.");
 

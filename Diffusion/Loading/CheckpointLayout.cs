@@ -27,7 +27,7 @@ public static class CheckpointLayout
         try { entries = SafetensorsFile.ReadHeader(full).Entries; }
         catch (InvalidSafetensorsException ex) when (!safetensorsName)
         {
-            throw new NotSupportedException(
+            throw new InvalidDataException(
                 $"{full}: unknown checkpoint format: expected a diffusers pipeline folder or a .safetensors file ({ex.Fault}).", ex);
         }
         var family = SingleFileCheckpoint.DetectFamily(entries.Keys);
@@ -35,8 +35,8 @@ public static class CheckpointLayout
         if (entries.Keys.Any(k => k.StartsWith(LdmKeyMapping.UNetPrefix, StringComparison.Ordinal)))
             return new CheckpointLayoutInfo(CheckpointFormat.SingleFile, full, ModelFamily.Unknown);
         if (entries.Keys.Any(k => k.StartsWith("lora_", StringComparison.Ordinal) || k.Contains(".lora_A.", StringComparison.Ordinal) || k.Contains(".lora.down.", StringComparison.Ordinal)))
-            throw new NotSupportedException($"{full}: this is a LoRA adapter, not a model checkpoint: load a base model and apply it as an adapter.");
-        throw new NotSupportedException(
+            throw new InvalidDataException($"{full}: this is a LoRA adapter, not a model checkpoint: load a base model and apply it as an adapter.");
+        throw new InvalidDataException(
             $"{full}: not a Stable Diffusion checkpoint: no {LdmKeyMapping.UNetPrefix}* keys (a single component's weights belong in a diffusers folder with model_index.json).");
     }
 
@@ -45,14 +45,14 @@ public static class CheckpointLayout
         if (File.Exists(System.IO.Path.Combine(dir, DiffusersModelFolder.ModelIndexName)))
             return new CheckpointLayoutInfo(CheckpointFormat.DiffusersFolder, dir, FolderFamily(dir));
         var entries = Directory.GetFileSystemEntries(dir);
-        if (entries.Length == 0) throw new NotSupportedException($"{dir}: the folder is empty; expected a diffusers pipeline folder (model_index.json) or a .safetensors file.");
+        if (entries.Length == 0) throw new InvalidDataException($"{dir}: the folder is empty; expected a diffusers pipeline folder (model_index.json) or a .safetensors file.");
         var nested = Directory.GetDirectories(dir).FirstOrDefault(d => File.Exists(System.IO.Path.Combine(d, DiffusersModelFolder.ModelIndexName)));
-        if (nested is not null) throw new NotSupportedException($"{dir}: no {DiffusersModelFolder.ModelIndexName} here, but its subfolder {nested} is a diffusers pipeline folder.");
+        if (nested is not null) throw new InvalidDataException($"{dir}: no {DiffusersModelFolder.ModelIndexName} here, but its subfolder {nested} is a diffusers pipeline folder.");
         var safetensors = Directory.GetFiles(dir, "*.safetensors");
         if (safetensors.Length > 0)
-            throw new NotSupportedException($"{dir}: not a diffusers pipeline folder (no {DiffusersModelFolder.ModelIndexName}); to load a single-file checkpoint pass the file itself, e.g. {safetensors[0]}.");
+            throw new InvalidDataException($"{dir}: not a diffusers pipeline folder (no {DiffusersModelFolder.ModelIndexName}); to load a single-file checkpoint pass the file itself, e.g. {safetensors[0]}.");
         if (Directory.GetFiles(dir).FirstOrDefault(PickleCheckpointException.IsPickleName) is { } pickle) throw new PickleCheckpointException(pickle);
-        throw new NotSupportedException($"{dir}: not a diffusers pipeline folder (no {DiffusersModelFolder.ModelIndexName}) and holds no .safetensors checkpoint.");
+        throw new InvalidDataException($"{dir}: not a diffusers pipeline folder (no {DiffusersModelFolder.ModelIndexName}) and holds no .safetensors checkpoint.");
     }
 
     private static ModelFamily FolderFamily(string dir)

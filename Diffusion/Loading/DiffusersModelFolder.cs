@@ -49,7 +49,28 @@ public sealed class DiffusersModelFolder
         if (!Components.Contains(component))
             throw new KeyNotFoundException($"{Path.Combine(Root, ModelIndexName)}: no component '{component}' (has: {string.Join(", ", Components)}).");
         var a = (System.Text.Json.Nodes.JsonArray)ModelIndex.Root[component]!;
-        return ((string?)a[0] ?? "", (string)a[1]!);
+        string? Text(int i) => a[i] switch
+        {
+            null => null,
+            System.Text.Json.Nodes.JsonValue v when v.TryGetValue<string>(out var t) => t,
+            _ => throw ModelIndex.Invalid(component, "should be a [library, class name] pair of strings"),
+        };
+        return (Text(0) ?? "", Text(1) ?? throw ModelIndex.Invalid(component, "has no class name"));
+    }
+
+    /// <summary>
+    /// Checks that model_index.json lists each of <paramref name="components"/> as a [library, class name] pair of
+    /// strings: a malformed index is an <see cref="InvalidDataException"/> naming it and the entry.
+    /// </summary>
+    public void RequireComponents(params string[] components)
+    {
+        foreach (var c in components)
+        {
+            if (!ModelIndex.Has(c)) throw ModelIndex.Invalid(c, "is missing: a Stable Diffusion pipeline needs unet, vae, text_encoder, tokenizer and scheduler");
+            if (ModelIndex.Get(c) is not System.Text.Json.Nodes.JsonArray { Count: 2 } a || a[1] is null)
+                throw ModelIndex.Invalid(c, $"should be a [library, class name] pair, got {ModelIndex.Get(c).ToJsonString()}");
+            ComponentClass(c);
+        }
     }
 
     public string ComponentDir(string component)

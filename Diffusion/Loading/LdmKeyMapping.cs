@@ -34,6 +34,7 @@ public static class LdmKeyMapping
         int blocks = down.Length;
         if (up.Length != blocks) throw new InvalidDataException($"{unetConfig.Source}: {down.Length} down blocks but {up.Length} up blocks.");
         int lpb = unetConfig.Int("layers_per_block", 2);
+        if (lpb < 1) throw unetConfig.Invalid("layers_per_block", $"must be at least 1 (got {lpb})");
         string mid = unetConfig.String("mid_block_type", "UNetMidBlock2DCrossAttn");
         bool downAttn(int b) => down[b].Contains("CrossAttn", StringComparison.Ordinal);
         bool upAttn(int b) => up[b].Contains("CrossAttn", StringComparison.Ordinal);
@@ -223,7 +224,10 @@ public static class LdmKeyMapping
                 {
                     case "attn.in_proj_weight" or "attn.in_proj_bias":
                     {
-                        long c = file.ShapeOf(key)[0] / 3;
+                        var fused = file.ShapeOf(key);
+                        if (fused.Length == 0 || fused[0] % 3 != 0)
+                            throw new InvalidDataException($"{file.Description}: tensor '{key}' has shape [{string.Join(", ", fused)}]; a fused q/k/v projection needs a first dimension divisible by 3.");
+                        long c = fused[0] / 3;
                         string kind = tail.EndsWith("weight", StringComparison.Ordinal) ? "weight" : "bias";
                         result[$"{target}.self_attn.q_proj.{kind}"] = TensorMapping.Slice(key, 0, 0, c);
                         result[$"{target}.self_attn.k_proj.{kind}"] = TensorMapping.Slice(key, 0, c, c);

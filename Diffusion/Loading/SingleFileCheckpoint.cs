@@ -43,7 +43,10 @@ public sealed class SingleFileCheckpoint : IDisposable
     };
 
     /// <param name="configs">Configs to start from (e.g. <see cref="SingleFileConfigs.FromFolder"/>); what the shapes say wins.</param>
-    public static SingleFileCheckpoint Open(string path, SingleFileConfigs? configs = null)
+    public static SingleFileCheckpoint Open(string path, SingleFileConfigs? configs = null) =>
+        InvalidInput.Guard(() => OpenChecked(path, configs));
+
+    private static SingleFileCheckpoint OpenChecked(string path, SingleFileConfigs? configs)
     {
         if (PickleCheckpointException.IsPickleName(path)) throw new PickleCheckpointException(path);
         var file = SafetensorsFile.Open(path);
@@ -51,7 +54,7 @@ public sealed class SingleFileCheckpoint : IDisposable
         {
             var family = DetectFamily(file.Names);
             if (family == ModelFamily.Unknown)
-                throw new NotSupportedException(
+                throw new InvalidDataException(
                     $"{path}: not a Stable Diffusion 1.x/2.x single-file checkpoint (no model.diffusion_model.* with cond_stage_model.transformer.* or cond_stage_model.model.* keys; SDXL and other layouts are not supported).");
             foreach (var (prefix, what) in new[] { (UNetPrefix, "UNet"), (VaePrefix, "VAE") })
                 if (!file.Names.Any(k => k.StartsWith(prefix, StringComparison.Ordinal)))
@@ -119,15 +122,15 @@ public sealed class SingleFileCheckpoint : IDisposable
     private static void InferUNet(ITensorSource f, JsonObject c, ModelFamily family, bool headsGiven)
     {
         string U(string rest) => UNetPrefix + rest;
-        long[] Shape(string rest) => f.Contains(U(rest)) ? f.ShapeOf(U(rest))
+        long[] Shape(string rest, int rank) => f.Contains(U(rest)) ? Ranked(f, U(rest), rank)
             : throw new InvalidDataException($"{f.Description}: UNet tensor '{U(rest)}' is missing.");
         var keys = f.Keys.Where(k => k.StartsWith(UNetPrefix, StringComparison.Ordinal)).Select(k => k[UNetPrefix.Length..]).ToList();
         if (keys.Count == 0) return;
 
-        var convIn = Shape("input_blocks.0.0.weight");
+        var convIn = Shape("input_blocks.0.0.weight", 2);
         c["in_channels"] = convIn[1];
         c["conv_in_kernel"] = convIn.Length == 4 ? convIn[2] : 3;
-        var convOut = Shape("out.2.weight");
+        var convOut = Shape("out.2.weight", 1);
         c["out_channels"] = convOut[0];
         c["conv_out_kernel"] = convOut.Length == 4 ? convOut[2] : 3;
 
@@ -137,7 +140,7 @@ public sealed class SingleFileCheckpoint : IDisposable
         // Each level has layers_per_block entries plus a downsampler (except the last): the first downsampler sits at index lpb + 1.
         int lpb = downsamplers.Length > 0 ? downsamplers[0] - 1 : inputBlocks - 1;
         int blocks = downsamplers.Length + 1;
-        if (lpb < 1 || inputBlocks != blocks * (lpb + 1))
+        if (lpb < 1 || inputBlocks != (long)blocks * (lpb + 1))
             throw new InvalidDataException($"{f.Description}: {inputBlocks} UNet input_blocks with downsamplers at [{string.Join(", ", downsamplers)}] do not form a UNet of equal levels.");
         c["layers_per_block"] = lpb;
 
@@ -147,7 +150,7 @@ public sealed class SingleFileCheckpoint : IDisposable
         for (int b = 0; b < blocks; b++)
         {
             int first = 1 + b * (lpb + 1);
-            widths.Add(Shape($"input_blocks.{first}.0.out_layers.3.weight")[0]);
+            widths.Add(Shape($"input_blocks.{first}.0.out_layers.3.weight", 1)[0]);
             down.Add(keys.Any(k => k.StartsWith($"input_blocks.{first}.1.", StringComparison.Ordinal)) ? "CrossAttnDownBlock2D" : "DownBlock2D");
             up.Add(keys.Any(k => k.StartsWith($"output_blocks.{b * (lpb + 1)}.1.transformer_blocks.", StringComparison.Ordinal)) ? "CrossAttnUpBlock2D" : "UpBlock2D");
         }
@@ -157,9 +160,9 @@ public sealed class SingleFileCheckpoint : IDisposable
         c["mid_block_type"] = keys.Any(k => k.StartsWith("middle_block.1.", StringComparison.Ordinal)) ? "UNetMidBlock2DCrossAttn" : "UNetMidBlock2D";
 
         if (keys.FirstOrDefault(k => k.EndsWith(".attn2.to_k.weight", StringComparison.Ordinal)) is { } toK)
-            c["cross_attention_dim"] = Shape(toK)[1];
+            c["cross_attention_dim"] = Shape(toK, 2)[1];
         if (keys.FirstOrDefault(k => k.EndsWith(".proj_in.weight", StringComparison.Ordinal)) is { } projIn)
-            c["use_linear_projection"] = Shape(projIn).Length == 2;
+            c["use_linear_projection"] = Shape(projIn, 0).Length == 2;
         if (keys.FirstOrDefault(k => k.Contains(".transformer_blocks.", StringComparison.Ordinal)) is { } tb)
         {
             var attnPrefix = tb[..(tb.IndexOf(".transformer_blocks.", StringComparison.Ordinal) + ".transformer_blocks.".Length)];
@@ -190,14 +193,14 @@ public sealed class SingleFileCheckpoint : IDisposable
         {
             var key = V($"encoder.down.{i}.block.{lpb - 1}.conv2.weight");
             if (!f.Contains(key)) throw new InvalidDataException($"{f.Description}: VAE tensor '{key}' is missing.");
-            widths.Add(f.ShapeOf(key)[0]);
+            widths.Add(Ranked(f, key, 1)[0]);
         }
         c["block_out_channels"] = widths;
         c["down_block_types"] = new JsonArray(Enumerable.Repeat((JsonNode)"DownEncoderBlock2D", blocks).Select(n => n.DeepClone()).ToArray());
         c["up_block_types"] = new JsonArray(Enumerable.Repeat((JsonNode)"UpDecoderBlock2D", blocks).Select(n => n.DeepClone()).ToArray());
-        if (f.Contains(V("encoder.conv_in.weight"))) c["in_channels"] = f.ShapeOf(V("encoder.conv_in.weight"))[1];
-        if (f.Contains(V("decoder.conv_out.weight"))) c["out_channels"] = f.ShapeOf(V("decoder.conv_out.weight"))[0];
-        if (f.Contains(V("post_quant_conv.weight"))) c["latent_channels"] = f.ShapeOf(V("post_quant_conv.weight"))[1];
+        if (f.Contains(V("encoder.conv_in.weight"))) c["in_channels"] = Ranked(f, V("encoder.conv_in.weight"), 2)[1];
+        if (f.Contains(V("decoder.conv_out.weight"))) c["out_channels"] = Ranked(f, V("decoder.conv_out.weight"), 1)[0];
+        if (f.Contains(V("post_quant_conv.weight"))) c["latent_channels"] = Ranked(f, V("post_quant_conv.weight"), 2)[1];
     }
 
     private static void InferTextEncoder(ITensorSource f, ModelFamily family, JsonObject c, bool headsGiven)
@@ -205,18 +208,26 @@ public sealed class SingleFileCheckpoint : IDisposable
         var mapped = TextMapping(f, family);
         if (mapped.Count == 0) return;
         var text = new RenamedTensorSource(f, mapped);
-        long[] Shape(string key) => text.Contains(key) ? text.ShapeOf(key)
+        long[] Shape(string key, int rank) => text.Contains(key) ? Ranked(text, key, rank)
             : throw new InvalidDataException($"{f.Description}: text encoder tensor for '{key}' is missing.");
-        var tokens = Shape("text_model.embeddings.token_embedding.weight");
+        var tokens = Shape("text_model.embeddings.token_embedding.weight", 2);
         c["vocab_size"] = tokens[0];
         c["hidden_size"] = tokens[1];
-        c["max_position_embeddings"] = Shape("text_model.embeddings.position_embedding.weight")[0];
+        c["max_position_embeddings"] = Shape("text_model.embeddings.position_embedding.weight", 1)[0];
         c["num_hidden_layers"] = mapped.Keys.Where(k => k.StartsWith("text_model.encoder.layers.", StringComparison.Ordinal))
             .Select(k => k.Split('.')[3]).Distinct().Count();
-        c["intermediate_size"] = Shape("text_model.encoder.layers.0.mlp.fc1.weight")[0];
+        c["intermediate_size"] = Shape("text_model.encoder.layers.0.mlp.fc1.weight", 1)[0];
         if (family == ModelFamily.SD2 && f.Contains(OpenClipPrefix + "text_projection"))
-            c["projection_dim"] = f.ShapeOf(OpenClipPrefix + "text_projection")[1];
+            c["projection_dim"] = Ranked(f, OpenClipPrefix + "text_projection", 2)[1];
         if (!headsGiven) c["num_attention_heads"] = Math.Max(1, tokens[1] / 64);
+    }
+
+    /// <summary>The shape of <paramref name="key"/>, which must have at least <paramref name="rank"/> dimensions for the config to be read from it.</summary>
+    private static long[] Ranked(ITensorSource f, string key, int rank)
+    {
+        var shape = f.ShapeOf(key);
+        return shape.Length >= rank ? shape
+            : throw new InvalidDataException($"{f.Description}: tensor '{key}' has shape [{string.Join(", ", shape)}], but a {rank}-dimensional weight was expected.");
     }
 
     /// <summary>The numeric dot-separated part <paramref name="part"/> of a key, or -1 (the key mapping then reports the key).</summary>

@@ -35,7 +35,10 @@ public sealed class StableDiffusionCheckpoint : IDisposable
     /// <param name="path">A diffusers pipeline folder or an original-layout single-file .safetensors checkpoint.</param>
     /// <param name="variant">Weight variant of a diffusers folder (e.g. "fp16"); ignored for single files.</param>
     /// <param name="configsFrom">For a single file: a diffusers folder whose configs (head counts, norm groups...), scheduler and tokenizer to use.</param>
-    public static StableDiffusionCheckpoint Open(string path, string? variant = null, DiffusersModelFolder? configsFrom = null)
+    public static StableDiffusionCheckpoint Open(string path, string? variant = null, DiffusersModelFolder? configsFrom = null) =>
+        InvalidInput.Guard(() => OpenChecked(path, variant, configsFrom));
+
+    private static StableDiffusionCheckpoint OpenChecked(string path, string? variant, DiffusersModelFolder? configsFrom)
     {
         var layout = CheckpointLayout.Detect(path);
         if (layout.Format == CheckpointFormat.DiffusersFolder) return OpenFolder(layout, DiffusersModelFolder.Open(layout.Path, variant));
@@ -49,6 +52,7 @@ public sealed class StableDiffusionCheckpoint : IDisposable
 
     private static StableDiffusionCheckpoint OpenFolder(CheckpointLayoutInfo layout, DiffusersModelFolder folder)
     {
+        folder.RequireComponents("unet", "vae", "text_encoder", "tokenizer", "scheduler");
         var owned = new List<IDisposable>();
         try
         {

@@ -24,7 +24,10 @@ public static class StableDiffusionLoader
         EmbeddedDefaultModel.IsRequested(path) ? EmbeddedDefaultModel.Create(device, dtype) : Load(path!, dtype, device, variant, configsFrom, tokenizerDir);
 
     public static StableDiffusionModel Load(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
-        string? variant = null, string? configsFrom = null, string? tokenizerDir = null)
+        string? variant = null, string? configsFrom = null, string? tokenizerDir = null) =>
+        InvalidInput.Guard(() => LoadChecked(path, dtype, device, variant, configsFrom, tokenizerDir));
+
+    private static StableDiffusionModel LoadChecked(string path, ScalarType dtype, Device? device, string? variant, string? configsFrom, string? tokenizerDir)
     {
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such model folder or checkpoint file.", path);
         using var ckpt = StableDiffusionCheckpoint.Open(path, variant, configsFrom is null ? null : DiffusersModelFolder.Open(configsFrom));
@@ -32,29 +35,57 @@ public static class StableDiffusionLoader
             ?? throw new ArgumentException($"{path}: a single-file checkpoint carries no tokenizer. Pass the tokenizer/ folder of a matching " +
                                            "diffusers model (--configs-from DIR or --tokenizer DIR; SD 1.x uses openai/clip-vit-large-patch14's vocab.json and merges.txt).");
 
-        var unet = Build(new UNet2DConditionModel(UNet2DConditionConfig.FromJson(ckpt.UNetConfig)), ckpt.UNet, dtype, device);
-        var vae = Build(new AutoencoderKL(AutoencoderKLConfig.FromJson(ckpt.VaeConfig)), ckpt.Vae, dtype, device);
-        var text = new CLIPTextModel(ClipTextConfig.From(ckpt.TextEncoderConfig));
-        text.LoadWeights(ckpt.TextEncoder);
-        ModelPlacement.Place(text, dtype, device);
+        // Every config, the tokenizer and the scheduler are read and checked before any model is built, and each model's
+        // size against its weights, so bad input is refused without allocating anything in proportion to what it claims.
+        var unetConfig = UNet2DConditionConfig.FromJson(ckpt.UNetConfig);
+        var vaeConfig = AutoencoderKLConfig.FromJson(ckpt.VaeConfig);
+        var textConfig = ClipTextConfig.From(ckpt.TextEncoderConfig);
+        var schedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig);
+        var tokenizer = ClipTokenizer.FromFolder(tokenizerFolder);
+        if (tokenizer.MaxId >= textConfig.VocabSize)
+            throw new InvalidDataException($"{tokenizerFolder}: the tokenizer has ids up to {tokenizer.MaxId}, but the text encoder ({ckpt.TextEncoderConfig.Source}) " +
+                                           $"has only {textConfig.VocabSize} embeddings (vocab_size).");
+        if (tokenizer.MaxLength > textConfig.MaxPositionEmbeddings)
+            throw new InvalidDataException($"{tokenizerFolder}: the tokenizer makes sequences of {tokenizer.MaxLength} tokens (model_max_length), but the text encoder " +
+                                           $"({ckpt.TextEncoderConfig.Source}) has only {textConfig.MaxPositionEmbeddings} positions (max_position_embeddings).");
+        ModelSize.EnsureWeightsCanHold(unetConfig.MinimumParameters(), ckpt.UNet, ckpt.UNetConfig.Source);
+        ModelSize.EnsureWeightsCanHold(vaeConfig.MinimumParameters(), ckpt.Vae, ckpt.VaeConfig.Source);
+        ModelSize.EnsureWeightsCanHold(textConfig.MinimumParameters(), ckpt.TextEncoder, ckpt.TextEncoderConfig.Source);
 
-        bool single = ckpt.Layout.Format == CheckpointFormat.SingleFile;
-        return new StableDiffusionModel
+        var built = new List<nn.Module>();
+        try
         {
-            Unet = unet,
-            Vae = vae,
-            TextEncoder = text,
-            Tokenizer = ClipTokenizer.FromFolder(tokenizerFolder),
-            SchedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig),
-            Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
-            IdentityFile = ckpt.IdentityFile,
-            Device = device ?? CPU,
-            DType = dtype,
-        };
+            var unet = Build(new UNet2DConditionModel(unetConfig), built, ckpt.UNet, dtype, device);
+            var vae = Build(new AutoencoderKL(vaeConfig), built, ckpt.Vae, dtype, device);
+            var text = new CLIPTextModel(textConfig);
+            built.Add(text);
+            text.LoadWeights(ckpt.TextEncoder);
+            ModelPlacement.Place(text, dtype, device);
+
+            bool single = ckpt.Layout.Format == CheckpointFormat.SingleFile;
+            return new StableDiffusionModel
+            {
+                Unet = unet,
+                Vae = vae,
+                TextEncoder = text,
+                Tokenizer = tokenizer,
+                SchedulerConfig = schedulerConfig,
+                Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
+                IdentityFile = ckpt.IdentityFile,
+                Device = device ?? CPU,
+                DType = dtype,
+            };
+        }
+        catch
+        {
+            foreach (var m in built) m.Dispose();
+            throw;
+        }
     }
 
-    private static T Build<T>(T module, ITensorSource weights, ScalarType dtype, Device? device) where T : nn.Module
+    private static T Build<T>(T module, List<nn.Module> built, ITensorSource weights, ScalarType dtype, Device? device) where T : nn.Module
     {
+        built.Add(module);
         StateDictLoader.Load(module, weights);
         return ModelPlacement.Place(module, dtype, device);
     }

@@ -33,11 +33,11 @@ public sealed record AutoencoderKLConfig
         var up = c.Has("up_block_types") ? c.Strings("up_block_types") : Enumerable.Repeat("UpDecoderBlock2D", boc.Length).ToArray();
         if (down.Length != boc.Length || up.Length != boc.Length)
             throw new InvalidDataException($"{c.Source}: down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({boc.Length}) must have the same length.");
-        if (down.Any(t => t != "DownEncoderBlock2D")) throw new NotSupportedException($"{c.Source}: only DownEncoderBlock2D down blocks are supported, got [{string.Join(", ", down)}].");
-        if (up.Any(t => t != "UpDecoderBlock2D")) throw new NotSupportedException($"{c.Source}: only UpDecoderBlock2D up blocks are supported, got [{string.Join(", ", up)}].");
-        if (c.Has("use_quant_conv") && !c.Bool("use_quant_conv", true)) throw new NotSupportedException($"{c.Source}: use_quant_conv false is not supported.");
-        if (c.Has("use_post_quant_conv") && !c.Bool("use_post_quant_conv", true)) throw new NotSupportedException($"{c.Source}: use_post_quant_conv false is not supported.");
-        return new AutoencoderKLConfig
+        if (down.Any(t => t != "DownEncoderBlock2D")) throw new InvalidDataException($"{c.Source}: only DownEncoderBlock2D down blocks are supported, got [{string.Join(", ", down)}].");
+        if (up.Any(t => t != "UpDecoderBlock2D")) throw new InvalidDataException($"{c.Source}: only UpDecoderBlock2D up blocks are supported, got [{string.Join(", ", up)}].");
+        if (c.Has("use_quant_conv") && !c.Bool("use_quant_conv", true)) throw new InvalidDataException($"{c.Source}: use_quant_conv false is not supported.");
+        if (c.Has("use_post_quant_conv") && !c.Bool("use_post_quant_conv", true)) throw new InvalidDataException($"{c.Source}: use_post_quant_conv false is not supported.");
+        var config = new AutoencoderKLConfig
         {
             InChannels = c.Int("in_channels", 3),
             OutChannels = c.Int("out_channels", 3),
@@ -52,6 +52,40 @@ public sealed record AutoencoderKLConfig
             ActFn = Layers.CheckActivation(c.String("act_fn", "silu"), c.Source),
             MidBlockAddAttention = c.Bool("mid_block_add_attention", true),
         };
+        config.Validate(c.Source);
+        return config;
+    }
+
+    /// <summary>Checks every size and value against what the model can be built from; the message names the file and the keys.</summary>
+    public void Validate(string source)
+    {
+        var v = new ConfigChecks(source);
+        v.InRange("block_out_channels", BlockOutChannels.Length, 1, 8); // the VAE scales by 2^(blocks - 1)
+        v.InRange("block_out_channels", BlockOutChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("out_channels", OutChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("latent_channels", LatentChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("layers_per_block", LayersPerBlock, 1, ConfigChecks.MaxDepth);
+        v.InRange("norm_num_groups", NormNumGroups, 1, ConfigChecks.MaxWidth);
+        v.InRange("sample_size", SampleSize, 1, ConfigChecks.MaxWidth);
+        v.Finite("scaling_factor", ScalingFactor, 0, minExclusive: true);
+        v.ThrowIfAny();
+        foreach (var ch in BlockOutChannels)
+            v.Require(ch % NormNumGroups == 0, "block_out_channels", $"entry {ch} must be divisible by norm_num_groups {NormNumGroups}");
+        v.ThrowIfAny();
+    }
+
+    /// <summary>A lower bound on the parameter count (the convolutions and the mid-block attention alone).</summary>
+    public double MinimumParameters()
+    {
+        var c = BlockOutChannels.Select(x => (double)x).ToArray();
+        double Resnet(double inCh, double outCh) => 9 * outCh * (inCh + outCh);
+        double last = c[^1], latent = LatentChannels;
+        double mid = 2 * Resnet(last, last) + (MidBlockAddAttention ? 4 * last * last : 0);
+        double total = 9 * InChannels * c[0] + 9 * last * 2 * latent + 9 * latent * last + 9 * c[0] * OutChannels + 2 * mid + 5 * latent * latent;
+        for (int i = 0; i < c.Length; i++)
+            total += Resnet(i == 0 ? c[0] : c[i - 1], c[i]) + (LayersPerBlock - 1) * Resnet(c[i], c[i]) + (LayersPerBlock + 1) * 9 * c[i] * c[i];
+        return total;
     }
 
     /// <summary>The config.json diffusers writes for this config (what <see cref="FromJson"/> reads back to an equal config).</summary>
@@ -207,11 +241,18 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Builds the model from a diffusers vae folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
-    public static AutoencoderKL FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
+    public static AutoencoderKL FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
+        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
+
+    private static AutoencoderKL FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
     {
-        var model = new AutoencoderKL(AutoencoderKLConfig.Load(Path.Combine(folder, "config.json")));
-        using (var weights = ComponentWeights.Open(folder, variant))
-            StateDictLoader.Load(model, weights);
+        var configPath = Path.Combine(folder, "config.json");
+        var config = AutoencoderKLConfig.Load(configPath);
+        using var weights = ComponentWeights.Open(folder, variant);
+        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
+        var model = new AutoencoderKL(config);
+        try { StateDictLoader.Load(model, weights); }
+        catch { model.Dispose(); throw; }
         return ModelPlacement.Place(model, dtype, device);
     }
 

@@ -69,12 +69,28 @@ public sealed record ClipTextConfig
 
     public void Validate(string source = "<config>")
     {
-        if (HiddenSize <= 0 || NumAttentionHeads <= 0 || HiddenSize % NumAttentionHeads != 0)
-            throw new InvalidDataException($"{source}: hidden_size {HiddenSize} must be a positive multiple of num_attention_heads {NumAttentionHeads}.");
-        if (VocabSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || MaxPositionEmbeddings <= 0)
-            throw new InvalidDataException($"{source}: vocab_size, intermediate_size, num_hidden_layers and max_position_embeddings must be positive.");
-        if (HiddenAct is not ("quick_gelu" or "gelu"))
-            throw new InvalidDataException($"{source}: hidden_act '{HiddenAct}' is not supported (quick_gelu or gelu).");
+        var v = new ConfigChecks(source);
+        v.InRange("hidden_size", HiddenSize, 1, ConfigChecks.MaxWidth);
+        v.InRange("num_attention_heads", NumAttentionHeads, 1, ConfigChecks.MaxWidth);
+        v.InRange("intermediate_size", IntermediateSize, 1, 4 * ConfigChecks.MaxWidth);
+        v.InRange("num_hidden_layers", NumHiddenLayers, 1, ConfigChecks.MaxDepth);
+        v.InRange("max_position_embeddings", MaxPositionEmbeddings, 1, ConfigChecks.MaxWidth);
+        v.InRange("vocab_size", VocabSize, 1, 1 << 24);
+        v.InRange("pad_token_id", PadTokenId, 0, int.MaxValue);
+        v.InRange("bos_token_id", BosTokenId, 0, int.MaxValue);
+        v.InRange("eos_token_id", EosTokenId, 0, int.MaxValue);
+        v.Finite("layer_norm_eps", LayerNormEps, 0, minExclusive: true);
+        v.Require(HiddenAct is "quick_gelu" or "gelu", "hidden_act", $"'{HiddenAct}' is not supported (quick_gelu or gelu)");
+        v.ThrowIfAny();
+        v.Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", $"{HiddenSize} must be a multiple of num_attention_heads {NumAttentionHeads}");
+        v.ThrowIfAny();
+    }
+
+    /// <summary>A lower bound on the parameter count (embeddings, attention and MLP matrices).</summary>
+    public double MinimumParameters()
+    {
+        double h = HiddenSize;
+        return (double)VocabSize * h + (double)MaxPositionEmbeddings * h + NumHiddenLayers * (4 * h * h + 2 * h * IntermediateSize);
     }
 }
 
@@ -135,12 +151,18 @@ public sealed class CLIPTextModel : nn.Module<Tensor, Tensor>
         StateDictLoader.Load(this, source, prefix, key => key == prefix + "text_model.embeddings.position_ids");
 
     /// <summary>A transformers text-encoder folder: config.json + model[.variant].safetensors (or shards), see <see cref="ComponentWeights"/>.</summary>
-    public static CLIPTextModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
+    public static CLIPTextModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
+        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
+
+    private static CLIPTextModel FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
     {
-        var config = ClipTextConfig.Load(Path.Combine(folder, "config.json"));
+        var configPath = Path.Combine(folder, "config.json");
+        var config = ClipTextConfig.Load(configPath);
+        using var weights = ComponentWeights.Open(folder, variant);
+        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
         var model = new CLIPTextModel(config);
-        using (var weights = ComponentWeights.Open(folder, variant))
-            model.LoadWeights(weights);
+        try { model.LoadWeights(weights); }
+        catch { model.Dispose(); throw; }
         return ModelPlacement.Place(model, dtype, device);
     }
 }

@@ -57,9 +57,9 @@ public sealed record UNet2DConditionConfig
         if (down.Length != n || up.Length != n)
             throw new InvalidDataException($"{src}: down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({n}) must have the same length.");
         foreach (var t in down)
-            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D")) throw new NotSupportedException($"{src}: down block type '{t}' is not supported (CrossAttnDownBlock2D, DownBlock2D).");
+            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D")) throw new InvalidDataException($"{src}: down block type '{t}' is not supported (CrossAttnDownBlock2D, DownBlock2D).");
         foreach (var t in up)
-            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw new NotSupportedException($"{src}: up block type '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D).");
+            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw new InvalidDataException($"{src}: up block type '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D).");
 
         RequireAbsent(c, "num_attention_heads", "diffusers 0.25 rejects it too; attention_head_dim gives the head count");
         RequireAbsent(c, "class_embed_type"); RequireAbsent(c, "num_class_embeds"); RequireAbsent(c, "addition_embed_type");
@@ -71,16 +71,16 @@ public sealed record UNet2DConditionConfig
         RequireString(c, "resnet_time_scale_shift", "default");
         RequireString(c, "time_embedding_type", "positional");
         RequireString(c, "attention_type", "default");
-        if (c.Has("only_cross_attention") && c.Get("only_cross_attention") is System.Text.Json.Nodes.JsonArray a
-            ? a.Any(v => v!.GetValue<bool>()) : c.Bool("only_cross_attention", false))
-            throw new NotSupportedException($"{src}: only_cross_attention true is not supported.");
+        if (c.Has("only_cross_attention") && (c.Get("only_cross_attention") is System.Text.Json.Nodes.JsonArray a
+                ? a.Any(v => v is not System.Text.Json.Nodes.JsonValue jv || !jv.TryGetValue<bool>(out var b) || b) : c.Bool("only_cross_attention", false)))
+            throw new InvalidDataException($"{src}: only_cross_attention other than false is not supported.");
         // mid_block_type: absent = default cross-attention mid block, null = none (as diffusers).
         bool hasMid = !c.Root.ContainsKey("mid_block_type") || c.Has("mid_block_type");
         var midType = c.StringOrNull("mid_block_type");
         if (c.Has("mid_block_type") && midType != "UNetMidBlock2DCrossAttn")
-            throw new NotSupportedException($"{src}: mid_block_type '{midType}' is not supported (UNetMidBlock2DCrossAttn).");
+            throw new InvalidDataException($"{src}: mid_block_type '{midType}' is not supported (UNetMidBlock2DCrossAttn).");
 
-        return new UNet2DConditionConfig
+        var config = new UNet2DConditionConfig
         {
             SampleSize = c.Int("sample_size", 64),
             InChannels = c.Int("in_channels", 4),
@@ -97,7 +97,7 @@ public sealed record UNet2DConditionConfig
             MidBlockScaleFactor = c.Double("mid_block_scale_factor", 1.0),
             Dropout = c.Double("dropout", 0.0),
             ActFn = Layers.CheckActivation(c.String("act_fn", "silu"), src),
-            NormNumGroups = c.Has("norm_num_groups") ? c.Int("norm_num_groups") : throw new NotSupportedException($"{src}: norm_num_groups null (no output norm) is not supported."),
+            NormNumGroups = c.Has("norm_num_groups") ? c.Int("norm_num_groups") : throw new InvalidDataException($"{src}: norm_num_groups null (no output norm) is not supported."),
             NormEps = c.Double("norm_eps", 1e-5),
             CrossAttentionDim = c.IntOrInts("cross_attention_dim", n, 1280),
             TransformerLayersPerBlock = c.IntOrInts("transformer_layers_per_block", n, 1),
@@ -108,6 +108,69 @@ public sealed record UNet2DConditionConfig
             ConvOutKernel = c.Int("conv_out_kernel", 3),
             TimeEmbeddingDim = c.Has("time_embedding_dim") ? c.Int("time_embedding_dim") : null,
         };
+        config.Validate(src);
+        return config;
+    }
+
+    /// <summary>Checks every size and value against what the model can be built from; the message names the file and the keys.</summary>
+    public void Validate(string source)
+    {
+        var v = new ConfigChecks(source);
+        int n = BlockOutChannels.Length;
+        v.InRange("block_out_channels", n, 1, 16);
+        v.InRange("block_out_channels", BlockOutChannels, 1, ConfigChecks.MaxWidth);
+        v.Require(DownBlockTypes.Length == n && UpBlockTypes.Length == n, "down_block_types", "and up_block_types need one entry per block_out_channels entry");
+        foreach (var (key, values) in new[] { ("layers_per_block", LayersPerBlock), ("cross_attention_dim", CrossAttentionDim),
+                     ("transformer_layers_per_block", TransformerLayersPerBlock), ("attention_head_dim", NumAttentionHeads) })
+            v.Require(values.Length == n, key, $"needs {n} entries (one per block), got {values.Length}");
+        v.ThrowIfAny();
+        v.InRange("sample_size", SampleSize, 1, 1024); // latent pixels: the default image size is 8x this
+        v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("out_channels", OutChannels, 1, ConfigChecks.MaxWidth);
+        v.InRange("layers_per_block", LayersPerBlock, 1, ConfigChecks.MaxDepth);
+        v.InRange("transformer_layers_per_block", TransformerLayersPerBlock, 1, ConfigChecks.MaxDepth);
+        v.InRange("cross_attention_dim", CrossAttentionDim, 1, ConfigChecks.MaxWidth);
+        v.InRange("attention_head_dim", NumAttentionHeads, 1, ConfigChecks.MaxWidth);
+        v.InRange("downsample_padding", DownsamplePadding, 0, 16);
+        v.InRange("norm_num_groups", NormNumGroups, 1, ConfigChecks.MaxWidth);
+        v.InRange("time_embedding_dim", TimeEmbedDim, 1, 4 * ConfigChecks.MaxWidth);
+        foreach (var (key, k) in new[] { ("conv_in_kernel", ConvInKernel), ("conv_out_kernel", ConvOutKernel) })
+            v.Require(k is >= 1 and <= 15 && k % 2 == 1, key, $"must be an odd kernel size in 1..15 (got {k})");
+        v.Finite("norm_eps", NormEps, 0, minExclusive: true);
+        v.Finite("dropout", Dropout, 0, 1);
+        v.Finite("freq_shift", FreqShift);
+        v.Finite("mid_block_scale_factor", MidBlockScaleFactor);
+        v.ThrowIfAny();
+        for (int i = 0; i < n; i++)
+        {
+            int ch = BlockOutChannels[i];
+            v.Require(ch % NormNumGroups == 0, "block_out_channels", $"entry {i} ({ch}) must be divisible by norm_num_groups {NormNumGroups}");
+            bool attention = DownBlockTypes[i] == "CrossAttnDownBlock2D" || UpBlockTypes[n - 1 - i] == "CrossAttnUpBlock2D" || (HasMidBlock && i == n - 1);
+            if (attention)
+                v.Require(ch % NumAttentionHeads[i] == 0, "attention_head_dim", $"entry {i} ({NumAttentionHeads[i]} heads) must divide the block's {ch} channels");
+        }
+        v.ThrowIfAny();
+    }
+
+    /// <summary>A lower bound on the parameter count (the 3x3 convolutions, attention and feed-forward matrices alone).</summary>
+    public double MinimumParameters()
+    {
+        var c = BlockOutChannels.Select(x => (double)x).ToArray();
+        int n = c.Length;
+        double temb = TimeEmbedDim;
+        double Resnet(double inCh, double outCh) => 9 * outCh * (inCh + outCh) + temb * outCh;
+        double Transformer(int i) => TransformerLayersPerBlock[i] * (18 * c[i] * c[i] + 2 * c[i] * CrossAttentionDim[i]);
+        double total = c[0] * InChannels * ConvInKernel * ConvInKernel + OutChannels * c[0] * ConvOutKernel * ConvOutKernel + c[0] * temb + temb * temb;
+        for (int i = 0; i < n; i++)
+        {
+            total += Resnet(i == 0 ? c[0] : c[i - 1], c[i]) + (LayersPerBlock[i] - 1) * Resnet(c[i], c[i]);
+            if (DownBlockTypes[i] == "CrossAttnDownBlock2D") total += LayersPerBlock[i] * Transformer(i);
+            int m = n - 1 - i;
+            total += (LayersPerBlock[m] + 1) * (9 * c[m] * c[m] + temb * c[m]);
+            if (UpBlockTypes[i] == "CrossAttnUpBlock2D") total += (LayersPerBlock[m] + 1) * Transformer(m);
+        }
+        if (HasMidBlock) total += 2 * Resnet(c[^1], c[^1]) + Transformer(n - 1);
+        return total;
     }
 
     /// <summary>The config.json diffusers writes for this config (what <see cref="FromJson"/> reads back to an equal config).</summary>
@@ -150,17 +213,17 @@ public sealed record UNet2DConditionConfig
 
     private static void RequireAbsent(ConfigJson c, string key, string? why = null)
     {
-        if (c.Has(key)) throw new NotSupportedException($"{c.Source}: '{key}' = {c.Get(key).ToJsonString()} is not supported{(why is null ? "" : $" ({why})")}.");
+        if (c.Has(key)) throw new InvalidDataException($"{c.Source}: '{key}' = {c.Get(key).ToJsonString()} is not supported{(why is null ? "" : $" ({why})")}.");
     }
 
     private static void RequireValue(ConfigJson c, string key, bool expected)
     {
-        if (c.Has(key) && c.Bool(key, expected) != expected) throw new NotSupportedException($"{c.Source}: '{key}' = {!expected} is not supported.");
+        if (c.Has(key) && c.Bool(key, expected) != expected) throw new InvalidDataException($"{c.Source}: '{key}' = {!expected} is not supported.");
     }
 
     private static void RequireString(ConfigJson c, string key, string expected)
     {
-        if (c.Has(key) && c.String(key, expected) != expected) throw new NotSupportedException($"{c.Source}: '{key}' = '{c.String(key, expected)}' is not supported (only '{expected}').");
+        if (c.Has(key) && c.String(key, expected) != expected) throw new InvalidDataException($"{c.Source}: '{key}' = '{c.String(key, expected)}' is not supported (only '{expected}').");
     }
 }
 
@@ -303,12 +366,18 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     }
 
     /// <summary>Builds the model from a diffusers unet folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
-    public static UNet2DConditionModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null)
+    public static UNet2DConditionModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
+        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
+
+    private static UNet2DConditionModel FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
     {
-        var config = UNet2DConditionConfig.Load(Path.Combine(folder, "config.json"));
+        var configPath = Path.Combine(folder, "config.json");
+        var config = UNet2DConditionConfig.Load(configPath);
+        using var weights = ComponentWeights.Open(folder, variant);
+        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
         var model = new UNet2DConditionModel(config);
-        using (var weights = ComponentWeights.Open(folder, variant))
-            StateDictLoader.Load(model, weights);
+        try { StateDictLoader.Load(model, weights); }
+        catch { model.Dispose(); throw; }
         return ModelPlacement.Place(model, dtype, device);
     }
 

@@ -47,7 +47,9 @@ public sealed record GenerationOptions
             BatchSize < 1 ? $"batch must be at least 1 (got {BatchSize})" :
             ClipSkip < 0 ? $"clip-skip must be >= 0 (got {ClipSkip})" :
             double.IsNaN(GuidanceScale) || GuidanceScale < 0 ? $"cfg must be >= 0 (got {GuidanceScale})" :
-            Eta < 0 || Eta > 1 ? $"eta must be in [0, 1] (got {Eta})" :
+            !(Eta >= 0 && Eta <= 1) ? $"eta must be in [0, 1] (got {Eta})" :
+            double.IsInfinity(GuidanceScale) ? $"cfg must be finite (got {GuidanceScale})" :
+            Adapters.FirstOrDefault(a => string.IsNullOrWhiteSpace(a.Path) || !double.IsFinite(a.Scale)) is { } bad ? $"adapter '{bad}' needs a file and a finite scale" :
             null;
         if (fault is not null) throw new ArgumentException($"{where}: {fault}.");
     }

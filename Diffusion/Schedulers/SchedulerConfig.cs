@@ -139,7 +139,8 @@ public sealed record SchedulerConfig
     /// <summary>Checks the values every scheduler relies on; the message names <see cref="Source"/> and the key.</summary>
     public void Validate()
     {
-        if (NumTrainTimesteps < 2) throw Fault($"num_train_timesteps must be at least 2 (got {NumTrainTimesteps})");
+        if (NumTrainTimesteps < 2 || NumTrainTimesteps > MaxTrainTimesteps)
+            throw Fault($"num_train_timesteps must be in 2..{MaxTrainTimesteps} (got {NumTrainTimesteps})");
         if (TrainedBetas is null && !(BetaStart > 0 && BetaEnd >= BetaStart && BetaEnd < 1))
             throw Fault($"beta_start {BetaStart} / beta_end {BetaEnd} must satisfy 0 < beta_start <= beta_end < 1");
         if (TrainedBetas is not null)
@@ -149,11 +150,18 @@ public sealed record SchedulerConfig
             if (TrainedBetas.Any(b => !(b > 0 && b < 1))) throw Fault("trained_betas must all lie in (0, 1)");
         }
         if (StepsOffset < 0 || StepsOffset >= NumTrainTimesteps) throw Fault($"steps_offset {StepsOffset} is out of range");
-        if (SolverOrder < 1) throw Fault($"solver_order must be at least 1 (got {SolverOrder})");
+        if (SolverOrder is < 1 or > 3) throw Fault($"solver_order must be in 1..3 (got {SolverOrder})");
+        if (!(double.IsFinite(ClipSampleRange) && ClipSampleRange > 0)) throw Fault($"clip_sample_range must be finite and > 0 (got {ClipSampleRange})");
+        if (SigmaMin is { } lo && !(double.IsFinite(lo) && lo > 0)) throw Fault($"sigma_min must be finite and > 0 (got {lo})");
+        if (SigmaMax is { } hi && !(double.IsFinite(hi) && hi > (SigmaMin ?? 0))) throw Fault($"sigma_max must be finite and above sigma_min (got {hi})");
+        if (double.IsNaN(LambdaMinClipped)) throw Fault("lambda_min_clipped must be a number, not NaN");
     }
 
+    /// <summary>Real schedules have 1000 steps; the bound keeps a hostile config from sizing arrays in the gigabytes.</summary>
+    public const int MaxTrainTimesteps = 100_000;
+
     internal InvalidDataException Fault(string what) => new($"{Source}: {what}.");
-    internal NotSupportedException Unsupported(string scheduler, string what) => new($"{Source}: {scheduler} does not support {what}.");
+    internal InvalidDataException Unsupported(string scheduler, string what) => new($"{Source}: {scheduler} does not support {what}.");
 
     public static BetaSchedule ParseBetaSchedule(string s, string source) => s switch
     {

@@ -50,8 +50,10 @@ public static class SchedulerFactory
 
     /// <summary>The scheduler named by the config's own <c>_class_name</c>.</summary>
     public static IScheduler FromConfig(SchedulerConfig config) =>
-        config.ClassName is { } cls ? Create(cls, config)
-            : throw new InvalidDataException($"{config.Source}: no _class_name; choose a scheduler by name ({string.Join(", ", Names)}).");
+        config.ClassName is not { } cls
+            ? throw new InvalidDataException($"{config.Source}: no _class_name; choose a scheduler by name ({string.Join(", ", Names)}).")
+            : ClassNames.Contains(cls, StringComparer.Ordinal) ? Create(cls, config)
+            : throw new InvalidDataException($"{config.Source}: _class_name '{cls}' is not a scheduler this library has ({string.Join(", ", ClassNames)}); choose one by name.");
 
     private static IScheduler CreateClass(string className, SchedulerConfig c) => className switch
     {

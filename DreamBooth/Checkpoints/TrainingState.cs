@@ -30,9 +30,13 @@ public sealed record TrainingState(
     {
         TrainingState? s;
         try { s = JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(path), Json); }
-        catch (JsonException ex) { throw new InvalidCheckpointException($"{path}: unreadable checkpoint state ({ex.Message})"); }
-        if (s is null || s.Step < 0 || s.DataEpoch < 0 || s.DataPosition < 0 || string.IsNullOrEmpty(s.RngState))
-            throw new InvalidCheckpointException($"{path}: incomplete checkpoint state");
+        catch (Exception ex) when (ex is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            throw new InvalidCheckpointException($"{path}: unreadable checkpoint state ({ex.Message})");
+        }
+        if (s is null || s.Step < 0 || s.DataEpoch < 0 || s.DataPosition < 0 || string.IsNullOrEmpty(s.RngState) || s.ConfigHash is null
+            || !double.IsFinite(s.ElapsedSeconds) || !Convert.TryFromBase64String(s.RngState, new byte[s.RngState.Length], out _))
+            throw new InvalidCheckpointException($"{path}: incomplete or damaged checkpoint state");
         if (s.FormatVersion != CurrentFormat)
             throw new InvalidCheckpointException($"{path}: checkpoint format {s.FormatVersion}, this build reads format {CurrentFormat}");
         return s;

@@ -47,14 +47,35 @@ public static class TrainConfigYaml
     {
         var config = configPath is null ? new TrainConfig() : Load(configPath, validate: false);
         if (overrides is not null) config = ApplyOverrides(config, overrides);
-        Validate(config);
+        Validate(config, configPath is null ? null : overrides is null ? configPath : $"{configPath} with the command-line values");
         return config;
     }
+
+    /// <summary>A training config is a few kilobytes; the bound keeps a hostile file from sizing what parsing allocates.</summary>
+    public const long MaxFileBytes = 1 << 20;
+
+    /// <summary>
+    /// Deepest nesting of mappings and sequences accepted (a config needs 2). YamlDotNet's document loader recurses once
+    /// per level, so a deeply nested file would overflow the stack and end the process: the depth is checked first
+    /// with its event parser, which does not recurse.
+    /// </summary>
+    public const int MaxDepth = 16;
 
     public static TrainConfig Load(string path, bool validate = true)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
-        var config = Parse(File.ReadAllText(path), path, new TrainConfig());
+        string text;
+        try
+        {
+            long length = new FileInfo(path).Length;
+            if (length > MaxFileBytes) throw new TrainConfigException($"{path}: the config file is {length:N0} bytes, more than the {MaxFileBytes:N0} a training config may have");
+            text = File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new TrainConfigException($"{path}: cannot read the config file: {ex.Message}");
+        }
+        var config = Parse(text, path, new TrainConfig());
         if (validate) Validate(config, path);
         return config;
     }
@@ -62,9 +83,15 @@ public static class TrainConfigYaml
     /// <summary>Applies the keys of a YAML mapping onto <paramref name="baseConfig"/>.</summary>
     public static TrainConfig Parse(string yaml, string source, TrainConfig baseConfig)
     {
+        if (yaml.Length > MaxFileBytes) throw new TrainConfigException($"{source}: the config is {yaml.Length:N0} characters, more than the {MaxFileBytes:N0} a training config may have");
+        CheckStructure(yaml, source);
         var stream = new YamlStream();
         try { stream.Load(new StringReader(yaml)); }
         catch (YamlException ex) { throw new TrainConfigException($"{source}: invalid YAML at line {ex.Start.Line}, column {ex.Start.Column}: {ex.Message}"); }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            throw new TrainConfigException($"{source}: invalid YAML: {ex.Message}");
+        }
         if (stream.Documents.Count == 0) return baseConfig;
         if (stream.Documents.Count > 1) throw new TrainConfigException($"{source}: expected one YAML document, found {stream.Documents.Count}");
         var root = stream.Documents[0].RootNode;
@@ -96,6 +123,38 @@ public static class TrainConfigYaml
             option.Property.SetValue(config, value);
         }
         return config;
+    }
+
+    /// <summary>
+    /// Walks the YAML events once, without building nodes: nesting deeper than <see cref="MaxDepth"/> and aliases (which
+    /// a config never needs, and which could make the loaded graph cyclic or exponentially large) are refused.
+    /// </summary>
+    private static void CheckStructure(string yaml, string source)
+    {
+        var parser = new Parser(new StringReader(yaml));
+        int depth = 0;
+        try
+        {
+            while (parser.MoveNext())
+            {
+                switch (parser.Current)
+                {
+                    case AnchorAlias alias:
+                        throw new TrainConfigException($"{source}, line {alias.Start.Line}: YAML aliases (*{alias.Value}) are not supported in a training config");
+                    case MappingStart or SequenceStart when ++depth > MaxDepth:
+                        throw new TrainConfigException($"{source}, line {parser.Current.Start.Line}: nested more than {MaxDepth} levels deep (a training config is a mapping of option: value)");
+                    case MappingEnd or SequenceEnd:
+                        depth--;
+                        break;
+                }
+            }
+        }
+        catch (YamlException ex) { throw new TrainConfigException($"{source}: invalid YAML at line {ex.Start.Line}, column {ex.Start.Column}: {ex.Message}"); }
+        catch (Exception ex) when (ex is InvalidOperationException or (ArgumentException and not TrainConfigException) or FormatException or OverflowException)
+        {
+            // YamlDotNet's scanner fails this way on some malformed input instead of raising a YamlException.
+            throw new TrainConfigException($"{source}: invalid YAML near line {parser.Current?.Start.Line}: {ex.Message}");
+        }
     }
 
     /// <summary>

@@ -14,6 +14,9 @@ public sealed class NoTrainingImagesException(string message) : ArgumentExceptio
 /// </summary>
 public sealed class InstanceDataset
 {
+    /// <summary>A caption longer than this (far beyond CLIP's 77 tokens) is not a caption: its image is skipped.</summary>
+    public const int MaxCaptionChars = 10_000;
+
     public static readonly IReadOnlySet<string> Extensions = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".webp" };
 
     public string Folder { get; }
@@ -57,7 +60,14 @@ public sealed class InstanceDataset
                 warn?.Invoke($"skipping {file}: it does not decode ({ex.Message})");
                 continue;
             }
-            var caption = CaptionOf(file) ?? prompt;
+            string caption;
+            try { caption = CaptionOf(file) ?? prompt; }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException)
+            {
+                skipped.Add(file);
+                warn?.Invoke($"skipping {file}: {ex.Message}");
+                continue;
+            }
             if (string.IsNullOrWhiteSpace(caption)) uncaptioned.Add(file);
             images.Add(new InstanceImage(file, caption, decoded.Width, decoded.Height));
         }
@@ -74,7 +84,11 @@ public sealed class InstanceDataset
     {
         var txt = System.IO.Path.ChangeExtension(imagePath, ".txt");
         if (!File.Exists(txt)) return null;
+        if (new FileInfo(txt).Length > 4 * MaxCaptionChars)
+            throw new InvalidDataException($"its caption file {txt} is longer than {MaxCaptionChars:N0} characters");
         var caption = File.ReadAllText(txt).Trim();
+        if (caption.Length > MaxCaptionChars)
+            throw new InvalidDataException($"its caption file {txt} is longer than {MaxCaptionChars:N0} characters");
         return caption.Length > 0 ? caption : null;
     }
 }

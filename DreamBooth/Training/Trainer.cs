@@ -213,18 +213,40 @@ public sealed class Trainer : IDisposable
         var savedConfigPath = Path.Combine(folder, _settings.FileName);
         if (state.ConfigHash != _configHash)
         {
-            var differences = File.Exists(savedConfigPath) ? string.Join(", ", _settings.DifferencesFrom(savedConfigPath)) : "unknown options";
+            string differences = "unknown options";
+            if (File.Exists(savedConfigPath))
+                try { differences = string.Join(", ", _settings.DifferencesFrom(savedConfigPath)); }
+                catch (Exception ex) when (ex is TrainConfigException or System.Text.Json.JsonException or IOException) { differences = $"unknown options: {ex.Message}"; }
             throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({differences}); " +
                                                  "resume with the same settings, or start a new run folder");
         }
         var parameters = Path.Combine(folder, ParametersFile);
         if (!File.Exists(parameters) && File.Exists(Path.Combine(folder, LegacyParametersFile))) parameters = Path.Combine(folder, LegacyParametersFile);
-        using (var file = SafetensorsFile.Open(parameters))
+        foreach (var path in new[] { parameters, Path.Combine(folder, OptimizerFile) })
+            if (!File.Exists(path)) throw new InvalidCheckpointException($"{folder}: incomplete checkpoint (no {Path.GetFileName(path)})");
+        try
+        {
+            using var file = SafetensorsFile.Open(parameters);
             StateDictLoader.LoadInto(file, _named.Select(p => (p.Name, (Tensor)p.Parameter)).ToList(), message => new InvalidCheckpointException(message));
-        using (var fs = File.OpenRead(Path.Combine(folder, OptimizerFile)))
-        using (var r = new BinaryReader(fs))
+        }
+        catch (InvalidSafetensorsException ex) { throw new InvalidCheckpointException(ex.Message); }
+        var optimizerPath = Path.Combine(folder, OptimizerFile);
+        try
+        {
+            // TorchSharp reads into the existing state tensors and checks their shapes: a damaged file fails, never allocates by its claims.
+            using var fs = File.OpenRead(optimizerPath);
+            using var r = new BinaryReader(fs);
             _optimizer.load_state_dict(r);
-        _rng.SetState(state.RngBytes);
+        }
+        catch (Exception ex) when (ex is IOException or ArgumentException or InvalidOperationException or FormatException or OverflowException
+                                       or System.Runtime.InteropServices.ExternalException)
+        {
+            throw new InvalidCheckpointException($"{optimizerPath}: unreadable optimizer state ({ex.Message})");
+        }
+        var rng = state.RngBytes;
+        if (rng.Length != _rng.GetState().Length)
+            throw new InvalidCheckpointException($"{folder}: the RNG state is {rng.Length} bytes; this build's generator has {_rng.GetState().Length}");
+        _rng.SetState(rng);
         _order.Restore(state.DataOrder);
         Step = state.Step;
         _lastSavedStep = Step;

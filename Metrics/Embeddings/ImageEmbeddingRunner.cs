@@ -30,10 +30,13 @@ public sealed class ImageEmbeddingRunner
         BatchSize = batchSize;
     }
 
-    private sealed record Prepared(int[] Indices, string[] Keys, float[][] Pixels, bool[][] Needed, int[] Counts);
+    private sealed record Prepared(int[] Indices, string[] Keys, float[][] Pixels, bool[][] Needed, int[] Counts, int Failed);
 
     /// <summary>Embeddings [embedder][file], in the order of <paramref name="paths"/>.</summary>
-    public (float[][][] Embeddings, EmbeddingRunStats Stats) Embed(IReadOnlyList<string> paths, IProgress<int>? progress = null)
+    /// <param name="failures">When given, a file that cannot be read or decoded is recorded here (path → reason) and gets
+    /// null embeddings instead of ending the run with its <see cref="ImageDecodeException"/>.</param>
+    public (float[][][] Embeddings, EmbeddingRunStats Stats) Embed(IReadOnlyList<string> paths, IProgress<int>? progress = null,
+        IDictionary<string, string>? failures = null)
     {
         int n = paths.Count, m = _embedders.Count;
         var result = new float[m][][];
@@ -44,13 +47,14 @@ public sealed class ImageEmbeddingRunner
 
         var batches = Enumerable.Range(0, (n + BatchSize - 1) / BatchSize)
             .Select(b => Enumerable.Range(b * BatchSize, Math.Min(BatchSize, n - b * BatchSize)).ToArray()).ToList();
-        Task<Prepared>? next = batches.Count > 0 ? Task.Run(() => Prepare(paths, batches[0], result, prepTime)) : null;
+        var failed = failures is null ? null : new System.Collections.Concurrent.ConcurrentDictionary<string, string>(StringComparer.Ordinal);
+        Task<Prepared>? next = batches.Count > 0 ? Task.Run(() => Prepare(paths, batches[0], result, prepTime, failed)) : null;
         for (int b = 0; b < batches.Count; b++)
         {
             var prepared = next!.GetAwaiter().GetResult();
             // Capture the batch now: the loop variable moves on before the task runs.
             var following = b + 1 < batches.Count ? batches[b + 1] : null;
-            next = following is null ? null : Task.Run(() => Prepare(paths, following, result, prepTime));
+            next = following is null ? null : Task.Run(() => Prepare(paths, following, result, prepTime, failed));
             inferTime.Start();
             for (int e = 0; e < m; e++)
             {
@@ -69,14 +73,17 @@ public sealed class ImageEmbeddingRunner
                 computed += k;
             }
             inferTime.Stop();
-            hits += prepared.Indices.Length * m - prepared.Counts.Sum();
+            hits += (prepared.Indices.Length - prepared.Failed) * m - prepared.Counts.Sum();
             done += prepared.Indices.Length;
             progress?.Report(done);
         }
+        if (failed is not null)
+            foreach (var (path, reason) in failed.OrderBy(f => f.Key, StringComparer.Ordinal)) failures![path] = reason;
         return (result, new EmbeddingRunStats(n, hits, computed, prepTime.Elapsed, inferTime.Elapsed));
     }
 
-    private Prepared Prepare(IReadOnlyList<string> paths, int[] indices, float[][][] result, Stopwatch clock)
+    private Prepared Prepare(IReadOnlyList<string> paths, int[] indices, float[][][] result, Stopwatch clock,
+        System.Collections.Concurrent.ConcurrentDictionary<string, string>? failed)
     {
         lock (clock) clock.Start();
         try
@@ -86,21 +93,28 @@ public sealed class ImageEmbeddingRunner
             var needed = new bool[m][];
             for (int e = 0; e < m; e++) needed[e] = new bool[count];
             var images = new RgbImage?[count];
+            int failedHere = 0;
             Parallel.For(0, count, j =>
             {
                 var path = paths[indices[j]];
-                byte[] bytes;
-                try { bytes = File.ReadAllBytes(path); }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                { throw new ImageDecodeException(path, $"cannot read the file ({ex.Message})", ex); }
-                keys[j] = EmbeddingCache.KeyOf(bytes);
-                bool any = false;
-                for (int e = 0; e < m; e++)
+                try
                 {
-                    if (_caches[e].TryGet(keys[j], out var cached)) result[e][indices[j]] = cached;
-                    else { needed[e][j] = true; any = true; }
+                    var bytes = ImageLoader.ReadFile(path);
+                    keys[j] = EmbeddingCache.KeyOf(bytes);
+                    bool any = false;
+                    for (int e = 0; e < m; e++)
+                    {
+                        if (_caches[e].TryGet(keys[j], out var cached)) result[e][indices[j]] = cached;
+                        else { needed[e][j] = true; any = true; }
+                    }
+                    if (any) images[j] = ImageLoader.Decode(bytes, path);
                 }
-                if (any) images[j] = ImageLoader.Decode(bytes, path);
+                catch (ImageDecodeException ex) when (failed is not null)
+                {
+                    failed[path] = ex.Fault;
+                    Interlocked.Increment(ref failedHere);
+                    for (int e = 0; e < m; e++) { needed[e][j] = false; result[e][indices[j]] = null!; }
+                }
             });
             var pixels = new float[m][];
             var counts = new int[m];
@@ -118,7 +132,7 @@ public sealed class ImageEmbeddingRunner
                 });
                 pixels[e] = buf;
             }
-            return new Prepared(indices, keys, pixels, needed, counts);
+            return new Prepared(indices, keys, pixels, needed, counts, failedHere);
         }
         finally { lock (clock) clock.Stop(); }
     }

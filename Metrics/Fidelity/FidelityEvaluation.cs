@@ -43,6 +43,8 @@ public sealed record FidelityReport
     public required IReadOnlyDictionary<string, IReadOnlyList<string>> RealImages { get; init; }
     /// <summary>Subjects of the protocol that were skipped, with the reason.</summary>
     public required IReadOnlyDictionary<string, string> Skipped { get; init; }
+    /// <summary>Image files that were left out because they do not decode or carry no readable prompt, with the reason.</summary>
+    public IReadOnlyDictionary<string, string> SkippedImages { get; init; } = new Dictionary<string, string>();
     public EmbeddingRunStats? Stats { get; init; }
 }
 
@@ -65,6 +67,12 @@ public static class FidelityEvaluation
         if (!Directory.Exists(realDir)) throw new DirectoryNotFoundException($"real images folder not found: {realDir}");
 
         var skipped = new Dictionary<string, string>();
+        var skippedImages = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        void SkipImage(string path, string reason)
+        {
+            skippedImages[path] = reason;
+            options.Progress?.Report($"skipping {path}: {reason}");
+        }
         var plan = new List<(DreamBoothSubject Subject, List<string> Real, List<(string Path, string Prompt)> Generated)>();
         foreach (var s in subjects)
         {
@@ -75,7 +83,17 @@ public static class FidelityEvaluation
             var real = Directory.Exists(rdir) ? ImagesIn(rdir, SearchOption.TopDirectoryOnly) : [];
             if (gen.Count == 0) { skipped[s.Folder] = $"no generated images in {gdir}"; continue; }
             if (real.Count == 0) { skipped[s.Folder] = $"no real images in {rdir}"; continue; }
-            plan.Add((s, real, gen.Select(p => (p, PromptOf(p))).ToList()));
+            var prompted = new List<(string, string)>();
+            foreach (var p in gen)
+            {
+                try { prompted.Add((p, PromptOf(p))); }
+                catch (Exception ex) when (ex is ImageDecodeException or InvalidDataException or IOException or UnauthorizedAccessException)
+                {
+                    SkipImage(p, ex is ImageDecodeException d ? d.Fault : ex.Message);
+                }
+            }
+            if (prompted.Count == 0) { skipped[s.Folder] = $"none of its generated images in {gdir} has a readable prompt"; continue; }
+            plan.Add((s, real, prompted));
         }
         if (plan.Count == 0)
             throw new InvalidDataException($"nothing to evaluate: no subject has both generated images under {generatedDir} and real images under {realDir}" +
@@ -92,8 +110,18 @@ public static class FidelityEvaluation
 
         var allPaths = plan.SelectMany(p => p.Real.Concat(p.Generated.Select(g => g.Path))).Distinct().ToList();
         options.Progress?.Report($"embedding {allPaths.Count} images ({plan.Count} subjects)");
-        var (emb, stats) = runner.Embed(allPaths, new Progress<int>(n => options.Progress?.Report($"embedded {n}/{allPaths.Count}")));
+        var undecodable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var (emb, stats) = runner.Embed(allPaths, new Progress<int>(n => options.Progress?.Report($"embedded {n}/{allPaths.Count}")), undecodable);
+        foreach (var (path, reason) in undecodable) SkipImage(path, reason);
         var index = allPaths.Select((p, i) => (p, i)).ToDictionary(x => x.p, x => x.i);
+        // A subject keeps its usable images; one left with none on either side is skipped like a subject without images.
+        plan = plan.Select(p => (p.Subject, p.Real.Where(r => !skippedImages.ContainsKey(r)).ToList(), p.Generated.Where(g => !skippedImages.ContainsKey(g.Path)).ToList())).ToList();
+        foreach (var p in plan.Where(p => p.Real.Count == 0 || p.Generated.Count == 0))
+            skipped[p.Subject.Folder] = $"none of its {(p.Real.Count == 0 ? "real" : "generated")} images could be used (see the skipped images)";
+        plan.RemoveAll(p => p.Real.Count == 0 || p.Generated.Count == 0);
+        if (plan.Count == 0)
+            throw new InvalidDataException($"nothing to evaluate: no subject has usable generated and real images ({skippedImages.Count} image(s) skipped, e.g. " +
+                                           $"{skippedImages.FirstOrDefault().Key}: {skippedImages.FirstOrDefault().Value})");
 
         string ClipTPrompt(string prompt) => options.ClipTWithoutIdentifier ? DreamBoothProtocol.RemoveIdentifier(prompt, options.Identifier) : prompt;
         var texts = plan.SelectMany(p => p.Generated.Select(g => ClipTPrompt(g.Prompt))).Distinct().ToList();
@@ -123,6 +151,7 @@ public static class FidelityEvaluation
             RealVsReal = FidelityScorer.RealVsReal(subjectsEmb),
             RealImages = plan.ToDictionary(p => p.Subject.Folder, p => (IReadOnlyList<string>)p.Real),
             Skipped = skipped,
+            SkippedImages = new Dictionary<string, string>(skippedImages, StringComparer.Ordinal),
             Stats = stats,
         };
     }

@@ -257,6 +257,8 @@ public static class HtmlReport
             var models = string.Join("<br>", r.Models.Select(m => $"{H(m.Role)}: {H(Path.GetFileName(m.Path))} <code>{H(m.Sha256.Length > 12 ? m.Sha256[..12] : m.Sha256)}</code>"));
             var timing = r.Stats is { } st ? $"{st.Images} images, {st.CacheHits} cached, {st.Computed} computed; preprocess {st.Preprocess.TotalSeconds:F1} s, ONNX {st.Inference.TotalSeconds:F1} s" : "";
             var skipped = r.Skipped.Count == 0 ? "none" : string.Join("<br>", r.Skipped.Select(kv => $"{H(kv.Key)}: {H(kv.Value)}"));
+            if (r.SkippedImages.Count > 0)
+                skipped += $"<br>{r.SkippedImages.Count} unusable image(s): " + string.Join("<br>", r.SkippedImages.Take(20).Select(kv => $"{H(kv.Key)}: {H(kv.Value)}"));
             sb.Append($"<tr><td>{H(r.Label)}</td><td><code>{H(r.GeneratedDir)}</code></td><td><code>{H(r.RealDir)}</code></td><td>{models}</td><td>{timing}</td><td>{skipped}</td></tr>");
         }
         sb.Append("</tbody></table></section>");

@@ -29,7 +29,7 @@ public sealed class CheckpointLayoutTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(new CheckpointLayoutInfo(CheckpointFormat.DiffusersFolder, dir, family), CheckpointLayout.Detect(dir));
         Assert.Equal(dir, CheckpointLayout.Detect(Path.Combine(dir, "model_index.json")).Path);
         var parent = Path.GetDirectoryName(dir)!;
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(parent));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(parent));
         Assert.Contains(dir, ex.Message);
     }
 
@@ -41,7 +41,7 @@ public sealed class CheckpointLayoutTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal((CheckpointFormat.SingleFile, file), (detected.Format, detected.Path));
         if (GoldenSingleFileCase.Family(caseName) is { } family) Assert.Equal(family, detected.Family);
         else output.WriteLine($"skipped the family check: {caseName} names no original config or key prefixes");
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(Path.GetDirectoryName(file)!));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(Path.GetDirectoryName(file)!));
         Assert.Contains("pass the file itself", ex.Message);
     }
 
@@ -95,17 +95,28 @@ public sealed class CheckpointLayoutTests(ITestOutputHelper output) : IDisposabl
     public void OtherThingsAreRefusedClearly()
     {
         var empty = Directory.CreateDirectory(_tmp.File("empty")).FullName;
-        Assert.Contains("empty", Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(empty)).Message);
+        Assert.Contains("empty", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(empty)).Message);
 
         var text = _tmp.File("notes.txt");
         File.WriteAllText(text, "hello, not a checkpoint");
-        var ex = Assert.Throws<NotSupportedException>(() => CheckpointLayout.Detect(text));
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(text));
         Assert.Contains(text, ex.Message);
         Assert.Contains("unknown checkpoint format", ex.Message);
 
         var broken = _tmp.File("broken.safetensors");
         File.WriteAllText(broken, "garbage!");
         Assert.Throws<DiffusionPeft.Diffusion.IO.InvalidSafetensorsException>(() => CheckpointLayout.Detect(broken));
+
+        foreach (var lora in GoldenData.CaseNames("lora"))
+        {
+            var loraFile = GoldenData.FileOf(lora, "lora");
+            Assert.Contains("LoRA adapter", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(loraFile)).Message);
+        }
+        foreach (var vae in GoldenData.CaseNames("vae"))
+        {
+            var vaeOnly = GoldenData.FileOf(vae, "weights");
+            Assert.Contains("not a Stable Diffusion checkpoint", Assert.Throws<InvalidDataException>(() => CheckpointLayout.Detect(vaeOnly)).Message);
+        }
 
         var missing = _tmp.File("missing.safetensors");
         Assert.Contains(missing, Assert.Throws<FileNotFoundException>(() => CheckpointLayout.Detect(missing)).Message);

@@ -148,14 +148,28 @@ public sealed class FidelityEvaluationTests : IDisposable
         var (manifest, gen, real, models) = BuildDataset(caseName);
         var bare = Path.Combine(gen, "dog", "999.png");
         PngWriter.Write(bare, RgbImage.Blank(8, 8));
-        var e = Assert.Throws<InvalidDataException>(() => FidelityEvaluation.Run(manifest, gen, real, models));
-        Assert.Contains("999.png", e.Message);
-        Assert.Contains("no prompt", e.Message);
+        // An image without a prompt (or one that does not decode) is left out with its reason; the rest is scored.
+        var broken = Path.Combine(real, "dog", "broken.jpg");
+        File.WriteAllBytes(broken, [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
+        var messages = new List<string>();
+        var report = FidelityEvaluation.Run(manifest, gen, real, models, new FidelityOptions { Progress = new SyncProgress(messages.Add) });
+        Assert.Equal(["dog", "vase"], report.Scores.PerSubject.Select(s => s.Name));
+        Assert.Equal(new[] { bare, broken }.Order(StringComparer.Ordinal), report.SkippedImages.Keys.Order(StringComparer.Ordinal));
+        Assert.Contains("no prompt", report.SkippedImages[bare]);
+        Assert.DoesNotContain(report.Scores.PerImage, i => i.Path == bare);
+        Assert.Contains(messages, m => m.Contains(broken) && m.StartsWith("skipping"));
+        File.Delete(broken);
         File.WriteAllText(Path.ChangeExtension(bare, ".txt"), "a sks dog in the snow\n");
         Assert.Equal("a sks dog in the snow", FidelityEvaluation.PromptOf(bare));
         Assert.Throws<InvalidDataException>(() => FidelityEvaluation.Run(manifest, Path.Combine(_dir, "real"), Path.Combine(_dir, "real"), models,
             new FidelityOptions { Subjects = ["teapot"] }));
     }
+}
+
+/// <summary>An IProgress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+internal sealed class SyncProgress(Action<string> report) : IProgress<string>
+{
+    public void Report(string value) { lock (this) report(value); }
 }
 
 /// <summary>Headless Chromium as the platform notes describe it.</summary>

@@ -145,7 +145,7 @@ public sealed class UNetBehaviourTests
     {
         var config = ConfigJson.Parse(BaseConfigJson, "unet/config.json");
         config.Root[key] = JsonNode.Parse(value);
-        var ex = Assert.Throws<NotSupportedException>(() => UNet2DConditionConfig.FromJson(config));
+        var ex = Assert.Throws<InvalidDataException>(() => UNet2DConditionConfig.FromJson(config));
         Assert.Contains(key == "up_block_types" ? "SimpleCrossAttnUpBlock2D" : key, ex.Message);
         Assert.Contains("unet/config.json", ex.Message);
     }

@@ -77,7 +77,7 @@ public sealed class SchedulerTests
     public void UnsupportedFeatureErrorNamesTheFile()
     {
         var cfg = SchedulerConfig.FromJson(ConfigJson.Parse("""{"_class_name": "DDIMScheduler", "thresholding": true}""", "my/scheduler_config.json"));
-        var ex = Assert.Throws<NotSupportedException>(() => SchedulerFactory.FromConfig(cfg));
+        var ex = Assert.Throws<InvalidDataException>(() => SchedulerFactory.FromConfig(cfg));
         Assert.Contains("my/scheduler_config.json", ex.Message);
         Assert.Contains("thresholding", ex.Message);
     }

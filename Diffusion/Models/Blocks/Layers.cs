@@ -32,5 +32,5 @@ public static class Layers
 
     public static string CheckActivation(string name, string source) =>
         name is "silu" or "swish" or "gelu" or "mish" or "relu" ? name
-            : throw new NotSupportedException($"{source}: act_fn '{name}' is not supported (silu, swish, gelu, mish, relu).");
+            : throw new InvalidDataException($"{source}: act_fn '{name}' is not supported (silu, swish, gelu, mish, relu).");
 }

@@ -88,6 +88,7 @@ public static class BenchDreamBoothRunner
             Subjects = chosen.Select(s => s.Folder).ToList(), Progress = new Progress<string>(m => error.WriteLine(m)),
         });
         ReportWriter.WriteAll(report, Path.Combine(job.OutputDir, "eval"));
+        foreach (var (image, reason) in report.SkippedImages) error.WriteLine($"skipped {image}: {reason}");
         var all = report.Scores.Overall;
         output.WriteLine($"{report.Label}: DINO {all.Dino.Mean:F4}  CLIP-I {all.ClipI.Mean:F4}  CLIP-T {all.ClipT.Mean:F4}; report: {Path.GetFullPath(Path.Combine(job.OutputDir, "eval", "report.html"))}");
         return 0;

@@ -58,6 +58,7 @@ public static class EvalRunCommand
                 reports.Add((step, report, Path.Combine(outDir, "report.json")));
                 var s = report.Scores.Overall;
                 output.WriteLine($"{step}: DINO {s.Dino.Mean:F4}  CLIP-I {s.ClipI.Mean:F4}  CLIP-T {s.ClipT.Mean:F4}  (n={s.Dino.Count})");
+                foreach (var (image, reason) in report.SkippedImages) error.WriteLine($"{step}: skipped {image}: {reason}");
             }
             var best = reports.Where(x => !double.IsNaN(pick(x.Report))).MaxBy(x => pick(x.Report));
             HtmlReport.WriteComparison(reports.Select(x => x.Json), Path.Combine(runDir, "eval", "checkpoints.html"));

@@ -26,6 +26,11 @@ public static class EvalRunner
         var all = report.Scores.Overall;
         output.WriteLine($"{report.Label}: DINO {Fmt(all.Dino)}  CLIP-I {Fmt(all.ClipI)}  CLIP-T {Fmt(all.ClipT)}  (real vs real: DINO {Fmt(report.RealVsReal.Dino)}, CLIP-I {Fmt(report.RealVsReal.ClipI)})");
         foreach (var (subject, reason) in report.Skipped) error.WriteLine($"skipped {subject}: {reason}");
+        if (report.SkippedImages.Count > 0)
+        {
+            error.WriteLine($"skipped {report.SkippedImages.Count} image(s) that could not be used:");
+            foreach (var (image, reason) in report.SkippedImages) error.WriteLine($"  {image}: {reason}");
+        }
         output.WriteLine($"reports written to {Path.GetFullPath(job.OutputDir)} (report.html, report.json, *.csv)");
         return 0;
     }
