@@ -213,12 +213,16 @@ public sealed class Trainer : IDisposable
         var savedConfigPath = Path.Combine(folder, _settings.FileName);
         if (state.ConfigHash != _configHash)
         {
-            string differences = "unknown options";
+            // The hash is a fast check; the settings file decides. A checkpoint hashed under another rule (e.g. before an
+            // option became resume-neutral) resumes when no setting that shapes the trajectory differs.
+            IReadOnlyList<string>? differences = null;
+            string why = "unknown options";
             if (File.Exists(savedConfigPath))
-                try { differences = string.Join(", ", _settings.DifferencesFrom(savedConfigPath)); }
-                catch (Exception ex) when (ex is TrainConfigException or System.Text.Json.JsonException or IOException) { differences = $"unknown options: {ex.Message}"; }
-            throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({differences}); " +
-                                                 "resume with the same settings, or start a new run folder");
+                try { differences = _settings.DifferencesFrom(savedConfigPath); why = string.Join(", ", differences); }
+                catch (Exception ex) when (ex is TrainConfigException or System.Text.Json.JsonException or IOException) { why = $"unknown options: {ex.Message}"; }
+            if (differences is not { Count: 0 })
+                throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({why}); " +
+                                                     "resume with the same settings, or start a new run folder");
         }
         var parameters = Path.Combine(folder, ParametersFile);
         if (!File.Exists(parameters) && File.Exists(Path.Combine(folder, LegacyParametersFile))) parameters = Path.Combine(folder, LegacyParametersFile);

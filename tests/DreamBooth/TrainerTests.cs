@@ -177,6 +177,26 @@ public sealed class TrainerTests : IDisposable
     private static long Step(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("step").GetInt64(); }
     private static double Loss(string line) { using var d = JsonDocument.Parse(line); return d.RootElement.GetProperty("loss").GetDouble(); }
 
+    /// <summary>
+    /// Stage settings (JSON): a checkpoint whose hash differs only because a setting became resume-neutral resumes; one
+    /// whose trajectory-shaping setting differs is refused, naming it.
+    /// </summary>
+    [Fact]
+    public void JsonSettingsResumeWhenOnlyNeutralSettingsDiffer()
+    {
+        var loop = Config("json").Loop with { Steps = 6, CheckpointEvery = 3, Resume = "latest" };
+        var dir = Path.Combine(_dir, "json");
+        using (var t = new ToyRegression(loop.Lr) { CrashAtStep = 4 })
+        using (var trainer = new Trainer(loop, JsonRunSettings.Of(new { Steps = 6, Width = 8 }), dir, t, t, new DataOrder(ToyRegression.Items, 3, loop.Seed)))
+            Assert.Throws<SimulatedKill>(() => trainer.Run());
+        using (var t = new ToyRegression(loop.Lr))
+        using (var trainer = new Trainer(loop, JsonRunSettings.Of(new { Steps = 9, Width = 8 }, ["Steps"]), dir, t, t, new DataOrder(ToyRegression.Items, 3, loop.Seed)))
+            Assert.Equal(6, trainer.Run().Steps);
+        using var t2 = new ToyRegression(loop.Lr);
+        using var refused = new Trainer(loop with { Steps = 9 }, JsonRunSettings.Of(new { Steps = 9, Width = 16 }, ["Steps"]), dir, t2, t2, new DataOrder(ToyRegression.Items, 3, loop.Seed));
+        Assert.Contains("Width", Assert.Throws<InvalidCheckpointException>(() => refused.Run()).Message);
+    }
+
     /// <summary>Checkpoints written before the file was renamed hold adapter.safetensors: they resume to the same end.</summary>
     [Fact]
     public void CheckpointsWithTheOldParameterFileNameResume()

@@ -123,7 +123,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         Seed = options.Seed + seedOffset, CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", PlotEvery = 25,
     };
 
-    private static JsonRunSettings Settings(object stage) => JsonRunSettings.Of(stage, fileName: "stage.json");
+    /// <summary>A stage's settings; its step count may change on resume (as dpeft train's --steps), e.g. to train a stage longer.</summary>
+    private static JsonRunSettings Settings(object stage) =>
+        JsonRunSettings.Of(stage, ["VaeSteps", "ClipSteps", "DinoSteps"], fileName: "stage.json");
 
     /// <summary>Trains with the project's loop, resuming from the stage's last checkpoint; null when interrupted.</summary>
     private TrainResult? Train(string folder, TrainingLoop loop, IRunSettings settings, ITrainingTarget target,
