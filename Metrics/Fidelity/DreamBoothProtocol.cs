@@ -2,8 +2,15 @@ namespace DiffusionPeft.Metrics;
 
 public enum SubjectKind { Object, Live }
 
-/// <summary>A DreamBooth dataset subject: its folder name, class noun ("dog", "stuffed animal") and kind.</summary>
-public sealed record DreamBoothSubject(string Folder, string ClassNoun, SubjectKind Kind);
+/// <summary>
+/// A DreamBooth dataset subject: its folder name, class noun ("dog", "stuffed animal") and kind, and its own rare
+/// identifier where the subjects CSV gives one (a fourth column; the paper uses one identifier, "sks", for all).
+/// </summary>
+public sealed record DreamBoothSubject(string Folder, string ClassNoun, SubjectKind Kind, string? Identifier = null)
+{
+    /// <summary>This subject's identifier, else the run's.</summary>
+    public string IdentifierOr(string fallback) => Identifier ?? fallback;
+}
 
 /// <summary>
 /// The DreamBooth evaluation protocol (Ruiz et al. 2023, google/dreambooth dataset/prompts_and_classes.txt):
@@ -37,8 +44,9 @@ public sealed class DreamBoothProtocol
 
     public IReadOnlyList<string> TemplatesFor(DreamBoothSubject s) => s.Kind == SubjectKind.Live ? LivePrompts : ObjectPrompts;
 
+    /// <summary>The subject's prompts, filled with its own identifier where it has one, else <paramref name="identifier"/>.</summary>
     public IReadOnlyList<string> PromptsFor(DreamBoothSubject s, string identifier) =>
-        TemplatesFor(s).Select(t => Fill(t, identifier, s.ClassNoun)).ToList();
+        TemplatesFor(s).Select(t => Fill(t, s.IdentifierOr(identifier), s.ClassNoun)).ToList();
 
     public DreamBoothSubject Subject(string folder) =>
         Subjects.FirstOrDefault(s => s.Folder == folder) ?? throw new KeyNotFoundException($"'{folder}' is not a subject of the protocol");
@@ -65,14 +73,16 @@ public sealed class DreamBoothProtocol
     public static IReadOnlyList<DreamBoothSubject> LoadSubjects(string csvPath)
     {
         var lines = ReadLines(csvPath);
-        if (lines.Count == 0 || !lines[0].Text.Replace(" ", "").Equals("subject,class,kind", StringComparison.OrdinalIgnoreCase))
-            throw new InvalidDataException($"{csvPath}: the first line must be the header 'subject,class,kind'");
+        var header = lines.Count == 0 ? "" : lines[0].Text.Replace(" ", "").ToLowerInvariant();
+        if (header is not ("subject,class,kind" or "subject,class,kind,identifier"))
+            throw new InvalidDataException($"{csvPath}: the first line must be the header 'subject,class,kind' or 'subject,class,kind,identifier'");
+        int columns = header.Split(',').Length;
         var subjects = new List<DreamBoothSubject>();
         foreach (var (no, text) in lines.Skip(1))
         {
             var f = text.Split(',').Select(x => x.Trim()).ToArray();
-            if (f.Length != 3 || f.Any(string.IsNullOrEmpty))
-                throw new InvalidDataException($"{csvPath}:{no}: expected 'subject,class,kind', got '{text}'");
+            if (f.Length != columns || f.Any(string.IsNullOrEmpty))
+                throw new InvalidDataException($"{csvPath}:{no}: expected '{header}', got '{text}'");
             var kind = f[2].ToLowerInvariant() switch
             {
                 "object" => SubjectKind.Object,
@@ -80,7 +90,8 @@ public sealed class DreamBoothProtocol
                 _ => throw new InvalidDataException($"{csvPath}:{no}: kind must be 'object' or 'live', got '{f[2]}'"),
             };
             if (subjects.Any(s => s.Folder == f[0])) throw new InvalidDataException($"{csvPath}:{no}: subject '{f[0]}' is listed twice");
-            subjects.Add(new DreamBoothSubject(f[0], f[1], kind));
+            if (columns == 4 && f[3].Any(char.IsWhiteSpace)) throw new InvalidDataException($"{csvPath}:{no}: the identifier '{f[3]}' must be one word");
+            subjects.Add(new DreamBoothSubject(f[0], f[1], kind, columns == 4 ? f[3] : null));
         }
         return subjects;
     }

@@ -123,15 +123,17 @@ public static class FidelityEvaluation
             throw new InvalidDataException($"nothing to evaluate: no subject has usable generated and real images ({skippedImages.Count} image(s) skipped, e.g. " +
                                            $"{skippedImages.FirstOrDefault().Key}: {skippedImages.FirstOrDefault().Value})");
 
-        string ClipTPrompt(string prompt) => options.ClipTWithoutIdentifier ? DreamBoothProtocol.RemoveIdentifier(prompt, options.Identifier) : prompt;
-        var texts = plan.SelectMany(p => p.Generated.Select(g => ClipTPrompt(g.Prompt))).Distinct().ToList();
+        // A subject with its own identifier (a fourth CSV column) is matched and stripped by it; the others by the run's.
+        string ClipTPrompt(string prompt, DreamBoothSubject subject) =>
+            options.ClipTWithoutIdentifier ? DreamBoothProtocol.RemoveIdentifier(prompt, subject.IdentifierOr(options.Identifier)) : prompt;
+        var texts = plan.SelectMany(p => p.Generated.Select(g => ClipTPrompt(g.Prompt, p.Subject))).Distinct().ToList();
         var textEmb = texts.Zip(EmbedTexts(clipText, texts, options.BatchSize)).ToDictionary(x => x.First, x => x.Second);
 
         var subjectsEmb = plan.Select(p => new SubjectEmbeddings(p.Subject.Folder, p.Real,
             p.Real.Select(r => emb[0][index[r]]).ToList(), p.Real.Select(r => emb[1][index[r]]).ToList(),
             p.Generated.Select(g => new GeneratedEmbeddings(g.Path, g.Prompt,
-                DreamBoothProtocol.TemplateOf(g.Prompt, options.Identifier, p.Subject.ClassNoun), ClipTPrompt(g.Prompt),
-                emb[0][index[g.Path]], emb[1][index[g.Path]], textEmb[ClipTPrompt(g.Prompt)])).ToList())).ToList();
+                DreamBoothProtocol.TemplateOf(g.Prompt, p.Subject.IdentifierOr(options.Identifier), p.Subject.ClassNoun), ClipTPrompt(g.Prompt, p.Subject),
+                emb[0][index[g.Path]], emb[1][index[g.Path]], textEmb[ClipTPrompt(g.Prompt, p.Subject)])).ToList())).ToList();
 
         return new FidelityReport
         {

@@ -22,6 +22,27 @@ public sealed class MetricsUnitTests
         Assert.Equal("a {0} {1} in the snow", DreamBoothProtocol.TemplateOf("a sks stuffed animal in the snow", "sks", "stuffed animal"));
     }
 
+    /// <summary>A fourth CSV column gives each subject its own identifier (the toy world's subjects each have one).</summary>
+    [Fact]
+    public void SubjectsMayCarryTheirOwnIdentifier()
+    {
+        var p = DreamBoothProtocol.Load(Path.Combine(DreamBoothProtocol.FindPromptsDir(), "toyworld"));
+        var star = p.Subject("sunny_star");
+        Assert.Equal("sks", star.Identifier);
+        Assert.Equal("zwx", p.Subject("dotted_circle").Identifier);
+        Assert.StartsWith("a zwx circle", p.PromptsFor(p.Subject("dotted_circle"), "sks")[0]);
+        Assert.All(p.Subjects, s => Assert.NotNull(s.Identifier));
+        Assert.Null(DreamBoothProtocol.Load().Subject("dog").Identifier);
+        var dir = Directory.CreateTempSubdirectory("dpeft-proto-").FullName;
+        try
+        {
+            var csv = Path.Combine(dir, "s.csv");
+            File.WriteAllText(csv, "subject,class,kind,identifier\ndog,dog,live,sks\ncat,cat,live\n");
+            Assert.Contains("s.csv:3", Assert.Throws<InvalidDataException>(() => DreamBoothProtocol.LoadSubjects(csv)).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void ProtocolFilesWithErrorsAreRejectedWithFileAndLine()
     {

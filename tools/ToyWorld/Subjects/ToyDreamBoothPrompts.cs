@@ -44,11 +44,11 @@ public static class ToyDreamBoothPrompts
 
     public static string Fill(string template, ToySubject subject) => template.Replace("{0}", subject.Identifier).Replace("{1}", subject.ClassNoun);
 
-    /// <summary>"subject,class,kind" rows, as prompts/dreambooth_subjects.csv.</summary>
+    /// <summary>"subject,class,kind,identifier" rows, as prompts/dreambooth_subjects.csv plus each subject's own identifier.</summary>
     public static string SubjectsCsv(IEnumerable<ToySubject> subjects)
     {
-        var sb = new StringBuilder("subject,class,kind\n");
-        foreach (var s in subjects) sb.Append($"{s.Name},{s.ClassNoun},object\n");
+        var sb = new StringBuilder("subject,class,kind,identifier\n");
+        foreach (var s in subjects) sb.Append($"{s.Name},{s.ClassNoun},object,{s.Identifier}\n");
         return sb.ToString();
     }
 
