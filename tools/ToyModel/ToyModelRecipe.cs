@@ -33,16 +33,16 @@ public sealed record ToyModelOptions
     public double VaeLr { get; init; } = 1e-3;
     public int TextWidth { get; init; } = 128;
     public int TextLayers { get; init; } = 4;
-    public int ClipSteps { get; init; } = 1000;
-    public int ClipBatch { get; init; } = 128;
+    public int ClipSteps { get; init; } = 800;
+    public int ClipBatch { get; init; } = 64;
     public double ClipLr { get; init; } = 1e-3;
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
     public int PretrainScenes { get; init; } = 20_000;
     public int UnetWidth { get; init; } = 32;
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
-    public int UnetSteps { get; init; } = 3000;
-    public int UnetBatch { get; init; } = 64;
+    public int UnetSteps { get; init; } = 2500;
+    public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
     public int CheckpointEvery { get; init; } = 100;
