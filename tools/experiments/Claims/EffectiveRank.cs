@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace DiffusionPeft.Experiments.AdapterMethods;
+namespace DiffusionPeft.Experiments.Claims;
 
 /// <summary>Entropy effective rank (Roy &amp; Vetterli 2007): exp(H(p)) with p = σ / Σσ over the singular values σ.</summary>
 public static class EffectiveRank
