@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text;
-using DiffusionPeft.Adapters;
 
 namespace DiffusionPeft.Experiments.Claims;
 
@@ -8,7 +7,7 @@ namespace DiffusionPeft.Experiments.Claims;
 /// SingLoRA's claim (stable across learning rates at about half the parameters), with capacity that binds and
 /// non-square layers. Square 64→64: targets of rank 8 (κ = 10), general and PSD (what SingLoRA expresses on a square
 /// layer), adapter ranks below and at the target's; arms LoRA r, SingLoRA r (half LoRA's parameters), SingLoRA 2r (LoRA's
-/// parameters), SDS-LoRA (polar) r. Non-square 64→96 and 96→64 (SingLoRA's extension: A_in = the first d_in rows of
+/// parameters). Non-square 64→96 and 96→64 (SingLoRA's extension: A_in = the first d_in rows of
 /// A): general targets and SingLoRA-shaped ones (A*_out·A*_inᵀ), rank 4 arms. AdamW, label noise, every grid learning
 /// rate on every seed (see <see cref="LrGridComparison"/>). SingLoRA: init scale 0.1, ramp 100 steps (see the settings experiment).
 /// </summary>
@@ -41,7 +40,7 @@ public static class CapacityExperiment
 
         var md = new StringBuilder();
         md.AppendLine($"AdamW, {c.Steps} steps, batch 256, label noise (floor ≈ {Format.Sci(rows[0].Floor)}), α = r. Arms per LoRA rank r: LoRA r; SingLoRA r " +
-                      $"(init ×{SingLoraInit}, ramp {SingLoraRamp}); SingLoRA 2r (LoRA's parameter count on square layers); SDS-LoRA (polar) r. " +
+                      $"(init ×{SingLoraInit}, ramp {SingLoraRamp}); SingLoRA 2r (LoRA's parameter count on square layers). " +
                       $"Learning rate: lowest median final loss on tuning seeds {{{string.Join(", ", c.TuningSeeds)}}}. Report seeds {{{string.Join(", ", c.ReportSeeds)}}}: " +
                       "final loss = geometric mean [95% t-interval on log10] at that LR; steps = median [95% bootstrap interval]; LR counts = mean [95% t-interval] over seeds of " +
                       "how many grid LRs reach 2 × the noise floor, and how many end within 2× of the seed's best LR. Floors: the best rank-r relative squared error " +
@@ -69,13 +68,12 @@ public static class CapacityExperiment
         return new ExperimentSection("capacity", "Capacity, parameter budgets, non-square layers, learning-rate robustness", md.ToString(), GridTables.Json(rows, runs), clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>The arms at LoRA rank r: LoRA r, SingLoRA r, SingLoRA 2r, SDS-LoRA (polar) r.</summary>
+    /// <summary>The arms at LoRA rank r: LoRA r, SingLoRA r, SingLoRA 2r.</summary>
     public static IReadOnlyList<Arm> Family(int r) =>
     [
         Arm.Lora(r),
         Arm.SingLora(r, SingLoraInit, SingLoraRamp),
         Arm.SingLora(2 * r, SingLoraInit, SingLoraRamp, " (2r)"),
-        Arm.Sds(r, SdsBasis.Polar),
     ];
 
     /// <summary>The LoRA rank r an arm belongs to (SingLoRA 2r arms have rank 2r).</summary>

@@ -15,10 +15,10 @@ public sealed record ClaimsConfig
     /// <summary>Steps of the stochastic (noisy, fresh batch) runs.</summary>
     public int Steps { get; init; } = 300;
     /// <summary>Step budget of the exact gradient-descent runs.</summary>
-    public int GdSteps { get; init; } = 4000;
-    public double[] AdamWLrs { get; init; } = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
-    public double[] SgdLrs { get; init; } = [1e-2, 3e-2, 1e-1, 3e-1, 1, 3, 10];
-    public double[] SgdMomentumLrs { get; init; } = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1];
+    public int GdSteps { get; init; } = 3000;
+    public double[] AdamWLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1];
+    public double[] SgdLrs { get; init; } = [3e-2, 1e-1, 3e-1, 1, 3];
+    public double[] SgdMomentumLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1, 3e-1];
     public double[] FactorKappas { get; init; } = [1, 10, 100, 1000];
     public double[] GdKappas { get; init; } = [1, 2, 4, 8, 16, 32, 64];
     /// <summary>Exact GD: learning rate = c / λ̂ (λ̂ the largest eigenvalue of the method's preconditioner at the start), c from this grid.</summary>

@@ -130,7 +130,8 @@ public static class FactorConditioningExperiment
             LinearTraining.SetFactors((LowRankPairLayer)layer, b, a);
         }
         double start = problem.RelativeLoss(layer);
-        var outcome = LinearTraining.Train(problem, layer, new TrainSettings(j.Optimizer, j.Lr, c.Steps, 2 * problem.NoiseFloor), j.Seed);
+        // Tuning only asks how fast: those runs stop at the threshold.
+        var outcome = LinearTraining.Train(problem, layer, new TrainSettings(j.Optimizer, j.Lr, c.Steps, 2 * problem.NoiseFloor, StopAtThreshold: j.Tuning), j.Seed);
         return new Result(j, outcome, problem.NoiseFloor, start);
     }
 

@@ -128,6 +128,7 @@ public static class GdExponentExperiment
             opt.zero_grad();
             loss.backward();
             opt.step();
+            if (!layer.AdapterParameters().All(p => p.Tensor.isfinite().all().item<bool>())) return new Result(j, null, true, lr, double.PositiveInfinity);
             AdapterLayer.OnOptimizerStep([layer], t + 1);
         }
         return new Result(j, null, false, lr, rel);

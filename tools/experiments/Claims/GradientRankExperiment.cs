@@ -112,6 +112,7 @@ public static class GradientRankExperiment
                 l.backward();
                 opt.step();
             }
+            if (!layer.AdapterParameters().All(p => p.Tensor.isfinite().all().item<bool>())) break;
             AdapterLayer.OnOptimizerStep([layer], step);
             if (SnapshotSteps.Contains(step))
                 list.Add(Measure($"{arm.Name.Split(" r")[0]} trajectory, target κ = {targetKappa:0}, step {step}", problem, layer, seed, seed * 1000 + step));

@@ -28,6 +28,14 @@ public static class LinearTraining
                 opt.zero_grad();
                 l.backward();
                 opt.step();
+                // A step that overflowed leaves non-finite factors (SDS-LoRA's SVD/QR of them would throw): that run diverged.
+                if (!parameters.All(p => p.isfinite().all().item<bool>()))
+                {
+                    steps.Add(step);
+                    loss.Add(double.PositiveInfinity);
+                    diverged = true;
+                    break;
+                }
             }
             AdapterLayer.OnOptimizerStep([layer], step);
             if (step % s.EvalEvery != 0 && step != s.Steps) continue;

@@ -8,7 +8,7 @@ public sealed record PlantedSettings
     /// <summary>σ_max(ΔW*) as a fraction of σ_max(W0), per layer.</summary>
     public double RelativeScale { get; init; } = 0.5;
     public int InstanceImages { get; init; } = 24;
-    public int Steps { get; init; } = 100;
+    public int Steps { get; init; } = 60;
     public int Batch { get; init; } = 4;
     public double[] LearningRates { get; init; } = [1e-3, 3e-3];
     public int[] TuningWorlds { get; init; } = [100];
