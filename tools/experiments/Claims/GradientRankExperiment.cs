@@ -19,7 +19,8 @@ public static class GradientRankExperiment
     private static readonly int[] SnapshotSteps = [10, 50, 200];
     private static readonly double[] TargetKappas = [1, 100];
 
-    private sealed record Measurement(string Group, int Seed, double LoraB, double SdsB, double LoraA, double SdsA, double CondA, double CondB);
+    private sealed record Measurement(string Group, int Seed, double LoraB, double SdsB, double LoraA, double SdsA, double CondA, double CondB,
+                                      double CosLora, double CosQr, double CosPolar);
 
     public static ExperimentSection Run(ClaimsConfig c, string outDir, TextWriter log)
     {
@@ -45,6 +46,11 @@ public static class GradientRankExperiment
             DiffA = ConfidenceIntervals.MeanT(g.Select(m => m.SdsA - m.LoraA).ToList()),
             CondA = ConfidenceIntervals.GeoMeanT(g.Select(m => m.CondA).ToList()),
             CondB = ConfidenceIntervals.GeoMeanT(g.Select(m => m.CondB).ToList()),
+            CosLora = ConfidenceIntervals.MeanT(g.Select(m => m.CosLora).ToList()),
+            CosQr = ConfidenceIntervals.MeanT(g.Select(m => m.CosQr).ToList()),
+            CosPolar = ConfidenceIntervals.MeanT(g.Select(m => m.CosPolar).ToList()),
+            QrAscent = g.Count(m => m.CosQr < 0),
+            N = g.Count(),
         }).ToList();
 
         var md = new StringBuilder();
@@ -56,6 +62,15 @@ public static class GradientRankExperiment
         foreach (var g in groups)
             md.AppendLine($"| {g.Group} | {Format.Sci(g.CondA.Estimate)} | {Format.Sci(g.CondB.Estimate)} | {Format.NumInterval(g.LoraB)} | {Format.NumInterval(g.SdsB)} | {Format.NumInterval(g.DiffB)} | " +
                           $"{Format.NumInterval(g.LoraA)} | {Format.NumInterval(g.SdsA)} | {Format.NumInterval(g.DiffA)} |");
+        md.AppendLine();
+        md.AppendLine("Does the step descend? First-order weight-space step of each method at the same state, D = G·P_A + P_B·G with P = AᵀA and B·Bᵀ " +
+                      "(LoRA) or Q_A·A and B·Q_Bᵀ (SDS-LoRA; positive-diagonal QR or polar basis): cos(D, G) > 0 is a descent direction. " +
+                      "Mean [95% t-interval] over seeds, and how many states had cos < 0 for QR.");
+        md.AppendLine();
+        md.AppendLine("| state | cos(D, G) LoRA | cos(D, G) SDS QR | cos(D, G) SDS polar | QR ascent states |");
+        md.AppendLine("|---|---:|---:|---:|---:|");
+        foreach (var g in groups)
+            md.AppendLine($"| {g.Group} | {Format.NumInterval(g.CosLora, "0.000")} | {Format.NumInterval(g.CosQr, "0.000")} | {Format.NumInterval(g.CosPolar, "0.000")} | {g.QrAscent}/{g.N} |");
         md.AppendLine();
         md.AppendLine("![gradient effective rank at the same state](grad-erank.png)");
         md.AppendLine();
@@ -78,6 +93,7 @@ public static class GradientRankExperiment
                 state = g.Group, condA = Format.JsonInterval(g.CondA), condB = Format.JsonInterval(g.CondB),
                 loraB = Format.JsonInterval(g.LoraB), sdsB = Format.JsonInterval(g.SdsB), differenceB = Format.JsonInterval(g.DiffB),
                 loraA = Format.JsonInterval(g.LoraA), sdsA = Format.JsonInterval(g.SdsA), differenceA = Format.JsonInterval(g.DiffA),
+                cosStepLora = Format.JsonInterval(g.CosLora), cosStepQr = Format.JsonInterval(g.CosQr), cosStepPolar = Format.JsonInterval(g.CosPolar), qrAscentStates = g.QrAscent, states = g.N,
             }),
             measurements = measured,
         };
@@ -136,7 +152,29 @@ public static class GradientRankExperiment
         var (qb, _) = linalg.qr(b, linalg.QRMode.Reduced);
         var (_, condA) = LowRankTargets.RankAndCondition(a, 1e-12);
         var (_, condB) = LowRankTargets.RankAndCondition(b, 1e-12);
+        double Cos(Tensor pa, Tensor pb)
+        {
+            var d = gW.mm(pa) + pb.mm(gW);
+            return ((d * gW).sum() / (linalg.norm(d) * linalg.norm(gW))).item<double>();
+        }
+        var (qaPos, qbPos) = (PositiveQr(a.t()), PositiveQr(b));
+        var (qaPolar, qbPolar) = (Polar(a.t()), Polar(b));
         return new Measurement(group, seed, EffectiveRank.Of(gW.mm(a.t())), EffectiveRank.Of(gW.mm(qa)),
-            EffectiveRank.Of(b.t().mm(gW)), EffectiveRank.Of(qb.t().mm(gW)), condA, condB);
+            EffectiveRank.Of(b.t().mm(gW)), EffectiveRank.Of(qb.t().mm(gW)), condA, condB,
+            Cos(a.t().mm(a), b.mm(b.t())), Cos(qaPos.mm(a), b.mm(qbPos.t())), Cos(qaPolar.mm(a), b.mm(qbPolar.t())));
+    }
+
+    /// <summary>Q of the thin QR with diag(R) &gt; 0 (methods.md's basis).</summary>
+    private static Tensor PositiveQr(Tensor m)
+    {
+        var (q, r) = linalg.qr(m, linalg.QRMode.Reduced);
+        return q * where(r.diagonal().lt(0), -1.0, 1.0).to_type(q.dtype);
+    }
+
+    /// <summary>The polar factor U·Vᵀ of the thin SVD.</summary>
+    private static Tensor Polar(Tensor m)
+    {
+        var (u, _, vh) = linalg.svd(m, fullMatrices: false);
+        return u.mm(vh);
     }
 }

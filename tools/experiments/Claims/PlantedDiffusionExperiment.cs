@@ -5,15 +5,14 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Logging;
-using DiffusionPeft.DreamBooth.StableDiffusion;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Experiments.Claims;
 
 /// <summary>
-/// Planted personalization through the real DreamBooth loop (DreamBoothRun + AdapterSession + StableDiffusionTraining,
-/// what `dpeft train` runs): a teacher = the model with a general rank-k ΔW* (chosen κ) added to every UNet attention
+/// Planted personalization through the real DreamBooth loop (DreamBoothRun.Train, the library entry point `dpeft train`
+/// calls): a teacher = the model with a general rank-k ΔW* (chosen κ) added to every UNet attention
 /// projection; its samples are the instance images; each method trains an adapter on them from the base model. Measured
 /// against the teacher: noise-prediction error on held-out teacher latents (instance prompt and an unseen prompt), the
 /// distance of same-seed samples, ‖ΔW − ΔW*‖/‖ΔW*‖ and cos(ΔW, ΔW*) per layer kind, and the objective on the training
@@ -21,8 +20,6 @@ namespace DiffusionPeft.Experiments.Claims;
 /// </summary>
 public static class PlantedDiffusionExperiment
 {
-    private static readonly object SessionLock = new();
-
     public sealed record Method(string Name, AdapterMethod Kind, int Rank, SdsBasis Basis = SdsBasis.Qr, double InitScale = 1, int Ramp = 100);
 
     public static IReadOnlyList<Method> Methods { get; } =
@@ -47,6 +44,8 @@ public static class PlantedDiffusionExperiment
     {
         var clock = Stopwatch.StartNew();
         var s = c.Planted;
+        int threads = torch.get_num_threads();
+        torch.set_num_threads(Math.Min(2, Environment.ProcessorCount));
         string tmp = Path.Combine(Path.GetTempPath(), $"dpeft-planted-{Environment.ProcessId}");
         var outcomes = new List<Outcome>();
         var worlds = new List<string>();
@@ -65,7 +64,8 @@ public static class PlantedDiffusionExperiment
                 var jobs = tuning
                     ? (from m in Methods from lr in s.LearningRates select new Job(m, lr, seed, true)).ToList()
                     : Methods.Select(m => new Job(m, chosen[m], seed, false)).ToList();
-                var done = RunQueue.Run(jobs, c.Workers, j => Train(j, world, modelPath, Path.Combine(tmp, $"world-{seed}", $"{Slug(j.Method.Name)}-{j.Lr}"), s), log, $"planted world {seed}");
+                // One run at a time on two torch threads: the adapter session seeds torch's global generator, so parallel runs would race.
+                var done = RunQueue.Run(jobs, 1, j => Train(j, world, modelPath, Path.Combine(tmp, $"world-{seed}", $"{Slug(j.Method.Name)}-{j.Lr}"), s), log, $"planted world {seed}");
                 outcomes.AddRange(done);
                 if (tuning)
                     foreach (var m in Methods)
@@ -74,6 +74,7 @@ public static class PlantedDiffusionExperiment
         }
         finally
         {
+            torch.set_num_threads(threads);
             if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         }
 
@@ -83,7 +84,7 @@ public static class PlantedDiffusionExperiment
         var md = new StringBuilder();
         md.AppendLine($"Model: the golden tiny SD 1.5 (`tiny_sd15_diffusers`, random weights; UNet attention width 32, cross-attention 48→32). Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, " +
                       $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all 32 UNet attention projections. Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{PlantedWorld.Prompt}\"). " +
-                      $"Training: DreamBoothRun + AdapterSession + StableDiffusionTraining (the `dpeft train` loop; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed. " +
+                      $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed. " +
                       $"LR per method from {{{string.Join(", ", s.LearningRates.Select(Format.Lr))}}}: lowest noise-prediction error on tuning world(s) {{{string.Join(", ", s.TuningWorlds)}}}; reported worlds {{{string.Join(", ", s.ReportWorlds)}}} (each: its own ΔW*, images, eval data). " +
                       "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base); " +
                       "sample distance = pixel MSE to the teacher's same-seed samples / the base's; data fit = the objective on the training images (fixed noise), absolute.");
@@ -174,14 +175,12 @@ public static class PlantedDiffusionExperiment
             Resolution = PlantedWorld.Resolution, Seed = j.World, CheckpointEvery = 0, Keep = 1, PlotEvery = 1_000_000,
             SdsBasis = j.Method.Basis, SingLoraInitScale = j.Method.InitScale, SingLoraRampSteps = j.Method.Ramp,
         };
-        var run = new DreamBoothRun(config, ImageLoaderDecoder.Instance, NullTrainingProgress.Instance);
+        // The library's one entry point for a DreamBooth run (what `dpeft train` calls), on a model we keep for evaluation.
+        var run = new DreamBoothRun(config, progress: NullTrainingProgress.Instance);
         run.PrepareData();
         using var model = StableDiffusionLoader.Load(modelPath);
-        AdapterSession adapters;
-        lock (SessionLock) adapters = new AdapterSession(model, config);   // adapter init seeds torch's global generator
-        double lastLoss;
-        using (var training = new StableDiffusionTraining(run, model, adapters))
-            lastLoss = run.Train(training.Objective).LastLoss ?? double.NaN;
+        double lastLoss = run.Train(model).LastLoss ?? double.NaN;
+        var adapters = run.Adapters!;
         double seconds = clock.Elapsed.TotalSeconds;
 
         using var scope = NewDisposeScope();
