@@ -44,8 +44,7 @@ public static class PlantedDiffusionExperiment
     {
         var clock = Stopwatch.StartNew();
         var s = c.Planted;
-        int threads = torch.get_num_threads();
-        torch.set_num_threads(Math.Min(2, Environment.ProcessorCount));
+
         string tmp = Path.Combine(Path.GetTempPath(), $"dpeft-planted-{Environment.ProcessId}");
         var outcomes = new List<Outcome>();
         var worlds = new List<string>();
@@ -64,7 +63,7 @@ public static class PlantedDiffusionExperiment
                 var jobs = tuning
                     ? (from m in Methods from lr in s.LearningRates select new Job(m, lr, seed, true)).ToList()
                     : Methods.Select(m => new Job(m, chosen[m], seed, false)).ToList();
-                // One run at a time on two torch threads: the adapter session seeds torch's global generator, so parallel runs would race.
+                // One run at a time (one torch thread, as everywhere here): the adapter session seeds torch's global generator, so parallel runs would race.
                 var done = RunQueue.Run(jobs, 1, j => Train(j, world, modelPath, Path.Combine(tmp, $"world-{seed}", $"{Slug(j.Method.Name)}-{j.Lr}"), s), log, $"planted world {seed}");
                 outcomes.AddRange(done);
                 if (tuning)
@@ -74,7 +73,6 @@ public static class PlantedDiffusionExperiment
         }
         finally
         {
-            torch.set_num_threads(threads);
             if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         }
 
