@@ -22,7 +22,7 @@ public sealed record ClaimsConfig
     public double[] FactorKappas { get; init; } = [1, 10, 100, 1000];
     public double[] GdKappas { get; init; } = [1, 2, 4, 8, 16, 32, 64];
     /// <summary>Exact GD: learning rate = c / λ̂ (λ̂ the largest eigenvalue of the method's preconditioner at the start), c from this grid.</summary>
-    public double[] GdLrFactors { get; init; } = [0.125, 0.25, 0.5, 1, 1.5];
+    public double[] GdLrFactors { get; init; } = [0.25, 0.5, 1, 1.5, 1.8, 1.95];
     public int[] CapacityRanks { get; init; } = [2, 4, 8];
 
     public PlantedSettings Planted { get; init; } = new();
