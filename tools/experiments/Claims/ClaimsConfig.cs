@@ -16,9 +16,12 @@ public sealed record ClaimsConfig
     public int Steps { get; init; } = 300;
     /// <summary>Step budget of the exact gradient-descent runs.</summary>
     public int GdSteps { get; init; } = 3000;
+    /// <summary>AdamW grid of the capacity and SingLoRA-settings sweeps (every grid LR runs on every seed there).</summary>
     public double[] AdamWLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1];
-    public double[] SgdLrs { get; init; } = [3e-2, 1e-1, 3e-1, 1, 3];
-    public double[] SgdMomentumLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1, 3e-1];
+    /// <summary>Grids of the factor-conditioning experiment, per optimizer (only the tuning seeds run them all).</summary>
+    public double[] FactorAdamWLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1, 3e-1];
+    public double[] SgdLrs { get; init; } = [3e-2, 1e-1, 3e-1, 1, 3, 10, 30];
+    public double[] SgdMomentumLrs { get; init; } = [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1, 3];
     public double[] FactorKappas { get; init; } = [1, 10, 100, 1000];
     public double[] GdKappas { get; init; } = [1, 2, 4, 8, 16, 32, 64];
     /// <summary>Exact GD: learning rate = c / λ̂ (λ̂ the largest eigenvalue of the method's preconditioner at the start), c from this grid.</summary>
@@ -31,7 +34,7 @@ public sealed record ClaimsConfig
 
     public double[] LearningRates(OptimizerKind kind) => kind switch
     {
-        OptimizerKind.AdamW => AdamWLrs,
+        OptimizerKind.AdamW => FactorAdamWLrs,
         OptimizerKind.Sgd => SgdLrs,
         _ => SgdMomentumLrs,
     };
@@ -47,6 +50,7 @@ public sealed record ClaimsConfig
         Steps = 150,
         GdSteps = 1500,
         AdamWLrs = [3e-3, 3e-2],
+        FactorAdamWLrs = [3e-3, 3e-2],
         SgdLrs = [1e-1, 1],
         SgdMomentumLrs = [1e-2, 1e-1],
         FactorKappas = [1, 100],

@@ -62,7 +62,7 @@ public static class FactorConditioningExperiment
                       $"Start: the same product 0.5·U0·V0ᵀ for every κ(M), as (B0·M, M⁻¹·A0); largest relative spread of the step-0 loss across κ(M) within a seed: {Format.Sci(startSpread)}. " +
                       $"Rank {Rank}, α = r, {c.Steps} steps, batch 256. Threshold: relative loss ≤ 2 × the noise floor (excess error ≤ the noise). " +
                       $"Learning rate per (start, method, optimizer): fewest median steps on tuning seeds {{{string.Join(", ", c.TuningSeeds)}}} " +
-                      $"(grids: AdamW {{{string.Join(", ", c.AdamWLrs.Select(Format.Lr))}}}, SGD {{{string.Join(", ", c.SgdLrs.Select(Format.Lr))}}}, " +
+                      $"(grids: AdamW {{{string.Join(", ", c.FactorAdamWLrs.Select(Format.Lr))}}}, SGD {{{string.Join(", ", c.SgdLrs.Select(Format.Lr))}}}, " +
                       $"SGD+momentum {{{string.Join(", ", c.SgdMomentumLrs.Select(Format.Lr))}}}). Reported: seeds {{{string.Join(", ", c.ReportSeeds)}}}; " +
                       "steps = median [95% bootstrap interval], final loss = geometric mean [95% t-interval on log10].");
         md.AppendLine();
