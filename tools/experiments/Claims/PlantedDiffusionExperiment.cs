@@ -50,6 +50,7 @@ public static class PlantedDiffusionExperiment
         var worlds = new List<string>();
         var alignments = new List<IReadOnlyDictionary<string, double>>();
         var chosen = new Dictionary<Method, double>();
+        int plantedLayers = 0;
         try
         {
             foreach (var (seed, tuning) in s.TuningWorlds.Select(w => (w, true)).Concat(s.ReportWorlds.Select(w => (w, false))))
@@ -57,6 +58,7 @@ public static class PlantedDiffusionExperiment
                 var wClock = Stopwatch.StartNew();
                 using var world = PlantedWorld.Create(modelPath, seed, Path.Combine(tmp, $"world-{seed}"), s);
                 var diag = WorldDiagnostics(world);
+                plantedLayers = world.Planted.Count;
                 worlds.Add(diag);
                 if (!tuning) alignments.Add(world.GradientAlignment);
                 log.WriteLine($"[planted] world {seed}: built in {wClock.Elapsed.TotalSeconds:0}s; {diag}");
@@ -81,8 +83,8 @@ public static class PlantedDiffusionExperiment
 
         var md = new StringBuilder();
         md.AppendLine($"Model: the golden tiny SD 1.5 (`tiny_sd15_diffusers`, random weights; UNet attention width 32, cross-attention 48→32). Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, " +
-                      $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all 32 UNet attention projections. Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{PlantedWorld.Prompt}\"). " +
-                      $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed. " +
+                      $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all {plantedLayers} UNet attention projections (attn1/attn2 × to_q, to_k, to_v, to_out.0). Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{PlantedWorld.Prompt}\"). " +
+                      $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed; SingLoRA ramp T = {Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp} steps, so u ends at {Math.Min(1.0, (double)s.Steps / Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp):0.##}. " +
                       $"LR per method from {{{string.Join(", ", s.LearningRates.Select(Format.Lr))}}}: lowest noise-prediction error on tuning world(s) {{{string.Join(", ", s.TuningWorlds)}}}; reported worlds {{{string.Join(", ", s.ReportWorlds)}}} (each: its own ΔW*, images, eval data). " +
                       "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base); " +
                       "sample distance = pixel MSE to the teacher's same-seed samples / the base's; data fit = the objective on the training images (fixed noise), absolute.");
