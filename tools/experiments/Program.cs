@@ -1,15 +1,16 @@
-using DiffusionPeft.Experiments.AdapterMethods;
+using DiffusionPeft.Experiments.Claims;
 using TorchSharp;
 
-// dotnet run -c Release --project tools/experiments -- adapters [--quick] [--out DIR] [--workers N] [--steps N]
-if (args.Length == 0 || args[0] != "adapters")
+// dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N]
+if (args.Length == 0 || args[0] != "claims")
 {
-    Console.Error.WriteLine("usage: experiments adapters [--quick] [--out DIR] [--workers N] [--steps N] [--task linear|mlp]");
+    Console.Error.WriteLine("usage: experiments claims [--quick] [--only " + string.Join(",", ClaimsReport.Order) + "] [--out DIR] [--workers N] [--model DIR]");
     return 2;
 }
 
-var config = args.Contains("--quick") ? SweepConfig.Quick : SweepConfig.Full;
-string? outDir = null;
+var config = args.Contains("--quick") ? ClaimsConfig.Quick : ClaimsConfig.Full;
+string? outDir = null, model = null;
+var only = new HashSet<string>(ClaimsReport.Order);
 for (int i = 1; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -18,19 +19,39 @@ for (int i = 1; i < args.Length; i++)
         case "--quick": break;
         case "--out": outDir = Next(); break;
         case "--workers": config = config with { Workers = int.Parse(Next()) }; break;
-        case "--steps": config = config with { Steps = int.Parse(Next()) }; break;
-        case "--task": config = config with { Tasks = [Enum.Parse<TaskKind>(Next(), ignoreCase: true)] }; break;
+        case "--model": model = Next(); break;
+        case "--only":
+            only = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+            if (only.Except(ClaimsReport.Order).FirstOrDefault() is { } bad) { Console.Error.WriteLine($"unknown section {bad}"); return 2; }
+            break;
         default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
     }
 }
-outDir ??= Path.Combine(RepoRoot(), "docs", "experiments", "adapter-methods" + (config.Name == "full" ? "" : "-" + config.Name));
+string root = RepoRoot();
+outDir ??= Path.Combine(root, "docs", "experiments", "adapter-claims" + (config.Name == "full" ? "" : "-" + config.Name));
+Directory.CreateDirectory(outDir);
+var commit = CommitInfo.Read(root);
+string command = "claims" + (config.Name == "full" ? "" : " --" + config.Name) + (only.Count < ClaimsReport.Order.Length ? " --only " + string.Join(",", ClaimsReport.Order.Where(only.Contains)) : "");
+Console.WriteLine($"commit {commit}; writing {outDir}");
 
-// Runs are tiny (64-wide layers): one intra-op thread per run and several runs in parallel use the cores better.
+// Runs are tiny: one intra-op thread per run, a few runs in parallel (--workers, default 2).
 torch.set_num_threads(1);
-var methods = MethodSpec.All(config);
-var results = Sweep.Run(config, methods, Console.Out);
-var summary = Summary.Build(config, methods, results);
-Report.Write(outDir, config, methods, results, summary);
+var experiments = new (string Key, Func<ExperimentSection> Run)[]
+{
+    ("factorConditioning", () => FactorConditioningExperiment.Run(config, outDir, Console.Out)),
+    ("gdExponent", () => GdExponentExperiment.Run(config, outDir, Console.Out)),
+    ("gradientRank", () => GradientRankExperiment.Run(config, outDir, Console.Out)),
+    ("capacity", () => CapacityExperiment.Run(config, outDir, Console.Out)),
+    ("singloraSettings", () => SingLoraSettingsExperiment.Run(config, outDir, Console.Out)),
+    ("planted", () => PlantedDiffusionExperiment.Run(config, outDir, model ?? Path.Combine(GoldenDir(root), "tiny_sd15_diffusers", "model"), Console.Out)),
+};
+foreach (var (key, run) in experiments.Where(e => only.Contains(e.Key)))
+{
+    var section = run();
+    ClaimsReport.WriteSection(outDir, section, commit, command, config);
+    ClaimsReport.Assemble(outDir);
+    Console.WriteLine($"{key}: {section.WallSeconds / 60:0.0} min");
+}
 Console.WriteLine($"wrote {outDir}");
 return 0;
 
@@ -40,3 +61,6 @@ static string RepoRoot()
         if (File.Exists(Path.Combine(d.FullName, "DiffusionPeft.sln"))) return d.FullName;
     return Environment.CurrentDirectory;
 }
+
+static string GoldenDir(string root) =>
+    Environment.GetEnvironmentVariable("DPEFT_GOLDEN_DIR") is { Length: > 0 } g ? g : Path.GetFullPath(Path.Combine(root, "..", "..", "shared", "golden"));

@@ -1,0 +1,16 @@
+namespace DiffusionPeft.Experiments.Claims;
+
+/// <summary>The planted-personalization experiment's settings (see <see cref="PlantedDiffusionExperiment"/>).</summary>
+public sealed record PlantedSettings
+{
+    public int PlantedRank { get; init; } = 4;
+    public double PlantedKappa { get; init; } = 10;
+    /// <summary>σ_max(ΔW*) as a fraction of σ_max(W0), per layer.</summary>
+    public double RelativeScale { get; init; } = 0.5;
+    public int InstanceImages { get; init; } = 24;
+    public int Steps { get; init; } = 60;
+    public int Batch { get; init; } = 4;
+    public double[] LearningRates { get; init; } = [1e-3, 3e-3];
+    public int[] TuningWorlds { get; init; } = [100];
+    public int[] ReportWorlds { get; init; } = [0, 1, 2];
+}
