@@ -23,7 +23,7 @@ public static class StandaloneAdapters
             string component = (string)t!["component"]!, modulePath = (string)t["path"]!;
             var (dIn, dOut) = Shape(path, info, t, file);
             var options = info.Options with { Rank = (int)t["rank"]!, Alpha = (double)t["alpha"]!, Trainable = false };
-            var weight = new Parameter(zeros(dOut, dIn), requires_grad: false);
+            var weight = new Parameter(zeros(dOut, dIn, device: CPU), requires_grad: false);
             var layer = AdapterInjector.Create(options, weight, null);
             var entry = new AdapterEntry(component, modulePath, layer);
             StateDictLoader.LoadInto(file, layer.AdapterParameters().Select(p => (entry.Key + "." + p.Name, (Tensor)p.Tensor)).ToList(),

@@ -30,7 +30,7 @@ public sealed class ShapeAwareConv2d : nn.Module<Tensor, Tensor>
         Stride = stride;
         Padding = padding;
         // torch's own layer initialises the tensors (kaiming-uniform, same random draws as before this class existed).
-        var reference = nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, bias: hasBias);
+        var reference = nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, bias: hasBias, device: CPU);
         _weight = reference.weight!;
         _bias = reference.bias;
         register_parameter("weight", _weight);
