@@ -31,10 +31,10 @@ public sealed class DreamBoothRun
     public DreamBoothRun(TrainConfig config, IImageDecoder decoder, ITrainingProgress? progress = null)
     {
         TrainConfigYaml.Validate(config);
-        Config = config;
+        _progress = progress ?? NullTrainingProgress.Instance;
+        Config = TrainDType.Resolve(config, _progress.Warning);
         RunDirectory = Path.GetFullPath(config.Out);
         _decoder = decoder;
-        _progress = progress ?? NullTrainingProgress.Instance;
     }
 
     /// <summary>The config file (optional) with command-line values on top (keys are the flag names).</summary>

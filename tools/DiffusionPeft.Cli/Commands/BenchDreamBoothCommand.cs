@@ -39,7 +39,7 @@ public static class BenchDreamBoothCommand
         var shard = new Option<string?>("--shard") { Description = "K/N: generate only this machine's subjects." };
         var scoreOnly = new Option<bool>("--score-only") { Description = "Skip generation; score what exists." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
-        var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "fp32" };
+        var dtype = new Option<string>("--dtype") { Description = "auto, fp32 or bf16 (auto: bf16 on a GPU or a CPU with AVX512-BF16/AMX, else fp32).", DefaultValueFactory = _ => TorchOptions.AutoDType };
         var quiet = new Option<bool>("--quiet");
         var metricModels = MetricModelOptions.Create();
         foreach (var o in new Option[] { metricModels.Dino, metricModels.ClipVision, metricModels.ClipText, metricModels.Tokenizer }) o.Required = false;
@@ -66,7 +66,7 @@ public static class BenchDreamBoothCommand
                 var mine = chosen.Where((_, i) => sh.Owns(i)).ToList();
                 var specsBySubject = mine.ToDictionary(s => s.Folder, s => adapterDir is null ? [] : new List<AdapterSpec> { new(AdapterFor(adapterDir, s.Folder), r.GetValue(scale)) });
                 var dev = TorchOptions.ParseDevice(r.GetValue(device)!);
-                var dt = TorchOptions.ParseDType(r.GetValue(dtype)!);
+                var dt = TorchOptions.ResolveDType(r.GetValue(dtype)!, dev, m => error.WriteLine($"warning: {m}"));
                 using var sd = r.GetValue(model) is { } m ? StableDiffusionLoader.Load(m, dt, dev, configsFrom: r.GetValue(configsFrom)) : EmbeddedDefaultModel.Create(dev, dt);
                 if (sd.IsEmbeddedDefault) error.WriteLine("note: no --model: using the embedded tiny UNTRAINED model (a smoke test of the protocol, not a benchmark).");
                 int px = r.GetValue(size) ?? sd.NativeResolution;

@@ -13,7 +13,7 @@ public static class GenerateRunner
     {
         // Everything that can be checked without the model is checked first, so bad input fails in a second.
         var device = TorchOptions.ParseDevice(job.Device);
-        var dtype = TorchOptions.ParseDType(job.DType);
+        var dtype = TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}"));
         if (job.Model is not null && !File.Exists(job.Model) && !Directory.Exists(job.Model))
             throw new FileNotFoundException($"--model {job.Model}: no such model folder or checkpoint file.");
         // The model's native size is only known once it is loaded; validate with a stand-in now, read again after.

@@ -1,6 +1,7 @@
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
+using DiffusionPeft.Diffusion.Platform;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
@@ -40,7 +41,7 @@ public static class TrainRunner
         foreach (var c in configs)
         {
             TorchOptions.ParseDevice(c.Device);
-            TorchOptions.ParseDType(c.DType);
+            TorchOptions.CheckDType(c.DType);
             if (!IsEmbedded(c.Model) && !File.Exists(c.Model) && !Directory.Exists(c.Model))
                 throw new FileNotFoundException($"--model {c.Model}: no such model folder or checkpoint file.");
         }
@@ -80,6 +81,7 @@ public static class TrainRunner
         var config = run.Config;
         var device = TorchOptions.ParseDevice(config.Device);
         var dtype = TorchOptions.ParseDType(config.DType);
+        if (CudaReproducibility.ForTraining(device) is { } reproducibility) progress.Info(reproducibility);
         using var model = IsEmbedded(config.Model) ? EmbeddedDefaultModel.Create(device, dtype)
             : StableDiffusionLoader.Load(config.Model, dtype, device, configsFrom: config.ConfigsFrom, tokenizerDir: config.Tokenizer);
         if (model.IsEmbeddedDefault)
