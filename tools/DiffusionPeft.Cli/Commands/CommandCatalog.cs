@@ -14,5 +14,6 @@ public static class CommandCatalog
         yield return EvalRunCommand.Create(output, error);
         yield return CompareReportsCommand.Create(output, error);
         yield return BenchDreamBoothCommand.Create(output, error);
+        yield return DoctorCommand.Create(output, error);
     }
 }
