@@ -17,6 +17,7 @@ var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(
     ["adapters"] = ("training step of each adapter method on SD 1.5's 128 attention Linears: [--device cpu|cuda[:N]] [--ranks 4,16] [--reps 3] [--methods ...] [--quick]", AdapterBenchmark.Run),
     ["ops"] = (OpsBenchmark.Help, OpsBenchmark.Run),
     ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
+    ["sd15-random"] = (RandomSd15Folder.Help, RandomSd15Folder.Run),
 };
 
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help" || !benchmarks.ContainsKey(args[0]))
