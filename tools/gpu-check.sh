@@ -27,7 +27,7 @@ fi
 DPEFT="dotnet $APP/dpeft.dll"
 BENCH="dotnet ${BENCH_APP:-$APP}/DiffusionPeft.Benchmarks.dll"
 [[ -f ${BENCH_APP:-$APP}/DiffusionPeft.Benchmarks.dll ]] || BENCH="dotnet tools/Benchmarks/bin/Debug/net10.0/linux-x64/DiffusionPeft.Benchmarks.dll"
-D=.gpu-check; M=$D/tiny-sd15; IMG=$D/images
+D=$(pwd)/.gpu-check; M=$D/tiny-sd15; IMG=$D/images   # absolute: eval-run resolves a run's relative --images against the run folder
 export DOTNET_gcServer=0 DPEFT_DEBUG=1
 
 # run NAME SECONDS CMD...: a correctness check (exit code decides), logged and recorded
@@ -83,9 +83,12 @@ log "device $DEV, budget ${BUDGET}s, DPEFT_LIBTORCH=${DPEFT_LIBTORCH:-unset}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$OUT/log.txt"
 $DPEFT doctor --json > "$OUT/doctor.json" 2>> "$OUT/log.txt" && log "doctor written" || log "FAIL doctor"
 STEPS=6; (( QUICK )) && STEPS=2
+# bf16 where the device runs it fast; a CPU dry run takes what auto picks there (bf16 is 60x slower without AVX512-BF16/AMX).
+LOW=${LOW_DTYPE:-bf16}; [[ $DEV == cpu ]] && LOW=${LOW_DTYPE:-auto}
 COMMON=(--model "$M" --images "$IMG" --prompt "a photo of sks dog" --rank 4 --resolution 64 --quiet)
 
 # --- correctness: every method, every training feature, resume, cross-device ------------------------------------
+if (( ! ${SKIP_CHECKS:-0} )); then   # SKIP_CHECKS=1: the measurements alone (a dry run of their plumbing)
 for m in lora rslora dora loraplus singlora sdslora; do
   run "train-$m" 90 $DPEFT train "${COMMON[@]}" --out "$W/m-$m" --method $m --steps $STEPS --checkpoint-every 2 --device $DEV --dtype fp32
 done
@@ -94,7 +97,7 @@ run "train-sdslora-polar" 90 $DPEFT train "${COMMON[@]}" --out "$W/m-polar" --me
 # Prior preservation (class images generated on the device), disk caches, validation, text encoder, checkpointing, bf16.
 FULL=("${COMMON[@]}" --method sdslora --checkpoint-every 2 --class-prompt "a photo of a dog" --class-images "$W/class"
       --num-class-images 2 --cache-latents disk --train-text-encoder --gradient-checkpointing --noise-offset 0.05 --snr-gamma 5
-      --validation-prompt "a sks dog in the snow" --validate-every 4 --device $DEV --dtype bf16)
+      --validation-prompt "a sks dog in the snow" --validate-every 4 --device $DEV --dtype $LOW)
 run "train-every-feature" 150 $DPEFT train "${FULL[@]}" --out "$W/full-a" --steps $STEPS
 run "train-every-feature-split" 100 $DPEFT train "${FULL[@]}" --out "$W/full-b" --steps $(( STEPS / 2 )) &&
 run "train-every-feature-resume" 100 $DPEFT train "${FULL[@]}" --out "$W/full-b" --steps $STEPS --resume latest
@@ -119,7 +122,7 @@ done
 A=$W/full-a/adapter.safetensors
 run "export" 60 bash -c "$DPEFT adapter export $A --format diffusers --out $W/peft.safetensors && $DPEFT adapter export $A --format kohya --out $W/kohya.safetensors"
 for s in ddim pndm lms euler euler_a dpm++2m dpm++2m_karras ddpm; do echo "{\"prompt\": \"a sks dog, $s\", \"sampler\": \"$s\", \"eta\": 0.5}"; done > "$W/prompts.jsonl"
-run "generate-samplers-adapters" 120 $DPEFT generate --model "$M" --prompts "$W/prompts.jsonl" --steps 4 --width 64 --height 64 --batch 2 --device $DEV --dtype bf16 \
+run "generate-samplers-adapters" 120 $DPEFT generate --model "$M" --prompts "$W/prompts.jsonl" --steps 4 --width 64 --height 64 --batch 2 --device $DEV --dtype $LOW \
     --adapter "$A:0.8" --adapter "$W/kohya.safetensors:0.5" --adapter "$W/peft.safetensors:0.3" --out "$W/gen" --quiet
 run "merge-on-device" 90 $DPEFT adapter merge --model "$M" --adapter "$A:0.9" --out "$W/merged-dev" --device $DEV
 run "merge-on-cpu" 90 $DPEFT adapter merge --model "$M" --adapter "$A:0.9" --out "$W/merged-cpu" --device cpu
@@ -129,18 +132,21 @@ run "eval-run" 90 $DPEFT eval-run "$W/full-a" --metric dino "${MET[@]}"
 mkdir -p "$W/adapters/dog" "$W/real/dog" && cp "$A" "$W/adapters/dog/" && cp "$IMG"/* "$W/real/dog/"
 run "bench-dreambooth" 150 bash -c "$DPEFT bench-dreambooth --model $M --adapters $W/adapters --subject dog --n 1 --steps 2 --size 64 --device $DEV --out $W/bench --quiet --shard 1/6 && $DPEFT bench-dreambooth --subject dog --score-only --out $W/bench --real $W/real ${MET[*]@Q}"
 
+fi
+
 # --- measurements ---------------------------------------------------------------------------------------------
 bench() { local name=$1 t=$2; shift 2; if (( $(left) < t / 2 )); then log "SKIP $name (budget)"; emit "{\"measure\": \"$name\", \"status\": \"skipped\"}"; return; fi
   log "MEASURE $name: $*"; timeout "$t" $BENCH "$@" > "$W/$name.txt" 2>&1; local rc=$?; cat "$W/$name.txt" >> "$OUT/log.txt"
   grep '^RESULT ' "$W/$name.txt" | sed "s/^RESULT \([a-z]*\) {/{\"measure\": \"$name\", \"bench\": \"\1\", /" >> "$OUT/results.jsonl"; (( rc == 0 )) || log "bench $name rc=$rc"; }
-if (( ! QUICK )); then
+FLAT_STEPS=2000; FLAT_IMAGES=400
+if (( QUICK )); then
+  bench train-fp32 300 train --device $DEV --dtype fp32 --methods lora,sdslora --tiny --steps 2 --warmup 1
+  FLAT_STEPS=30; FLAT_IMAGES=4
+else
   bench unet-fp32 90 unet --device $DEV --dtype fp32 --iters 20 --warmup 3
   bench unet-bf16 90 unet --device $DEV --dtype bf16 --iters 20 --warmup 3
-  bench unet-fp32-tf32 90 unet --device $DEV --dtype fp32 --iters 20 --warmup 3 --tf32
   bench train-fp32 120 train --device $DEV --dtype fp32 --methods lora,singlora,sdslora --steps 20 --warmup 3
   bench train-bf16 120 train --device $DEV --dtype bf16 --methods lora,singlora,sdslora --steps 20 --warmup 3
-  bench train-bf16-prior 60 train --device $DEV --dtype bf16 --batch 2 --steps 10 --warmup 2
-  bench adapters 60 adapters --device $DEV --ranks 4,16 --reps 10
 
   # A 512 px DreamBooth LoRA run with prior preservation in bf16 on a full-size SD 1.5 through dpeft, GPU memory sampled.
   if (( $(left) > 120 )) && timeout 120 $BENCH sd15-random --out "$W/sd15" --like "$M" >> "$OUT/log.txt" 2>&1; then
@@ -155,23 +161,30 @@ print(json.dumps({"measure": "dreambooth-512-prior-bf16", "steps": len(steps), "
                   "gpu_mib_peak_nvidia_smi": max(gpu) if gpu else None}))
 PY
   else log "SKIP dreambooth-512 (budget or sd15-random failed)"; fi
+fi
 
-  # Memory over long runs: thousands of tiny training steps with checkpoints, then hundreds of images.
-  if (( $(left) > 100 )); then
-    log "MEASURE flat-train"; timeout 150 bash -c "$(declare -f sampled); OUT=$OUT; sampled flat $W/flat-train.mem $DPEFT train ${COMMON[*]@Q} --out $W/flat --method sdslora --steps 2000 --checkpoint-every 500 --keep 1 --plot-every 500 --device $DEV --dtype bf16"
-    emit "{\"measure\": \"flat-train-2000-steps\", \"trace\": $(python3 "$W/trace.py" "$W/flat-train.mem"), \"steps_done\": $(wc -l < "$W/flat/log.jsonl" 2>/dev/null || echo 0)}"
-  fi
-  if (( $(left) > 60 )); then
-    log "MEASURE flat-generate"; timeout 90 bash -c "$(declare -f sampled); OUT=$OUT; sampled flatg $W/flat-gen.mem $DPEFT generate --model $M --prompt 'a dog' --n 400 --steps 2 --width 64 --height 64 --device $DEV --out $W/flat-gen --quiet"
-    emit "{\"measure\": \"flat-generate-images\", \"trace\": $(python3 "$W/trace.py" "$W/flat-gen.mem"), \"images\": $(find "$W/flat-gen" -name '*.png' ! -name grid.png | wc -l)}"
-  fi
+# Memory over long runs: thousands of tiny training steps with checkpoints, then hundreds of images.
+if (( $(left) > 100 )); then
+  log "MEASURE flat-train"; timeout 120 bash -c "$(declare -f sampled); OUT=$OUT; sampled flat $W/flat-train.mem $DPEFT train ${COMMON[*]@Q} --out $W/flat --method sdslora --steps $FLAT_STEPS --checkpoint-every $(( FLAT_STEPS / 4 )) --keep 1 --plot-every $(( FLAT_STEPS / 4 )) --device $DEV --dtype $LOW"
+  emit "{\"measure\": \"flat-train-$FLAT_STEPS-steps\", \"trace\": $(python3 "$W/trace.py" "$W/flat-train.mem"), \"steps_done\": $(wc -l < "$W/flat/log.jsonl" 2>/dev/null || echo 0)}"
+fi
+if (( $(left) > 60 )); then
+  log "MEASURE flat-generate"; timeout 90 bash -c "$(declare -f sampled); OUT=$OUT; sampled flatg $W/flat-gen.mem $DPEFT generate --model $M --prompt 'a dog' --n $FLAT_IMAGES --steps 2 --width 64 --height 64 --device $DEV --dtype $LOW --out $W/flat-gen --quiet"
+  emit "{\"measure\": \"flat-generate-images\", \"trace\": $(python3 "$W/trace.py" "$W/flat-gen.mem"), \"images\": $(find "$W/flat-gen" -name '*.png' ! -name grid.png | wc -l)}"
+fi
 
+if (( ! QUICK )); then
   # The diffusers 0.25 anchor on the same PyTorch, when gpu-prep.sh packed its sources.
   if [[ -f $D/diffusers-src.tar.gz ]] && (( $(left) > 60 )); then
     mkdir -p "$W/dsrc" && tar -xzf $D/diffusers-src.tar.gz -C "$W/dsrc"
     log "MEASURE diffusers"; PYTHONPATH="$W/dsrc" timeout 120 python3 $D/bench_diffusers_gpu.py > "$W/diffusers.txt" 2>&1; cat "$W/diffusers.txt" >> "$OUT/log.txt"
     grep '^RESULT diffusers ' "$W/diffusers.txt" | sed 's/^RESULT diffusers {/{"measure": "diffusers-0.25", /' >> "$OUT/results.jsonl"
   fi
+
+  # Last, as time allows: TF32 matmuls, a prior-preservation-shaped step alone, the adapter layers alone.
+  bench unet-fp32-tf32 90 unet --device $DEV --dtype fp32 --iters 20 --warmup 3 --tf32
+  bench train-bf16-prior 60 train --device $DEV --dtype bf16 --batch 2 --steps 10 --warmup 2
+  bench adapters 60 adapters --device $DEV --ranks 4,16 --reps 10
 fi
 
 # --- summary ----------------------------------------------------------------------------------------------------

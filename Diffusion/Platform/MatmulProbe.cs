@@ -19,7 +19,12 @@ public sealed record MatmulRates(double Fp32, double Bf16)
 /// </summary>
 public static class MatmulProbe
 {
-    public static MatmulRates MeasureCpu(int size = 256, int repeats = 3)
+    private static readonly Lazy<MatmulRates> _cpu = new(() => Measure(256, 3));
+
+    /// <summary>This CPU's rates, measured once per process.</summary>
+    public static MatmulRates MeasureCpu() => _cpu.Value;
+
+    public static MatmulRates Measure(int size, int repeats)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
