@@ -39,11 +39,11 @@ public static unsafe class CudaDriver
         int count;
         if (api.DeviceGetCount(&count) != 0) return [];
         var devices = new List<CudaDeviceInfo>();
+        var name = stackalloc byte[256];
         for (int i = 0; i < count; i++)
         {
             int dev, major, minor;
             nuint total;
-            var name = stackalloc byte[256];
             if (api.DeviceGet(&dev, i) != 0 || api.DeviceGetName(name, 256, dev) != 0 || api.DeviceTotalMem(&total, dev) != 0
                 || api.DeviceGetAttribute(&major, 75, dev) != 0 || api.DeviceGetAttribute(&minor, 76, dev) != 0)
                 continue;

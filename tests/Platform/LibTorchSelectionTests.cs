@@ -29,7 +29,7 @@ public sealed class LibTorchSelectionTests : IDisposable
     }
 
     [Fact]
-    public void RunsOnTheChosenLibTorchAloneFromAFolderThatBundlesAnother()
+    public async Task RunsOnTheChosenLibTorchAloneFromAFolderThatBundlesAnother()
     {
         var lib = FakeTorch("2.10.0+cpu");
         var start = new ProcessStartInfo("dotnet", [typeof(LibTorchSelectionTests).Assembly.Location, Mode])
@@ -38,11 +38,12 @@ public sealed class LibTorchSelectionTests : IDisposable
             Environment = { [LibTorchSelection.Variable] = lib, ["XDG_CACHE_HOME"] = Path.Combine(_dir, "cache") },
         };
         using var child = Process.Start(start)!;
-        var stdout = child.StandardOutput.ReadToEndAsync();
-        var stderr = child.StandardError.ReadToEnd();
-        Assert.True(child.WaitForExit(120_000), "the child did not finish");
-        var lines = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(child.ExitCode == 0, $"exit {child.ExitCode}: {stderr}{stdout.Result}");
+        var stdoutTask = child.StandardOutput.ReadToEndAsync();
+        var stderr = await child.StandardError.ReadToEndAsync();
+        var stdout = await stdoutTask;
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2))) await child.WaitForExitAsync(timeout.Token);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(child.ExitCode == 0, $"exit {child.ExitCode}: {stderr}{stdout}");
         var natives = Path.GetDirectoryName(Path.GetFullPath(File.ResolveLinkTarget(Path.Combine(lib, "libtorch_cpu.so"), true)!.FullName))!;
         Assert.Equal([$"libtorch_cpu.so {Path.Combine(natives, "libtorch_cpu.so")}"], lines.Where(l => l.StartsWith("libtorch_cpu.so ")));
         Assert.Contains("selection 2.10.0+cpu", lines);
