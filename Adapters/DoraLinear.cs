@@ -81,6 +81,16 @@ public sealed class DoraLinear : LowRankPairLayer
         MarkMerged(true);
     }
 
+    /// <summary>The row norms kept for Unmerge are no registered tensor: they follow the layer to its new device here.</summary>
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        if (_mergedNorm is null || device is null || (_mergedNorm.device_type == device.type && _mergedNorm.device_index == device.index)) return;
+        var moved = _mergedNorm.to(device).DetachFromDisposeScope();
+        _mergedNorm.Dispose();
+        _mergedNorm = moved;
+    }
+
     /// <summary>W0 = W' ⊙ (||V|| / m) − s B A, with the norm cached at merge time.</summary>
     public override void Unmerge()
     {

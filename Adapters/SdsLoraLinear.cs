@@ -170,7 +170,7 @@ public sealed class SdsLoraLinear : LowRankPairLayer
             var diag = r.diagonal(0, -2, -1);
             d = diag.abs();
             keep = d.gt(d.amax([-1], keepdim: true) * tol).logical_and(d.gt(0));
-            var sign = where(diag.lt(0), -1.0, 1.0).to_type(q.dtype);
+            var sign = diag.lt(0).to_type(q.dtype).mul(-2).add(1);   // ±1 on the factor's device (scalar where() arguments would be CPU tensors)
             q = q * (sign * keep.to_type(q.dtype)).unsqueeze(-2);
             r = r * sign.unsqueeze(-1);
         }

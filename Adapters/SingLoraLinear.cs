@@ -23,7 +23,7 @@ public sealed class SingLoraLinear : AdapterLayer
             if (options.InitScale != 1.0) _a.mul_(options.InitScale);
         }
         register_parameter("singlora_A", singlora_A);
-        _step = zeros([], ScalarType.Int64).DetachFromDisposeScope();
+        _step = zeros([], ScalarType.Int64, weight.device).DetachFromDisposeScope();
         register_buffer("singlora_step", _step);
     }
 

@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Platform;
 using DiffusionPeft.Core.IO;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Loading;
@@ -39,10 +40,10 @@ public sealed class DreamBoothRun
     public DreamBoothRun(TrainConfig config, IImageDecoder? decoder = null, ITrainingProgress? progress = null)
     {
         TrainConfigYaml.Validate(config);
-        Config = config;
+        _progress = progress ?? NullTrainingProgress.Instance;
+        Config = TrainDType.Resolve(config, _progress.Warning);
         RunDirectory = Path.GetFullPath(config.Out);
         _decoder = decoder ?? ImageLoaderDecoder.Instance;
-        _progress = progress ?? NullTrainingProgress.Instance;
     }
 
     /// <summary>The adapters of the last <see cref="Train(StableDiffusionModel?, CancellationToken)"/> (injected into its model).</summary>
@@ -155,7 +156,9 @@ public sealed class DreamBoothRun
 
     private StableDiffusionModel LoadModel()
     {
-        var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, TorchOptions.ParseDType(Config.DType), TorchOptions.ParseDevice(Config.Device),
+        var device = TorchOptions.ParseDevice(Config.Device);
+        if (CudaReproducibility.ForTraining(device) is { } reproducibility) _progress.Info(reproducibility);
+        var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, TorchOptions.ParseDType(Config.DType), device,
             configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
         if (model.IsEmbeddedDefault) _progress.Warning(EmbeddedDefaultModel.Note("training"));
         return model;

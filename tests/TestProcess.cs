@@ -9,6 +9,7 @@ public static class TestProcess
     public static int Main(string[] args)
     {
         if (args.Length > 0 && args[0] == DreamBooth.KillHarness.Mode) return DreamBooth.KillHarness.Run(args[1..]);
+        if (args.Length > 0 && args[0] == Platform.LibTorchSelectionTests.Mode) return Platform.LibTorchSelectionTests.Run(args);
         Console.Error.WriteLine("DiffusionPeft.Tests is a test assembly: run it with `dotnet test`.");
         return 2;
     }

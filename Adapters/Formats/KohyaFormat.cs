@@ -24,7 +24,7 @@ public static class KohyaFormat
             double factor = e.Adapter.MethodFactor;
             tensors[name + ".lora_down.weight"] = AdapterComponents.Cpu(down);
             tensors[name + ".lora_up.weight"] = AdapterComponents.Cpu(up);
-            tensors[name + ".alpha"] = tensor((float)(factor * e.Adapter.Rank));
+            tensors[name + ".alpha"] = tensor((float)(factor * e.Adapter.Rank), device: CPU);
             if (e.Adapter is DoraLinear dora)
                 tensors[name + ".dora_scale"] = AdapterComponents.Cpu(dora.lora_magnitude_vector.unsqueeze(1));
         }

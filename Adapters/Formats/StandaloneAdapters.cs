@@ -33,7 +33,7 @@ public static class StandaloneAdapters
                 throw new InvalidDataException($"{path}: {key}: a {dIn} -> {dOut} layer is larger than the {MaxLayerElements:N0} weights this exporter builds");
             DpeftAdapterFile.EnsureRankFitsTensors(path, file, key, rank, dIn, dOut);
             var options = info.Options with { Rank = rank, Alpha = alpha, Trainable = false };
-            var weight = new Parameter(zeros(dOut, dIn), requires_grad: false);
+            var weight = new Parameter(zeros(dOut, dIn, device: CPU), requires_grad: false);
             var layer = AdapterInjector.Create(options, weight, null);
             var entry = new AdapterEntry(component, modulePath, layer);
             var tensors = layer.AdapterParameters().Select(p => (Key: entry.Key + "." + p.Name, Target: (Tensor)p.Tensor)).ToList();

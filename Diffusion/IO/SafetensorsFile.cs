@@ -93,7 +93,7 @@ public sealed class SafetensorsFile : IOwnedTensorSource
     public Tensor Read(string name, ScalarType? dtype = null, Device? device = null)
     {
         var e = Entry(name);
-        Tensor t = empty(e.Shape, e.DType.ToScalarType());
+        Tensor t = empty(e.Shape, e.DType.ToScalarType(), CPU);
         try
         {
             ReadInto(e, t);

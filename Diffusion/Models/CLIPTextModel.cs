@@ -178,7 +178,7 @@ public sealed class ClipTextTransformer : nn.Module
     {
         embeddings = new ClipTextEmbeddings(config);
         encoder = new ClipEncoder(config);
-        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        final_layer_norm = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
 
@@ -207,11 +207,11 @@ public sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
 
     public ClipTextEmbeddings(ClipTextConfig config) : base(nameof(ClipTextEmbeddings))
     {
-        token_embedding = nn.Embedding(config.VocabSize, config.HiddenSize);
-        position_embedding = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
+        token_embedding = Layers.Embedding(config.VocabSize, config.HiddenSize);
+        position_embedding = Layers.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         register_module(nameof(token_embedding), token_embedding);
         register_module(nameof(position_embedding), position_embedding);
-        register_buffer("position_ids", arange(config.MaxPositionEmbeddings, dtype: ScalarType.Int64).unsqueeze(0), persistent: false);
+        register_buffer("position_ids", arange(config.MaxPositionEmbeddings, dtype: ScalarType.Int64, device: CPU).unsqueeze(0), persistent: false);
     }
 
     public override Tensor forward(Tensor inputIds)
@@ -249,9 +249,9 @@ public sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor?, Tensor>
     public ClipEncoderLayer(ClipTextConfig config) : base(nameof(ClipEncoderLayer))
     {
         self_attn = new ClipAttention(config.HiddenSize, config.NumAttentionHeads);
-        layer_norm1 = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        layer_norm1 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         mlp = new ClipMlp(config.HiddenSize, config.IntermediateSize, config.HiddenAct);
-        layer_norm2 = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        layer_norm2 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
 
@@ -277,10 +277,10 @@ public sealed class ClipAttention : nn.Module<Tensor, Tensor?, Tensor>
     public ClipAttention(int embedDim, int heads) : base(nameof(ClipAttention))
     {
         Heads = heads;
-        q_proj = nn.Linear(embedDim, embedDim);
-        k_proj = nn.Linear(embedDim, embedDim);
-        v_proj = nn.Linear(embedDim, embedDim);
-        out_proj = nn.Linear(embedDim, embedDim);
+        q_proj = Layers.Linear(embedDim, embedDim);
+        k_proj = Layers.Linear(embedDim, embedDim);
+        v_proj = Layers.Linear(embedDim, embedDim);
+        out_proj = Layers.Linear(embedDim, embedDim);
         RegisterComponents();
     }
 
@@ -325,8 +325,8 @@ public sealed class ClipMlp : nn.Module<Tensor, Tensor>
             "gelu" => false,
             _ => throw new ArgumentException($"unsupported hidden_act '{activation}' (quick_gelu or gelu)."),
         };
-        fc1 = nn.Linear(hidden, intermediate);
-        fc2 = nn.Linear(intermediate, hidden);
+        fc1 = Layers.Linear(hidden, intermediate);
+        fc2 = Layers.Linear(intermediate, hidden);
         RegisterComponents();
     }
 

@@ -21,7 +21,7 @@ public static class ImageTensors
     public static Tensor ToTensor(RgbImage image)
     {
         using var scope = NewDisposeScope();
-        var hwc = tensor(image.Pixels, [image.Height, image.Width, 3], ScalarType.Byte);
+        var hwc = tensor(image.Pixels, [image.Height, image.Width, 3], ScalarType.Byte, CPU);
         return (hwc.permute(2, 0, 1).to_type(ScalarType.Float32) / 127.5 - 1.0).contiguous().MoveToOuterDisposeScope();
     }
 }

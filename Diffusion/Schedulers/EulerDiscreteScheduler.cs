@@ -20,7 +20,7 @@ public sealed class EulerDiscreteScheduler : SigmaSchedulerBase
         {
             // torch.linspace(log(sigma_max), log(sigma_min), n + 1).exp(): n + 1 sigmas (plus the final 0) for n timesteps, as in diffusers.
             using var scope = NewDisposeScope();
-            var s = linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), numInferenceSteps + 1, ScalarType.Float32).exp();
+            var s = linspace(Math.Log(TrainSigmas[^1]), Math.Log(TrainSigmas[0]), numInferenceSteps + 1, ScalarType.Float32, CPU).exp();
             logLinear = s.data<float>().Select(v => (double)v).ToArray();
         }
         SpacedOrKarras(numInferenceSteps, Config.SigmaMin, Config.SigmaMax, logLinear, out var timesteps, out var sigmas);

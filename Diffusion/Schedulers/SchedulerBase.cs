@@ -23,8 +23,8 @@ public abstract class SchedulerBase : IScheduler
         var betas = BetaSchedules.Make(config);
         Ac = BetaSchedules.AlphasCumprod(betas);
         // Long-lived tensors are detached from any dispose scope the caller has open.
-        Betas = tensor(betas, ScalarType.Float32).DetachFromDisposeScope();
-        AlphasCumprod = tensor(Ac, ScalarType.Float32).DetachFromDisposeScope();
+        Betas = tensor(betas, ScalarType.Float32, CPU).DetachFromDisposeScope();
+        AlphasCumprod = tensor(Ac, ScalarType.Float32, CPU).DetachFromDisposeScope();
         // Before SetTimesteps: the full training schedule, descending, as diffusers' constructors leave it.
         FloatTimesteps = floatTimesteps;
         _timesteps = TimestepTensor(NumpyCompat.Reversed(Enumerable.Range(0, config.NumTrainTimesteps).Select(i => (double)i).ToArray()));
@@ -52,8 +52,8 @@ public abstract class SchedulerBase : IScheduler
     protected bool FloatTimesteps { get; }
 
     private Tensor TimestepTensor(double[] values) => FloatTimesteps
-        ? tensor(values.Select(v => (float)v).ToArray(), ScalarType.Float32).DetachFromDisposeScope()
-        : tensor(values.Select(v => (long)v).ToArray(), ScalarType.Int64).DetachFromDisposeScope();
+        ? tensor(values.Select(v => (float)v).ToArray(), ScalarType.Float32, CPU).DetachFromDisposeScope()
+        : tensor(values.Select(v => (long)v).ToArray(), ScalarType.Int64, CPU).DetachFromDisposeScope();
 
     protected void SetSchedule(double[] timesteps, float[]? sigmas, int? numInferenceSteps = null)
     {
@@ -61,7 +61,7 @@ public abstract class SchedulerBase : IScheduler
         _sigmas?.Dispose();
         _timesteps = TimestepTensor(timesteps);
         TimestepArray = timesteps;
-        _sigmas = sigmas is null ? null : tensor(sigmas, ScalarType.Float32).DetachFromDisposeScope();
+        _sigmas = sigmas is null ? null : tensor(sigmas, ScalarType.Float32, CPU).DetachFromDisposeScope();
         NumInferenceSteps = numInferenceSteps ?? timesteps.Length;
     }
 

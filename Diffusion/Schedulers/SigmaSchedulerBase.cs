@@ -111,7 +111,7 @@ public abstract class SigmaSchedulerBase : SchedulerBase
         var shape = new long[originalSamples.dim()];
         Array.Fill(shape, 1L);
         shape[0] = -1;
-        var sigma = tensor(idx.Select(i => SigmaArray[i]).ToArray()).to(originalSamples.dtype, originalSamples.device).reshape(shape);
+        var sigma = tensor(idx.Select(i => SigmaArray[i]).ToArray(), device: originalSamples.device).to_type(originalSamples.dtype).reshape(shape);
         return (originalSamples + noise * sigma).MoveToOuterDisposeScope();
     }
 }

@@ -294,7 +294,7 @@ public static class TrainConfigYaml
         Check(c.LoraPlusRatio > 0 && double.IsFinite(c.LoraPlusRatio), "loraplus-ratio", $"must be > 0, got {Fmt(c.LoraPlusRatio)}");
         Check(c.SingLoraRampSteps >= 0, "singlora-ramp-steps", $"must be >= 0, got {c.SingLoraRampSteps}");
         Check(c.SingLoraInitScale > 0 && double.IsFinite(c.SingLoraInitScale), "singlora-init-scale", $"must be > 0, got {Fmt(c.SingLoraInitScale)}");
-        CheckParse(() => TorchOptions.ParseDType(c.DType), "dtype");
+        CheckParse(() => TorchOptions.CheckDType(c.DType), "dtype");
         CheckParse(() => TorchOptions.ParseDevice(c.Device, requireAvailable: false), "device");
         Check(c.CacheLatents == LatentCacheMode.None || c.Crop != CropMode.Random, "cache-latents",
             "cached latents freeze random crops: use --crop center or --cache-latents none");

@@ -45,7 +45,7 @@ public static class TrainingImageTransform
     public static Tensor ToTensor(DecodedImage image, CropPlan plan)
     {
         using var scope = NewDisposeScope();
-        var hwc = tensor(image.Rgb, [image.Height, image.Width, 3], ScalarType.Byte);
+        var hwc = tensor(image.Rgb, [image.Height, image.Width, 3], ScalarType.Byte, CPU);
         var x = hwc.permute(2, 0, 1).unsqueeze(0).to_type(ScalarType.Float32).div_(255f);
         if (plan.ResizedWidth != image.Width || plan.ResizedHeight != image.Height)
             x = nn.functional.interpolate(x, [plan.ResizedHeight, plan.ResizedWidth], mode: InterpolationMode.Bicubic,

@@ -56,7 +56,7 @@ public static class DiffusionLossTerms
     {
         if (offset == 0) return noise.alias();
         using var scope = NewDisposeScope();
-        var extra = randn([noise.shape[0], noise.shape[1], 1, 1], dtype: noise.dtype, generator: generator).to(noise.device);
+        var extra = randn([noise.shape[0], noise.shape[1], 1, 1], dtype: noise.dtype, device: CPU, generator: generator).to(noise.device);
         return (noise + extra * offset).MoveToOuterDisposeScope();
     }
 }

@@ -16,7 +16,7 @@ public sealed class TrainingRng : IDisposable
 
     public Tensor Randn(long[] shape, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
-        var t = randn(shape, dtype: dtype, generator: Generator);
+        var t = randn(shape, dtype: dtype, device: CPU, generator: Generator);
         return device is null || device.type == DeviceType.CPU ? t : MoveAndDispose(t, device);
     }
 
@@ -30,7 +30,7 @@ public sealed class TrainingRng : IDisposable
 
     public Tensor RandInt(long low, long high, long[] shape, Device? device = null)
     {
-        var t = randint(low, high, shape, dtype: ScalarType.Int64, generator: Generator);
+        var t = randint(low, high, shape, dtype: ScalarType.Int64, device: CPU, generator: Generator);
         return device is null || device.type == DeviceType.CPU ? t : MoveAndDispose(t, device);
     }
 
@@ -42,7 +42,7 @@ public sealed class TrainingRng : IDisposable
 
     public void SetState(byte[] state)
     {
-        using var s = tensor(state, [state.Length], ScalarType.Byte);
+        using var s = tensor(state, [state.Length], ScalarType.Byte, CPU);
         Generator.set_state(s);
     }
 

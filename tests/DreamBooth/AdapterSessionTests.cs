@@ -50,7 +50,7 @@ public sealed class AdapterSessionTests : IDisposable
     {
         Model = "embedded", Images = SubjectImages(_dir), Prompt = "a photo of sks ball", Out = Path.Combine(_dir, run), Resolution = 64,
         Method = method, Rank = 4, Steps = steps, Lr = 1e-2, Batch = 2, Seed = 5, CheckpointEvery = 0, Keep = 1, PlotEvery = 1000,
-        SingLoraRampSteps = 5, WeightDecay = 0,
+        SingLoraRampSteps = 5, WeightDecay = 0, DType = "fp32",   // thresholds set in fp32; auto would pick bf16 on an AMX CPU
     };
 
     /// <summary>Mean loss over fixed draws (a fresh RNG per draw), without gradients.</summary>

@@ -94,7 +94,8 @@ public sealed class DreamBoothRunTests : IDisposable
         var run = new DreamBoothRun(config, new FakeDecoder(), progress);
         var data = run.PrepareData();
         Assert.Equal(16, data.Count);
-        Assert.Equal(config, TrainConfigYaml.Load(Path.Combine(config.Out, TrainConfigYaml.ResolvedFileName)));
+        Assert.Equal(config with { DType = run.Config.DType }, run.Config);   // --dtype auto is written resolved
+        Assert.Equal(run.Config, TrainConfigYaml.Load(Path.Combine(config.Out, TrainConfigYaml.ResolvedFileName)));
         Assert.Equal(new Bucket(640, 384), run.TargetSizes[0]);
         Assert.Equal(new Bucket(384, 640), run.TargetSizes[1]);
 

@@ -42,6 +42,21 @@ public sealed class ShapeAwareConv2dTests
     }
 
     [Fact]
+    public void TheGemmRoutesAreForTheCpuOnly()
+    {
+        using var scope = NewDisposeScope();
+        var pointwise = new ShapeAwareConv2d(6, 5, 1);
+        var small = new ShapeAwareConv2d(6, 5, 3, padding: 1);
+        Assert.True(pointwise.UsesGemmRoute(zeros(1, 6, 16, 16)));
+        Assert.True(small.UsesGemmRoute(zeros(1, 6, 8, 8)));
+        Assert.False(small.UsesGemmRoute(zeros(1, 6, 8, 8, ScalarType.BFloat16)));
+        // Any other device (CUDA; meta stands in for it here) runs conv2d: cuDNN beats both routes on the GPU.
+        var meta = new Device(DeviceType.META);
+        Assert.False(pointwise.UsesGemmRoute(zeros(1, 6, 16, 16, device: meta)));
+        Assert.False(small.UsesGemmRoute(zeros(1, 6, 8, 8, device: meta)));
+    }
+
+    [Fact]
     public void ConvertsWithTheModuleAndInitialisesAsTorchDoes()
     {
         using var scope = NewDisposeScope();

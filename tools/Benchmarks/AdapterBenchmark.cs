@@ -28,25 +28,26 @@ public static class AdapterBenchmark
         int reps = int.Parse(CliArgs.Value(args, "--reps", "3"), CultureInfo.InvariantCulture);
         bool quick = args.Contains("--quick");
         if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
-        Console.WriteLine($"SD 1.5 attention Linears, 64x64 latents, batch {batch}, threads {get_num_threads()}, {reps} timed steps per method (median), 1 warm-up");
+        var device = BenchDevice.FromArgs(args);
+        Console.WriteLine($"SD 1.5 attention Linears, 64x64 latents, batch {batch}, on {device.Name}, {reps} timed steps per method (median), 1 warm-up");
 
         var shapes = Sd15AttentionShapes(quick);
         if (quick) Console.WriteLine("--quick: one transformer block per level (320/4096, 640/1024, 1280/256, 1280/64 tokens), same layer shapes");
         manual_seed(0);
         var bases = shapes.Select(s =>
         {
-            var w = new Parameter(randn([s.DOut, s.DIn]) / Math.Sqrt(s.DIn), false);
-            var b = s.Bias ? new Parameter(zeros(s.DOut), false) : null;
+            var w = new Parameter(device.Put(randn([s.DOut, s.DIn]) / Math.Sqrt(s.DIn)), false);
+            var b = s.Bias ? new Parameter(device.Put(zeros(s.DOut)), false) : null;
             return (w, b);
         }).ToList();
         var hidden = new Dictionary<(int, int), Tensor>();
         var inputs = shapes.Select(s =>
         {
             if (!hidden.TryGetValue((s.DIn, s.Tokens), out var x))
-                hidden[(s.DIn, s.Tokens)] = x = randn([batch, s.Tokens, s.DIn]).requires_grad_(s.InputGrad);
+                hidden[(s.DIn, s.Tokens)] = x = device.Put(randn([batch, s.Tokens, s.DIn])).requires_grad_(s.InputGrad);
             return x;
         }).ToList();
-        var grads = shapes.Select(s => randn([batch, s.Tokens, s.DOut])).ToList();
+        var grads = shapes.Select(s => device.Put(randn([batch, s.Tokens, s.DOut]))).ToList();
         Console.WriteLine($"{shapes.Count} layers, {bases.Sum(b => b.w.numel()) / 1e6:F1} M frozen weights");
 
         foreach (int rank in ranks)
@@ -89,14 +90,16 @@ public static class AdapterBenchmark
             long loraParams = Trainable(runs[0].layers);
             Console.WriteLine();
             Console.WriteLine($"rank {rank} (medians; wall = elapsed, cpu = process CPU time, cpu min = least-disturbed step: the last two are less sensitive to other load)");
-            Console.WriteLine("  paired = median over rounds of (method / LoRA) CPU time within the same round (round-robin order), the least noisy ratio");
+            Console.WriteLine($"  paired = median over rounds of (method / LoRA) {(device.IsCuda ? "wall" : "CPU")} time within the same round (round-robin order), the least noisy ratio");
             Console.WriteLine($"  {"method",-22}{"wall ms",9}{"x LoRA",8}{"cpu ms",9}{"x LoRA",8}{"cpu min",9}{"x LoRA",8}{"paired",8}{"trainable",13}{"x LoRA",8}{"sys ms",8}   wall ms per step");
             foreach (var run in runs)
             {
                 double med = Median(run.times), cpu = Median(run.cpu);
                 long n = Trainable(run.layers);
-                double paired = Median(run.cpu.Select((c, i) => c / runs[0].cpu[i]).ToList());
-                Console.WriteLine($"  {run.v.Name,-22}{med,9:F0}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{paired,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}{Median(run.sys),8:F0}   {string.Join(" ", run.times.Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}");
+                // On CUDA the host's CPU time is launch overhead, not the work: pair the synchronised wall times there.
+                double paired = device.IsCuda ? Median(run.times.Select((w, i) => w / runs[0].times[i]).ToList()) : Median(run.cpu.Select((c, i) => c / runs[0].cpu[i]).ToList());
+                Console.WriteLine($"  {run.v.Name,-22}{med,9:F1}{med / loraMs,8:F3}{cpu,9:F0}{cpu / loraCpu,8:F3}{run.cpu.Min(),9:F0}{run.cpu.Min() / loraMin,8:F3}{paired,8:F3}{n,13:N0}{(double)n / loraParams,8:F3}{Median(run.sys),8:F0}   {string.Join(" ", run.times.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))}");
+                Console.WriteLine($"RESULT adapters {{\"method\": \"{run.v.Name}\", \"rank\": {rank}, \"device\": \"{device.Device}\", \"median_ms\": {med:F2}, \"paired_vs_lora\": {paired:F3}}}");
             }
             var sds = runs.FirstOrDefault(r => r.v.Options.Method == AdapterMethod.SdsLora).layers?.Cast<SdsLoraLinear>().ToList() ?? [];
             var qrMs = Enumerable.Range(0, 3).Select(_ =>
@@ -120,6 +123,7 @@ public static class AdapterBenchmark
         var process = Process.GetCurrentProcess();
         var cpu0 = process.TotalProcessorTime;
         var sys0 = process.PrivilegedProcessorTime;
+        BenchDevice.Current.Sync();
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -131,6 +135,7 @@ public static class AdapterBenchmark
             opt.step();
             AdapterLayer.OnOptimizerStep(layers, ++_steps);
         }
+        BenchDevice.Current.Sync();
         double wall = sw.Elapsed.TotalMilliseconds;
         process.Refresh();
         SysMs.Add((process.PrivilegedProcessorTime - sys0).TotalMilliseconds);

@@ -8,7 +8,7 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class OpsBenchmark
 {
-    public const string Help = "SD 1.5 UNet primitives alone (3x3 convs, self-attention) at their shapes: [--dtype fp32|bf16] [--reps 3] [--only conv|attention|matmul] [--threads N]";
+    public const string Help = "SD 1.5 UNet primitives alone (3x3 convs, self-attention) at their shapes: [--device cpu|cuda[:N]] [--tf32] [--dtype fp32|bf16] [--reps 3] [--only conv|pointwise|attention|matmul] [--threads N]";
 
     public static int Run(string[] args)
     {
@@ -18,12 +18,14 @@ public static class OpsBenchmark
         int batch = int.Parse(CliArgs.Value(args, "--batch", "2"));
         bool channelsLast = args.Contains("--channels-last");
         if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } t) set_num_threads(int.Parse(t));
-        Console.WriteLine($"{dtype}, {get_num_threads()} threads, best of {reps}");
+        var device = BenchDevice.FromArgs(args);
+        if (device.SlowDTypeNote(dtype) is { } note) Console.WriteLine(note);
+        Console.WriteLine($"{dtype}, on {device.Name}, best of {reps}");
         using var _ = no_grad();
         if (only is "" or "matmul")
         {
-            var a = randn(4096, 4096).to_type(dtype);
-            var bm = randn(4096, 4096).to_type(dtype);
+            var a = device.Put(randn(4096, 4096).to_type(dtype));
+            var bm = device.Put(randn(4096, 4096).to_type(dtype));
             double ms = OpTiming.BestMilliseconds(reps, () => a.mm(bm));
             Console.WriteLine($"  matmul 4096^3: {ms:F0} ms, {2.0 * 4096 * 4096 * 4096 / ms / 1e6:F0} GFLOP/s");
         }
@@ -44,11 +46,11 @@ public static class OpsBenchmark
             double total = 0;
             foreach (var c in convs)
             {
-                var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
+                var x = device.Put(randn(batch, c.In, c.Size, c.Size).to_type(dtype));
                 if (channelsLast) x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
-                var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
+                var w = device.Put(randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype));
                 if (channelsLast) w = w.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
-                var b = zeros(c.Out).to_type(dtype);
+                var b = device.Put(zeros(c.Out).to_type(dtype));
                 double ms = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, b, strides: [c.Stride, c.Stride], padding: [1, 1]));
                 long outSize = c.Size / c.Stride;
                 double flops = 2.0 * batch * c.Out * outSize * outSize * c.In * 9;
@@ -59,8 +61,8 @@ public static class OpsBenchmark
             Console.WriteLine("  im2col + matmul (unfold, one GEMM per image batch) for the small maps:");
             foreach (var c in convs.Where(c => c.Size <= 16 && c.Stride == 1))
             {
-                var x = randn(batch, c.In, c.Size, c.Size).to_type(dtype);
-                var w = randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype);
+                var x = device.Put(randn(batch, c.In, c.Size, c.Size).to_type(dtype));
+                var w = device.Put(randn(c.Out, c.In, 3, 3).mul(0.01).to_type(dtype));
                 var w2 = w.reshape(c.Out, -1);
                 double direct = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, padding: [1, 1]));
                 double gemm = OpTiming.BestMilliseconds(reps, () => w2.matmul(nn.functional.unfold(x, 3, padding: 1)).view(batch, c.Out, c.Size, c.Size));
@@ -73,9 +75,9 @@ public static class OpsBenchmark
             Console.WriteLine($"  {"1x1 conv [b, in, hw] (in->out @ size)",-36}{"count",6}{"conv ms",9}{"mm ms",9}");
             foreach (var (cin, cout, size, count) in new[] { (320, 320, 64, 10), (640, 640, 32, 10), (1280, 1280, 16, 10), (1280, 1280, 8, 2), (960, 320, 64, 1), (640, 320, 64, 2), (320, 640, 32, 1), (1920, 640, 32, 1), (1280, 640, 32, 1), (960, 640, 32, 1), (640, 1280, 16, 1), (2560, 1280, 16, 2), (1920, 1280, 16, 1), (2560, 1280, 8, 3) })
             {
-                var x = randn(batch, cin, size, size).to_type(dtype);
-                var w = randn(cout, cin, 1, 1).mul(0.01).to_type(dtype);
-                var b = zeros(cout).to_type(dtype);
+                var x = device.Put(randn(batch, cin, size, size).to_type(dtype));
+                var w = device.Put(randn(cout, cin, 1, 1).mul(0.01).to_type(dtype));
+                var b = device.Put(zeros(cout).to_type(dtype));
                 var w2 = w.view(cout, cin);
                 double conv = OpTiming.BestMilliseconds(reps, () => nn.functional.conv2d(x, w, b));
                 Tensor Pointwise() => w2.matmul(x.view(batch, cin, size * size)).add_(b.view(1, cout, 1)).view(batch, cout, size, size);
@@ -89,16 +91,16 @@ public static class OpsBenchmark
             Console.WriteLine($"  {"self-attention [b, heads, tokens, dim]",-36}{"count",6}{"ms",9}{"GFLOP/s",9}{"total ms",10}");
             foreach (var (c, n, count) in new[] { (320, 4096, 5), (640, 1024, 5), (1280, 256, 5), (1280, 64, 1) })
             {
-                var q = randn(batch, 8, n, c / 8).to_type(dtype);
-                var k = randn(batch, 8, n, c / 8).to_type(dtype);
-                var v = randn(batch, 8, n, c / 8).to_type(dtype);
+                var q = device.Put(randn(batch, 8, n, c / 8).to_type(dtype));
+                var k = device.Put(randn(batch, 8, n, c / 8).to_type(dtype));
+                var v = device.Put(randn(batch, 8, n, c / 8).to_type(dtype));
                 double flops = 4.0 * batch * n * n * c;
                 double ms = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(q, k, v));
                 Console.WriteLine($"  {$"sdpa [2, 8, {n}, {c / 8}]",-36}{count,6}{ms,9:F1}{flops / ms / 1e6,9:F0}{ms * count,10:F0}");
                 // as the model calls it: heads split from [b, n, c] projections (strided views), merged back after
-                var qp = randn(batch, n, c).to_type(dtype);
-                var kp = randn(batch, n, c).to_type(dtype);
-                var vp = randn(batch, n, c).to_type(dtype);
+                var qp = device.Put(randn(batch, n, c).to_type(dtype));
+                var kp = device.Put(randn(batch, n, c).to_type(dtype));
+                var vp = device.Put(randn(batch, n, c).to_type(dtype));
                 Tensor Split(Tensor t) => t.view(batch, n, 8, c / 8).transpose(1, 2);
                 double msView = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(Split(qp), Split(kp), Split(vp)).transpose(1, 2).reshape(batch, n, c));
                 double msContig = OpTiming.BestMilliseconds(reps, () => nn.functional.scaled_dot_product_attention(Split(qp).contiguous(), Split(kp).contiguous(), Split(vp).contiguous()).transpose(1, 2).reshape(batch, n, c));

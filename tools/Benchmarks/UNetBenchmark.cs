@@ -14,7 +14,7 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class UNetBenchmark
 {
-    public const string Help = "full-size SD 1.5 UNet: [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N] [--profile] [--compare-conv-routes]";
+    public const string Help = "full-size SD 1.5 UNet: [--device cpu|cuda[:N]] [--tf32] [--dtype fp32|bf16] [--backward] [--batch 2] [--size 64] [--tokens 77] [--iters 1] [--warmup 1] [--threads N] [--profile] [--compare-conv-routes]";
 
     // platform-notes.md's figures, shown for reference; the roofline uses the peaks measured at start-up (MachinePeaks).
     private const double NotesMatmulGflops = 175;
@@ -28,24 +28,29 @@ public static class UNetBenchmark
         try { o = Parse(args); }
         catch (ArgumentException ex) { Console.Error.WriteLine(ex.Message); Console.Error.WriteLine(Help); return 2; }
         if (o.Threads is int t) set_num_threads(t);
+        var device = BenchDevice.FromArgs(args);
+        if (o.Profile && device.IsCuda) { Console.Error.WriteLine("--profile brackets modules with CPU clocks: CPU only."); return 2; }
+        if (device.SlowDTypeNote(o.DType) is { } note) Console.WriteLine(note);
 
         var peaks = MachinePeaks.Measure(o.DType);
         Console.WriteLine($"  measured peaks ({(o.DType == ScalarType.BFloat16 ? "bf16" : "fp32")}): matmul 4096³ {peaks.MatmulGflops:F0} GFLOP/s, best 3x3 conv {peaks.ConvGflops:F0} GFLOP/s " +
                           $"(platform-notes.md: {NotesMatmulGflops}/{NotesConvGflops})");
         _peaks = peaks;
+        _dtypeName = o.DType == ScalarType.BFloat16 ? "bf16" : "fp32";
         var config = UNet2DConditionConfig.StableDiffusion15;
         Console.WriteLine($"UNet SD 1.5 (random weights), {(o.DType == ScalarType.BFloat16 ? "bf16" : "fp32")}, batch {o.Batch}, latents {o.Size}x{o.Size}, " +
-                          $"{o.Tokens} context tokens, {get_num_threads()} threads");
+                          $"{o.Tokens} context tokens, on {device.Name}");
         var build = Stopwatch.StartNew();
         manual_seed(0);
         var unet = new UNet2DConditionModel(config);
         if (o.DType != ScalarType.Float32) unet.to(o.DType);
+        if (device.IsCuda) unet.to(device.Device);
         long parameters = unet.parameters().Sum(p => p.numel());
-        Console.WriteLine($"  built in {build.Elapsed.TotalSeconds:F1} s: {parameters / 1e6:F1} M parameters, RSS {Proc("VmRSS")}");
+        Console.WriteLine($"  built in {build.Elapsed.TotalSeconds:F1} s: {parameters / 1e6:F1} M parameters, RSS {BenchDevice.ProcGib("VmRSS"):F2} GiB");
 
-        var x = randn(o.Batch, config.InChannels, o.Size, o.Size).to_type(o.DType);
-        var ctx = randn(o.Batch, o.Tokens, config.CrossAttentionDim[0]).to_type(o.DType);
-        var timestep = tensor(Enumerable.Range(0, o.Batch).Select(i => 999L - 37 * i).ToArray());
+        var x = device.Put(randn(o.Batch, config.InChannels, o.Size, o.Size).to_type(o.DType));
+        var ctx = device.Put(randn(o.Batch, o.Tokens, config.CrossAttentionDim[0]).to_type(o.DType));
+        var timestep = device.Put(tensor(Enumerable.Range(0, o.Batch).Select(i => 999L - 37 * i).ToArray()));
 
         var counter = new FlopCounter(unet);
         unet.eval();
@@ -66,9 +71,11 @@ public static class UNetBenchmark
             {
                 bool gemm = i % 2 == 0;
                 ShapeAwareConv2d.UseGemmRoutes = gemm;
+                device.Sync();
                 var sw = Stopwatch.StartNew();
                 using (var scope = NewDisposeScope())
                 using (no_grad()) unet.Forward(x, timestep, ctx);
+                device.Sync();
                 times[gemm].Add(sw.Elapsed.TotalSeconds);
             }
             ShapeAwareConv2d.UseGemmRoutes = true;
@@ -101,41 +108,49 @@ public static class UNetBenchmark
         return 0;
     }
 
-    private sealed record Timing(double[] Seconds, string PeakMemory)
+    private sealed record Timing(double[] Seconds, string PeakMemory, double PeakGib)
     {
         public double Best => Seconds.Min();
     }
 
     private static Timing Measure(string what, Options o, FlopCounter? counter, Action step)
     {
-        ResetPeak();
+        var device = BenchDevice.Current;
+        device.ResetPeak();
         // The first pass counts FLOPs (hooks on); with --warmup 0 it is also the timed pass.
         for (int i = 0; i < Math.Max(o.Warmup, counter is null ? 0 : 1); i++)
         {
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope()) step();
+            device.Sync();
+            device.Sample();
             counter?.Detach();
-            Console.WriteLine($"  {what} warm-up/counting pass: {sw.Elapsed.TotalSeconds:F2} s");
-            if (o.Warmup == 0) return new Timing([sw.Elapsed.TotalSeconds], Proc("VmHWM"));
+            Console.WriteLine($"  {what} warm-up/counting pass: {sw.Elapsed.TotalSeconds:F3} s");
+            if (o.Warmup == 0) return new Timing([sw.Elapsed.TotalSeconds], device.Peak(), device.PeakGib);
         }
         var times = new double[o.Iters];
         for (int i = 0; i < o.Iters; i++)
         {
+            device.Sync();
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope()) step();
+            device.Sync();
             times[i] = sw.Elapsed.TotalSeconds;
+            device.Sample();
         }
-        return new Timing(times, Proc("VmHWM"));
+        return new Timing(times, device.Peak(), device.PeakGib);
     }
 
     private static MachinePeaks _peaks = new(NotesMatmulGflops, NotesConvGflops);
+    private static string _dtypeName = "fp32";
 
     private static void Report(string what, Timing t, double convFlops, double matmulFlops)
     {
         double total = convFlops + matmulFlops;
         double ideal = convFlops / (_peaks.ConvGflops * 1e9) + matmulFlops / (_peaks.MatmulGflops * 1e9);
         double notesIdeal = convFlops / (NotesConvGflops * 1e9) + matmulFlops / (NotesMatmulGflops * 1e9);
-        Console.WriteLine($"  {what}: best {t.Best:F2} s of [{string.Join(", ", t.Seconds.Select(s => s.ToString("F2")))}], peak RSS (VmHWM) {t.PeakMemory}");
+        Console.WriteLine($"RESULT unet {{\"what\": \"{what}\", \"device\": \"{BenchDevice.Current.Device}\", \"dtype\": \"{_dtypeName}\", \"best_ms\": {t.Best * 1000:F2}, \"peak_gib\": {t.PeakGib:F2}}}");
+        Console.WriteLine($"  {what}: best {t.Best * 1000:F1} ms of [{string.Join(", ", t.Seconds.Select(s => (s * 1000).ToString("F1")))}], {t.PeakMemory}");
         Console.WriteLine($"    {total / 1e12:F3} TFLOP ({convFlops / 1e12:F3} conv, {matmulFlops / 1e12:F3} linear+attention) -> " +
                           $"{total / t.Best / 1e9:F1} GFLOP/s; roofline time at the measured {_peaks.ConvGflops:F0}/{_peaks.MatmulGflops:F0} GFLOP/s peaks {ideal:F2} s = {100 * ideal / t.Best:F0}% of peak " +
                           $"(at the notes' {NotesConvGflops}/{NotesMatmulGflops}: {notesIdeal:F2} s = {100 * notesIdeal / t.Best:F0}%)");
@@ -200,6 +215,7 @@ public static class UNetBenchmark
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
             int NextInt(int min) => int.TryParse(Next(), out var v) && v >= min ? v : throw new ArgumentException($"{args[i - 1]}: expected an integer >= {min}");
+            Options Skip() { Next(); return o; }
             o = args[i] switch
             {
                 "--dtype" => o with
@@ -220,28 +236,11 @@ public static class UNetBenchmark
                 "--iters" => o with { Iters = NextInt(1) },
                 "--warmup" => o with { Warmup = NextInt(0) },
                 "--threads" => o with { Threads = NextInt(1) },
+                "--device" => Skip(),   // read by BenchDevice.FromArgs
+                "--tf32" => o,
                 var a => throw new ArgumentException($"unknown option '{a}'"),
             };
         }
         return o;
-    }
-
-    /// <summary>Resets VmHWM (Linux: writing 5 to /proc/self/clear_refs).</summary>
-    internal static void ResetPeak()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    /// <summary>A memory field of /proc/self/status (VmRSS, VmHWM) in GiB.</summary>
-    internal static string Proc(string field)
-    {
-        try
-        {
-            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(field + ":", StringComparison.Ordinal));
-            if (line is null) return "n/a";
-            var kb = long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0]);
-            return $"{kb / 1024.0 / 1024.0:F2} GiB";
-        }
-        catch (IOException) { return "n/a"; }
     }
 }

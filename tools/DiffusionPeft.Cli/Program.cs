@@ -1,11 +1,22 @@
 using System.CommandLine;
 using DiffusionPeft.Cli.Commands;
+using DiffusionPeft.Diffusion.Platform;
 
 namespace DiffusionPeft.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        // Before anything touches TorchSharp: DPEFT_LIBTORCH names the libtorch to run on (e.g. a CUDA PyTorch's torch/lib).
+        try { LibTorchSelection.Apply(args); }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 2;
+        }
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs the CLI; tests call this in-process.</summary>
     public static int Run(string[] args, TextWriter output, TextWriter error)

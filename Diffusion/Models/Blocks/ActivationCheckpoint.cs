@@ -19,7 +19,7 @@ public sealed class ActivationCheckpoint : torch.autograd.SingleTensorFunction<A
         if (!is_grad_enabled()) return block.call(hidden, context);
         // The function's tensor input must require grad for its backward to run at all (platform notes).
         var input = hidden.requires_grad ? hidden : hidden.detach().requires_grad_(true);
-        return apply(input, context ?? empty(0), context is not null, block);
+        return apply(input, context ?? empty(0, device: input.device), context is not null, block);
     }
 
     public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)

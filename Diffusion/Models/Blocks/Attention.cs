@@ -36,10 +36,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         int inner = heads * dimHead;
         int context = crossAttentionDim ?? queryDim;
         if (groupNormGroups is int g) group_norm = Layers.GroupNorm(g, queryDim, groupNormEps);
-        to_q = nn.Linear(queryDim, inner, hasBias: bias);
-        to_k = nn.Linear(context, inner, hasBias: bias);
-        to_v = nn.Linear(context, inner, hasBias: bias);
-        to_out = new ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(inner, queryDim, hasBias: outBias), nn.Dropout(dropout));
+        to_q = Layers.Linear(queryDim, inner, hasBias: bias);
+        to_k = Layers.Linear(context, inner, hasBias: bias);
+        to_v = Layers.Linear(context, inner, hasBias: bias);
+        to_out = new ModuleList<nn.Module<Tensor, Tensor>>(Layers.Linear(inner, queryDim, hasBias: outBias), nn.Dropout(dropout));
         RegisterComponents();
     }
 
@@ -79,7 +79,7 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
 
     public GEGLU(int dimIn, int dimOut, bool bias = true) : base(nameof(GEGLU))
     {
-        proj = nn.Linear(dimIn, dimOut * 2, hasBias: bias);
+        proj = Layers.Linear(dimIn, dimOut * 2, hasBias: bias);
         RegisterComponents();
     }
 
@@ -101,7 +101,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     public FeedForward(int dim, int mult = 4, double dropout = 0.0, bool bias = true) : base(nameof(FeedForward))
     {
         int inner = dim * mult;
-        net = new ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner, bias), nn.Dropout(dropout), nn.Linear(inner, dim, hasBias: bias));
+        net = new ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner, bias), nn.Dropout(dropout), Layers.Linear(inner, dim, hasBias: bias));
         RegisterComponents();
     }
 

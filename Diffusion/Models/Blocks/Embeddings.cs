@@ -52,8 +52,8 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
 
     public TimestepEmbedding(int inChannels, int timeEmbedDim, string actFn = "silu") : base(nameof(TimestepEmbedding))
     {
-        linear_1 = nn.Linear(inChannels, timeEmbedDim);
-        linear_2 = nn.Linear(timeEmbedDim, timeEmbedDim);
+        linear_1 = Layers.Linear(inChannels, timeEmbedDim);
+        linear_2 = Layers.Linear(timeEmbedDim, timeEmbedDim);
         _act = actFn;
         RegisterComponents();
     }

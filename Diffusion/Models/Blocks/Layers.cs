@@ -3,15 +3,25 @@ using static TorchSharp.torch;
 
 namespace DiffusionPeft.Diffusion.Models;
 
-/// <summary>Small factories and activations shared by the UNet and VAE blocks.</summary>
+/// <summary>
+/// Small factories and activations shared by the models. Every layer is built on the CPU, whatever TorchSharp's
+/// process-wide default device is (a host may have set it): initial draws are then the same on every machine (the
+/// embedded default model is seeded random weights), and <see cref="ModelPlacement"/> moves the loaded model.
+/// </summary>
 public static class Layers
 {
+    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true) => nn.Linear(inFeatures, outFeatures, hasBias, device: CPU);
+
+    public static LayerNorm LayerNorm(long features, double eps) => nn.LayerNorm(features, eps, device: CPU);
+
+    public static Embedding Embedding(long count, long features) => nn.Embedding(count, features, device: CPU);
+
     /// <summary>GroupNorm with weight 1 and bias 0 (TorchSharp 0.107 leaves them uninitialised).</summary>
     public static GroupNorm GroupNorm(int groups, int channels, double eps)
     {
         if (groups <= 0 || channels % groups != 0)
             throw new ArgumentException($"GroupNorm: {channels} channels cannot be split into {groups} groups.");
-        var norm = nn.GroupNorm(groups, channels, eps, affine: true);
+        var norm = nn.GroupNorm(groups, channels, eps, affine: true, device: CPU);
         using (no_grad())
         {
             norm.weight!.fill_(1);

@@ -30,7 +30,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         OutChannels = outChannels;
         norm1 = Layers.GroupNorm(groups, inChannels, eps);
         conv1 = new ShapeAwareConv2d(inChannels, outChannels, 3, stride: 1, padding: 1);
-        if (tembChannels is int t) time_emb_proj = nn.Linear(t, outChannels);
+        if (tembChannels is int t) time_emb_proj = Layers.Linear(t, outChannels);
         norm2 = Layers.GroupNorm(groups, outChannels, eps);
         this.dropout = nn.Dropout(dropout);
         conv2 = new ShapeAwareConv2d(outChannels, outChannels, 3, stride: 1, padding: 1);

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -9,12 +10,14 @@ namespace DiffusionPeft.Diffusion.Models;
 /// matmul over [B, C, H·W] (1.1–1.9x oneDNN's direct kernel at SD's shapes, fp32 and bf16); a float32 3x3 stride-1
 /// convolution on a map of at most 64 pixels (SD's 8x8 level) is im2col + matmul (1.4–1.5x: the direct kernel cannot
 /// amortise its blocking over so few pixels). Everything else, and bf16 3x3 (oneDNN's AMX kernel wins), is conv2d.
+/// On other devices every call is conv2d: on an H200 the routes made the bf16 SD 1.5 UNet forward 30 ms instead of
+/// 19 ms (fp32 41 vs 38.5; ../shared/device/README.md), cuDNN being the faster kernel there.
 /// </summary>
 public sealed class ShapeAwareConv2d : nn.Module<Tensor, Tensor>
 {
     private const long MaxGemmPixels = 64;
 
-    /// <summary>Off: every call runs conv2d (benchmarks compare the two routes in one process).</summary>
+    /// <summary>Off: every call runs conv2d (benchmarks compare the two routes in one process). CPU only either way.</summary>
     public static bool UseGemmRoutes { get; set; } = true;
     private Parameter _weight;
     private Parameter? _bias;
@@ -30,7 +33,7 @@ public sealed class ShapeAwareConv2d : nn.Module<Tensor, Tensor>
         Stride = stride;
         Padding = padding;
         // torch's own layer initialises the tensors (kaiming-uniform, same random draws as before this class existed).
-        var reference = nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, bias: hasBias);
+        var reference = nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, bias: hasBias, device: CPU);
         _weight = reference.weight!;
         _bias = reference.bias;
         register_parameter("weight", _weight);
@@ -44,15 +47,22 @@ public sealed class ShapeAwareConv2d : nn.Module<Tensor, Tensor>
 
     protected override void RegisterComponents() { }
 
+    /// <summary>Whether this input takes the matmul (1x1) or im2col (small float32 3x3) route rather than conv2d.</summary>
+    public bool UsesGemmRoute(Tensor x)
+    {
+        if (!UseGemmRoutes || x.device_type != DeviceType.CPU) return false;
+        bool pointwise = KernelSize == 1 && Stride == 1 && Padding == 0;
+        bool smallMap = KernelSize == 3 && Stride == 1 && Padding == 1 && x.shape[2] * x.shape[3] <= MaxGemmPixels && x.dtype == ScalarType.Float32;
+        return pointwise || smallMap;
+    }
+
     public override Tensor forward(Tensor x)
     {
         if (x.ndim != 4) throw new ArgumentException($"Conv2d expects [B, C, H, W], got [{string.Join(", ", x.shape)}]");
-        long b = x.shape[0], h = x.shape[2], w = x.shape[3], cout = weight.shape[0];
-        bool pointwise = KernelSize == 1 && Stride == 1 && Padding == 0;
-        bool smallMap = KernelSize == 3 && Stride == 1 && Padding == 1 && h * w <= MaxGemmPixels && x.dtype == ScalarType.Float32;
-        if (!UseGemmRoutes || (!pointwise && !smallMap))
+        if (!UsesGemmRoute(x))
             return nn.functional.conv2d(x, weight, bias, strides: [Stride, Stride], padding: [Padding, Padding]);
-        var columns = pointwise ? x.reshape(b, x.shape[1], h * w) : nn.functional.unfold(x, 3, padding: 1);
+        long b = x.shape[0], h = x.shape[2], w = x.shape[3], cout = weight.shape[0];
+        var columns = KernelSize == 1 ? x.reshape(b, x.shape[1], h * w) : nn.functional.unfold(x, 3, padding: 1);
         var y = weight.view(cout, -1).matmul(columns);
         if (bias is not null) y = y + bias.view(1, cout, 1);
         return y.view(b, cout, h, w);

@@ -18,11 +18,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
 
     public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim) : base(nameof(BasicTransformerBlock))
     {
-        norm1 = nn.LayerNorm(dim, eps: 1e-5);
+        norm1 = Layers.LayerNorm(dim, eps: 1e-5);
         attn1 = new Attention(dim, heads, dimHead);
-        norm2 = nn.LayerNorm(dim, eps: 1e-5);
+        norm2 = Layers.LayerNorm(dim, eps: 1e-5);
         attn2 = new Attention(dim, heads, dimHead, crossAttentionDim);
-        norm3 = nn.LayerNorm(dim, eps: 1e-5);
+        norm3 = Layers.LayerNorm(dim, eps: 1e-5);
         ff = new FeedForward(dim);
         RegisterComponents();
     }
@@ -58,10 +58,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         int inner = heads * dimHead;
         _linear = useLinearProjection;
         norm = Layers.GroupNorm(normNumGroups, inChannels, 1e-6);
-        proj_in = useLinearProjection ? nn.Linear(inChannels, inner) : new ShapeAwareConv2d(inChannels, inner, 1);
+        proj_in = useLinearProjection ? Layers.Linear(inChannels, inner) : new ShapeAwareConv2d(inChannels, inner, 1);
         transformer_blocks = new ModuleList<BasicTransformerBlock>(
             Enumerable.Range(0, numLayers).Select(_ => new BasicTransformerBlock(inner, heads, dimHead, crossAttentionDim)).ToArray());
-        proj_out = useLinearProjection ? nn.Linear(inner, inChannels) : new ShapeAwareConv2d(inner, inChannels, 1);
+        proj_out = useLinearProjection ? Layers.Linear(inner, inChannels) : new ShapeAwareConv2d(inner, inChannels, 1);
         RegisterComponents();
     }
 

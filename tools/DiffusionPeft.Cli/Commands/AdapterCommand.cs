@@ -1,5 +1,6 @@
 using DiffusionPeft.Diffusion.Loading;
 using System.CommandLine;
+using DiffusionPeft.Diffusion;
 using DiffusionPeft.Adapters.Formats;
 using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Diffusion.Pipelines;
@@ -59,13 +60,15 @@ public static class AdapterCommand
         var outPath = new Option<string>("--out") { Description = "A new folder (diffusers source) or .safetensors file (single-file source).", Required = true };
         var configsFrom = new Option<string?>("--configs-from") { Description = "For a single-file checkpoint: a diffusers folder with its configs and tokenizer." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "For a single-file checkpoint: a tokenizer folder." };
-        var c = new Command("merge", "Bake adapters into a copy of the model's weights (same layout as the source).") { model, adapter, outPath, configsFrom, tokenizer };
+        var device = new Option<string>("--device") { Description = "cpu or cuda: where the float32 merge arithmetic runs (results agree to float rounding).", DefaultValueFactory = _ => "cpu" };
+        var c = new Command("merge", "Bake adapters into a copy of the model's weights (same layout as the source).") { model, adapter, outPath, configsFrom, tokenizer, device };
         c.SetAction(r =>
         {
             var m = r.GetValue(model)!;
             var specs = r.GetValue(adapter)!.Select(AdapterSpec.Parse).ToList();
             foreach (var s in specs) Existing(s.Path);
-            using var loaded = StableDiffusionLoader.Load(m, configsFrom: r.GetValue(configsFrom), tokenizerDir: r.GetValue(tokenizer));
+            var dev = TorchOptions.ParseDevice(r.GetValue(device)!);
+            using var loaded = StableDiffusionLoader.Load(m, device: dev, configsFrom: r.GetValue(configsFrom), tokenizerDir: r.GetValue(tokenizer));
             AdapterMerge.Write(m, loaded, specs, r.GetValue(outPath)!, r.GetValue(configsFrom), w => error.WriteLine($"warning: {w}"));
             output.WriteLine($"wrote {Path.GetFullPath(r.GetValue(outPath)!)} ({string.Join(", ", specs)} merged into {m})");
             return 0;

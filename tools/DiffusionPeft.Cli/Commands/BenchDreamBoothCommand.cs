@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion;
 using System.CommandLine;
 using DiffusionPeft.Core.IO;
 using DiffusionPeft.Metrics;
@@ -34,7 +35,7 @@ public static class BenchDreamBoothCommand
         var shard = new Option<string?>("--shard") { Description = "K/N: generate only this machine's subjects." };
         var scoreOnly = new Option<bool>("--score-only") { Description = "Skip generation; score what exists." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
-        var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "fp32" };
+        var dtype = new Option<string>("--dtype") { Description = "auto, fp32 or bf16 (auto: bf16 on a GPU or a CPU with AVX512-BF16/AMX, else fp32).", DefaultValueFactory = _ => TorchOptions.AutoDType };
         var quiet = new Option<bool>("--quiet");
         var metricModels = MetricModelOptions.Create();
         foreach (var o in new Option[] { metricModels.Dino, metricModels.ClipVision, metricModels.ClipText, metricModels.Tokenizer }) o.Required = false;

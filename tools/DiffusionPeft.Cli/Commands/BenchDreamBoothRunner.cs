@@ -54,7 +54,8 @@ public static class BenchDreamBoothRunner
         {
             var mine = chosen.Where((_, i) => job.Shard.Owns(i)).ToList();
             var specsBySubject = mine.ToDictionary(s => s.Folder, s => job.Adapters is null ? [] : new List<AdapterSpec> { new(AdapterFor(job.Adapters, s.Folder), job.AdapterScale) });
-            using var sd = ModelArguments.Load(job.Model, TorchOptions.ParseDType(job.DType), TorchOptions.ParseDevice(job.Device), error,
+            var device = TorchOptions.ParseDevice(job.Device);
+            using var sd = ModelArguments.Load(job.Model, TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}")), device, error,
                 "benchmarking (a smoke test of the protocol, not a benchmark)", configsFrom: job.ConfigsFrom);
             int px = job.Size ?? sd.NativeResolution;
             foreach (var s in mine)

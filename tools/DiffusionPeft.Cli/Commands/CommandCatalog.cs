@@ -16,5 +16,6 @@ public static class CommandCatalog
         yield return CompareReportsCommand.Create(output, error);
         yield return BenchDreamBoothCommand.Create(output, error);
         yield return ToyModelCommand.Create(output, error);
+        yield return DoctorCommand.Create(output, error);
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Core.IO;
 
@@ -28,7 +29,7 @@ public static class GenerateCommand
         var batch = new Option<int>("--batch") { Description = "Images per forward pass.", DefaultValueFactory = _ => 1 };
         var outDir = new Option<string>("--out") { Description = "Output folder.", DefaultValueFactory = _ => "out" };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        var dtype = new Option<string>("--dtype") { Description = "fp32 or bf16 (bf16 is the fast dtype on CPU).", DefaultValueFactory = _ => "fp32" };
+        var dtype = new Option<string>("--dtype") { Description = "auto, fp32 or bf16 (auto: bf16 on a GPU or a CPU with AVX512-BF16/AMX, else fp32).", DefaultValueFactory = _ => TorchOptions.AutoDType };
         var adapter = new Option<string[]>("--adapter") { Description = "FILE[:scale], repeatable.", DefaultValueFactory = _ => [] };
         var shard = new Option<string?>("--shard") { Description = "K/N: make only this machine's share of the images." };
         var quiet = new Option<bool>("--quiet") { Description = "No progress bar; one log line per batch." };
@@ -86,7 +87,7 @@ public sealed record GenerateJob
     public int? Height { get; init; }
     public required string OutputDir { get; init; }
     public string Device { get; init; } = "cpu";
-    public string DType { get; init; } = "fp32";
+    public string DType { get; init; } = TorchOptions.AutoDType;
     public Shard Shard { get; init; } = Shard.All;
     public bool Quiet { get; init; }
 }

@@ -13,7 +13,7 @@ public static class GenerateRunner
     {
         // Everything that can be checked without the model is checked first, so bad input fails in a second.
         var device = TorchOptions.ParseDevice(job.Device);
-        var dtype = TorchOptions.ParseDType(job.DType);
+        var dtype = TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}"));
         ModelArguments.Check(job.Model);
         // The model's native size is only known once it is loaded; validate with a stand-in now, read again after.
         var prompts = ReadPrompts(WithSize(job, job.Model is null ? 64 : 512));

@@ -1,6 +1,7 @@
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
+using DiffusionPeft.Diffusion.Platform;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
@@ -36,6 +37,7 @@ public static class TrainRunner
         foreach (var c in configs)
         {
             TorchOptions.ParseDevice(c.Device);
+            TorchOptions.CheckDType(c.DType);
             ModelArguments.Check(c.Model);
         }
 

@@ -1,0 +1,41 @@
+using DiffusionPeft.Diffusion;
+using DiffusionPeft.DreamBooth.Checkpoints;
+
+namespace DiffusionPeft.DreamBooth.Config;
+
+/// <summary>
+/// Resolves a run's `--dtype auto` before anything is recorded: config.yaml and every checkpoint then hold the dtype
+/// the run trained in (bf16 or fp32), so `--config` and `--resume` reproduce it on any machine, whatever auto would
+/// pick there. A resume with auto takes the checkpoint's dtype; an explicit one that differs is refused as a changed
+/// training setting.
+/// </summary>
+public static class TrainDType
+{
+    public static TrainConfig Resolve(TrainConfig config, Action<string>? warn = null)
+    {
+        var device = TorchOptions.ParseDevice(config.Device, requireAvailable: false);
+        if (!TorchOptions.IsAuto(config.DType))
+        {
+            TorchOptions.ResolveDType(config.DType, device, warn);   // only warns (bf16 on a CPU without bf16 instructions)
+            return config;
+        }
+        var dtype = CheckpointDType(config) ?? TorchOptions.Name(TorchOptions.ResolveDType(config.DType, device));
+        return config with { DType = dtype };
+    }
+
+    /// <summary>The dtype recorded in the checkpoint a resume will start from; null when there is none.</summary>
+    private static string? CheckpointDType(TrainConfig config)
+    {
+        if (config.Resume is not { } resume || string.IsNullOrWhiteSpace(config.Out)) return null;
+        var checkpoints = Path.Combine(Path.GetFullPath(config.Out), "checkpoints");
+        if (!Directory.Exists(checkpoints)) return null;
+        var store = new CheckpointStore(checkpoints);
+        string? folder;
+        try { folder = resume.Trim().Equals("latest", StringComparison.OrdinalIgnoreCase) ? store.Latest() : store.Resolve(resume); }
+        catch (Exception e) when (e is InvalidCheckpointException or DirectoryNotFoundException) { return null; }   // the trainer reports it
+        var saved = folder is null ? null : Path.Combine(folder, TrainConfigYaml.ResolvedFileName);
+        if (saved is null || !File.Exists(saved)) return null;
+        var dtype = TrainConfigYaml.Load(saved, validate: false).DType;
+        return TorchOptions.IsAuto(dtype) ? null : dtype;
+    }
+}
