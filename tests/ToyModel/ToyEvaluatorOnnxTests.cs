@@ -3,6 +3,7 @@ using DiffusionPeft.Core.Text;
 using DiffusionPeft.Metrics;
 using DiffusionPeft.Tests.IO;
 using DiffusionPeft.ToyModel;
+using DiffusionPeft.ToyModel.Dino;
 using DiffusionPeft.ToyModel.Onnx;
 using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Vocabulary;
@@ -41,6 +42,29 @@ public sealed class ToyEvaluatorOnnxTests : IDisposable
         var unit = Unnormalised(pixels, batch, 224, ClipPreprocessor.Spec);
         var expected = tower.Embed(nn.functional.avg_pool2d(unit, 7));
         AssertClose(expected, onnx);
+    }
+
+    [Theory]
+    [InlineData(OnnxWeightStorage.Float32)]
+    [InlineData(OnnxWeightStorage.Float16)]
+    public void DinoExportEqualsTheEncoder(OnnxWeightStorage storage)
+    {
+        manual_seed(13);
+        using var encoder = new ToyDinoEncoder(embedDim: 40, width: 8);
+        RoundWeights(encoder, storage);
+        var path = _dir.File("dino.onnx");
+        ToyDinoOnnx.Build(encoder, DinoPreprocessor.Spec, storage).Save(path);
+
+        using var embedder = new DinoEmbedder(path);
+        var (pixels, batch) = Inputs(embedder.Preprocessor);
+        var (hidden, shape) = embedder.LastHiddenState(pixels, batch);
+        Assert.Equal([batch, 1, 40], shape);
+        var onnx = embedder.Embed(pixels, batch);
+        Assert.Equal(hidden[40..80], onnx[1]);   // the metric reads row 0 of the single token
+
+        using var _ = no_grad();
+        var unit = Unnormalised(pixels, batch, 224, DinoPreprocessor.Spec);
+        AssertClose(encoder.call(nn.functional.avg_pool2d(unit, 4)), onnx);
     }
 
     [Theory]
