@@ -37,7 +37,6 @@ public static class BenchDreamBoothCommand
         var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "fp32" };
         var quiet = new Option<bool>("--quiet");
         var metricModels = MetricModelOptions.Create();
-        foreach (var o in new Option[] { metricModels.Dino, metricModels.ClipVision, metricModels.ClipText, metricModels.Tokenizer }) o.Required = false;
 
         var command = new Command("bench-dreambooth", "Generate the DreamBooth protocol's images (4 per prompt per subject, fixed seeds) with per-subject adapters and score them.")
         {
@@ -52,7 +51,7 @@ public static class BenchDreamBoothCommand
             Sampler = r.GetValue(sampler)!, GuidanceScale = r.GetValue(cfg), Size = r.GetValue(size), BatchSize = r.GetValue(batch),
             Label = r.GetValue(label)!, Shard = Shard.Parse(r.GetValue(shard)), ScoreOnly = r.GetValue(scoreOnly), Device = r.GetValue(device)!,
             DType = r.GetValue(dtype)!, Quiet = r.GetValue(quiet),
-            Models = r.GetValue(metricModels.Dino) is null ? null : metricModels.Resolve(r),
+            Models = metricModels.TryResolve(r, error),
         }, output, error));
         return command;
     }
