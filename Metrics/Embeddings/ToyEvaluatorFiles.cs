@@ -12,8 +12,13 @@ public static class ToyEvaluatorFiles
     /// <summary>How reports name these evaluators.</summary>
     public const string Description = "toy-world (not real DINO/CLIP)";
 
-    /// <summary>Where they ship: <c>&lt;app base dir&gt;/embedded/toy-world/evaluators/</c>.</summary>
-    public static string ShippedFolder => Path.Combine(AppContext.BaseDirectory, "embedded", "toy-world", "evaluators");
+    /// <summary>Names another folder to use instead of the shipped one (a custom install; tests).</summary>
+    public const string FolderVariable = "DPEFT_TOY_EVALUATORS";
+
+    /// <summary>Where they ship: <c>&lt;app base dir&gt;/embedded/toy-world/evaluators/</c>, unless <see cref="FolderVariable"/> names another folder.</summary>
+    public static string ShippedFolder => Environment.GetEnvironmentVariable(FolderVariable) is { Length: > 0 } folder
+        ? Path.GetFullPath(folder)
+        : Path.Combine(AppContext.BaseDirectory, "embedded", "toy-world", "evaluators");
 
     public static MetricModelPaths Paths(string folder) =>
         new(Path.Combine(folder, DinoFile), Path.Combine(folder, ClipVisionFile), Path.Combine(folder, ClipTextFile));
