@@ -5,7 +5,11 @@ using Microsoft.ML.OnnxRuntime;
 namespace DiffusionPeft.Metrics;
 
 /// <summary>The three ONNX models and the CLIP tokenizer (text → input ids, e.g. <c>ClipTokenizer.EncodeForModel(t).InputIds</c>).</summary>
-public sealed record FidelityModels(MetricModelPaths Paths, Func<string, long[]> Tokenize);
+public sealed record FidelityModels(MetricModelPaths Paths, Func<string, long[]> Tokenize)
+{
+    /// <summary>What the models are, when they are not the real DINO / CLIP (e.g. <see cref="ToyEvaluatorFiles.Description"/>); reports show it.</summary>
+    public string? Evaluators { get; init; }
+}
 
 public sealed record FidelityOptions
 {
@@ -37,6 +41,8 @@ public sealed record FidelityReport
     public required string Identifier { get; init; }
     public required bool ClipTWithoutIdentifier { get; init; }
     public required IReadOnlyList<ModelInfo> Models { get; init; }
+    /// <summary>Set when the models are not the real DINO / CLIP, e.g. "toy-world (not real DINO/CLIP)"; null for the models as given.</summary>
+    public string? Evaluators { get; init; }
     public required FidelityScores Scores { get; init; }
     /// <summary>Real-vs-real similarity of distinct real images of the same subject (the paper's "Real images" row).</summary>
     public required GroupScore RealVsReal { get; init; }
@@ -149,6 +155,7 @@ public static class FidelityEvaluation
                 new("clip_vision", models.Paths.ClipVision, ShaOf(clipImage.Identity)),
                 new("clip_text", models.Paths.ClipText, ShaOf(clipText.Identity)),
             ],
+            Evaluators = models.Evaluators ?? ToyEvaluatorFiles.DescribeFolderOf(models.Paths),
             Scores = FidelityScorer.Score(subjectsEmb),
             RealVsReal = FidelityScorer.RealVsReal(subjectsEmb),
             RealImages = plan.ToDictionary(p => p.Subject.Folder, p => (IReadOnlyList<string>)p.Real),

@@ -86,11 +86,13 @@ public static class HtmlReport
             var rr = run.RealVsReal;
             sb.Append($"</div><p class=\"ref\">Real vs real: DINO {F(rr.Dino.Mean)} · CLIP-I {F(rr.ClipI.Mean)} &nbsp;|&nbsp; mean of subject means: " +
                       $"DINO {F(run.Scores.SubjectAveraged.Dino.Mean)} · CLIP-I {F(run.Scores.SubjectAveraged.ClipI.Mean)} · CLIP-T {F(run.Scores.SubjectAveraged.ClipT.Mean)}</p>");
+            if (run.Evaluators is { } evaluators) sb.Append($"<p class=\"ref evaluators\">Evaluators: <strong>{H(evaluators)}</strong></p>");
             sb.Append($"<p class=\"ref\">CLIP-T prompts {(run.ClipTWithoutIdentifier ? $"without the identifier “{H(run.Identifier)}”" : $"as generated (with “{H(run.Identifier)}”)")}</p></div>");
         }
         sb.Append("</div><p class=\"note\">DINO and CLIP-I: mean cosine similarity between L2-normalised embeddings of generated and real images of the same subject; " +
                   "CLIP-T: mean cosine between each generated image and its prompt (Ruiz et al. 2023). Plain cosine in [−1, 1], ± is the standard deviation over images. " +
-                  "DreamBooth paper (SD): DINO 0.668, CLIP-I 0.803, CLIP-T 0.305; real images 0.774 / 0.885 (with DINO ViT-S/16 and CLIP ViT-B/32).</p></section>");
+                  "DreamBooth paper (SD): DINO 0.668, CLIP-I 0.803, CLIP-T 0.305; real images 0.774 / 0.885 (with DINO ViT-S/16 and CLIP ViT-B/32)" +
+                  (runs.Any(r => r.Evaluators is not null) ? "; runs scored by other evaluators (named on their cards) do not compare with these numbers." : ".") + "</p></section>");
     }
 
     private static void Charts(StringBuilder sb, IReadOnlyList<FidelityReport> runs)
@@ -255,6 +257,7 @@ public static class HtmlReport
         foreach (var r in runs)
         {
             var models = string.Join("<br>", r.Models.Select(m => $"{H(m.Role)}: {H(Path.GetFileName(m.Path))} <code>{H(m.Sha256.Length > 12 ? m.Sha256[..12] : m.Sha256)}</code>"));
+            if (r.Evaluators is { } evaluators) models = $"<strong>{H(evaluators)}</strong><br>" + models;
             var timing = r.Stats is { } st ? $"{st.Images} images, {st.CacheHits} cached, {st.Computed} computed; preprocess {st.Preprocess.TotalSeconds:F1} s, ONNX {st.Inference.TotalSeconds:F1} s" : "";
             var skipped = r.Skipped.Count == 0 ? "none" : string.Join("<br>", r.Skipped.Select(kv => $"{H(kv.Key)}: {H(kv.Value)}"));
             if (r.SkippedImages.Count > 0)
@@ -296,7 +299,7 @@ main{max-width:1320px;margin:0 auto;padding:10px 40px 60px}section{margin-top:28
 .card{background:var(--card);border:1px solid var(--line);border-top:4px solid var(--accent);border-radius:12px;padding:16px 18px;box-shadow:0 1px 2px #1018280d}
 .card h3{margin:0 0 10px;font-size:16px}.metrics{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:10px}.metric{min-width:0;background:#f9fafb;border-radius:10px;padding:10px 12px;display:flex;flex-direction:column}
 .metric .name{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.5px}.metric .value{font-size:24px;font-weight:700;font-variant-numeric:tabular-nums}
-.metric .std{font-size:12px;color:var(--muted)}.metric.best{outline:2px solid #f4b400;outline-offset:-2px}.ref{margin:8px 0 0;color:var(--muted);font-size:12.5px}
+.metric .std{font-size:12px;color:var(--muted)}.metric.best{outline:2px solid #f4b400;outline-offset:-2px}.ref{margin:8px 0 0;color:var(--muted);font-size:12.5px}p.evaluators{color:#b45309}
 .note,.hint{color:var(--muted);font-size:12.5px;max-width:1000px}
 .chart-row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start;margin-bottom:16px}.chart{margin:0;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:12px 14px}
 .chart figcaption{font-weight:600;margin-bottom:6px}svg text{font-family:inherit}.grid{stroke:#eef0f3}.zero{stroke:#98a2b3}.axis{font-size:11px;fill:var(--muted)}

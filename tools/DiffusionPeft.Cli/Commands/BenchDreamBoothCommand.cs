@@ -38,7 +38,6 @@ public static class BenchDreamBoothCommand
         var dtype = new Option<string>("--dtype") { Description = "auto, fp32 or bf16 (auto: bf16 on a GPU or a CPU with AVX512-BF16/AMX, else fp32).", DefaultValueFactory = _ => TorchOptions.AutoDType };
         var quiet = new Option<bool>("--quiet");
         var metricModels = MetricModelOptions.Create();
-        foreach (var o in new Option[] { metricModels.Dino, metricModels.ClipVision, metricModels.ClipText, metricModels.Tokenizer }) o.Required = false;
 
         var command = new Command("bench-dreambooth", "Generate the DreamBooth protocol's images (4 per prompt per subject, fixed seeds) with per-subject adapters and score them.")
         {
@@ -53,7 +52,7 @@ public static class BenchDreamBoothCommand
             Sampler = r.GetValue(sampler)!, GuidanceScale = r.GetValue(cfg), Size = r.GetValue(size), BatchSize = r.GetValue(batch),
             Label = r.GetValue(label)!, Shard = Shard.Parse(r.GetValue(shard)), ScoreOnly = r.GetValue(scoreOnly), Device = r.GetValue(device)!,
             DType = r.GetValue(dtype)!, Quiet = r.GetValue(quiet),
-            Models = r.GetValue(metricModels.Dino) is null ? null : metricModels.Resolve(r),
+            Models = metricModels.TryResolve(r, error),
         }, output, error));
         return command;
     }

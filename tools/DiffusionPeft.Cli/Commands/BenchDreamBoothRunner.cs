@@ -80,7 +80,7 @@ public static class BenchDreamBoothRunner
 
         if (job.Real is not { } realDir || job.Models is not { } models)
         {
-            output.WriteLine($"images are in {Path.GetFullPath(generatedRoot)}; pass --real and the metric models (--dino, --clip-vision, --clip-text, --clip-tokenizer) to score them.");
+            output.WriteLine($"images are in {Path.GetFullPath(generatedRoot)}; pass --real (and the metric models --dino, --clip-vision, --clip-text, --clip-tokenizer, unless the toy-world evaluators are installed) to score them.");
             return 0;
         }
         var report = FidelityEvaluation.Run(subjectsPath, generatedRoot, realDir, models, new FidelityOptions
@@ -92,6 +92,7 @@ public static class BenchDreamBoothRunner
         foreach (var (image, reason) in report.SkippedImages) error.WriteLine($"skipped {image}: {reason}");
         var all = report.Scores.Overall;
         output.WriteLine($"{report.Label}: DINO {all.Dino.Mean:F4}  CLIP-I {all.ClipI.Mean:F4}  CLIP-T {all.ClipT.Mean:F4}; report: {Path.GetFullPath(Path.Combine(job.OutputDir, "eval", "report.html"))}");
+        if (report.Evaluators is { } evaluators) output.WriteLine($"evaluators: {evaluators}");
         return 0;
     }
 

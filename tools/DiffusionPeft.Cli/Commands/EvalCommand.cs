@@ -27,7 +27,7 @@ public static class EvalCommand
         command.SetAction(r => EvalRunner.Run(new EvalJob(
             r.GetValue(subjects)!, r.GetValue(generated)!, r.GetValue(real)!, r.GetValue(outDir)!, r.GetValue(label)!, r.GetValue(identifier)!,
             r.GetValue(withoutId), r.GetValue(cache), r.GetValue(batch), r.GetValue(subjectFilter) is { Length: > 0 } only ? only : null,
-            models.Resolve(r)), output, error));
+            models.Resolve(r, error)), output, error));
         return command;
     }
 }

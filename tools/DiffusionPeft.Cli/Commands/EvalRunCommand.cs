@@ -33,7 +33,7 @@ public static class EvalRunCommand
                 "clip-t" => rep => rep.Scores.Overall.ClipT.Mean,
                 var m => throw new ArgumentException($"--metric '{m}': expected dino, clip-i or clip-t."),
             };
-            var fidelityModels = models.Resolve(r);
+            var fidelityModels = models.Resolve(r, error);
 
             // FidelityEvaluation reads DIR/<subject>/...: link each step's images and the real images under one subject name.
             var work = Path.Combine(runDir, "eval", ".layout");

@@ -25,6 +25,7 @@ public static class EvalRunner
         ReportWriter.WriteAll(report, job.OutputDir);
         var all = report.Scores.Overall;
         output.WriteLine($"{report.Label}: DINO {Fmt(all.Dino)}  CLIP-I {Fmt(all.ClipI)}  CLIP-T {Fmt(all.ClipT)}  (real vs real: DINO {Fmt(report.RealVsReal.Dino)}, CLIP-I {Fmt(report.RealVsReal.ClipI)})");
+        if (report.Evaluators is { } evaluators) output.WriteLine($"evaluators: {evaluators}");
         foreach (var (subject, reason) in report.Skipped) error.WriteLine($"skipped {subject}: {reason}");
         if (report.SkippedImages.Count > 0)
         {

@@ -8,15 +8,17 @@ namespace DiffusionPeft.Cli.Commands;
 
 /// <summary>
 /// `dpeft toy-model train`: reproduces the toy Stable Diffusion from nothing (world → VAE → text encoder → UNet);
-/// `dpeft toy-model evaluate`: the scene judge's accuracy per attribute on held-out captions.
+/// `dpeft toy-model evaluate`: the scene judge's accuracy per attribute on held-out captions;
+/// `dpeft toy-model evaluators`: the toy world's ONNX DINO / CLIP (<see cref="ToyEvaluatorsCommand"/>).
 /// </summary>
 public static class ToyModelCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var command = new Command("toy-model", "Train the toy-world Stable Diffusion from scratch, or measure a model on held-out toy captions.");
+        var command = new Command("toy-model", "Train the toy-world Stable Diffusion from scratch, measure a model on held-out toy captions, or build the toy world's DINO/CLIP evaluators.");
         command.Subcommands.Add(Train(output, error));
         command.Subcommands.Add(Evaluate(output, error));
+        command.Subcommands.Add(ToyEvaluatorsCommand.Create(output, error));
         return command;
     }
 
