@@ -110,9 +110,9 @@ public sealed record TrainConfig
     [ConfigKey("adam-epsilon", "AdamW epsilon")] public double AdamEpsilon { get; init; } = 1e-8;
     [ConfigKey("max-grad-norm", "gradient clipping norm (0: no clipping)")] public double MaxGradNorm { get; init; } = 1.0;
     [ConfigKey("loraplus-ratio", "LoRA+: lr of B = ratio x lr of A")] public double LoraPlusRatio { get; init; } = 16;
-    [ConfigKey("singlora-ramp-steps", "SingLoRA: ramp length T of u(t) = min(t/T, 1)")] public int SingLoraRampSteps { get; init; } = 100;
-    [ConfigKey("sds-basis", "SDS-LoRA: qr (methods.md) or polar (U·Vᵀ; always a descent direction, faster in tools/experiments)")] public SdsBasis SdsBasis { get; init; } = SdsBasis.Qr;
-    [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A")] public double SingLoraInitScale { get; init; } = 1.0;
+    [ConfigKey("singlora-ramp-steps", "SingLoRA: ramp length T of u(t) = min(t/T, 1) (0: off; with the small default init the ramp is not needed, docs/experiments/adapter-claims)")] public int SingLoraRampSteps { get; init; }
+    [ConfigKey("sds-basis", "SDS-LoRA: polar (U·Vᵀ; always a descent direction, never slower in docs/experiments/adapter-claims) or qr (methods.md)")] public SdsBasis SdsBasis { get; init; } = SdsBasis.Polar;
+    [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A (0.01: the widest stable LR window in docs/experiments/adapter-claims; 1 is the paper's)")] public double SingLoraInitScale { get; init; } = 0.01;
 
     [ConfigKey("train-text-encoder", "also train text-encoder adapters")] public bool TrainTextEncoder { get; init; }
     [ConfigKey("dtype", "dtype of the frozen base: auto|fp32|bf16 (auto: bf16 on a GPU or a CPU with bf16 instructions, else fp32; config.yaml records the choice; adapters stay fp32; diffusers' --mixed_precision bf16 is --dtype bf16)")] public string DType { get; init; } = "auto";
