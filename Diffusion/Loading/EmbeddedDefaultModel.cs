@@ -8,27 +8,70 @@ using static TorchSharp.torch;
 namespace DiffusionPeft.Diffusion.Loading;
 
 /// <summary>
-/// A tiny, UNTRAINED Stable Diffusion built in memory from a fixed seed: SD 1.x structure at toy width, a byte-level
-/// tokenizer, the SD scheduler. It needs no files or downloads, so every command runs on a fresh machine; its images
-/// are structured noise, not pictures.
+/// The models a command runs on when no --model is given, with no files to download:
+/// <list type="bullet">
+/// <item>the default, <see cref="Keyword"/>: the toy-world model, a small Stable Diffusion (same classes and file layout)
+/// trained from scratch by `dpeft toy-model train` on procedural 64 px scenes, shipped as a diffusers folder in bf16
+/// (<c>Diffusion/Embedded/toy-world/model</c>, copied to <c>&lt;app&gt;/embedded/toy-world/model</c>). It draws the toy
+/// world's scenes ("a red star on the left, blue striped background"), nothing else;</item>
+/// <item><see cref="UntrainedKeyword"/>: a tiny UNTRAINED model built in memory from a fixed seed (SD 1.x structure at toy
+/// width, a byte-level tokenizer), for tests and smoke runs that need no files at all; its images are structured noise.</item>
+/// </list>
 /// </summary>
 public static class EmbeddedDefaultModel
 {
-    public const string Name = "dpeft-embedded-tiny (untrained)";
+    public const string Name = "dpeft-toy-world (a toy model of procedural 64 px scenes)";
+    public const string UntrainedName = "dpeft-embedded-tiny (untrained)";
     public const long Seed = 20240601;
 
-    /// <summary>The --model value (and config.yaml's model:) that names this model.</summary>
+    /// <summary>The --model value (and config.yaml's model:) that names the toy-world model.</summary>
     public const string Keyword = "embedded";
 
-    /// <summary>Whether a --model value asks for the embedded default: none given, or <see cref="Keyword"/>.</summary>
+    /// <summary>The --model value that names the in-memory untrained model.</summary>
+    public const string UntrainedKeyword = "embedded-untrained";
+
+    /// <summary>Names another toy-world folder to use instead of the shipped one (a custom install; a newly trained toy model).</summary>
+    public const string FolderVariable = "DPEFT_EMBEDDED_MODEL";
+
+    /// <summary>The shipped toy-world diffusers folder (or <see cref="FolderVariable"/>'s).</summary>
+    public static string Folder => Environment.GetEnvironmentVariable(FolderVariable) is { Length: > 0 } folder
+        ? Path.GetFullPath(folder)
+        : Path.Combine(AppContext.BaseDirectory, "embedded", "toy-world", "model");
+
+    /// <summary>Whether a --model value asks for an embedded model: none given, <see cref="Keyword"/> or <see cref="UntrainedKeyword"/>.</summary>
     public static bool IsRequested(string? model) =>
-        string.IsNullOrWhiteSpace(model) || model.Trim().Equals(Keyword, StringComparison.OrdinalIgnoreCase);
+        string.IsNullOrWhiteSpace(model) || IsKeyword(model, Keyword) || IsKeyword(model, UntrainedKeyword);
 
-    /// <summary>What to tell a user whose command runs on the embedded default, e.g. <c>Note("generating")</c>.</summary>
-    public static string Note(string purpose) =>
-        $"note: no --model given: {purpose} with the embedded default '{Name}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images.";
+    private static bool IsKeyword(string model, string keyword) => model.Trim().Equals(keyword, StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>What to tell a user whose command runs on an embedded model, e.g. <c>Note("generating", model)</c>.</summary>
+    public static string Note(string purpose, StableDiffusionModel model) => model.Name == UntrainedName
+        ? $"note: {purpose} with the embedded '{UntrainedName}'. It is tiny and UNTRAINED: its images are structured noise. Pass --model DIR|FILE for real images."
+        : $"note: no --model given: {purpose} with the embedded default '{Name}'. It knows only the toy world's scenes " +
+          "(e.g. \"a red star on the left, blue background\"; README: The toy world). Pass --model DIR|FILE for a real Stable Diffusion.";
+
+    /// <summary>The model a keyword names (<see cref="IsRequested"/>).</summary>
+    public static StableDiffusionModel Create(string? keyword, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
+        keyword is not null && IsKeyword(keyword, UntrainedKeyword) ? CreateUntrained(device, dtype) : Create(device, dtype);
+
+    /// <summary>The toy-world model (the default).</summary>
     public static StableDiffusionModel Create(Device? device = null, ScalarType dtype = ScalarType.Float32)
+    {
+        var folder = Folder;
+        if (!File.Exists(Path.Combine(folder, "model_index.json")))
+            throw new FileNotFoundException($"{folder}: the embedded toy-world model is not installed there (rebuild dpeft, or set {FolderVariable} " +
+                                            $"to a folder written by `dpeft toy-model train`; --model {UntrainedKeyword} runs on an untrained in-memory model).", folder);
+        var loaded = StableDiffusionLoader.Load(folder, dtype, device);
+        return new StableDiffusionModel
+        {
+            TextEncoder = loaded.TextEncoder, Unet = loaded.Unet, Vae = loaded.Vae, Tokenizer = loaded.Tokenizer,
+            SchedulerConfig = loaded.SchedulerConfig, Name = Name, IdentityFile = loaded.IdentityFile,
+            Device = loaded.Device, DType = loaded.DType, IsEmbeddedDefault = true,
+        };
+    }
+
+    /// <summary>The untrained in-memory model (<see cref="UntrainedKeyword"/>).</summary>
+    public static StableDiffusionModel CreateUntrained(Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         var tokenizer = ClipTokenizer.ByteLevelOnly();
         var textConfig = new ClipTextConfig
@@ -57,7 +100,7 @@ public static class EmbeddedDefaultModel
             Vae = new AutoencoderKL(vaeConfig),
             Tokenizer = tokenizer,
             SchedulerConfig = SchedulerConfig.FromJson(IO.ConfigJson.Parse(StableDiffusionSchedulerJson, "embedded scheduler config")),
-            Name = Name,
+            Name = UntrainedName,
             Device = device ?? CPU,
             DType = dtype,
             IsEmbeddedDefault = true,

@@ -21,7 +21,7 @@ public static class StableDiffusionLoader
     /// </summary>
     public static StableDiffusionModel LoadOrEmbedded(string? path, ScalarType dtype = ScalarType.Float32, Device? device = null,
         string? variant = null, string? configsFrom = null, string? tokenizerDir = null) =>
-        EmbeddedDefaultModel.IsRequested(path) ? EmbeddedDefaultModel.Create(device, dtype) : Load(path!, dtype, device, variant, configsFrom, tokenizerDir);
+        EmbeddedDefaultModel.IsRequested(path) ? EmbeddedDefaultModel.Create(path, device, dtype) : Load(path!, dtype, device, variant, configsFrom, tokenizerDir);
 
     public static StableDiffusionModel Load(string path, ScalarType dtype = ScalarType.Float32, Device? device = null,
         string? variant = null, string? configsFrom = null, string? tokenizerDir = null) =>

@@ -48,7 +48,7 @@ public sealed class AdapterSessionTests : IDisposable
 
     private TrainConfig Config(string run, ConfigMethod method, int steps) => new()
     {
-        Model = "embedded", Images = SubjectImages(_dir), Prompt = "a photo of sks ball", Out = Path.Combine(_dir, run), Resolution = 64,
+        Model = EmbeddedDefaultModel.UntrainedKeyword, Images = SubjectImages(_dir), Prompt = "a photo of sks ball", Out = Path.Combine(_dir, run), Resolution = 64,
         Method = method, Rank = 4, Steps = steps, Lr = 1e-2, Batch = 2, Seed = 5, CheckpointEvery = 0, Keep = 1, PlotEvery = 1000,
         SingLoraRampSteps = 5, WeightDecay = 0, DType = "fp32",   // thresholds set in fp32; auto would pick bf16 on an AMX CPU
     };
@@ -70,7 +70,7 @@ public sealed class AdapterSessionTests : IDisposable
 
     private static (double Before, double After, TrainResult Result, RecordingProgress Progress) TrainAndMeasure(TrainConfig config, Action<StepReport>? onStep = null)
     {
-        using var model = EmbeddedDefaultModel.Create(dtype: Diffusion.TorchOptions.ParseDType(config.DType));
+        using var model = EmbeddedDefaultModel.CreateUntrained(dtype: Diffusion.TorchOptions.ParseDType(config.DType));
         var progress = new RecordingProgress(onStep);
         var run = new DreamBoothRun(config, ImageLoaderDecoder.Instance, progress);
         run.PrepareData();
@@ -100,7 +100,7 @@ public sealed class AdapterSessionTests : IDisposable
     [Fact]
     public void SessionGroupsFreezeTheBaseAndLoraPlusScalesB()
     {
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var config = Config("groups", ConfigMethod.LoraPlus, 1) with { TrainTextEncoder = true, TextEncoderLr = 3e-3, LoraPlusRatio = 8 };
         var session = new AdapterSession(model, config);
         Assert.Equal(["unet.A", "unet.B", "text_encoder.A", "text_encoder.B"], session.ParameterGroups.Select(g => g.Name));
@@ -114,7 +114,7 @@ public sealed class AdapterSessionTests : IDisposable
         Assert.All(session.ParameterGroups.SelectMany(g => g.Parameters), p => Assert.Equal(ScalarType.Float32, p.Parameter.dtype));
 
         // SingLoRA: the ramp follows the absolute step (also on resume).
-        using var model2 = EmbeddedDefaultModel.Create();
+        using var model2 = EmbeddedDefaultModel.CreateUntrained();
         var sing = new AdapterSession(model2, Config("sing", ConfigMethod.SingLora, 1) with { SingLoraRampSteps = 10 });
         sing.OnOptimizerStep(7);
         Assert.All(sing.Layers.Cast<SingLoraLinear>(), l => Assert.Equal(0.7, l.Ramp, 12));
@@ -133,7 +133,7 @@ public sealed class AdapterSessionTests : IDisposable
         Assert.True(bf16.After < 0.95 * bf16.Before, $"bf16 loss {bf16.Before} → {bf16.After}");
 
         // The final files load into a fresh model (ours and kohya's layout) and change the UNet's prediction the same way.
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         using var scope = NewDisposeScope();
         manual_seed(3);
         var latents = randn([1, 4, 8, 8]);

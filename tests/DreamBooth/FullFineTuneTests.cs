@@ -38,7 +38,7 @@ public sealed class FullFineTuneTests : IDisposable
 
     private TrainConfig Config(string run, string images) => new()
     {
-        Model = "embedded", Images = images, Out = Path.Combine(_dir, run), Mode = TrainingMode.Full, Resolution = 64, Steps = 12,
+        Model = EmbeddedDefaultModel.UntrainedKeyword, Images = images, Out = Path.Combine(_dir, run), Mode = TrainingMode.Full, Resolution = 64, Steps = 12,
         Lr = 1e-3, Batch = 2, Seed = 5, CheckpointEvery = 6, Keep = 0, CaptionDropout = 0.25, SaveDType = SaveDType.Bf16, PlotEvery = 100,
     };
 
@@ -47,7 +47,7 @@ public sealed class FullFineTuneTests : IDisposable
     {
         var config = Config("full", CaptionedFolder());
         var progress = new RecordingProgress();
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var initial = model.Unet.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
         var run = new DreamBoothRun(config, progress: progress);
         var data = run.PrepareData();
@@ -85,7 +85,7 @@ public sealed class FullFineTuneTests : IDisposable
     [Fact]
     public void DiffusersFolderWriterRoundTripsTheEmbeddedModel()
     {
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var folder = Path.Combine(_dir, "written");
         DiffusersFolderWriter.Write(model, folder);
         using var loaded = StableDiffusionLoader.Load(folder);

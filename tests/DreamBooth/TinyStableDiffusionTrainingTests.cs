@@ -61,7 +61,7 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
 
     private TrainConfig Config(string run, int steps) => new()
     {
-        Model = "embedded", Images = Images(), Prompt = "a photo of sks dog", Out = Path.Combine(_dir, run), Resolution = 64,
+        Model = EmbeddedDefaultModel.UntrainedKeyword, Images = Images(), Prompt = "a photo of sks dog", Out = Path.Combine(_dir, run), Resolution = 64,
         Steps = steps, Lr = 2e-3, Batch = 2, Seed = 31, CheckpointEvery = 2, Keep = 0, Flip = true, SnrGamma = 5, NoiseOffset = 0.05,
         PlotEvery = 100,
     };
@@ -69,7 +69,7 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
     private static (TrainResult Result, UnetUpBlocksSession Session, RecordingProgress Progress, StableDiffusionModel Model) Train(
         TrainConfig config, long? crashAt = null, IValidationSampler? validation = null, IClassImageSampler? classes = null)
     {
-        var model = EmbeddedDefaultModel.Create();
+        var model = EmbeddedDefaultModel.CreateUntrained();
         var progress = new RecordingProgress();
         var run = new DreamBoothRun(config, ImageLoaderDecoder.Instance, progress);
         run.PrepareData();
@@ -105,7 +105,7 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
     [Fact]
     public void PriorPreservationGeneratesClassImagesOnceAndValidationWritesImages()
     {
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var config = Config("prior", 4) with
         {
             ClassPrompt = "a photo of dog", ClassImages = Path.Combine(_dir, "class"), NumClassImages = 3, PriorWeight = 0.7,

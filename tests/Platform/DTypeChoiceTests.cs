@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using System.Text.Json;
 using DiffusionPeft.Cli;
 using DiffusionPeft.Diffusion;
@@ -45,7 +46,7 @@ public sealed class DTypeChoiceTests : IDisposable
     [Fact]
     public void ARunRecordsTheDTypeAutoChoseAndAResumeKeepsTheCheckpointsWhateverThisMachinePrefers()
     {
-        var config = new TrainConfig { Model = "embedded", Images = _dir, Prompt = "p", Out = Path.Combine(_dir, "run") };
+        var config = new TrainConfig { Model = EmbeddedDefaultModel.UntrainedKeyword, Images = _dir, Prompt = "p", Out = Path.Combine(_dir, "run") };
         Assert.Equal("auto", config.DType);
         Assert.Equal(TorchOptions.Name(TorchOptions.PreferredDType(CPU)), TrainDType.Resolve(config).DType);
         Assert.Equal("bf16", TrainDType.Resolve(config with { DType = "bf16" }).DType);

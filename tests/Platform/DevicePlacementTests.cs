@@ -49,7 +49,7 @@ public sealed class DevicePlacementTests : IDisposable
     public void EveryMethodTrainsStepsMergesAndStacksWithEveryTensorPlaced()
     {
         using var canary = PlacementCanary.Arm();
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var unet = model.Unet;
         var sample = randn([1, 4, 8, 8], device: CPU, generator: new Generator(1, CPU));
         var context = randn([1, 77, 64], device: CPU, generator: new Generator(2, CPU));
@@ -84,7 +84,7 @@ public sealed class DevicePlacementTests : IDisposable
     [Fact]
     public void ModulesHoldNoTensorThatAMoveLeavesBehind()
     {
-        using var model = EmbeddedDefaultModel.Create();
+        using var model = EmbeddedDefaultModel.CreateUntrained();
         var unet = model.Unet;
         var paths = AdapterInjector.LinearPaths(unet).Where(InjectionTargets.UNetAttention.Selects).ToList();
         var layers = paths.Select((p, i) => AdapterInjector.Attach(unet, p, EveryMethod[i % EveryMethod.Length])).ToList();

@@ -51,7 +51,7 @@ public static class TrainBenchmark
         UNet2DConditionModel unet;
         if (o.Tiny)
         {
-            tiny = EmbeddedDefaultModel.Create(device.Device, dtype);
+            tiny = EmbeddedDefaultModel.CreateUntrained(device.Device, dtype);
             unet = tiny.Unet;
         }
         else

@@ -1,10 +1,14 @@
 using DiffusionPeft.Experiments.Claims;
+using DiffusionPeft.Experiments.DreamBoothTable;
 using TorchSharp;
 
 // dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N]
+// dotnet run -c Release --project tools/experiments -- dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--summarize]
+if (args.Length > 0 && args[0] == "dreambooth") return DreamBoothTableCommand.Run(args[1..], RepoRoot());
 if (args.Length == 0 || args[0] != "claims")
 {
-    Console.Error.WriteLine("usage: experiments claims [--quick] [--only " + string.Join(",", ClaimsReport.Order) + "] [--out DIR] [--workers N] [--model DIR]");
+    Console.Error.WriteLine("usage: experiments claims [--quick] [--only " + string.Join(",", ClaimsReport.Order) + "] [--out DIR] [--workers N] [--model DIR]\n" +
+                            "       experiments dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--steps N] [--summarize]");
     return 2;
 }
 

@@ -44,8 +44,8 @@ public static class DemoRunner
     {
         var clock = Stopwatch.StartNew();
         var subject = ToySubjects.ByName(job.Subject);
-        var models = ToyEvaluatorModels.Locate() ?? throw new FileNotFoundException(
-            $"the toy-world evaluators are not next to the embedded model ({ToyEvaluatorModels.Folder}); rebuild or reinstall dpeft");
+        var models = MetricModelOptions.ShippedToyEvaluators(null) ?? throw new FileNotFoundException(
+            $"the toy-world evaluators are not next to the embedded model ({ToyEvaluatorFiles.ShippedFolder}); rebuild or reinstall dpeft");
         var root = Path.GetFullPath(job.OutputDir);
         var data = Path.Combine(root, "data");
         ToyWorldFiles.WriteSubjects(data, 0, subjects: [subject]);
@@ -91,7 +91,7 @@ public static class DemoRunner
             Label = kv.Key, Identifier = subject.Identifier, CacheDir = Path.Combine(root, ".embcache"), Progress = null,
         }));
         foreach (var (label, report) in reports) ReportWriter.WriteAll(report, Path.Combine(root, "eval", label));
-        var judged = generated.ToDictionary(kv => kv.Key, kv => Judge(kv.Value, subject));
+        var judged = generated.ToDictionary(kv => kv.Key, kv => JudgeAccuracy.OfGeneratedImages(kv.Value, FidelityEvaluation.PromptOf));
 
         var before = reports["base"].Scores.Overall;
         var after = reports[TrainConfigYaml.EnumName(job.Method)].Scores.Overall;
@@ -132,18 +132,5 @@ public static class DemoRunner
         output.WriteLine($"DINO {before.Dino.Mean:F3} → {after.Dino.Mean:F3}, CLIP-I {before.ClipI.Mean:F3} → {after.ClipI.Mean:F3}, CLIP-T {before.ClipT.Mean:F3} → {after.ClipT.Mean:F3} (base → {TrainConfigYaml.EnumName(job.Method)})");
         output.WriteLine($"report: {reportPath}");
         return 0;
-    }
-
-    /// <summary>The judge's reading of every generated image against its prompt (the identifier stands for the class shape).</summary>
-    private static JudgeAccuracy Judge(string generatedRoot, ToySubject subject)
-    {
-        var accuracy = new JudgeAccuracy();
-        foreach (var png in Directory.EnumerateFiles(generatedRoot, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-        {
-            var prompt = PngText.Get(PngText.Read(png), "prompt");
-            if (prompt is null) continue;
-            accuracy.Add(SceneJudge.Score(ImageLoader.Load(png), prompt));
-        }
-        return accuracy;
     }
 }

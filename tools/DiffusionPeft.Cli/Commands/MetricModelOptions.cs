@@ -50,11 +50,12 @@ public sealed class MetricModelOptions
         return new FidelityModels(paths, t => tokenizer.EncodeForModel(t).InputIds);
     }
 
-    private static FidelityModels? ShippedToyEvaluators(TextWriter error)
+    /// <summary>The shipped toy-world evaluators (a note on <paramref name="error"/> when given), or null when this installation has none.</summary>
+    public static FidelityModels? ShippedToyEvaluators(TextWriter? error)
     {
         var folder = ToyEvaluatorFiles.ShippedFolder;
         if (!ToyEvaluatorFiles.Exist(folder)) return null;
-        error.WriteLine($"note: no --dino/--clip-vision/--clip-text/--clip-tokenizer given: scoring with the {ToyEvaluatorFiles.Description} evaluators in {folder}. " +
+        error?.WriteLine($"note: no --dino/--clip-vision/--clip-text/--clip-tokenizer given: scoring with the {ToyEvaluatorFiles.Description} evaluators in {folder}. " +
                         "They are a DINO and a CLIP trained on the toy world, for toy-world runs; their numbers do not compare with real DINO/CLIP ones.");
         var tokenizer = ClipTokenizer.FromFolder(ToyEvaluatorFiles.Tokenizer(folder));
         return new FidelityModels(ToyEvaluatorFiles.Paths(folder), t => tokenizer.EncodeForModel(t).InputIds) { Evaluators = ToyEvaluatorFiles.Description };

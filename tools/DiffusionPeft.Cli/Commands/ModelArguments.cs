@@ -21,7 +21,7 @@ public static class ModelArguments
     {
         Check(model);
         var sd = StableDiffusionLoader.LoadOrEmbedded(model, dtype, device, variant, configsFrom, tokenizerDir);
-        if (sd.IsEmbeddedDefault) error.WriteLine(EmbeddedDefaultModel.Note(purpose));
+        if (sd.IsEmbeddedDefault) error.WriteLine(EmbeddedDefaultModel.Note(purpose, sd));
         return sd;
     }
 }

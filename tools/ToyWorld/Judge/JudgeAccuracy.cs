@@ -29,6 +29,22 @@ public sealed class JudgeAccuracy
         return acc;
     }
 
+    /// <summary>
+    /// The judge's reading of every PNG under <paramref name="folder"/> (contact sheets aside) against its prompt, as
+    /// <paramref name="promptOf"/> reads it from the image's metadata (dpeft's generated images: FidelityEvaluation.PromptOf).
+    /// </summary>
+    public static JudgeAccuracy OfGeneratedImages(string folder, Func<string, string?> promptOf)
+    {
+        var accuracy = new JudgeAccuracy();
+        foreach (var png in Directory.EnumerateFiles(folder, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            if (Path.GetFileName(png) == "grid.png") continue;
+            if (promptOf(png) is not { Length: > 0 } prompt) continue;
+            accuracy.Add(SceneJudge.Score(DiffusionPeft.Core.Imaging.ImageLoader.Load(png), prompt));
+        }
+        return accuracy;
+    }
+
     /// <summary>How many scores graded <paramref name="attribute"/>.</summary>
     public int Count(JudgeAttribute attribute) => _total[(int)attribute];
 

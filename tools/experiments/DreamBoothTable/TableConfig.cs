@@ -1,0 +1,29 @@
+namespace DiffusionPeft.Experiments.DreamBoothTable;
+
+/// <summary>
+/// The DreamBooth table's grid. Learning rates are chosen per arm on <see cref="TuningSeed"/> over the first
+/// <see cref="TuningSubjects"/> subjects (by mean DINO + CLIP-T, so neither copying the instances nor ignoring them
+/// wins); the reported cells use other seeds (<see cref="Seeds"/>) on every subject.
+/// </summary>
+public sealed record TableConfig
+{
+    public string Name { get; init; } = "full";
+    public int Rank { get; init; } = 4;
+    public int Steps { get; init; } = 300;
+    public int Batch { get; init; } = 2;
+    public IReadOnlyList<double> Lrs { get; init; } = [3e-4, 1e-3, 3e-3];
+    public long TuningSeed { get; init; } = 100;
+    public int TuningSubjects { get; init; } = 4;
+    public IReadOnlyList<long> Seeds { get; init; } = [0, 1, 2];
+    /// <summary>Subject names; empty: all twelve.</summary>
+    public IReadOnlyList<string> Subjects { get; init; } = [];
+    public int ImagesPerPrompt { get; init; } = 1;
+    public int SamplingSteps { get; init; } = 20;
+    public double GuidanceScale { get; init; } = 7.5;
+
+    /// <summary>A smoke run of the whole chain in minutes: two subjects, one LR, one seed, few steps.</summary>
+    public static TableConfig Quick => new()
+    {
+        Name = "quick", Steps = 30, Lrs = [1e-3], TuningSubjects = 1, Seeds = [0], Subjects = ["sunny_star", "dotted_circle"], SamplingSteps = 6,
+    };
+}

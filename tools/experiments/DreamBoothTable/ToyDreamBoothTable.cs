@@ -1,0 +1,156 @@
+using System.Text;
+using System.Text.Json;
+using DiffusionPeft.Core.IO;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.DreamBooth.Logging;
+using DiffusionPeft.Experiments.Claims;
+using DiffusionPeft.Metrics;
+using DiffusionPeft.ToyWorld.Subjects;
+
+namespace DiffusionPeft.Experiments.DreamBoothTable;
+
+/// <summary>
+/// The seeds' DreamBooth table on the toy world: every arm (<see cref="TableArm.Default"/>) × learning rate on a tuning
+/// seed, then the chosen rate × every subject × the reported seeds, with the base model (floor) and the held-out views
+/// among themselves (ceiling). Cells are resumable (<see cref="TableCell"/>): rerun the same command to continue, and
+/// <see cref="Summarize"/> writes the table from whatever cells exist.
+/// </summary>
+public static class ToyDreamBoothTable
+{
+    public static void Run(TableConfig config, string outDir, string model, string evaluatorsFolder, TextWriter log, CancellationToken cancel = default)
+    {
+        var data = TableData.Prepare(Path.Combine(outDir, "data"), model);
+        var subjects = Subjects(config);
+        var evaluators = Evaluators(evaluatorsFolder);
+        var arms = TableArm.Default(config.Rank);
+        using var baseModel = StableDiffusionLoader.LoadOrEmbedded(model);
+        var progress = new LogProgress(log);
+        int done = 0, total = arms.Count * config.Lrs.Count * Math.Min(config.TuningSubjects, subjects.Count)
+                              + (arms.Count + 1) * subjects.Count * config.Seeds.Count;
+        CellResult Cell(TableArm arm, double lr, ToySubject s, long seed)
+        {
+            var dir = Path.Combine(outDir, "cells", arm.Name, arm.IsBase ? "-" : $"lr{lr:G3}", s.Name, $"seed{seed}");
+            var r = TableCell.Run(arm, lr, s, seed, config, data, dir, baseModel, evaluators, progress, cancel);
+            done++;
+            log.WriteLine($"[{done}/{total}] {arm.Name} lr {lr:G3} {s.Name} seed {seed}: DINO {r.Dino:F3} CLIP-I {r.ClipI:F3} CLIP-T {r.ClipT:F3} judge {r.JudgeAll:P0} ({r.Seconds:F0} s)");
+            return r;
+        }
+
+        var chosen = new Dictionary<string, double>();
+        foreach (var arm in arms)
+        {
+            var tuning = config.Lrs.Select(lr => (Lr: lr, Cells: subjects.Take(config.TuningSubjects).Select(s => Cell(arm, lr, s, config.TuningSeed)).ToList())).ToList();
+            chosen[arm.Name] = tuning.OrderByDescending(t => t.Cells.Average(c => c.Dino + c.ClipT)).First().Lr;
+        }
+        AtomicFile.WriteAllText(Path.Combine(outDir, "chosen-lr.json"), JsonSerializer.Serialize(chosen, new JsonSerializerOptions { WriteIndented = true }));
+        foreach (var seed in config.Seeds)
+            foreach (var s in subjects)
+            {
+                Cell(TableArm.Base, 0, s, seed);
+                foreach (var arm in arms) Cell(arm, chosen[arm.Name], s, seed);
+            }
+    }
+
+    public static IReadOnlyList<ToySubject> Subjects(TableConfig config) =>
+        config.Subjects.Count == 0 ? ToySubjects.All : config.Subjects.Select(ToySubjects.ByName).ToList();
+
+    private static FidelityModels Evaluators(string folder)
+    {
+        if (!ToyEvaluatorFiles.Exist(folder)) throw new FileNotFoundException($"{folder}: no toy-world evaluators (dino.onnx, clip-vision.onnx, clip-text.onnx, tokenizer/).");
+        var tokenizer = DiffusionPeft.Core.Text.ClipTokenizer.FromFolder(ToyEvaluatorFiles.Tokenizer(folder));
+        return new FidelityModels(ToyEvaluatorFiles.Paths(folder), t => tokenizer.EncodeForModel(t).InputIds) { Evaluators = ToyEvaluatorFiles.Description };
+    }
+
+    private sealed class LogProgress(TextWriter log) : ITrainingProgress
+    {
+        public void Info(string message) { }
+        public void Warning(string message) => log.WriteLine($"warning: {message}");
+        public void Step(StepReport report) { }
+    }
+
+    /// <summary>All finished cells under <paramref name="outDir"/>.</summary>
+    public static List<CellResult> Load(string outDir) =>
+        Directory.Exists(Path.Combine(outDir, "cells"))
+            ? Directory.EnumerateFiles(Path.Combine(outDir, "cells"), TableCell.ResultFile, SearchOption.AllDirectories)
+                .Select(f => JsonSerializer.Deserialize<CellResult>(File.ReadAllText(f), TableCell.Json)!).ToList()
+            : [];
+
+    public sealed record ArmSummary(string Arm, string Budget, int Rank, double Lr, long Parameters, int N,
+        Interval Dino, Interval ClipI, Interval ClipT, Interval JudgeAll, Interval DinoVsLora, Interval DinoVsBase);
+
+    /// <summary>
+    /// Per arm at its chosen rate over the reported seeds' cells: means with 95% t-intervals over (subject, seed) cells, and
+    /// the DINO difference to LoRA and to the base model paired on the same subject and seed (same generation seeds).
+    /// </summary>
+    public static IReadOnlyList<ArmSummary> Summarize(TableConfig config, IReadOnlyList<CellResult> cells, IReadOnlyDictionary<string, double> chosen)
+    {
+        var reported = cells.Where(c => config.Seeds.Contains(c.Seed)).ToList();
+        CellResult? Find(string arm, double lr, string subject, long seed) =>
+            reported.FirstOrDefault(c => c.Arm == arm && (arm == "base" || c.Lr == lr) && c.Subject == subject && c.Seed == seed);
+        var rows = new List<ArmSummary>();
+        foreach (var arm in new[] { TableArm.Base }.Concat(TableArm.Default(config.Rank)))
+        {
+            double lr = arm.IsBase ? 0 : chosen.GetValueOrDefault(arm.Name, double.NaN);
+            var mine = reported.Where(c => c.Arm == arm.Name && (arm.IsBase || c.Lr == lr)).ToList();
+            if (mine.Count == 0) continue;
+            List<double> Paired(string other, double otherLr) => mine
+                .Select(c => (c, o: Find(other, otherLr, c.Subject, c.Seed))).Where(p => p.o is not null).Select(p => p.c.Dino - p.o!.Dino).ToList();
+            rows.Add(new ArmSummary(arm.Name, arm.Budget, arm.Rank, lr, mine.Max(c => c.AdapterParameters), mine.Count,
+                ConfidenceIntervals.MeanT(mine.Select(c => c.Dino).ToList()), ConfidenceIntervals.MeanT(mine.Select(c => c.ClipI).ToList()),
+                ConfidenceIntervals.MeanT(mine.Select(c => c.ClipT).ToList()), ConfidenceIntervals.MeanT(mine.Select(c => c.JudgeAll).ToList()),
+                arm.Name == "lora" || arm.IsBase ? Interval.Empty : ConfidenceIntervals.MeanT(Paired("lora", chosen.GetValueOrDefault("lora", double.NaN))),
+                arm.IsBase ? Interval.Empty : ConfidenceIntervals.MeanT(Paired("base", 0))));
+        }
+        return rows;
+    }
+
+    public static string Markdown(TableConfig config, IReadOnlyList<CellResult> cells, IReadOnlyDictionary<string, double> chosen, CommitInfo commit, string command)
+    {
+        var rows = Summarize(config, cells, chosen);
+        var real = cells.Where(c => c.Arm == "base" && config.Seeds.Contains(c.Seed)).GroupBy(c => c.Subject).Select(g => g.First()).ToList();
+        static string F(Interval i, string fmt = "F3") => double.IsNaN(i.Estimate) ? "–" :
+            double.IsNaN(i.Lower) ? i.Estimate.ToString(fmt) : $"{i.Estimate.ToString(fmt)} [{i.Lower.ToString(fmt)}, {i.Upper.ToString(fmt)}]";
+        var sb = new StringBuilder();
+        sb.AppendLine("# DreamBooth on the toy world: the seeds' table");
+        sb.AppendLine();
+        sb.AppendLine($"Commit {commit}; `{command}`. Toy-world model, toy evaluators (their numbers compare runs on this world, not with papers).");
+        sb.AppendLine($"Each cell: {config.Steps} steps, batch {config.Batch}, 64 px, on the subject's 5 instance images; {ToyDreamBoothPrompts.Templates.Count} protocol prompts × " +
+                      $"{config.ImagesPerPrompt} image(s), {config.SamplingSteps} sampling steps, CFG {config.GuidanceScale}; scored against the subject's 12 held-out views.");
+        sb.AppendLine($"Learning rates from {{{string.Join(", ", config.Lrs.Select(l => l.ToString("G3")))}}}, chosen per arm on seed {config.TuningSeed} over " +
+                      $"{config.TuningSubjects} subject(s) by mean DINO + CLIP-T; reported seeds {{{string.Join(", ", config.Seeds)}}} are separate. " +
+                      "Means with 95% t-intervals over (subject, seed) cells; differences paired on subject and seed (same generation seeds).");
+        sb.AppendLine();
+        sb.AppendLine("| arm | budget | rank | params | lr | n | DINO | CLIP-I | CLIP-T | judge: all right | DINO − LoRA | DINO − base |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---|---|---|---|---|---|");
+        foreach (var r in rows)
+            sb.AppendLine($"| {r.Arm} | {r.Budget} | {(r.Rank == 0 ? "–" : r.Rank)} | {(r.Parameters == 0 ? "–" : r.Parameters.ToString("N0"))} | {(r.Lr == 0 ? "–" : r.Lr.ToString("G3"))} | {r.N} | " +
+                          $"{F(r.Dino)} | {F(r.ClipI)} | {F(r.ClipT)} | {F(r.JudgeAll, "P0")} | {F(r.DinoVsLora, "+0.000;-0.000")} | {F(r.DinoVsBase, "+0.000;-0.000")} |");
+        if (real.Count > 0)
+            sb.AppendLine($"| held-out views (ceiling) | | | | | {real.Count} | {F(ConfidenceIntervals.MeanT(real.Select(c => c.RealDino).ToList()))} | " +
+                          $"{F(ConfidenceIntervals.MeanT(real.Select(c => c.RealClipI).ToList()))} | | | | |");
+        sb.AppendLine();
+        sb.AppendLine("Learning-rate tuning (seed " + config.TuningSeed + ", mean DINO + CLIP-T):");
+        sb.AppendLine();
+        sb.AppendLine("| arm | " + string.Join(" | ", config.Lrs.Select(l => l.ToString("G3"))) + " | chosen |");
+        sb.AppendLine("|---|" + string.Concat(config.Lrs.Select(_ => "---:|")) + "---:|");
+        foreach (var arm in TableArm.Default(config.Rank))
+        {
+            var cellsAt = config.Lrs.Select(lr => cells.Where(c => c.Seed == config.TuningSeed && c.Arm == arm.Name && c.Lr == lr).ToList()).ToList();
+            if (cellsAt.All(c => c.Count == 0)) continue;
+            sb.AppendLine($"| {arm.Name} | " + string.Join(" | ", cellsAt.Select(c => c.Count == 0 ? "–" : $"{c.Average(x => x.Dino + x.ClipT):F3} (n={c.Count})")) +
+                          $" | {(chosen.TryGetValue(arm.Name, out var l) ? l.ToString("G3") : "–")} |");
+        }
+        return sb.ToString();
+    }
+
+    public static void Chart(string path, IReadOnlyList<ArmSummary> rows)
+    {
+        ScottPlot.Plot Panel(string title, Func<ArmSummary, Interval> pick)
+        {
+            var series = rows.Select((r, i) => new Charts.Series(r.Arm, [((double)i, pick(r))])).ToList();
+            return Charts.Panel(title, series, "arm", title, logX: false, logY: false);
+        }
+        Charts.Grid(path, "Toy-world DreamBooth: means and 95% intervals over (subject, seed) cells",
+            [Panel("DINO", r => r.Dino), Panel("CLIP-I", r => r.ClipI), Panel("CLIP-T", r => r.ClipT), Panel("judge: all right", r => r.JudgeAll)], 2);
+    }
+}
