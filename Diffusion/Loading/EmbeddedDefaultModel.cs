@@ -20,7 +20,7 @@ namespace DiffusionPeft.Diffusion.Loading;
 /// </summary>
 public static class EmbeddedDefaultModel
 {
-    public const string Name = "dpeft-toy-world (a toy model of procedural 64 px scenes)";
+    public const string Name = "dpeft-toy-world";
     public const string UntrainedName = "dpeft-embedded-tiny (untrained)";
     public const long Seed = 20240601;
 

@@ -4,6 +4,7 @@ using System.Runtime.Serialization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using DiffusionPeft.Adapters;
 using DiffusionPeft.Core.IO;
 using DiffusionPeft.Diffusion;
 using YamlDotNet.Core;
@@ -235,13 +236,30 @@ public static class TrainConfigYaml
     {
         var normalized = config with { };
         var defaults = new TrainConfig();
-        foreach (var o in Options.Where(o => o.ResumeNeutral)) o.Property.SetValue(normalized, o.Property.GetValue(defaults));
+        foreach (var o in Options.Where(o => o.ResumeNeutral || !Applies(o.Key, config))) o.Property.SetValue(normalized, o.Property.GetValue(defaults));
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Serialize(normalized))));
     }
 
-    /// <summary>Keys whose values differ between two configs, ignoring resume-neutral options.</summary>
+    /// <summary>Keys whose values differ between two configs, ignoring resume-neutral options and options neither run uses.</summary>
     public static IReadOnlyList<string> TrainingDifferences(TrainConfig a, TrainConfig b) =>
-        Options.Where(o => !o.ResumeNeutral && !Equals(o.Property.GetValue(a), o.Property.GetValue(b))).Select(o => o.Key).ToArray();
+        Options.Where(o => !o.ResumeNeutral && (Applies(o.Key, a) || Applies(o.Key, b)) && !Equals(o.Property.GetValue(a), o.Property.GetValue(b)))
+            .Select(o => o.Key).ToArray();
+
+    private static readonly HashSet<string> AdapterKeys = ["method", "rank", "alpha"];
+
+    /// <summary>
+    /// Whether an option can change this run: another method's settings (SingLoRA's ramp and init, SDS-LoRA's basis, LoRA+'s
+    /// ratio) and, in full fine-tuning, the adapter's, do not. Runs differing only there train the same, so a default that
+    /// changes in a new version does not stop an old run from resuming.
+    /// </summary>
+    public static bool Applies(string key, TrainConfig c) => key switch
+    {
+        "singlora-ramp-steps" or "singlora-init-scale" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.SingLora,
+        "sds-basis" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.SdsLora,
+        "loraplus-ratio" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.LoraPlus,
+        _ when AdapterKeys.Contains(key) => c.Mode == TrainingMode.Adapter,
+        _ => true,
+    };
 
     public static void Validate(TrainConfig c, string? source = null)
     {
@@ -258,7 +276,7 @@ public static class TrainConfigYaml
         // Full fine-tuning on a captioned folder (NAME.txt beside each image) needs no instance prompt; the scan checks every image has one.
         Check(c.Mode == TrainingMode.Full || !string.IsNullOrWhiteSpace(c.Prompt), "prompt", "required (set it in the config file or on the command line)");
         Check(c.CaptionDropout is >= 0 and < 1, "caption-dropout", $"must be in [0, 1), got {Fmt(c.CaptionDropout)}");
-        Check(c.Mode != TrainingMode.Full || c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "float", "dtype",
+        Check(c.Mode != TrainingMode.Full || c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "float" or TorchOptions.AutoDType, "dtype",
             "full fine-tuning trains the weights themselves: use --dtype fp32 (--save-dtype bf16 writes small files)");
         Check(c.Rank >= 1, "rank", $"must be >= 1, got {c.Rank}");
         Check(c.Alpha is null || (c.Alpha > 0 && double.IsFinite(c.Alpha.Value)), "alpha", $"must be > 0, got {c.Alpha}");

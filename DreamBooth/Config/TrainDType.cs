@@ -19,7 +19,8 @@ public static class TrainDType
             TorchOptions.ResolveDType(config.DType, device, warn);   // only warns (bf16 on a CPU without bf16 instructions)
             return config;
         }
-        var dtype = CheckpointDType(config) ?? TorchOptions.Name(TorchOptions.ResolveDType(config.DType, device));
+        // Full fine-tuning trains the weights themselves, in fp32 (bf16 weights would lose most small updates).
+        var dtype = CheckpointDType(config) ?? (config.Mode == TrainingMode.Full ? "fp32" : TorchOptions.Name(TorchOptions.ResolveDType(config.DType, device)));
         return config with { DType = dtype };
     }
 

@@ -1,9 +1,10 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Cli;
 using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.Tests.Cli;
 
-/// <summary>`dpeft generate` end to end on the embedded default model (tiny, in memory).</summary>
+/// <summary>`dpeft generate` end to end on the embedded default model (the toy-world model shipped with dpeft).</summary>
 public sealed class GenerateCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-gen-").FullName;
@@ -26,14 +27,15 @@ public sealed class GenerateCommandTests : IDisposable
         var r = Dpeft("generate", "--prompt", "a photo of a cat", "--negative", "blurry", "--n", "2", "--seed", "5", "--steps", "2",
             "--sampler", "euler_a", "--cfg", "6", "--out", outDir, "--quiet");
         Assert.True(r.Code == 0, r.Err);
-        Assert.Contains("UNTRAINED", r.Err);
+        Assert.Contains(EmbeddedDefaultModel.Name, r.Err);   // the note that names the embedded toy-world model
         Assert.Equal([Path.Combine("0001-a-photo-of-a-cat", "000-s5.png"), Path.Combine("0001-a-photo-of-a-cat", "001-s6.png")], Pngs(outDir));
 
         var png = Path.Combine(outDir, "0001-a-photo-of-a-cat", "001-s6.png");
         var image = ImageLoader.Load(png);
         Assert.Equal((64, 64), (image.Width, image.Height));
         var parameters = PngText.Get(PngText.Read(png), "parameters");
-        Assert.Equal("a photo of a cat\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, CFG scale: 6, Seed: 6, Size: 64x64, Model: dpeft-embedded-tiny (untrained), Version: dpeft", parameters);
+        var modelHash = DiffusionPeft.Core.IO.FileHash.Sha256(Path.Combine(EmbeddedDefaultModel.Folder, "unet", "diffusion_pytorch_model.safetensors"))[..10];
+        Assert.Equal($"a photo of a cat\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, CFG scale: 6, Seed: 6, Size: 64x64, Model hash: {modelHash}, Model: dpeft-toy-world, Version: dpeft", parameters);
         var sidecar = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(png, ".json"))).RootElement;
         Assert.Equal(6, sidecar.GetProperty("seed").GetInt64());
         Assert.Equal("euler_a", sidecar.GetProperty("sampler").GetString());

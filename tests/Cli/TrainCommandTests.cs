@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Cli;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Core.Imaging;
@@ -49,7 +50,7 @@ public sealed class TrainCommandTests : IDisposable
         var run = Path.Combine(_dir, "run");
         var r = Dpeft(Common("run", 4, "singlora"));
         Assert.True(r.Code == 0, r.Err);
-        Assert.Contains("UNTRAINED", r.Err);
+        Assert.Contains(EmbeddedDefaultModel.Name, r.Err);   // the note that names the embedded toy-world model
         foreach (var f in new[] { "adapter.safetensors", "adapter.kohya.safetensors", "config.yaml", "log.jsonl", "loss.png" })
             Assert.True(File.Exists(Path.Combine(run, f)), f);
         Assert.Equal(["step-000002", "step-000004"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order());
@@ -115,7 +116,7 @@ public sealed class TrainCommandTests : IDisposable
         var r = Dpeft("train", "--images", empty, "--prompt", "x", "--out", Path.Combine(_dir, "e"), "--quiet");
         Assert.Equal(2, r.Code);
         Assert.Contains($"'{empty}' has no .jpg, .jpeg, .png or .webp files", r.Err);
-        Assert.DoesNotContain("UNTRAINED", r.Err); // failed before the model loaded
+        Assert.DoesNotContain(EmbeddedDefaultModel.Name, r.Err); // failed before the model loaded
 
         var broken = Directory.CreateDirectory(Path.Combine(_dir, "broken")).FullName;
         File.WriteAllText(Path.Combine(broken, "a.png"), "not a png");

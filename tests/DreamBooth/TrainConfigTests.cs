@@ -21,7 +21,7 @@ public sealed class TrainConfigTests : IDisposable
         ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
         LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
-        SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Polar, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
+        SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Qr, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
         GradientCheckpointing = true, PlotEvery = 3, Mode = TrainingMode.Full, CaptionDropout = 0.1, SaveDType = SaveDType.Bf16,
     };
 
@@ -132,6 +132,26 @@ public sealed class TrainConfigTests : IDisposable
         Assert.Equal(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Steps = 9999, Out = "elsewhere", Resume = "latest", Keep = 1 }));
         Assert.NotEqual(TrainConfigYaml.TrainingHash(a), TrainConfigYaml.TrainingHash(a with { Lr = 2e-4 }));
         Assert.Equal(new[] { "lr", "seed" }, TrainConfigYaml.TrainingDifferences(a, a with { Lr = 2e-4, Seed = 5, Steps = 3 }));
+    }
+
+    /// <summary>Another method's settings, or an adapter's in full fine-tuning, cannot change a run: a new default there must not block a resume.</summary>
+    [Fact]
+    public void SettingsARunDoesNotUseAreNeitherHashedNorDifferences()
+    {
+        var lora = Minimal with { Method = AdapterMethod.Lora };
+        var other = lora with { SingLoraInitScale = 1, SingLoraRampSteps = 100, SdsBasis = SdsBasis.Qr, LoraPlusRatio = 4 };
+        Assert.Equal(TrainConfigYaml.TrainingHash(lora), TrainConfigYaml.TrainingHash(other));
+        Assert.Empty(TrainConfigYaml.TrainingDifferences(lora, other));
+
+        var sing = lora with { Method = AdapterMethod.SingLora };
+        Assert.Equal(new[] { "singlora-ramp-steps", "singlora-init-scale" }, TrainConfigYaml.TrainingDifferences(sing, sing with { SingLoraInitScale = 1, SingLoraRampSteps = 100, SdsBasis = SdsBasis.Qr }));
+        var sds = lora with { Method = AdapterMethod.SdsLora };
+        Assert.Equal(new[] { "sds-basis" }, TrainConfigYaml.TrainingDifferences(sds, sds with { SdsBasis = SdsBasis.Qr, SingLoraInitScale = 1 }));
+
+        var full = lora with { Mode = TrainingMode.Full };
+        Assert.Empty(TrainConfigYaml.TrainingDifferences(full, full with { Rank = 16, Alpha = 3, Method = AdapterMethod.Dora }));
+        Assert.Equal(new[] { "lr" }, TrainConfigYaml.TrainingDifferences(full, full with { Lr = 1 }));
+        Assert.Equal(new[] { "method" }, TrainConfigYaml.TrainingDifferences(lora, sing));
     }
 
     /// <summary>Configs written before --dtype was the one switch carry diffusers' mixed-precision key: bf16 means --dtype bf16.</summary>

@@ -41,7 +41,7 @@ public sealed record ToyModelOptions
     public int UnetWidth { get; init; } = 32;
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
-    public int UnetSteps { get; init; } = 2500;
+    public int UnetSteps { get; init; } = 6000;
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
@@ -92,8 +92,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var device = TorchOptions.ParseDevice(options.Device);
         var reports = new List<StageReport>
         {
-            Stage(VaeFolder, () => TrainVae(device, cancellationToken)),
-            Stage(ClipFolder, () => TrainClip(tokenizer, device, cancellationToken)),
+            Stage(VaeFolder, options.VaeSteps, () => TrainVae(device, cancellationToken)),
+            Stage(ClipFolder, options.ClipSteps, () => TrainClip(tokenizer, device, cancellationToken)),
         };
         if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
         {
@@ -102,15 +102,27 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             AtomicFile.WriteAllText(Path.Combine(DataFolder, DoneFile), "{}");
         }
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
-        reports.Add(Stage(UnetRun, () => TrainUnet(cancellationToken)));
+        var unetDone = File.Exists(Path.Combine(UnetRun, DoneFile));
+        reports.Add(Stage(UnetRun, options.UnetSteps, () => TrainUnet(cancellationToken)));
+        if (!unetDone && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained on: the old model is stale
         if (!Directory.Exists(Model)) CopyDirectory(Path.Combine(UnetRun, FullFineTuneTarget.ModelFolder), Model);
         return reports;
     }
 
-    private StageReport Stage(string folder, Func<StageReport?> train)
+    /// <summary>
+    /// A stage: trained (or resumed) unless done.json says it reached <paramref name="steps"/>; a done stage asked for more
+    /// steps resumes from its last checkpoint (`--unet-steps 6000` on a finished 2,500-step run trains 3,500 more).
+    /// </summary>
+    private StageReport Stage(string folder, int steps, Func<StageReport?> train)
     {
         var done = Path.Combine(folder, DoneFile);
-        if (File.Exists(done)) return JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done))!;
+        if (File.Exists(done))
+        {
+            var finished = JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done))!;
+            if (finished.Steps >= steps) return finished;
+            _progress.Info($"{finished.Stage}: done at {finished.Steps} steps, {steps} asked: training on from its last checkpoint");
+            File.Delete(done);
+        }
         var report = train() ?? throw new OperationCanceledException($"{Path.GetFileName(folder)} stage interrupted; rerun to resume");
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         _progress.Info($"{report.Stage}: loss {report.FirstLoss:G4} → {report.LastLoss:G4} in {report.Steps} steps, {report.Seconds / 60:F1} min; {report.Measurements.ToJsonString()}");
@@ -229,7 +241,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             LrWarmupSteps = Math.Min(200, options.UnetSteps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = 5,
             CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
             ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
-            PlotEvery = 25, CacheLatents = LatentCacheMode.Memory,
+            PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",
         };
         var result = DreamBoothRun.Run(config, _progress, ct);
         if (result.Interrupted) return null;
