@@ -160,7 +160,7 @@ public sealed class DreamBoothRun
         if (CudaReproducibility.ForTraining(device) is { } reproducibility) _progress.Info(reproducibility);
         var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, TorchOptions.ParseDType(Config.DType), device,
             configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
-        if (model.IsEmbeddedDefault) _progress.Warning(EmbeddedDefaultModel.Note("training", model));
+        if (model.IsEmbeddedDefault) _progress.Info(EmbeddedDefaultModel.Note("training", model));
         return model;
     }
 

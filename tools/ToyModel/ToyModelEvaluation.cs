@@ -6,6 +6,8 @@ using DiffusionPeft.Core.IO;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Judge;
+using DiffusionPeft.ToyWorld.Files;
+using DiffusionPeft.ToyWorld.Scenes;
 
 namespace DiffusionPeft.ToyModel;
 
@@ -60,6 +62,7 @@ public static class ToyModelEvaluation
             }
             progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
         }
+        WriteSamples(world, prompts, outDirectory);
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
@@ -68,6 +71,22 @@ public static class ToyModelEvaluation
         AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, full, partial, all));
         return new Result(full, partial, all, prompts.Count);
+    }
+
+    /// <summary>Sample count of <see cref="SamplesFile"/>: the first full-caption prompts, each as (rendered scene, generated image).</summary>
+    public const int SampleCount = 16;
+    public const string SamplesFile = "samples.png";
+
+    /// <summary>samples.png (+ .txt with the captions): the held-out scene as the world renders it beside what the model made of its caption.</summary>
+    private static void WriteSamples(World world, IReadOnlyList<HeldOutPrompt> prompts, string outDirectory)
+    {
+        var cells = new List<(RgbImage, string)>();
+        foreach (var (p, i) in prompts.Select((p, i) => (p, i)).Where(x => x.p.IsFull).Take(SampleCount))
+        {
+            cells.Add((world.Render(p.SceneIndex), $"world: {p.Text}"));
+            cells.Add((ImageLoader.Load(Path.Combine(outDirectory, $"{i:D4}.png")), $"model: {p.Text}"));
+        }
+        if (cells.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), cells, columns: 8, scale: 2);
     }
 
     private static JsonObject Json(JudgeAccuracy a)
