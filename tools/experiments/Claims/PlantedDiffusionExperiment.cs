@@ -82,8 +82,8 @@ public static class PlantedDiffusionExperiment
         Interval Ci(Method m, Func<Outcome, double> f) => ConfidenceIntervals.MeanT(report.Where(o => o.Job.Method == m).Select(f).ToList());
 
         var md = new StringBuilder();
-        md.AppendLine($"Model: the golden tiny SD 1.5 (`tiny_sd15_diffusers`, random weights; UNet attention width 32, cross-attention 48→32). Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, " +
-                      $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all {plantedLayers} UNet attention projections (attn1/attn2 × to_q, to_k, to_v, to_out.0). Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{PlantedWorld.Prompt}\"). " +
+        md.AppendLine($"Model: {ModelDescription(modelPath)}. Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, " +
+                      $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all {plantedLayers} UNet attention projections (attn1/attn2 × to_q, to_k, to_v, to_out.0). Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{s.Prompt}\"; unseen prompt \"{s.HeldOutPrompt}\"). " +
                       $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed; SingLoRA ramp T = {Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp} steps, so u ends at {Math.Min(1.0, (double)s.Steps / Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp):0.##}. " +
                       $"LR per method from {{{string.Join(", ", s.LearningRates.Select(Format.Lr))}}}: lowest noise-prediction error on tuning world(s) {{{string.Join(", ", s.TuningWorlds)}}}; reported worlds {{{string.Join(", ", s.ReportWorlds)}}} (each: its own ΔW*, images, eval data). " +
                       "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base); " +
@@ -170,7 +170,7 @@ public static class PlantedDiffusionExperiment
         var clock = Stopwatch.StartNew();
         var config = new TrainConfig
         {
-            Model = modelPath, Images = world.ImagesDir, Prompt = PlantedWorld.Prompt, Out = runDir,
+            Model = modelPath, Images = world.ImagesDir, Prompt = world.Prompt, Out = runDir,
             Method = j.Method.Kind, Rank = j.Method.Rank, Alpha = j.Method.Rank, Steps = s.Steps, Lr = j.Lr, Batch = s.Batch,
             Resolution = PlantedWorld.Resolution, Seed = j.World, CheckpointEvery = 0, Keep = 1, PlotEvery = 1_000_000,
             SdsBasis = j.Method.Basis, SingLoraInitScale = j.Method.InitScale, SingLoraRampSteps = j.Method.Ramp,
@@ -208,10 +208,18 @@ public static class PlantedDiffusionExperiment
             return PlantedWorld.Mse(PlantedWorld.Eps(model, noisy, t, emb), teacherEps) / PlantedWorld.Mse(baseEps, teacherEps);
         }
         double sample;
-        using (var r = PlantedWorld.Sample(model, PlantedWorld.Prompt, world.SampleSeeds))
+        using (var r = PlantedWorld.Sample(model, world.Prompt, world.SampleSeeds))
             sample = PlantedWorld.Mse(r.Images, world.TeacherImages) / PlantedWorld.Mse(world.BaseImages, world.TeacherImages);
         var (dNoisy, dT, dEmb, dNoise) = world.DataFit;
         double fit = PlantedWorld.Mse(PlantedWorld.Eps(model, dNoisy, dT, dEmb), dNoise);
         return new Outcome(j, parameters, seconds, lastLoss, EpsError(0), EpsError(1), sample, fit, kinds);
+    }
+
+    private static string ModelDescription(string modelPath)
+    {
+        var unet = DiffusionPeft.Diffusion.Models.UNet2DConditionConfig.FromJson(
+            DiffusionPeft.Diffusion.IO.ConfigJson.Parse(File.ReadAllText(Path.Combine(modelPath, "unet", "config.json")), "unet/config.json"));
+        string what = modelPath.Contains("tiny_sd15") ? "the golden tiny SD 1.5, random weights" : "a diffusers folder";
+        return $"`{modelPath}` ({what}; UNet blocks [{string.Join(", ", unet.BlockOutChannels)}], cross-attention {string.Join("/", unet.CrossAttentionDim.Distinct())})";
     }
 }

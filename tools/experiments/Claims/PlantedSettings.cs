@@ -13,4 +13,7 @@ public sealed record PlantedSettings
     public double[] LearningRates { get; init; } = [1e-3, 3e-3];
     public int[] TuningWorlds { get; init; } = [100];
     public int[] ReportWorlds { get; init; } = [0, 1, 2];
+    /// <summary>The instance prompt the teacher's samples are made with and trained on, and an unseen prompt for the ε error.</summary>
+    public string Prompt { get; init; } = "a photo of sks dog";
+    public string HeldOutPrompt { get; init; } = "a watercolor of a red house";
 }

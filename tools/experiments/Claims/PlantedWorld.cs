@@ -17,12 +17,13 @@ namespace DiffusionPeft.Experiments.Claims;
 /// </summary>
 public sealed class PlantedWorld : IDisposable
 {
-    public const string Prompt = "a photo of sks dog", HeldOutPrompt = "a watercolor of a red house";
     public const int Resolution = 64, SampleSteps = 20;
 
     private PlantedWorld() { }
 
     public required int Seed { get; init; }
+    /// <summary>The instance prompt (<see cref="PlantedSettings.Prompt"/>).</summary>
+    public required string Prompt { get; init; }
     public required string ImagesDir { get; init; }
     public required IReadOnlyDictionary<string, Tensor> Planted { get; init; }
     /// <summary>Per prompt: noisy latents, timesteps, text embeddings, the teacher's and the base's ε.</summary>
@@ -50,18 +51,18 @@ public sealed class PlantedWorld : IDisposable
         var instanceSeeds = Enumerable.Range(0, s.InstanceImages).Select(i => 100_000L * (seed + 1) + i).ToArray();
         foreach (var chunk in instanceSeeds.Chunk(8))
         {
-            using var result = Sample(teacher, Prompt, chunk);
+            using var result = Sample(teacher, s.Prompt, chunk);
             var rgb = ImageTensors.ToRgb(result.Images);
             for (int i = 0; i < chunk.Length; i++) PngWriter.Write(Path.Combine(images, $"{chunk[i]}.png"), rgb[i]);
         }
 
         var heldSeeds = Enumerable.Range(0, 8).Select(i => 200_000L * (seed + 1) + i).ToArray();
         Tensor x0;
-        using (var held = Sample(teacher, Prompt, heldSeeds)) x0 = held.Latents.clone();
+        using (var held = Sample(teacher, s.Prompt, heldSeeds)) x0 = held.Latents.clone();
         var g = new Generator((ulong)(41_000 + seed));
         using var scheduler = new DdpmScheduler(teacher.SchedulerConfig);
         var noisePrediction = new List<(string, Tensor, Tensor, Tensor, Tensor, Tensor)>();
-        foreach (var prompt in new[] { Prompt, HeldOutPrompt })
+        foreach (var prompt in new[] { s.Prompt, s.HeldOutPrompt })
         {
             var x = x0.repeat(4, 1, 1, 1);
             var noise = randn(x.shape, generator: g);
@@ -73,8 +74,8 @@ public sealed class PlantedWorld : IDisposable
 
         var sampleSeeds = Enumerable.Range(0, 4).Select(i => 300_000L * (seed + 1) + i).ToArray();
         Tensor teacherImages, baseImages;
-        using (var r = Sample(teacher, Prompt, sampleSeeds)) teacherImages = Keep(r.Images.clone());
-        using (var r = Sample(baseModel, Prompt, sampleSeeds)) baseImages = Keep(r.Images.clone());
+        using (var r = Sample(teacher, s.Prompt, sampleSeeds)) teacherImages = Keep(r.Images.clone());
+        using (var r = Sample(baseModel, s.Prompt, sampleSeeds)) baseImages = Keep(r.Images.clone());
 
         // The data as training sees it: PNG → VAE moments (mean) · scaling factor; fixed noise and timesteps.
         var parts = new StableDiffusionParts(baseModel);
@@ -84,13 +85,13 @@ public sealed class PlantedWorld : IDisposable
         var dNoise = randn(latents.shape, generator: g);
         var dT = randint(0, teacher.SchedulerConfig.NumTrainTimesteps, [latents.shape[0]], generator: g);
         var dNoisy = scheduler.AddNoise(latents, dNoise, dT);
-        var dEmb = Embed(teacher, Prompt, (int)latents.shape[0]);
+        var dEmb = Embed(teacher, s.Prompt, (int)latents.shape[0]);
         parts.Dispose();
         var alignment = Alignment(baseModel, planted, dNoisy, dT, dEmb, dNoise);
 
         return new PlantedWorld
         {
-            Seed = seed, ImagesDir = images, Planted = planted, NoisePrediction = noisePrediction, SampleSeeds = sampleSeeds,
+            Seed = seed, Prompt = s.Prompt, ImagesDir = images, Planted = planted, NoisePrediction = noisePrediction, SampleSeeds = sampleSeeds,
             TeacherImages = teacherImages, BaseImages = baseImages,
             DataFit = (Keep(dNoisy), Keep(dT), Keep(dEmb), Keep(dNoise)),
             TeacherDataFit = Mse(Eps(teacher, dNoisy, dT, dEmb), dNoise),
