@@ -110,6 +110,18 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void FullModeSaysWhereTheModelFolderIs()
+    {
+        var run = Path.Combine(_dir, "full");
+        var r = Dpeft("train", "--mode", "full", "--model", EmbeddedDefaultModel.UntrainedKeyword, "--images", AdapterSessionTests.SubjectImages(_dir),
+            "--prompt", "a photo of sks ball", "--out", run, "--steps", "2", "--batch", "1", "--resolution", "64", "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains($"model written to {Path.Combine(run, "model")}", r.Out);
+        Assert.DoesNotContain("adapter written", r.Out);
+        Assert.True(File.Exists(Path.Combine(run, "model", "model_index.json")));
+    }
+
+    [Fact]
     public void BadFoldersAndNonFiniteLossGiveClearErrors()
     {
         var empty = Directory.CreateDirectory(Path.Combine(_dir, "empty")).FullName;

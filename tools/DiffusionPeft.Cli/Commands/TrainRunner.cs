@@ -54,7 +54,9 @@ public static class TrainRunner
             try { result = run.Train(cancellationToken: ctrlC.Token); }
             catch (NonFiniteLossException) { return 1; }   // the trainer has printed which step and the last good checkpoint
             if (result.Interrupted) return Interrupted;
-            output.WriteLine($"adapter written to {Path.Combine(run.RunDirectory, AdapterSession.FinalFile)} (kohya: {AdapterSession.KohyaFile}); final loss {result.LastLoss:F4}");
+            output.WriteLine(run.Config.Mode == TrainingMode.Full
+                ? $"model written to {Path.Combine(run.RunDirectory, FullFineTuneTarget.ModelFolder)} (a diffusers folder: dpeft generate --model); final loss {result.LastLoss:F4}"
+                : $"adapter written to {Path.Combine(run.RunDirectory, AdapterSession.FinalFile)} (kohya: {AdapterSession.KohyaFile}); final loss {result.LastLoss:F4}");
         }
         return 0;
     }
