@@ -41,6 +41,14 @@ public static class ToyEvaluatorFiles
         catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException) { return null; }
     }
 
+    /// <summary>The evaluators in <paramref name="folder"/> as the fidelity metrics take them (reports name them <see cref="Description"/>).</summary>
+    public static FidelityModels Load(string folder)
+    {
+        if (!Exist(folder)) throw new FileNotFoundException($"{folder}: no toy-world evaluators (dino.onnx, clip-vision.onnx, clip-text.onnx, tokenizer/).");
+        var tokenizer = DiffusionPeft.Core.Text.ClipTokenizer.FromFolder(Tokenizer(folder));
+        return new FidelityModels(Paths(folder), t => tokenizer.EncodeForModel(t).InputIds) { Evaluators = Description };
+    }
+
     /// <summary>Whether <paramref name="folder"/> holds all three models and the tokenizer's vocab.json and merges.txt.</summary>
     public static bool Exist(string folder)
     {

@@ -57,7 +57,6 @@ public sealed class MetricModelOptions
         if (!ToyEvaluatorFiles.Exist(folder)) return null;
         error?.WriteLine($"note: no --dino/--clip-vision/--clip-text/--clip-tokenizer given: scoring with the {ToyEvaluatorFiles.Description} evaluators in {folder}. " +
                         "They are a DINO and a CLIP trained on the toy world, for toy-world runs; their numbers do not compare with real DINO/CLIP ones.");
-        var tokenizer = ClipTokenizer.FromFolder(ToyEvaluatorFiles.Tokenizer(folder));
-        return new FidelityModels(ToyEvaluatorFiles.Paths(folder), t => tokenizer.EncodeForModel(t).InputIds) { Evaluators = ToyEvaluatorFiles.Description };
+        return ToyEvaluatorFiles.Load(folder);
     }
 }

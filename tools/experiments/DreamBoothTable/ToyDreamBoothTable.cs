@@ -21,7 +21,7 @@ public static class ToyDreamBoothTable
     {
         var data = TableData.Prepare(Path.Combine(outDir, "data"), model);
         var subjects = Subjects(config);
-        var evaluators = Evaluators(evaluatorsFolder);
+        var evaluators = ToyEvaluatorFiles.Load(evaluatorsFolder);
         var arms = TableArm.Default(config.Rank);
         using var baseModel = StableDiffusionLoader.LoadOrEmbedded(model);
         var progress = new LogProgress(log);
@@ -53,13 +53,6 @@ public static class ToyDreamBoothTable
 
     public static IReadOnlyList<ToySubject> Subjects(TableConfig config) =>
         config.Subjects.Count == 0 ? ToySubjects.All : config.Subjects.Select(ToySubjects.ByName).ToList();
-
-    private static FidelityModels Evaluators(string folder)
-    {
-        if (!ToyEvaluatorFiles.Exist(folder)) throw new FileNotFoundException($"{folder}: no toy-world evaluators (dino.onnx, clip-vision.onnx, clip-text.onnx, tokenizer/).");
-        var tokenizer = DiffusionPeft.Core.Text.ClipTokenizer.FromFolder(ToyEvaluatorFiles.Tokenizer(folder));
-        return new FidelityModels(ToyEvaluatorFiles.Paths(folder), t => tokenizer.EncodeForModel(t).InputIds) { Evaluators = ToyEvaluatorFiles.Description };
-    }
 
     private sealed class LogProgress(TextWriter log) : ITrainingProgress
     {
