@@ -61,13 +61,7 @@ public static class EmbeddedDefaultModel
         if (!File.Exists(Path.Combine(folder, "model_index.json")))
             throw new FileNotFoundException($"{folder}: the embedded toy-world model is not installed there (rebuild dpeft, or set {FolderVariable} " +
                                             $"to a folder written by `dpeft toy-model train`; --model {UntrainedKeyword} runs on an untrained in-memory model).", folder);
-        var loaded = StableDiffusionLoader.Load(folder, dtype, device);
-        return new StableDiffusionModel
-        {
-            TextEncoder = loaded.TextEncoder, Unet = loaded.Unet, Vae = loaded.Vae, Tokenizer = loaded.Tokenizer,
-            SchedulerConfig = loaded.SchedulerConfig, Name = Name, IdentityFile = loaded.IdentityFile,
-            Device = loaded.Device, DType = loaded.DType, IsEmbeddedDefault = true,
-        };
+        return StableDiffusionLoader.LoadEmbedded(folder, Name, dtype, device);
     }
 
     /// <summary>The untrained in-memory model (<see cref="UntrainedKeyword"/>).</summary>

@@ -27,7 +27,12 @@ public static class StableDiffusionLoader
         string? variant = null, string? configsFrom = null, string? tokenizerDir = null) =>
         InvalidInput.Guard(() => LoadChecked(path, dtype, device, variant, configsFrom, tokenizerDir));
 
-    private static StableDiffusionModel LoadChecked(string path, ScalarType dtype, Device? device, string? variant, string? configsFrom, string? tokenizerDir)
+    /// <summary>A shipped embedded folder (<see cref="EmbeddedDefaultModel"/>): loaded as any folder, named <paramref name="name"/> and marked embedded.</summary>
+    internal static StableDiffusionModel LoadEmbedded(string folder, string name, ScalarType dtype, Device? device) =>
+        InvalidInput.Guard(() => LoadChecked(folder, dtype, device, null, null, null, embeddedName: name));
+
+    private static StableDiffusionModel LoadChecked(string path, ScalarType dtype, Device? device, string? variant, string? configsFrom, string? tokenizerDir,
+                                                    string? embeddedName = null)
     {
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such model folder or checkpoint file.", path);
         using var ckpt = StableDiffusionCheckpoint.Open(path, variant, configsFrom is null ? null : DiffusersModelFolder.Open(configsFrom));
@@ -70,10 +75,11 @@ public static class StableDiffusionLoader
                 TextEncoder = text,
                 Tokenizer = tokenizer,
                 SchedulerConfig = schedulerConfig,
-                Name = single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))),
+                Name = embeddedName ?? (single ? Path.GetFileNameWithoutExtension(path) : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path)))),
                 IdentityFile = ckpt.IdentityFile,
                 Device = device ?? CPU,
                 DType = dtype,
+                IsEmbeddedDefault = embeddedName is not null,
             };
         }
         catch
