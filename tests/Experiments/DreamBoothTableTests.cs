@@ -40,7 +40,8 @@ public sealed class DreamBoothTableTests
         Assert.Equal(0.045 - 3.182 * sd / 2, rows["singlora"].DinoVsLora.Lower, 9);
         Assert.True(double.IsNaN(rows["base"].DinoVsBase.Estimate));
 
-        var md = ToyDreamBoothTable.Markdown(config, cells, chosen, new DiffusionPeft.Experiments.Claims.CommitInfo("abc", false, []), "experiments dreambooth");
+        var md = ToyDreamBoothTable.Markdown(config, cells, ToyDreamBoothTable.Summarize(config, cells, chosen), chosen,
+            new DiffusionPeft.Experiments.Claims.CommitInfo("abc", false, []), "experiments dreambooth");
         Assert.Contains("| lora | ", md);
         Assert.Contains("held-out views (ceiling)", md);
         Assert.Contains("abc", md);

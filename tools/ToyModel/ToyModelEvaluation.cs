@@ -7,7 +7,6 @@ using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Judge;
 using DiffusionPeft.ToyWorld.Files;
-using DiffusionPeft.ToyWorld.Scenes;
 
 namespace DiffusionPeft.ToyModel;
 
@@ -36,6 +35,7 @@ public static class ToyModelEvaluation
         var partial = new JudgeAccuracy();
         var all = new JudgeAccuracy();
         var rows = new JsonArray();
+        var samples = new List<(RgbImage, string)>();
         using var scheduler = model.CreateScheduler("default");
         var pipeline = new StableDiffusionPipeline(model, scheduler);
         for (int start = 0; start < prompts.Count; start += batch)
@@ -49,6 +49,11 @@ public static class ToyModelEvaluation
             var images = ImageTensors.ToRgb(result.Images);
             for (int k = 0; k < chunk.Count; k++)
             {
+                if (chunk[k].IsFull && samples.Count < 2 * SampleCount)
+                {
+                    samples.Add((world.Render(chunk[k].SceneIndex), $"world: {chunk[k].Text}"));
+                    samples.Add((images[k], $"model: {chunk[k].Text}"));
+                }
                 var score = SceneJudge.Score(images[k], chunk[k].Text);
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
@@ -62,7 +67,7 @@ public static class ToyModelEvaluation
             }
             progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
         }
-        WriteSamples(world, prompts, outDirectory);
+        if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
@@ -73,21 +78,12 @@ public static class ToyModelEvaluation
         return new Result(full, partial, all, prompts.Count);
     }
 
-    /// <summary>Sample count of <see cref="SamplesFile"/>: the first full-caption prompts, each as (rendered scene, generated image).</summary>
+    /// <summary>
+    /// <see cref="SamplesFile"/> (+ .txt with the captions): the first <see cref="SampleCount"/> full-caption prompts, each as
+    /// the held-out scene the world renders beside what the model made of its caption.
+    /// </summary>
     public const int SampleCount = 16;
     public const string SamplesFile = "samples.png";
-
-    /// <summary>samples.png (+ .txt with the captions): the held-out scene as the world renders it beside what the model made of its caption.</summary>
-    private static void WriteSamples(World world, IReadOnlyList<HeldOutPrompt> prompts, string outDirectory)
-    {
-        var cells = new List<(RgbImage, string)>();
-        foreach (var (p, i) in prompts.Select((p, i) => (p, i)).Where(x => x.p.IsFull).Take(SampleCount))
-        {
-            cells.Add((world.Render(p.SceneIndex), $"world: {p.Text}"));
-            cells.Add((ImageLoader.Load(Path.Combine(outDirectory, $"{i:D4}.png")), $"model: {p.Text}"));
-        }
-        if (cells.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), cells, columns: 8, scale: 2);
-    }
 
     private static JsonObject Json(JudgeAccuracy a)
     {

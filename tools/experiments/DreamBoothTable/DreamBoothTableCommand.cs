@@ -54,12 +54,12 @@ public static class DreamBoothTableCommand
         var cells = ToyDreamBoothTable.Load(outDir);
         var chosenPath = Path.Combine(outDir, "chosen-lr.json");
         var chosen = File.Exists(chosenPath) ? JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(chosenPath))! : [];
-        AtomicFile.WriteAllText(Path.Combine(docs, "results.md"), ToyDreamBoothTable.Markdown(config, cells, chosen, commit, command));
+        var rows = ToyDreamBoothTable.Summarize(config, cells, chosen);
+        AtomicFile.WriteAllText(Path.Combine(docs, "results.md"), ToyDreamBoothTable.Markdown(config, cells, rows, chosen, commit, command));
         AtomicFile.WriteAllText(Path.Combine(docs, "results.json"), JsonSerializer.Serialize(new
         {
-            commit = commit.ToString(), command, config, chosen_lr = chosen, summary = ToyDreamBoothTable.Summarize(config, cells, chosen), cells,
+            commit = commit.ToString(), command, config, chosen_lr = chosen, summary = rows, cells,
         }, TableCell.Json));
-        var rows = ToyDreamBoothTable.Summarize(config, cells, chosen);
         if (rows.Count > 0) ToyDreamBoothTable.Chart(Path.Combine(docs, "scores.png"), rows);
         Console.WriteLine($"{cells.Count} cells; wrote {docs}");
         return 0;

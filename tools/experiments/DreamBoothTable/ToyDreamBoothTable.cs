@@ -97,9 +97,10 @@ public static class ToyDreamBoothTable
         return rows;
     }
 
-    public static string Markdown(TableConfig config, IReadOnlyList<CellResult> cells, IReadOnlyDictionary<string, double> chosen, CommitInfo commit, string command)
+    /// <summary>results.md: <paramref name="rows"/> (<see cref="Summarize"/> of the same cells), the ceiling and the learning-rate tuning.</summary>
+    public static string Markdown(TableConfig config, IReadOnlyList<CellResult> cells, IReadOnlyList<ArmSummary> rows, IReadOnlyDictionary<string, double> chosen,
+                                  CommitInfo commit, string command)
     {
-        var rows = Summarize(config, cells, chosen);
         var real = cells.Where(c => c.Arm == "base" && config.Seeds.Contains(c.Seed)).GroupBy(c => c.Subject).Select(g => g.First()).ToList();
         static string F(Interval i, string fmt = "F3") => double.IsNaN(i.Estimate) ? "–" :
             double.IsNaN(i.Lower) ? i.Estimate.ToString(fmt) : $"{i.Estimate.ToString(fmt)} [{i.Lower.ToString(fmt)}, {i.Upper.ToString(fmt)}]";
