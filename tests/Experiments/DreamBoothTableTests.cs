@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Experiments.DreamBoothTable;
 
 namespace DiffusionPeft.Tests.Experiments;
@@ -45,5 +46,25 @@ public sealed class DreamBoothTableTests
         Assert.Contains("| lora | ", md);
         Assert.Contains("held-out views (ceiling)", md);
         Assert.Contains("abc", md);
+    }
+
+    [Fact]
+    public void ATableFolderStaysWithTheModelItsCellsWereMadeWith()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"dpeft-table-stamp-{Guid.NewGuid():N}");
+        try
+        {
+            using var model = EmbeddedDefaultModel.CreateUntrained();
+            ToyDreamBoothTable.CheckSameModel(dir, model);
+            var stamp = Path.Combine(dir, ToyDreamBoothTable.ModelStampFile);
+            Assert.Contains(model.Name, File.ReadAllText(stamp));
+            ToyDreamBoothTable.CheckSameModel(dir, model);   // the same model continues
+
+            File.WriteAllText(stamp, """{"Name":"other-model","Sha256":"0123456789abcdef"}""");
+            var e = Assert.Throws<InvalidOperationException>(() => ToyDreamBoothTable.CheckSameModel(dir, model));
+            Assert.Contains(stamp, e.Message);
+            Assert.Contains("other-model (0123456789)", e.Message);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 }

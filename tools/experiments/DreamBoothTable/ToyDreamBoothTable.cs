@@ -24,6 +24,7 @@ public static class ToyDreamBoothTable
         var evaluators = ToyEvaluatorFiles.Load(evaluatorsFolder);
         var arms = TableArm.Default(config.Rank);
         using var baseModel = StableDiffusionLoader.LoadOrEmbedded(model);
+        CheckSameModel(outDir, baseModel);
         var progress = new LogProgress(log);
         int done = 0, total = arms.Count * config.Lrs.Count * Math.Min(config.TuningSubjects, subjects.Count)
                               + (arms.Count + 1) * subjects.Count * config.Seeds.Count;
@@ -50,6 +51,30 @@ public static class ToyDreamBoothTable
                 foreach (var arm in arms) Cell(arm, chosen[arm.Name], s, seed);
             }
     }
+
+    public const string ModelStampFile = "model.json";
+
+    /// <summary>
+    /// Cells resume from disk, so a table continued on another model would mix two models' cells: the first run stamps
+    /// the folder with the model's name and weights hash, and a later run on a different model stops with a clear error.
+    /// </summary>
+    public static void CheckSameModel(string outDir, Diffusion.Pipelines.StableDiffusionModel model)
+    {
+        var stamp = new ModelStamp(model.Name, model.FullHash ?? "in-memory");
+        var path = Path.Combine(outDir, ModelStampFile);
+        if (File.Exists(path))
+        {
+            var existing = JsonSerializer.Deserialize<ModelStamp>(File.ReadAllText(path));
+            if (existing != stamp)
+                throw new InvalidOperationException($"{path}: the cells in {outDir} were made with {existing?.Name} ({existing?.Sha256[..Math.Min(10, existing.Sha256.Length)]}), " +
+                                                    $"not with {stamp.Name} ({stamp.Sha256[..Math.Min(10, stamp.Sha256.Length)]}); give another --out, or delete the folder to start over.");
+            return;
+        }
+        Directory.CreateDirectory(outDir);
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(stamp, new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    public sealed record ModelStamp(string Name, string Sha256);
 
     public static IReadOnlyList<ToySubject> Subjects(TableConfig config) =>
         config.Subjects.Count == 0 ? ToySubjects.All : config.Subjects.Select(ToySubjects.ByName).ToList();
