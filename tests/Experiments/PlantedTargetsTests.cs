@@ -61,4 +61,52 @@ public sealed class PlantedTargetsTests
         Assert.Contains("transformer_blocks.0.attn2.to_k", planted.Keys);
         Assert.True(before["transformer_blocks.0.proj_in.weight"].allclose(model.named_parameters().First(p => p.name == "transformer_blocks.0.proj_in.weight").parameter.detach(), 0, 0));
     }
+
+    private sealed class TwoLayers : nn.Module<Tensor, Tensor>
+    {
+        public readonly Linear first = nn.Linear(6, 5), second = nn.Linear(5, 4);
+        public TwoLayers() : base(nameof(TwoLayers)) => RegisterComponents();
+        public override Tensor forward(Tensor x) => second.call(first.call(x).relu());
+    }
+
+    [Fact]
+    public void SecondMomentsAreTheMeanOuterProductOfEachLayersInputs()
+    {
+        manual_seed(4);
+        var net = new TwoLayers();
+        var a = randn(3, 2, 6, dtype: ScalarType.Float32);
+        var b = randn(7, 6, dtype: ScalarType.Float32);
+        var moments = LayerInputs.SecondMoments(net, ["first", "second"], () => { using var _ = no_grad(); net.call(a); net.call(b); });
+        var x = cat([a.reshape(-1, 6), b]).to_type(ScalarType.Float64);
+        Assert.True((moments["first"] - x.t().mm(x) / 13).abs().max().item<double>() < 1e-6);
+        using (no_grad())
+        {
+            var h = cat([net.first.call(a).relu().reshape(-1, 5), net.first.call(b).relu()]).to_type(ScalarType.Float64);
+            Assert.True((moments["second"] - h.t().mm(h) / 13).abs().max().item<double>() < 1e-6);
+        }
+        // The hooks are gone afterwards: another call does not change what was collected.
+        var before = moments["first"].clone();
+        using (no_grad()) net.call(b);
+        Assert.Equal(0, (moments["first"] - before).abs().max().item<double>());
+    }
+
+    [Fact]
+    public void AnInputSpanPlantActsOnlyAlongTheLayersLeadingInputDirections()
+    {
+        // Inputs confined to a 2-dimensional subspace of R^6: a rank-2 plant along it loses nothing on those inputs, and
+        // any part of ΔW off that subspace would be invisible to them.
+        var basis = LowRankTargets.Orthonormal(6, 2, new Generator(5), ScalarType.Float64);
+        var x = randn(40, 2, dtype: ScalarType.Float64, generator: new Generator(6)).mm(basis.t());
+        var moment = x.t().mm(x) / 40;
+        var v = LayerInputs.LeadingDirections(moment, 2);
+        Assert.True((v.mm(v.t()) - basis.mm(basis.t())).abs().max().item<double>() < 1e-9);   // the same subspace
+        var delta = LowRankTargets.UpdateAlong(v, 5, 10, 0.8, new Generator(7), ScalarType.Float64);
+        Assert.Equal(new long[] { 5, 6 }, delta.shape);
+        var (rank, cond) = LowRankTargets.RankAndCondition(delta, 1e-9);
+        Assert.Equal(2, rank);
+        Assert.Equal(10, cond, 6);
+        Assert.Equal(0.8, LowRankTargets.SingularValuesOf(delta)[0], 9);
+        var offSpan = eye(6, dtype: ScalarType.Float64) - v.mm(v.t());
+        Assert.True(delta.mm(offSpan).abs().max().item<double>() < 1e-9);
+    }
 }

@@ -2,7 +2,7 @@ using DiffusionPeft.Experiments.Claims;
 using DiffusionPeft.Experiments.DreamBoothTable;
 using TorchSharp;
 
-// dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N] [--model DIR --planted-prompt P --planted-held-out-prompt P]
+// dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N] [--model DIR --planted-prompt P --planted-held-out-prompt P] [--planted-span inputs|random]
 // dotnet run -c Release --project tools/experiments -- dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--summarize]
 if (args.Length > 0 && args[0] == "dreambooth") return DreamBoothTableCommand.Run(args[1..], RepoRoot());
 if (args.Length == 0 || args[0] != "claims")
@@ -26,6 +26,7 @@ for (int i = 1; i < args.Length; i++)
         case "--model": model = Next(); break;
         case "--planted-prompt": config = config with { Planted = config.Planted with { Prompt = Next() } }; break;
         case "--planted-held-out-prompt": config = config with { Planted = config.Planted with { HeldOutPrompt = Next() } }; break;
+        case "--planted-span": config = config with { Planted = config.Planted with { Span = Enum.Parse<PlantedSpan>(Next(), ignoreCase: true) } }; break;
         case "--only":
             only = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
             if (only.Except(ClaimsReport.Order).FirstOrDefault() is { } bad) { Console.Error.WriteLine($"unknown section {bad}"); return 2; }

@@ -27,6 +27,16 @@ public static class LowRankTargets
     /// SingLoraShaped is A*_out A*_inᵀ with A* = Q diag(√σ) (Q orthonormal, n x k), rescaled so its largest singular value is
     /// <paramref name="scale"/> (on a non-square layer its condition number is then only approximately κ).
     /// </summary>
+    /// <summary>A general rank-k update U·S·Vᵀ whose input directions V (dIn×k, orthonormal columns) are given, U random.</summary>
+    public static Tensor UpdateAlong(Tensor v, int dOut, double kappa, double scale, Generator g, ScalarType dtype = ScalarType.Float32)
+    {
+        using var scope = NewDisposeScope();
+        int k = (int)v.shape[1];
+        var s = tensor(SingularValues(k, kappa, scale), ScalarType.Float64);
+        var delta = (Orthonormal(dOut, k, g, ScalarType.Float64) * s).mm(v.to_type(ScalarType.Float64).t());
+        return delta.to_type(dtype).MoveToOuterDisposeScope();
+    }
+
     public static Tensor Update(int dOut, int dIn, int k, double kappa, double scale, TargetKind kind, Generator g, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();

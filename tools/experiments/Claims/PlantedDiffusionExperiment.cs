@@ -38,7 +38,7 @@ public static class PlantedDiffusionExperiment
     private sealed record Job(Method Method, double Lr, int World, bool Tuning);
 
     private sealed record Outcome(Job Job, long Parameters, double TrainSeconds, double LastLoss, double EpsInstance, double EpsHeldOut,
-                                  double SampleDistance, double DataFit, IReadOnlyDictionary<string, (double RelErr, double Cos)> ByKind);
+                                  double SampleDistance, double DataFit, IReadOnlyDictionary<string, (double RelErr, double Cos, double RelErrOnInputs)> ByKind);
 
     public static ExperimentSection Run(ClaimsConfig c, string outDir, string modelPath, TextWriter log)
     {
@@ -82,20 +82,20 @@ public static class PlantedDiffusionExperiment
         Interval Ci(Method m, Func<Outcome, double> f) => ConfidenceIntervals.MeanT(report.Where(o => o.Job.Method == m).Select(f).ToList());
 
         var md = new StringBuilder();
-        md.AppendLine($"Model: {ModelDescription(modelPath)}. Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, " +
+        md.AppendLine($"Model: {ModelDescription(modelPath)}. Teacher: ΔW* general, rank {s.PlantedRank}, κ = {s.PlantedKappa}, input directions {(s.Span == PlantedSpan.Inputs ? "the k leading directions of each layer's inputs on the instance prompt (a change the data can reveal)" : "random")}, " +
                       $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all {plantedLayers} UNet attention projections (attn1/attn2 × to_q, to_k, to_v, to_out.0). Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{s.Prompt}\"; unseen prompt \"{s.HeldOutPrompt}\"). " +
                       $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed; SingLoRA ramp T = {Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp} steps, so u ends at {Math.Min(1.0, (double)s.Steps / Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp):0.##}. " +
                       $"LR per method from {{{string.Join(", ", s.LearningRates.Select(Format.Lr))}}}: lowest noise-prediction error on tuning world(s) {{{string.Join(", ", s.TuningWorlds)}}}; reported worlds {{{string.Join(", ", s.ReportWorlds)}}} (each: its own ΔW*, images, eval data). " +
                       "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base); " +
                       "sample distance = pixel MSE to the teacher's same-seed samples / the base's; data fit = the objective on the training images (fixed noise), absolute.");
         md.AppendLine();
-        md.AppendLine("| method | params | LR | ε error (instance prompt) | ε error (unseen prompt) | sample distance | data fit | ‖ΔW−ΔW*‖/‖ΔW*‖ (all layers) | cos(ΔW, ΔW*) (all) | train s |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| method | params | LR | ε error (instance prompt) | ε error (unseen prompt) | sample distance | data fit | ‖ΔW−ΔW*‖/‖ΔW*‖ (all layers) | on the inputs: ‖(ΔW−ΔW*)x‖/‖ΔW*x‖ (all) | cos(ΔW, ΔW*) (all) | train s |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var m in Methods)
         {
             var first = report.First(o => o.Job.Method == m);
             md.AppendLine($"| {m.Name} | {first.Parameters:N0} | {Format.Lr(chosen[m])} | {Format.NumInterval(Ci(m, o => o.EpsInstance), "0.000")} | {Format.NumInterval(Ci(m, o => o.EpsHeldOut), "0.000")} | " +
-                          $"{Format.NumInterval(Ci(m, o => o.SampleDistance), "0.000")} | {Format.NumInterval(Ci(m, o => o.DataFit), "0.0000")} | {Format.NumInterval(Ci(m, o => o.ByKind["all"].RelErr), "0.000")} | " +
+                          $"{Format.NumInterval(Ci(m, o => o.SampleDistance), "0.000")} | {Format.NumInterval(Ci(m, o => o.DataFit), "0.0000")} | {Format.NumInterval(Ci(m, o => o.ByKind["all"].RelErr), "0.000")} | {Format.NumInterval(Ci(m, o => o.ByKind["all"].RelErrOnInputs), "0.000")} | " +
                           $"{Format.NumInterval(Ci(m, o => o.ByKind["all"].Cos), "0.000")} | {Format.Num(Ci(m, o => o.TrainSeconds).Estimate, "0")} |");
         }
         md.AppendLine();
@@ -105,6 +105,13 @@ public static class PlantedDiffusionExperiment
         md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
         foreach (var m in Methods)
             md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => o.ByKind[k].RelErr), "0.000"))) + " |");
+        md.AppendLine();
+        md.AppendLine("On the layers' inputs, ‖(ΔW − ΔW*)·C^½‖_F / ‖ΔW*·C^½‖_F with C = E[x·xᵀ] on the instance prompt (the error a layer's output shows; mean [95% t-interval] over worlds):");
+        md.AppendLine();
+        md.AppendLine("| method | " + string.Join(" | ", Kinds) + " |");
+        md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
+        foreach (var m in Methods)
+            md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => o.ByKind[k].RelErrOnInputs), "0.000"))) + " |");
         md.AppendLine();
         md.AppendLine("cos(ΔW, ΔW*) per layer kind:");
         md.AppendLine();
@@ -143,13 +150,13 @@ public static class PlantedDiffusionExperiment
             {
                 method = m.Name, lr = chosen[m], epsInstance = Format.JsonInterval(Ci(m, o => o.EpsInstance)), epsHeldOut = Format.JsonInterval(Ci(m, o => o.EpsHeldOut)),
                 sampleDistance = Format.JsonInterval(Ci(m, o => o.SampleDistance)), dataFit = Format.JsonInterval(Ci(m, o => o.DataFit)),
-                byKind = Kinds.Append("all").Select(k => new { kind = k, relErr = Format.JsonInterval(Ci(m, o => o.ByKind[k].RelErr)), cos = Format.JsonInterval(Ci(m, o => o.ByKind[k].Cos)) }),
+                byKind = Kinds.Append("all").Select(k => new { kind = k, relErr = Format.JsonInterval(Ci(m, o => o.ByKind[k].RelErr)), relErrOnInputs = Format.JsonInterval(Ci(m, o => o.ByKind[k].RelErrOnInputs)), cos = Format.JsonInterval(Ci(m, o => o.ByKind[k].Cos)) }),
             }),
             runs = outcomes.Select(o => new
             {
                 method = o.Job.Method.Name, lr = o.Job.Lr, world = o.Job.World, tuning = o.Job.Tuning, o.Parameters, trainSeconds = Math.Round(o.TrainSeconds, 1),
                 lastLoss = Format.Json(o.LastLoss), epsInstance = Format.Json(o.EpsInstance), epsHeldOut = Format.Json(o.EpsHeldOut), sampleDistance = Format.Json(o.SampleDistance),
-                dataFit = Format.Json(o.DataFit), byKind = o.ByKind.Select(kv => new { kind = kv.Key, relErr = Format.Json(kv.Value.RelErr), cos = Format.Json(kv.Value.Cos) }),
+                dataFit = Format.Json(o.DataFit), byKind = o.ByKind.Select(kv => new { kind = kv.Key, relErr = Format.Json(kv.Value.RelErr), relErrOnInputs = Format.Json(kv.Value.RelErrOnInputs), cos = Format.Json(kv.Value.Cos) }),
             }),
         };
         return new ExperimentSection("planted", "Planted personalization through the DreamBooth loop", md.ToString(), json, clock.Elapsed.TotalSeconds);
@@ -186,7 +193,7 @@ public static class PlantedDiffusionExperiment
         using var scope = NewDisposeScope();
         var layers = adapters.Reports[0].Layers;
         long parameters = layers.Sum(l => l.TrainableParameters);
-        var byKind = new Dictionary<string, (double Err, double Dot, double Star, double Delta)>();
+        var byKind = new Dictionary<string, (double Err, double Dot, double Star, double Delta, double ErrIn, double StarIn)>();
         using (no_grad())
             foreach (var l in layers)
             {
@@ -194,13 +201,18 @@ public static class PlantedDiffusionExperiment
                 var star = world.Planted[l.Path];
                 double err = (delta - star).square().sum().ToDouble(), dot = (delta * star).sum().ToDouble();
                 double ns = star.square().sum().ToDouble(), nd = delta.square().sum().ToDouble();
+                // On the layer's inputs: ‖E·C^½‖² = tr(E·C·Eᵀ), E = ΔW − ΔW*, C = E[x·xᵀ] on the instance prompt.
+                var c = world.InputMoments[l.Path].to_type(ScalarType.Float32);
+                var e = delta - star;
+                double errIn = (e.mm(c) * e).sum().ToDouble(), starIn = (star.mm(c) * star).sum().ToDouble();
                 foreach (var key in new[] { l.Kind, "all" })
                 {
                     var acc = byKind.GetValueOrDefault(key);
-                    byKind[key] = (acc.Err + err, acc.Dot + dot, acc.Star + ns, acc.Delta + nd);
+                    byKind[key] = (acc.Err + err, acc.Dot + dot, acc.Star + ns, acc.Delta + nd, acc.ErrIn + errIn, acc.StarIn + starIn);
                 }
             }
-        var kinds = byKind.ToDictionary(kv => kv.Key, kv => (Math.Sqrt(kv.Value.Err / kv.Value.Star), kv.Value.Dot / Math.Sqrt(kv.Value.Star * kv.Value.Delta + 1e-300)));
+        var kinds = byKind.ToDictionary(kv => kv.Key, kv => (Math.Sqrt(kv.Value.Err / kv.Value.Star), kv.Value.Dot / Math.Sqrt(kv.Value.Star * kv.Value.Delta + 1e-300),
+                                                              Math.Sqrt(kv.Value.ErrIn / kv.Value.StarIn)));
 
         double EpsError(int i)
         {

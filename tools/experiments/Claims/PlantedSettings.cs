@@ -7,6 +7,8 @@ public sealed record PlantedSettings
     public double PlantedKappa { get; init; } = 10;
     /// <summary>σ_max(ΔW*) as a fraction of σ_max(W0), per layer.</summary>
     public double RelativeScale { get; init; } = 0.5;
+    /// <summary>V of ΔW* = U·S·Vᵀ: the leading directions of each layer's inputs on the instance prompt (default), or random.</summary>
+    public PlantedSpan Span { get; init; } = PlantedSpan.Inputs;
     public int InstanceImages { get; init; } = 24;
     public int Steps { get; init; } = 60;
     public int Batch { get; init; } = 4;

@@ -26,6 +26,8 @@ public sealed class PlantedWorld : IDisposable
     public required string Prompt { get; init; }
     public required string ImagesDir { get; init; }
     public required IReadOnlyDictionary<string, Tensor> Planted { get; init; }
+    /// <summary>Per planted layer, E[x·xᵀ] of its inputs on the instance prompt (the base model denoising its own samples at random timesteps).</summary>
+    public required IReadOnlyDictionary<string, Tensor> InputMoments { get; init; }
     /// <summary>Per prompt: noisy latents, timesteps, text embeddings, the teacher's and the base's ε.</summary>
     public required IReadOnlyList<(string Prompt, Tensor Noisy, Tensor Timesteps, Tensor Embeddings, Tensor TeacherEps, Tensor BaseEps)> NoisePrediction { get; init; }
     public required long[] SampleSeeds { get; init; }
@@ -43,8 +45,9 @@ public sealed class PlantedWorld : IDisposable
         using var scope = NewDisposeScope();
         using var teacher = StableDiffusionLoader.Load(modelPath);
         using var baseModel = StableDiffusionLoader.Load(modelPath);
+        var moments = PromptInputMoments(teacher, s.Prompt, seed);   // the teacher is still the base model here
         var planted = PlantedUpdates.Plant(teacher.Unet, InjectionTargets.UNetAttention, s.PlantedRank, s.PlantedKappa, s.RelativeScale,
-            new Generator((ulong)(31_000 + seed)));
+            new Generator((ulong)(31_000 + seed)), s.Span == PlantedSpan.Inputs ? moments : null);
 
         string images = Path.Combine(dir, "images");
         Directory.CreateDirectory(images);
@@ -91,13 +94,34 @@ public sealed class PlantedWorld : IDisposable
 
         return new PlantedWorld
         {
-            Seed = seed, Prompt = s.Prompt, ImagesDir = images, Planted = planted, NoisePrediction = noisePrediction, SampleSeeds = sampleSeeds,
+            Seed = seed, Prompt = s.Prompt, ImagesDir = images, Planted = planted, InputMoments = moments, NoisePrediction = noisePrediction, SampleSeeds = sampleSeeds,
             TeacherImages = teacherImages, BaseImages = baseImages,
             DataFit = (Keep(dNoisy), Keep(dT), Keep(dEmb), Keep(dNoise)),
             TeacherDataFit = Mse(Eps(teacher, dNoisy, dT, dEmb), dNoise),
             BaseDataFit = Mse(Eps(baseModel, dNoisy, dT, dEmb), dNoise),
             GradientAlignment = alignment,
         };
+    }
+
+    /// <summary>
+    /// Each attention projection's input second moment while the model denoises its own samples of the prompt (4 images,
+    /// 8 random timesteps each, conditional branch only): the inputs an instance-prompt training run shows the layer.
+    /// </summary>
+    private static Dictionary<string, Tensor> PromptInputMoments(StableDiffusionModel model, string prompt, int seed)
+    {
+        using var scope = NewDisposeScope();
+        var seeds = Enumerable.Range(0, 4).Select(i => 500_000L * (seed + 1) + i).ToArray();
+        Tensor x0;
+        using (var r = Sample(model, prompt, seeds)) x0 = r.Latents.clone();
+        var g = new Generator((ulong)(51_000 + seed));
+        var x = x0.repeat(8, 1, 1, 1);
+        var t = randint(0, model.SchedulerConfig.NumTrainTimesteps, [x.shape[0]], generator: g);
+        using var scheduler = new DdpmScheduler(model.SchedulerConfig);
+        var noisy = scheduler.AddNoise(x, randn(x.shape, generator: g), t);
+        var emb = Embed(model, prompt, (int)x.shape[0]);
+        var paths = AdapterInjector.LinearPaths(model.Unet).Where(InjectionTargets.UNetAttention.Selects).ToList();
+        var moments = LayerInputs.SecondMoments(model.Unet, paths, () => Eps(model, noisy, t, emb));
+        return moments;   // SecondMoments' tensors belong to no scope
     }
 
     /// <summary>cos(−G, ΔW*) summed over each layer kind's layers, G = d(objective on the data)/dW at the base weights.</summary>
@@ -153,6 +177,7 @@ public sealed class PlantedWorld : IDisposable
     public void Dispose()
     {
         foreach (var t in Planted.Values) t.Dispose();
+        foreach (var t in InputMoments.Values) t.Dispose();
         foreach (var (_, a, b, c, d, e) in NoisePrediction) { a.Dispose(); b.Dispose(); c.Dispose(); d.Dispose(); e.Dispose(); }
         TeacherImages.Dispose();
         BaseImages.Dispose();
