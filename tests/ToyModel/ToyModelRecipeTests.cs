@@ -35,6 +35,16 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(4, model.VaeScaleFactor);
         Assert.Equal(32, model.Tokenizer.MaxLength);
 
+        // The judge's evaluation runs on it, with the VAE's ceiling judged on the same captions.
+        var eval = ToyModelEvaluation.Run(model, 0, 3, Path.Combine(_dir, "eval"), steps: 2);
+        Assert.Equal(6, eval.Images);
+        foreach (var a in Enum.GetValues<DiffusionPeft.ToyWorld.Judge.JudgeAttribute>())
+            Assert.Equal(eval.All.Count(a), eval.VaeRoundTrip.Count(a));
+        Assert.Equal(6, eval.VaeRoundTrip.Count(DiffusionPeft.ToyWorld.Judge.JudgeAttribute.Shape));
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.json")))!;
+        Assert.NotNull(json["vae_round_trip"]?["Shape"]?["accuracy"]);
+        Assert.Contains("through the VAE (ceiling)", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
+
         // A rerun finds every stage done and changes nothing.
         var again = new ToyModelRecipe(_dir, Tiny, progress).Run();
         Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));

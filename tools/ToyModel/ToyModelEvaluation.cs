@@ -13,7 +13,9 @@ namespace DiffusionPeft.ToyModel;
 /// <summary>
 /// How well a model draws what held-out captions say, read back by the scene judge: per held-out scene its full
 /// caption and a partial one, one image each (fixed seeds, the model's default sampler, guidance 7.5), accuracy per
-/// attribute the caption mentions. Images and a report (JSON + Markdown) go to the output folder.
+/// attribute the caption mentions. Beside it, the ceiling the VAE allows: the held-out scene itself, encoded and decoded
+/// by the model's VAE, judged on the same caption (a UNet can do no better than the decoder can draw). Images and a
+/// report (JSON + Markdown) go to the output folder.
 /// </summary>
 public static class ToyModelEvaluation
 {
@@ -23,7 +25,7 @@ public static class ToyModelEvaluation
         "a red circle", "a blue square on the left", "a large yellow star at the top right, plain purple background", "a green heart on a white background",
     ];
 
-    public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, int Images);
+    public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images);
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
                              long seed = 0, int batch = 16, Action<int, int>? progress = null)
@@ -34,6 +36,7 @@ public static class ToyModelEvaluation
         var full = new JudgeAccuracy();
         var partial = new JudgeAccuracy();
         var all = new JudgeAccuracy();
+        var roundTrip = new JudgeAccuracy();
         var rows = new JsonArray();
         var samples = new List<(RgbImage, string)>();
         using var scheduler = model.CreateScheduler("default");
@@ -47,6 +50,7 @@ public static class ToyModelEvaluation
                 Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
             });
             var images = ImageTensors.ToRgb(result.Images);
+            var decoded = VaeRoundTrip(model, chunk.Select(p => world.Render(p.SceneIndex)).ToList());
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (chunk[k].IsFull && samples.Count < 2 * SampleCount)
@@ -57,6 +61,7 @@ public static class ToyModelEvaluation
                 var score = SceneJudge.Score(images[k], chunk[k].Text);
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
+                roundTrip.Add(SceneJudge.Score(decoded[k], chunk[k].Text));
                 var file = $"{start + k:D4}.png";
                 PngWriter.Write(Path.Combine(outDirectory, file), images[k], [("prompt", chunk[k].Text)]);
                 rows.Add(new JsonObject
@@ -71,11 +76,21 @@ public static class ToyModelEvaluation
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
-            ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["images"] = rows,
+            ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip), ["images"] = rows,
         };
         AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, full, partial, all));
-        return new Result(full, partial, all, prompts.Count);
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, full, partial, all, roundTrip));
+        return new Result(full, partial, all, roundTrip, prompts.Count);
+    }
+
+    /// <summary>The scenes through the model's VAE (encode, the posterior's mode, decode), as images.</summary>
+    private static IReadOnlyList<RgbImage> VaeRoundTrip(StableDiffusionModel model, IReadOnlyList<RgbImage> scenes)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var _ = TorchSharp.torch.no_grad();
+        var x = TorchSharp.torch.stack(scenes.Select(ImageTensors.ToTensor)).to(model.DType, model.Device);
+        var y = model.Vae.forward(x).to_type(TorchSharp.torch.ScalarType.Float32);
+        return ImageTensors.ToRgb(((y.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1));
     }
 
     /// <summary>
@@ -93,12 +108,13 @@ public static class ToyModelEvaluation
         return o;
     }
 
-    public static string Markdown(string model, JudgeAccuracy full, JudgeAccuracy partial, JudgeAccuracy all)
+    public static string Markdown(string model, JudgeAccuracy full, JudgeAccuracy partial, JudgeAccuracy all, JudgeAccuracy vaeRoundTrip)
     {
-        var sb = new StringBuilder($"# {model}: judge accuracy on held-out captions\n\n| attribute | full captions | partial captions | all |\n|---|---:|---:|---:|\n");
+        var sb = new StringBuilder($"# {model}: judge accuracy on held-out captions\n\n" +
+                                   "| attribute | full captions | partial captions | all | the held-out scenes through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
         foreach (var a in Enum.GetValues<JudgeAttribute>())
             if (all.Accuracy(a) is not null)
-                sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} |\n");
+                sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");
         return sb.ToString();
 
         static string Pct(JudgeAccuracy acc, JudgeAttribute a) => acc.Accuracy(a) is { } v ? $"{100 * v:F1}% ({acc.Count(a)})" : "–";

@@ -77,7 +77,7 @@ public static class ToyModelCommand
             progress.Start(2 * r.GetValue(scenes));
             var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, r.GetValue(steps), r.GetValue(cfg),
                 progress: (done, _) => progress.Report(done, "judging"));
-            output.Write(ToyModelEvaluation.Markdown(sd.Name, result.Full, result.Partial, result.All));
+            output.Write(ToyModelEvaluation.Markdown(sd.Name, result.Full, result.Partial, result.All, result.VaeRoundTrip));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
         });
