@@ -86,8 +86,8 @@ public static class PlantedDiffusionExperiment
                       $"σ_max(ΔW*) = {s.RelativeScale}·σ_max(W0), on all {plantedLayers} UNet attention projections (attn1/attn2 × to_q, to_k, to_v, to_out.0). Instance images: {s.InstanceImages} teacher samples ({PlantedWorld.Resolution}×{PlantedWorld.Resolution}, {PlantedWorld.SampleSteps} PNDM steps, CFG 7.5, prompt \"{s.Prompt}\"; unseen prompt \"{s.HeldOutPrompt}\"). " +
                       $"Training: DreamBoothRun.Train (the library entry point of `dpeft train`; AdamW, weight decay 0.01, clip 1, constant LR), {s.Steps} steps, batch {s.Batch}, α = r, adapter seed = world seed; SingLoRA ramp T = {Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp} steps, so u ends at {Math.Min(1.0, (double)s.Steps / Methods.First(m => m.Kind == AdapterMethod.SingLora).Ramp):0.##}. " +
                       $"LR per method from {{{string.Join(", ", s.LearningRates.Select(Format.Lr))}}}: lowest noise-prediction error on tuning world(s) {{{string.Join(", ", s.TuningWorlds)}}}; reported worlds {{{string.Join(", ", s.ReportWorlds)}}} (each: its own ΔW*, images, eval data). " +
-                      "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base); " +
-                      "sample distance = pixel MSE to the teacher's same-seed samples / the base's; data fit = the objective on the training images (fixed noise), absolute.");
+                      "Means [95% t-interval] over worlds. ε error = mean ‖ε_student − ε_teacher‖² / mean ‖ε_base − ε_teacher‖² on held-out teacher latents (1 = no closer than the base; ε stands for the UNet's output, which is v for a v-prediction model); " +
+                      "sample distance = pixel MSE to the teacher's same-seed samples / the base's; data fit = the training objective on the training images (fixed noise; its target ε or v as the model predicts), absolute.");
         md.AppendLine();
         md.AppendLine("| method | params | LR | ε error (instance prompt) | ε error (unseen prompt) | sample distance | data fit | ‖ΔW−ΔW*‖/‖ΔW*‖ (all layers) | on the inputs: ‖(ΔW−ΔW*)x‖/‖ΔW*x‖ (all) | cos(ΔW, ΔW*) (all) | train s |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -222,8 +222,8 @@ public static class PlantedDiffusionExperiment
         double sample;
         using (var r = PlantedWorld.Sample(model, world.Prompt, world.SampleSeeds))
             sample = PlantedWorld.Mse(r.Images, world.TeacherImages) / PlantedWorld.Mse(world.BaseImages, world.TeacherImages);
-        var (dNoisy, dT, dEmb, dNoise) = world.DataFit;
-        double fit = PlantedWorld.Mse(PlantedWorld.Eps(model, dNoisy, dT, dEmb), dNoise);
+        var (dNoisy, dT, dEmb, dTarget) = world.DataFit;
+        double fit = PlantedWorld.Mse(PlantedWorld.Eps(model, dNoisy, dT, dEmb), dTarget);
         return new Outcome(j, parameters, seconds, lastLoss, EpsError(0), EpsError(1), sample, fit, kinds);
     }
 

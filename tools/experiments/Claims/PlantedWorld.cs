@@ -33,8 +33,11 @@ public sealed class PlantedWorld : IDisposable
     public required long[] SampleSeeds { get; init; }
     public required Tensor TeacherImages { get; init; }
     public required Tensor BaseImages { get; init; }
-    /// <summary>The instance images' latents noised at fixed timesteps, their embeddings and noise: the training objective on the data, with fixed randomness.</summary>
-    public required (Tensor Noisy, Tensor Timesteps, Tensor Embeddings, Tensor Noise) DataFit { get; init; }
+    /// <summary>
+    /// The instance images' latents noised at fixed timesteps, their embeddings and the training target (the noise for an
+    /// ε model, α·ε − σ·x0 for a v model): the training objective on the data, with fixed randomness.
+    /// </summary>
+    public required (Tensor Noisy, Tensor Timesteps, Tensor Embeddings, Tensor Target) DataFit { get; init; }
     public required double TeacherDataFit { get; init; }
     public required double BaseDataFit { get; init; }
     /// <summary>cos(−dL/dW, ΔW*) at the base model, per layer kind and "all": whether the objective on this data points towards the teacher at all.</summary>
@@ -88,17 +91,23 @@ public sealed class PlantedWorld : IDisposable
         var dNoise = randn(latents.shape, generator: g);
         var dT = randint(0, teacher.SchedulerConfig.NumTrainTimesteps, [latents.shape[0]], generator: g);
         var dNoisy = scheduler.AddNoise(latents, dNoise, dT);
+        var dTarget = teacher.SchedulerConfig.PredictionType switch
+        {
+            PredictionType.Epsilon => dNoise,
+            PredictionType.VPrediction => scheduler.GetVelocity(latents, dNoise, dT),
+            var other => throw new NotSupportedException($"prediction type {other}"),
+        };
         var dEmb = Embed(teacher, s.Prompt, (int)latents.shape[0]);
         parts.Dispose();
-        var alignment = Alignment(baseModel, planted, dNoisy, dT, dEmb, dNoise);
+        var alignment = Alignment(baseModel, planted, dNoisy, dT, dEmb, dTarget);
 
         return new PlantedWorld
         {
             Seed = seed, Prompt = s.Prompt, ImagesDir = images, Planted = planted, InputMoments = moments, NoisePrediction = noisePrediction, SampleSeeds = sampleSeeds,
             TeacherImages = teacherImages, BaseImages = baseImages,
-            DataFit = (Keep(dNoisy), Keep(dT), Keep(dEmb), Keep(dNoise)),
-            TeacherDataFit = Mse(Eps(teacher, dNoisy, dT, dEmb), dNoise),
-            BaseDataFit = Mse(Eps(baseModel, dNoisy, dT, dEmb), dNoise),
+            DataFit = (Keep(dNoisy), Keep(dT), Keep(dEmb), Keep(dTarget)),
+            TeacherDataFit = Mse(Eps(teacher, dNoisy, dT, dEmb), dTarget),
+            BaseDataFit = Mse(Eps(baseModel, dNoisy, dT, dEmb), dTarget),
             GradientAlignment = alignment,
         };
     }
@@ -125,13 +134,13 @@ public sealed class PlantedWorld : IDisposable
     }
 
     /// <summary>cos(−G, ΔW*) summed over each layer kind's layers, G = d(objective on the data)/dW at the base weights.</summary>
-    private static Dictionary<string, double> Alignment(StableDiffusionModel model, IReadOnlyDictionary<string, Tensor> planted, Tensor noisy, Tensor t, Tensor emb, Tensor noise)
+    private static Dictionary<string, double> Alignment(StableDiffusionModel model, IReadOnlyDictionary<string, Tensor> planted, Tensor noisy, Tensor t, Tensor emb, Tensor target)
     {
         using var scope = NewDisposeScope();
         foreach (var p in model.Unet.parameters()) p.requires_grad = false;
         var weights = planted.Keys.ToDictionary(k => k, k => ((TorchSharp.Modules.Linear)AdapterInjector.Find(model.Unet, k)!).weight!);
         foreach (var w in weights.Values) w.requires_grad = true;
-        (model.Unet.forward(noisy, t, emb) - noise).square().mean().backward();
+        (model.Unet.forward(noisy, t, emb) - target).square().mean().backward();
         var sums = new Dictionary<string, (double Dot, double G, double S)>();
         foreach (var (path, w) in weights)
         {
@@ -181,6 +190,6 @@ public sealed class PlantedWorld : IDisposable
         foreach (var (_, a, b, c, d, e) in NoisePrediction) { a.Dispose(); b.Dispose(); c.Dispose(); d.Dispose(); e.Dispose(); }
         TeacherImages.Dispose();
         BaseImages.Dispose();
-        DataFit.Noisy.Dispose(); DataFit.Timesteps.Dispose(); DataFit.Embeddings.Dispose(); DataFit.Noise.Dispose();
+        DataFit.Noisy.Dispose(); DataFit.Timesteps.Dispose(); DataFit.Embeddings.Dispose(); DataFit.Target.Dispose();
     }
 }
