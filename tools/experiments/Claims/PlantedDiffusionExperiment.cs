@@ -99,27 +99,19 @@ public static class PlantedDiffusionExperiment
                           $"{Format.NumInterval(Ci(m, o => o.ByKind["all"].Cos), "0.000")} | {Format.Num(Ci(m, o => o.TrainSeconds).Estimate, "0")} |");
         }
         md.AppendLine();
-        md.AppendLine("Per layer kind, ‖ΔW − ΔW*‖_F / ‖ΔW*‖_F (summed over the kind's layers; mean [95% t-interval] over worlds):");
-        md.AppendLine();
-        md.AppendLine("| method | " + string.Join(" | ", Kinds) + " |");
-        md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
-        foreach (var m in Methods)
-            md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => o.ByKind[k].RelErr), "0.000"))) + " |");
-        md.AppendLine();
-        md.AppendLine("On the layers' inputs, ‖(ΔW − ΔW*)·C^½‖_F / ‖ΔW*·C^½‖_F with C = E[x·xᵀ] on the instance prompt (the error a layer's output shows; mean [95% t-interval] over worlds):");
-        md.AppendLine();
-        md.AppendLine("| method | " + string.Join(" | ", Kinds) + " |");
-        md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
-        foreach (var m in Methods)
-            md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => o.ByKind[k].RelErrOnInputs), "0.000"))) + " |");
-        md.AppendLine();
-        md.AppendLine("cos(ΔW, ΔW*) per layer kind:");
-        md.AppendLine();
-        md.AppendLine("| method | " + string.Join(" | ", Kinds) + " |");
-        md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
-        foreach (var m in Methods)
-            md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => o.ByKind[k].Cos), "0.000"))) + " |");
-        md.AppendLine();
+        void PerKindTable(string caption, Func<(double RelErr, double Cos, double RelErrOnInputs), double> value)
+        {
+            md.AppendLine(caption);
+            md.AppendLine();
+            md.AppendLine("| method | " + string.Join(" | ", Kinds) + " |");
+            md.AppendLine("|---|" + string.Concat(Kinds.Select(_ => "---:|")));
+            foreach (var m in Methods)
+                md.AppendLine($"| {m.Name} | " + string.Join(" | ", Kinds.Select(k => Format.NumInterval(Ci(m, o => value(o.ByKind[k])), "0.000"))) + " |");
+            md.AppendLine();
+        }
+        PerKindTable("Per layer kind, ‖ΔW − ΔW*‖_F / ‖ΔW*‖_F (summed over the kind's layers; mean [95% t-interval] over worlds):", e => e.RelErr);
+        PerKindTable("On the layers' inputs, ‖(ΔW − ΔW*)·C^½‖_F / ‖ΔW*·C^½‖_F with C = E[x·xᵀ] on the instance prompt (the error a layer's output shows; mean [95% t-interval] over worlds):", e => e.RelErrOnInputs);
+        PerKindTable("cos(ΔW, ΔW*) per layer kind:", e => e.Cos);
         md.AppendLine("Does the objective point at the teacher? cos(−dL/dW, ΔW*) at the base weights, on the training data (fixed noise), per layer kind " +
                       "(mean [95% t-interval] over reported worlds; a random direction in these 32×32 and 48→32 weight spaces has |cos| ≈ 0.03 per layer):");
         md.AppendLine();
@@ -231,7 +223,8 @@ public static class PlantedDiffusionExperiment
     {
         var unet = DiffusionPeft.Diffusion.Models.UNet2DConditionConfig.FromJson(
             DiffusionPeft.Diffusion.IO.ConfigJson.Parse(File.ReadAllText(Path.Combine(modelPath, "unet", "config.json")), "unet/config.json"));
-        string what = modelPath.Contains("tiny_sd15") ? "the golden tiny SD 1.5, random weights" : "a diffusers folder";
+        string what = modelPath.Contains("tiny_sd15") ? "the golden tiny SD 1.5, random weights"
+                    : modelPath.Contains("toy-world") ? "the shipped toy-world model" : "a diffusers folder";
         return $"`{modelPath}` ({what}; UNet blocks [{string.Join(", ", unet.BlockOutChannels)}], cross-attention {string.Join("/", unet.CrossAttentionDim.Distinct())})";
     }
 }
