@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Experiments.Claims;
 using DiffusionPeft.Experiments.DreamBoothTable;
 using TorchSharp;
@@ -50,7 +51,7 @@ var experiments = new (string Key, Func<ExperimentSection> Run)[]
     ("gradientRank", () => GradientRankExperiment.Run(config, outDir, Console.Out)),
     ("capacity", () => CapacityExperiment.Run(config, outDir, Console.Out)),
     ("singloraSettings", () => SingLoraSettingsExperiment.Run(config, outDir, Console.Out)),
-    ("planted", () => PlantedDiffusionExperiment.Run(config, outDir, model ?? Path.Combine(GoldenDir(root), "tiny_sd15_diffusers", "model"), Console.Out)),
+    ("planted", () => PlantedDiffusionExperiment.Run(config, outDir, model ?? EmbeddedDefaultModel.Folder, Console.Out)),
 };
 foreach (var (key, run) in experiments.Where(e => only.Contains(e.Key)))
 {
@@ -69,5 +70,3 @@ static string RepoRoot()
     return Environment.CurrentDirectory;
 }
 
-static string GoldenDir(string root) =>
-    Environment.GetEnvironmentVariable("DPEFT_GOLDEN_DIR") is { Length: > 0 } g ? g : Path.GetFullPath(Path.Combine(root, "..", "..", "shared", "golden"));

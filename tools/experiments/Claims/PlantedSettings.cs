@@ -16,6 +16,7 @@ public sealed record PlantedSettings
     public int[] TuningWorlds { get; init; } = [100];
     public int[] ReportWorlds { get; init; } = [0, 1, 2];
     /// <summary>The instance prompt the teacher's samples are made with and trained on, and an unseen prompt for the ε error.</summary>
-    public string Prompt { get; init; } = "a photo of sks dog";
-    public string HeldOutPrompt { get; init; } = "a watercolor of a red house";
+    /// <remarks>Defaults in the toy world's grammar: the experiment runs on the shipped toy model unless --model says otherwise.</remarks>
+    public string Prompt { get; init; } = "a sks star";
+    public string HeldOutPrompt { get; init; } = "a large blue circle on the left, plain yellow background";
 }
