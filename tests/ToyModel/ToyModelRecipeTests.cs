@@ -51,6 +51,25 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void AVaeTrainedOnSetsTheOldBaseAndUnetAsideAndTheUnetStartsAgain()
+    {
+        var first = new ToyModelRecipe(_dir, Tiny).Run();
+        var progress = new RecordingProgress();
+        var longer = Tiny with { VaeSteps = 32 };
+        var second = new ToyModelRecipe(_dir, longer, progress).Run();
+        Assert.Equal(32, second[0].Steps);                                   // the VAE trained on from its checkpoint
+        Assert.Equal(first[1].LastLoss, second[1].LastLoss);                 // the text encoder was left alone
+        Assert.True(Directory.Exists(Path.Combine(_dir, "unet.stale-1")));   // nothing lost
+        Assert.True(File.Exists(Path.Combine(_dir, "base.stale-1", "model_index.json")));
+        Assert.Contains(progress.Warnings, w => w.Contains("unet.stale-1"));
+        Assert.Equal(24, second[2].Steps);                                   // a new UNet on the new VAE
+        using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        var newVae = File.ReadAllBytes(Path.Combine(_dir, ToyModelRecipe.ModelFolder, "vae", "diffusion_pytorch_model.safetensors"));
+        var oldVae = File.ReadAllBytes(Path.Combine(_dir, "model.stale-1", "vae", "diffusion_pytorch_model.safetensors"));
+        Assert.NotEqual(oldVae, newVae);
+    }
+
+    [Fact]
     public void AStageKilledMidwayResumesToTheSameWeights()
     {
         var options = Tiny with { ClipSteps = 1, UnetSteps = 1, UnetImages = 4 };

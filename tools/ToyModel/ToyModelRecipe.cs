@@ -90,11 +90,10 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
         var device = TorchOptions.ParseDevice(options.Device);
-        var reports = new List<StageReport>
-        {
-            Stage(VaeFolder, options.VaeSteps, () => TrainVae(device, cancellationToken)),
-            Stage(ClipFolder, options.ClipSteps, () => TrainClip(tokenizer, device, cancellationToken)),
-        };
+        var (vae, vaeTrained) = Stage(VaeFolder, options.VaeSteps, () => TrainVae(device, cancellationToken));
+        var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, () => TrainClip(tokenizer, device, cancellationToken));
+        var reports = new List<StageReport> { vae, clip };
+        if (vaeTrained || clipTrained) SetAsideStale(vaeTrained ? "the VAE" : "the text encoder");
         if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
         {
             _progress.Info($"writing {options.UnetImages:N0} captioned training images to {DataFolder}");
@@ -103,7 +102,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         }
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
         var unetDone = File.Exists(Path.Combine(UnetRun, DoneFile));
-        reports.Add(Stage(UnetRun, options.UnetSteps, () => TrainUnet(cancellationToken)));
+        reports.Add(Stage(UnetRun, options.UnetSteps, () => TrainUnet(cancellationToken)).Report);
         if (!unetDone && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained on: the old model is stale
         if (!Directory.Exists(Model)) CopyDirectory(Path.Combine(UnetRun, FullFineTuneTarget.ModelFolder), Model);
         return reports;
@@ -113,20 +112,38 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     /// A stage: trained (or resumed) unless done.json says it reached <paramref name="steps"/>; a done stage asked for more
     /// steps resumes from its last checkpoint (`--unet-steps 6000` on a finished 2,500-step run trains 3,500 more).
     /// </summary>
-    private StageReport Stage(string folder, int steps, Func<StageReport?> train)
+    private (StageReport Report, bool Trained) Stage(string folder, int steps, Func<StageReport?> train)
     {
         var done = Path.Combine(folder, DoneFile);
         if (File.Exists(done))
         {
             var finished = JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done))!;
-            if (finished.Steps >= steps) return finished;
+            if (finished.Steps >= steps) return (finished, false);
             _progress.Info($"{finished.Stage}: done at {finished.Steps} steps, {steps} asked: training on from its last checkpoint");
             File.Delete(done);
         }
         var report = train() ?? throw new OperationCanceledException($"{Path.GetFileName(folder)} stage interrupted; rerun to resume");
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         _progress.Info($"{report.Stage}: loss {report.FirstLoss:G4} → {report.LastLoss:G4} in {report.Steps} steps, {report.Seconds / 60:F1} min; {report.Measurements.ToJsonString()}");
-        return report;
+        return (report, true);
+    }
+
+    /// <summary>
+    /// The VAE or the text encoder trained (on) in this call: a base folder and UNet run made from the old one no longer
+    /// match it. They are moved aside (OUT/base.stale-N, OUT/unet.stale-N, OUT/model.stale-N), never deleted, and the
+    /// UNet stage starts again from the new pieces.
+    /// </summary>
+    private void SetAsideStale(string changed)
+    {
+        string[] stale = [BaseFolder, UnetRun, Model];
+        if (!stale.Any(Directory.Exists)) return;
+        int n = 1;
+        while (stale.Any(d => Directory.Exists($"{d}.stale-{n}"))) n++;
+        foreach (var dir in stale.Where(Directory.Exists))
+        {
+            Directory.Move(dir, $"{dir}.stale-{n}");
+            _progress.Warning($"{changed} trained on, so {Path.GetFileName(dir)}/ was made from the old one: moved to {Path.GetFileName(dir)}.stale-{n}/; the UNet stage starts again");
+        }
     }
 
     private TrainingLoop Loop(int steps, double lr, long seedOffset) => new()

@@ -28,13 +28,15 @@ public static class ToyModelCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         var seed = new Option<long>("--seed") { Description = "Seed of every initialisation and training RNG.", DefaultValueFactory = _ => 0 };
         var worldSeed = new Option<long>("--world-seed") { Description = "The toy world's seed.", DefaultValueFactory = _ => 0 };
-        var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's)." };
+        var vaeSteps = new Option<int?>("--vae-steps") { Description = "VAE optimizer steps (default: the shipped model's). More on a finished VAE trains it on; the base and UNet made from the old one are moved aside." };
+        var clipSteps = new Option<int?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
+        var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's). More on a finished UNet trains it on." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, unetSteps, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -42,6 +44,14 @@ public static class ToyModelCommand
             {
                 Device = r.GetValue(device)!, Seed = r.GetValue(seed), WorldSeed = r.GetValue(worldSeed),
             };
+            foreach (var (name, value) in new[] { ("--vae-steps", r.GetValue(vaeSteps)), ("--clip-steps", r.GetValue(clipSteps)), ("--unet-steps", r.GetValue(unetSteps)) })
+                if (value is < 1)
+                {
+                    error.WriteLine($"error: {name} must be at least 1 (got {value})");
+                    return 2;
+                }
+            if (r.GetValue(vaeSteps) is { } v) options = options with { VaeSteps = v };
+            if (r.GetValue(clipSteps) is { } c) options = options with { ClipSteps = c };
             if (r.GetValue(unetSteps) is { } steps) options = options with { UnetSteps = steps };
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
