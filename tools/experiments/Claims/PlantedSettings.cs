@@ -14,7 +14,7 @@ public sealed record PlantedSettings
     public int Batch { get; init; } = 4;
     public double[] LearningRates { get; init; } = [1e-3, 3e-3];
     public int[] TuningWorlds { get; init; } = [100];
-    public int[] ReportWorlds { get; init; } = [0, 1, 2];
+    public int[] ReportWorlds { get; init; } = [0, 1, 2, 3, 4];
     /// <summary>The instance prompt the teacher's samples are made with and trained on, and an unseen prompt for the ε error.</summary>
     /// <remarks>Defaults in the toy world's grammar: the experiment runs on the shipped toy model unless --model says otherwise.</remarks>
     public string Prompt { get; init; } = "a sks star";
