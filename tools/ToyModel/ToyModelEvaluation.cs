@@ -50,12 +50,13 @@ public static class ToyModelEvaluation
                 Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
             });
             var images = ImageTensors.ToRgb(result.Images);
-            var decoded = VaeRoundTrip(model, chunk.Select(p => world.Render(p.SceneIndex)).ToList());
+            var rendered = chunk.Select(p => world.Render(p.SceneIndex)).ToList();
+            var decoded = VaeRoundTrip(model, rendered);
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (chunk[k].IsFull && samples.Count < 2 * SampleCount)
                 {
-                    samples.Add((world.Render(chunk[k].SceneIndex), $"world: {chunk[k].Text}"));
+                    samples.Add((rendered[k], $"world: {chunk[k].Text}"));
                     samples.Add((images[k], $"model: {chunk[k].Text}"));
                 }
                 var score = SceneJudge.Score(images[k], chunk[k].Text);
