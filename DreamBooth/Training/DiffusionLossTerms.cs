@@ -42,6 +42,14 @@ public static class DiffusionLossTerms
     /// MSE in float32, averaged over all but the batch dimension, times the per-sample weights (if any), then
     /// averaged over the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>.
     /// </summary>
+    /// <summary>What the model is trained to predict at these noisy latents: the noise (ε), the velocity α·ε − σ·x0 (v), or x0.</summary>
+    public static Tensor Target(INoiseSchedule schedule, Tensor latents, Tensor noise, Tensor timesteps) => schedule.Prediction switch
+    {
+        PredictionType.Epsilon => noise,
+        PredictionType.VPrediction => schedule.GetVelocity(latents, noise, timesteps),
+        _ => latents,
+    };
+
     public static Tensor WeightedMse(Tensor prediction, Tensor target, Tensor? weights = null)
     {
         using var scope = NewDisposeScope();

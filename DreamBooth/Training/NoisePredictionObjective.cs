@@ -49,12 +49,7 @@ public sealed class NoisePredictionObjective(
         }
 
         var noisy = schedule.AddNoise(latents, noise, timesteps);
-        var target = schedule.Prediction switch
-        {
-            PredictionType.Epsilon => noise,
-            PredictionType.VPrediction => schedule.GetVelocity(latents, noise, timesteps),
-            _ => latents,
-        };
+        var target = DiffusionLossTerms.Target(schedule, latents, noise, timesteps);
         var prediction = denoiser.Predict(noisy, timesteps, embeddings);
 
         Tensor? weights = null;

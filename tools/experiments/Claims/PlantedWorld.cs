@@ -4,6 +4,7 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Diffusion.Schedulers;
 using DiffusionPeft.DreamBooth.StableDiffusion;
+using DiffusionPeft.DreamBooth.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -91,12 +92,7 @@ public sealed class PlantedWorld : IDisposable
         var dNoise = randn(latents.shape, generator: g);
         var dT = randint(0, teacher.SchedulerConfig.NumTrainTimesteps, [latents.shape[0]], generator: g);
         var dNoisy = scheduler.AddNoise(latents, dNoise, dT);
-        var dTarget = teacher.SchedulerConfig.PredictionType switch
-        {
-            PredictionType.Epsilon => dNoise,
-            PredictionType.VPrediction => scheduler.GetVelocity(latents, dNoise, dT),
-            var other => throw new NotSupportedException($"prediction type {other}"),
-        };
+        var dTarget = DiffusionLossTerms.Target(parts, latents, dNoise, dT);   // what training fits: ε or v, as the model predicts
         var dEmb = Embed(teacher, s.Prompt, (int)latents.shape[0]);
         parts.Dispose();
         var alignment = Alignment(baseModel, planted, dNoisy, dT, dEmb, dTarget);
