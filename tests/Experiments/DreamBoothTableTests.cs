@@ -41,11 +41,21 @@ public sealed class DreamBoothTableTests
         Assert.Equal(0.045 - 3.182 * sd / 2, rows["singlora"].DinoVsLora.Lower, 9);
         Assert.True(double.IsNaN(rows["base"].DinoVsBase.Estimate));
 
+        // Every arm at the common rate (3e-3): LoRA's other cells, paired with the base; SingLoRA has none there.
+        var common = ToyDreamBoothTable.Summarize(config, cells, ToyDreamBoothTable.CommonRates(config)).ToDictionary(r => r.Arm);
+        Assert.Equal(0.99, common["lora"].Dino.Estimate, 12);
+        Assert.Equal(0.99 - baseDino.Average(), common["lora"].DinoVsBase.Estimate, 12);
+        Assert.False(common.ContainsKey("singlora"));
+
         var md = ToyDreamBoothTable.Markdown(config, cells, ToyDreamBoothTable.Summarize(config, cells, chosen), chosen,
-            new DiffusionPeft.Experiments.Claims.CommitInfo("abc", false, []), "experiments dreambooth");
+            new DiffusionPeft.Experiments.Claims.CommitInfo("abc", false, []), "experiments dreambooth", common.Values.ToList());
+        Assert.Contains("Every arm at one rate, 0.003", md);
+        Assert.Contains("| lora | ", md);
         Assert.Contains("| lora | ", md);
         Assert.Contains("held-out views (ceiling)", md);
         Assert.Contains("abc", md);
+        // The tuning row shows DINO and CLIP-T apart and marks the chosen rate.
+        Assert.Contains("| lora | 0.001 | 1 | 0.000 | 0.200 | 0.200 | 50 % | ✓ |", md);
     }
 
     [Fact]

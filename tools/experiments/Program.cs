@@ -4,12 +4,12 @@ using DiffusionPeft.Experiments.DreamBoothTable;
 using TorchSharp;
 
 // dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N] [--model DIR --planted-prompt P --planted-held-out-prompt P] [--planted-span inputs|random]
-// dotnet run -c Release --project tools/experiments -- dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--summarize]
+// dotnet run -c Release --project tools/experiments -- dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--common-lr X|none] [--summarize]
 if (args.Length > 0 && args[0] == "dreambooth") return DreamBoothTableCommand.Run(args[1..], RepoRoot());
 if (args.Length == 0 || args[0] != "claims")
 {
     Console.Error.WriteLine("usage: experiments claims [--quick] [--only " + string.Join(",", ClaimsReport.Order) + "] [--out DIR] [--workers N] [--model DIR]\n" +
-                            "       experiments dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--steps N] [--summarize]");
+                            "       experiments dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--steps N] [--common-lr X|none] [--summarize]");
     return 2;
 }
 

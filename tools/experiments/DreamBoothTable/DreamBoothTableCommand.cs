@@ -31,6 +31,7 @@ public static class DreamBoothTableCommand
                 case "--steps": config = config with { Steps = int.Parse(Next()) }; break;
                 case "--seeds": config = config with { Seeds = Next().Split(',').Select(long.Parse).ToList() }; break;
                 case "--subjects": config = config with { Subjects = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).ToList() }; break;
+                case "--common-lr": { var v = Next(); config = config with { CommonLr = v == "none" ? null : double.Parse(v) }; break; }
                 case "--lrs": config = config with { Lrs = Next().Split(',').Select(double.Parse).ToList() }; break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
@@ -55,12 +56,14 @@ public static class DreamBoothTableCommand
         var chosenPath = Path.Combine(outDir, "chosen-lr.json");
         var chosen = File.Exists(chosenPath) ? JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(chosenPath))! : [];
         var rows = ToyDreamBoothTable.Summarize(config, cells, chosen);
-        AtomicFile.WriteAllText(Path.Combine(docs, "results.md"), ToyDreamBoothTable.Markdown(config, cells, rows, chosen, commit, command));
+        var commonRows = ToyDreamBoothTable.Summarize(config, cells, ToyDreamBoothTable.CommonRates(config));
+        AtomicFile.WriteAllText(Path.Combine(docs, "results.md"), ToyDreamBoothTable.Markdown(config, cells, rows, chosen, commit, command, commonRows));
         AtomicFile.WriteAllText(Path.Combine(docs, "results.json"), JsonSerializer.Serialize(new
         {
-            commit = commit.ToString(), command, config, chosen_lr = chosen, summary = rows, cells,
+            commit = commit.ToString(), command, config, chosen_lr = chosen, summary = rows, summary_common_lr = commonRows, cells,
         }, TableCell.Json));
-        if (rows.Count > 0) ToyDreamBoothTable.Chart(Path.Combine(docs, "scores.png"), rows);
+        if (rows.Count > 0) ToyDreamBoothTable.Chart(Path.Combine(docs, "scores.png"), rows, "each arm at its chosen rate");
+        if (commonRows.Count > 1) ToyDreamBoothTable.Chart(Path.Combine(docs, "scores-common-lr.png"), commonRows, $"every arm at {config.CommonLr:G3}");
         Console.WriteLine($"{cells.Count} cells; wrote {docs}");
         return 0;
     }

@@ -12,7 +12,7 @@ namespace DiffusionPeft.Experiments.DreamBoothTable;
 /// <summary>
 /// The seeds' DreamBooth table on the toy world: every arm (<see cref="TableArm.Default"/>) × learning rate on a tuning
 /// seed, then the chosen rate × every subject × the reported seeds, with the base model (floor) and the held-out views
-/// among themselves (ceiling). Cells are resumable (<see cref="TableCell"/>): rerun the same command to continue, and
+/// among themselves (ceiling), and every arm again at <see cref="TableConfig.CommonLr"/>. Cells are resumable (<see cref="TableCell"/>): rerun the same command to continue, and
 /// <see cref="Summarize"/> writes the table from whatever cells exist.
 /// </summary>
 public static class ToyDreamBoothTable
@@ -28,12 +28,13 @@ public static class ToyDreamBoothTable
         var progress = new LogProgress(log);
         int done = 0, total = arms.Count * config.Lrs.Count * Math.Min(config.TuningSubjects, subjects.Count)
                               + (arms.Count + 1) * subjects.Count * config.Seeds.Count;
+        int commonCells = arms.Count * subjects.Count * config.Seeds.Count;   // an upper bound until the rates are chosen
         CellResult Cell(TableArm arm, double lr, ToySubject s, long seed)
         {
             var dir = Path.Combine(outDir, "cells", arm.Name, arm.IsBase ? "-" : $"lr{lr:G3}", s.Name, $"seed{seed}");
             var r = TableCell.Run(arm, lr, s, seed, config, data, dir, baseModel, evaluators, progress, cancel);
             done++;
-            log.WriteLine($"[{done}/{total}] {arm.Name} lr {lr:G3} {s.Name} seed {seed}: DINO {r.Dino:F3} CLIP-I {r.ClipI:F3} CLIP-T {r.ClipT:F3} judge {r.JudgeAll:P0} ({r.Seconds:F0} s)");
+            log.WriteLine($"[{done}/{total + commonCells}] {arm.Name} lr {lr:G3} {s.Name} seed {seed}: DINO {r.Dino:F3} CLIP-I {r.ClipI:F3} CLIP-T {r.ClipT:F3} judge {r.JudgeAll:P0} ({r.Seconds:F0} s)");
             return r;
         }
 
@@ -50,7 +51,17 @@ public static class ToyDreamBoothTable
                 Cell(TableArm.Base, 0, s, seed);
                 foreach (var arm in arms) Cell(arm, chosen[arm.Name], s, seed);
             }
+        if (config.CommonLr is not double common) return;
+        var atCommon = arms.Where(a => chosen[a.Name] != common).ToList();
+        commonCells = atCommon.Count * subjects.Count * config.Seeds.Count;
+        foreach (var seed in config.Seeds)
+            foreach (var s in subjects)
+                foreach (var arm in atCommon) Cell(arm, common, s, seed);
     }
+
+    /// <summary>Every arm at <see cref="TableConfig.CommonLr"/>, in the shape of the chosen rates (for <see cref="Summarize"/>).</summary>
+    public static IReadOnlyDictionary<string, double> CommonRates(TableConfig config) =>
+        config.CommonLr is double common ? TableArm.Default(config.Rank).ToDictionary(a => a.Name, _ => common) : new Dictionary<string, double>();
 
     public const string ModelStampFile = "model.json";
 
@@ -124,7 +135,7 @@ public static class ToyDreamBoothTable
 
     /// <summary>results.md: <paramref name="rows"/> (<see cref="Summarize"/> of the same cells), the ceiling and the learning-rate tuning.</summary>
     public static string Markdown(TableConfig config, IReadOnlyList<CellResult> cells, IReadOnlyList<ArmSummary> rows, IReadOnlyDictionary<string, double> chosen,
-                                  CommitInfo commit, string command)
+                                  CommitInfo commit, string command, IReadOnlyList<ArmSummary>? commonRows = null)
     {
         var real = cells.Where(c => c.Arm == "base" && config.Seeds.Contains(c.Seed)).GroupBy(c => c.Subject).Select(g => g.First()).ToList();
         static string F(Interval i, string fmt = "F3") => double.IsNaN(i.Estimate) ? "–" :
@@ -139,37 +150,53 @@ public static class ToyDreamBoothTable
                       $"{config.TuningSubjects} subject(s) by mean DINO + CLIP-T; reported seeds {{{string.Join(", ", config.Seeds)}}} are separate. " +
                       "Means with 95% t-intervals over (subject, seed) cells; differences paired on subject and seed (same generation seeds).");
         sb.AppendLine();
-        sb.AppendLine("| arm | budget | rank | params | lr | n | DINO | CLIP-I | CLIP-T | judge: all right | DINO − LoRA | DINO − base |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---|---|---|---|---|---|");
-        foreach (var r in rows)
-            sb.AppendLine($"| {r.Arm} | {r.Budget} | {(r.Rank == 0 ? "–" : r.Rank)} | {(r.Parameters == 0 ? "–" : r.Parameters.ToString("N0"))} | {(r.Lr == 0 ? "–" : r.Lr.ToString("G3"))} | {r.N} | " +
-                          $"{F(r.Dino)} | {F(r.ClipI)} | {F(r.ClipT)} | {F(r.JudgeAll, "P0")} | {F(r.DinoVsLora, "+0.000;-0.000")} | {F(r.DinoVsBase, "+0.000;-0.000")} |");
+        void Rows(IReadOnlyList<ArmSummary> these)
+        {
+            sb.AppendLine("| arm | budget | rank | params | lr | n | DINO | CLIP-I | CLIP-T | judge: all right | DINO − LoRA | DINO − base |");
+            sb.AppendLine("|---|---|---:|---:|---:|---:|---|---|---|---|---|---|");
+            foreach (var r in these)
+                sb.AppendLine($"| {r.Arm} | {r.Budget} | {(r.Rank == 0 ? "–" : r.Rank)} | {(r.Parameters == 0 ? "–" : r.Parameters.ToString("N0"))} | {(r.Lr == 0 ? "–" : r.Lr.ToString("G3"))} | {r.N} | " +
+                              $"{F(r.Dino)} | {F(r.ClipI)} | {F(r.ClipT)} | {F(r.JudgeAll, "P0")} | {F(r.DinoVsLora, "+0.000;-0.000")} | {F(r.DinoVsBase, "+0.000;-0.000")} |");
+        }
+        sb.AppendLine("Each arm at its chosen rate:");
+        sb.AppendLine();
+        Rows(rows);
         if (real.Count > 0)
             sb.AppendLine($"| held-out views (ceiling) | | | | | {real.Count} | {F(ConfidenceIntervals.MeanT(real.Select(c => c.RealDino).ToList()))} | " +
                           $"{F(ConfidenceIntervals.MeanT(real.Select(c => c.RealClipI).ToList()))} | | | | |");
         sb.AppendLine();
-        sb.AppendLine("Learning-rate tuning (seed " + config.TuningSeed + ", mean DINO + CLIP-T):");
-        sb.AppendLine();
-        sb.AppendLine("| arm | " + string.Join(" | ", config.Lrs.Select(l => l.ToString("G3"))) + " | chosen |");
-        sb.AppendLine("|---|" + string.Concat(config.Lrs.Select(_ => "---:|")) + "---:|");
-        foreach (var arm in TableArm.Default(config.Rank))
+        if (commonRows is { Count: > 0 } && config.CommonLr is double common)
         {
-            var cellsAt = config.Lrs.Select(lr => cells.Where(c => c.Seed == config.TuningSeed && c.Arm == arm.Name && c.Lr == lr).ToList()).ToList();
-            if (cellsAt.All(c => c.Count == 0)) continue;
-            sb.AppendLine($"| {arm.Name} | " + string.Join(" | ", cellsAt.Select(c => c.Count == 0 ? "–" : $"{c.Average(x => x.Dino + x.ClipT):F3} (n={c.Count})")) +
-                          $" | {(chosen.TryGetValue(arm.Name, out var l) ? l.ToString("G3") : "–")} |");
+            sb.AppendLine($"Every arm at one rate, {common:G3} (the same cells where it is the chosen rate; differences paired as above):");
+            sb.AppendLine();
+            Rows(commonRows.Where(r => r.Arm != "base").ToList());
+            sb.AppendLine();
         }
+        sb.AppendLine($"Learning-rate tuning (seed {config.TuningSeed}, {config.TuningSubjects} subjects; the rate with the highest mean DINO + CLIP-T is chosen). " +
+                      "DINO and CLIP-T pull apart (fitting the instances raises the first and lowers the second), so the sum is shown with both:");
+        sb.AppendLine();
+        sb.AppendLine("| arm | lr | n | DINO | CLIP-T | DINO + CLIP-T | judge: all right | chosen |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|:---:|");
+        foreach (var arm in TableArm.Default(config.Rank))
+            foreach (var lr in config.Lrs)
+            {
+                var at = cells.Where(c => c.Seed == config.TuningSeed && c.Arm == arm.Name && c.Lr == lr).ToList();
+                if (at.Count == 0) continue;
+                bool isChosen = chosen.TryGetValue(arm.Name, out var l) && l == lr;
+                sb.AppendLine($"| {arm.Name} | {lr:G3} | {at.Count} | {at.Average(c => c.Dino):F3} | {at.Average(c => c.ClipT):F3} | {at.Average(c => c.Dino + c.ClipT):F3} | " +
+                              $"{at.Average(c => c.JudgeAll):P0} | {(isChosen ? "✓" : "")} |");
+            }
         return sb.ToString();
     }
 
-    public static void Chart(string path, IReadOnlyList<ArmSummary> rows)
+    public static void Chart(string path, IReadOnlyList<ArmSummary> rows, string subtitle)
     {
         ScottPlot.Plot Panel(string title, Func<ArmSummary, Interval> pick)
         {
             var series = rows.Select((r, i) => new Charts.Series(r.Arm, [((double)i, pick(r))])).ToList();
             return Charts.Panel(title, series, "arm", title, logX: false, logY: false);
         }
-        Charts.Grid(path, "Toy-world DreamBooth: means and 95% intervals over (subject, seed) cells",
+        Charts.Grid(path, $"Toy-world DreamBooth ({subtitle}): means and 95% intervals over (subject, seed) cells",
             [Panel("DINO", r => r.Dino), Panel("CLIP-I", r => r.ClipI), Panel("CLIP-T", r => r.ClipT), Panel("judge: all right", r => r.JudgeAll)], 2);
     }
 }
