@@ -58,8 +58,8 @@ public sealed class DreamBoothRun
     }
 
     /// <summary>The config file (optional) with command-line values on top (keys are the flag names).</summary>
-    public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags) =>
-        TrainConfigYaml.Resolve(configPath, flags);
+    public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags, TrainConfig? defaults = null) =>
+        TrainConfigYaml.Resolve(configPath, flags, defaults);
 
     /// <summary>
     /// A subjects manifest run: the config file and flags give the shared settings (--images and --prompt may be
@@ -67,9 +67,9 @@ public sealed class DreamBoothRun
     /// with --out/&lt;subject&gt; as its run folder.
     /// </summary>
     public static IReadOnlyList<(Subject Subject, TrainConfig Config)> ResolveSubjects(string? configPath, IEnumerable<KeyValuePair<string, string>>? flags,
-                                                                                       string manifestPath, Shard shard)
+                                                                                       string manifestPath, Shard shard, TrainConfig? defaults = null)
     {
-        var shared = configPath is null ? new TrainConfig() : TrainConfigYaml.Load(configPath, validate: false);
+        var shared = configPath is null ? defaults ?? new TrainConfig() : TrainConfigYaml.Load(configPath, validate: false, defaults);
         if (flags is not null) shared = TrainConfigYaml.ApplyOverrides(shared, flags);
         var plans = SubjectsManifest.Plan(shared, SubjectsManifest.Read(manifestPath), shard);
         foreach (var (subject, config) in plans) TrainConfigYaml.Validate(config, $"{manifestPath} (subject {subject.Name})");

@@ -43,10 +43,10 @@ public static class TrainConfigYaml
 
     public static TrainOption? Find(string key) => ByKey.GetValueOrDefault(NormalizeKey(key));
 
-    /// <summary>The config file (if any) overridden by command-line values, validated.</summary>
-    public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? overrides = null)
+    /// <summary>The config file (if any) overridden by command-line values, validated; keys neither gives come from <paramref name="defaults"/>.</summary>
+    public static TrainConfig Resolve(string? configPath, IEnumerable<KeyValuePair<string, string>>? overrides = null, TrainConfig? defaults = null)
     {
-        var config = configPath is null ? new TrainConfig() : Load(configPath, validate: false);
+        var config = configPath is null ? defaults ?? new TrainConfig() : Load(configPath, validate: false, defaults);
         if (overrides is not null) config = ApplyOverrides(config, overrides);
         Validate(config, configPath is null ? null : overrides is null ? configPath : $"{configPath} with the command-line values");
         return config;
@@ -62,7 +62,7 @@ public static class TrainConfigYaml
     /// </summary>
     public const int MaxDepth = 16;
 
-    public static TrainConfig Load(string path, bool validate = true)
+    public static TrainConfig Load(string path, bool validate = true, TrainConfig? defaults = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file '{path}' does not exist", path);
         string text;
@@ -76,7 +76,7 @@ public static class TrainConfigYaml
         {
             throw new TrainConfigException($"{path}: cannot read the config file: {ex.Message}");
         }
-        var config = Parse(text, path, new TrainConfig());
+        var config = Parse(text, path, defaults ?? new TrainConfig());
         if (validate) Validate(config, path);
         return config;
     }

@@ -83,6 +83,32 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheEmbeddedToyModelTakesTheTablesDefaultsWhereNeitherFileNorFlagsSayOtherwise()
+    {
+        static DiffusionPeft.DreamBooth.Config.TrainConfig Resolve(string? config, params (string Key, string Value)[] flags) =>
+            Assert.Single(DiffusionPeft.Cli.Commands.TrainRunner.ResolveConfigs(new DiffusionPeft.Cli.Commands.TrainJob(
+                config, [new("images", "x"), new("prompt", "a sks star"), new("out", "o"), .. flags.Select(f => new KeyValuePair<string, string>(f.Key, f.Value))],
+                null, Core.IO.Shard.All, true)));
+
+        var toy = Resolve(null);
+        Assert.Equal((EmbeddedDefaultModel.Keyword, 64, 3e-3, 300, 2), (toy.Model, toy.Resolution, toy.Lr, toy.Steps, toy.Batch));
+        var flagged = Resolve(null, ("lr", "1e-4"), ("steps", "50"));
+        Assert.Equal((64, 1e-4, 50), (flagged.Resolution, flagged.Lr, flagged.Steps));
+
+        var file = Path.Combine(_dir, "partial.yaml");
+        File.WriteAllText(file, "lr: 0.0005\n");
+        var fromFile = Resolve(file);
+        Assert.Equal((0.0005, 300, 64), (fromFile.Lr, fromFile.Steps, fromFile.Resolution));
+
+        var checkpoint = Path.Combine(_dir, "sd15");   // any other model keeps the diffusers-style defaults
+        var other = Resolve(null, ("model", checkpoint));
+        Assert.Equal((512, 1e-4, 500, 1), (other.Resolution, other.Lr, other.Steps, other.Batch));
+        var otherFromFile = Path.Combine(_dir, "other.yaml");
+        File.WriteAllText(otherFromFile, $"model: {checkpoint}\n");
+        Assert.Equal(1e-4, Resolve(otherFromFile).Lr);
+    }
+
+    [Fact]
     public void PriorPreservationGeneratesClassImagesOnceAndSubjectsShardsGetTheirOwnRunFolders()
     {
         var classes = Path.Combine(_dir, "class");

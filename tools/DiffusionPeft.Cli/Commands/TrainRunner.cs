@@ -20,15 +20,27 @@ public static class TrainRunner
 {
     public const int Interrupted = 130;
 
-    public static int Run(TrainJob job, TextWriter output, TextWriter error)
+    /// <summary>
+    /// The run configs of a `dpeft train` invocation: the config file overridden by the flags, one per subject with a
+    /// subjects manifest. No --model is the embedded toy model, whose missing keys take <see cref="TrainConfig.EmbeddedModelDefaults"/>.
+    /// </summary>
+    public static IReadOnlyList<TrainConfig> ResolveConfigs(TrainJob job)
     {
         var flags = job.Flags.ToList();
         var fileConfig = job.ConfigPath is null ? new TrainConfig() : TrainConfigYaml.Load(job.ConfigPath, validate: false);
         if (!flags.Any(f => f.Key == "model") && string.IsNullOrWhiteSpace(fileConfig.Model)) flags.Add(new("model", EmbeddedDefaultModel.Keyword));
+        var model = flags.LastOrDefault(f => f.Key == "model").Value ?? fileConfig.Model;
+        // On the embedded toy model, what the file and the flags leave out comes from the DreamBooth table's evidence.
+        var defaults = model == EmbeddedDefaultModel.Keyword ? TrainConfig.EmbeddedModelDefaults : null;
 
-        var configs = job.SubjectsManifest is null
-            ? [DreamBoothRun.Resolve(job.ConfigPath, flags)]
-            : DreamBoothRun.ResolveSubjects(job.ConfigPath, flags, job.SubjectsManifest, job.Shard).Select(p => p.Config).ToList();
+        return job.SubjectsManifest is null
+            ? [DreamBoothRun.Resolve(job.ConfigPath, flags, defaults)]
+            : DreamBoothRun.ResolveSubjects(job.ConfigPath, flags, job.SubjectsManifest, job.Shard, defaults).Select(p => p.Config).ToList();
+    }
+
+    public static int Run(TrainJob job, TextWriter output, TextWriter error)
+    {
+        var configs = ResolveConfigs(job);
         if (configs.Count == 0)
         {
             output.WriteLine($"shard {job.Shard} owns no subjects of {job.SubjectsManifest}; nothing to do.");
