@@ -194,7 +194,12 @@ public static class ToyDreamBoothTable
         ScottPlot.Plot Panel(string title, Func<ArmSummary, Interval> pick)
         {
             var series = rows.Select((r, i) => new Charts.Series(r.Arm, [((double)i, pick(r))])).ToList();
-            return Charts.Panel(title, series, "arm", title, logX: false, logY: false);
+            var plot = Charts.Panel(title, series, "", title, logX: false, logY: false);
+            plot.Axes.Bottom.SetTicks(rows.Select((_, i) => (double)i).ToArray(), rows.Select(r => r.Arm).ToArray());   // arms by name, not by index
+            plot.Axes.Bottom.TickLabelStyle.FontSize = 11;
+            plot.Axes.SetLimitsX(-0.6, rows.Count - 0.4);
+            plot.HideLegend();
+            return plot;
         }
         Charts.Grid(path, $"Toy-world DreamBooth ({subtitle}): means and 95% intervals over (subject, seed) cells",
             [Panel("DINO", r => r.Dino), Panel("CLIP-I", r => r.ClipI), Panel("CLIP-T", r => r.ClipT), Panel("judge: all right", r => r.JudgeAll)], 2);
