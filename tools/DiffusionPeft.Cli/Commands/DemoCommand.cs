@@ -13,8 +13,8 @@ public static class DemoCommand
         var subject = new Option<string>("--subject") { Description = $"A toy subject: {string.Join(", ", ToySubjects.All.Select(s => s.Name))}.", DefaultValueFactory = _ => "sunny_star" };
         var method = new Option<string>("--method") { Description = "lora|rslora|dora|loraplus|singlora|sdslora", DefaultValueFactory = _ => "singlora" };
         var rank = new Option<int>("--rank") { DefaultValueFactory = _ => 4 };
-        var steps = new Option<int>("--steps") { Description = "Training steps.", DefaultValueFactory = _ => 300 };
-        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 1e-3 };
+        var steps = new Option<int>("--steps") { Description = "Training steps.", DefaultValueFactory = _ => TrainConfig.EmbeddedModelDefaults.Steps };
+        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => TrainConfig.EmbeddedModelDefaults.Lr };
         var n = new Option<int>("--n") { Description = "Images per prompt (seeds seed, seed+1, ...).", DefaultValueFactory = _ => 2 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
         var quiet = new Option<bool>("--quiet");

@@ -23,8 +23,8 @@ public sealed record DemoJob
     public string Subject { get; init; } = "sunny_star";
     public AdapterMethod Method { get; init; } = AdapterMethod.SingLora;
     public int Rank { get; init; } = 4;
-    public int Steps { get; init; } = 300;
-    public double Lr { get; init; } = 1e-3;
+    public int Steps { get; init; } = TrainConfig.EmbeddedModelDefaults.Steps;
+    public double Lr { get; init; } = TrainConfig.EmbeddedModelDefaults.Lr;
     public int ImagesPerPrompt { get; init; } = 2;
     public int SamplingSteps { get; init; } = 25;
     public long Seed { get; init; }
@@ -60,7 +60,7 @@ public static class DemoRunner
         var config = new TrainConfig
         {
             Model = EmbeddedDefaultModel.Keyword, Images = instances, Prompt = subject.InstancePrompt, Out = run, Method = job.Method, Rank = job.Rank,
-            Steps = job.Steps, Lr = job.Lr, Batch = 2, Resolution = 64, Seed = job.Seed, CheckpointEvery = 100, Keep = 1, Resume = "latest", PlotEvery = 25,
+            Steps = job.Steps, Lr = job.Lr, Batch = TrainConfig.EmbeddedModelDefaults.Batch, Resolution = TrainConfig.EmbeddedModelDefaults.Resolution, Seed = job.Seed, CheckpointEvery = 100, Keep = 1, Resume = "latest", PlotEvery = 25,
         };
         var trained = DreamBoothRun.Run(config, progress, ctrlC.Token);
         if (trained.Interrupted) return TrainRunner.Interrupted;
