@@ -12,8 +12,9 @@ namespace DiffusionPeft.Experiments.DreamBoothTable;
 /// <summary>
 /// The seeds' DreamBooth table on the toy world: every arm (<see cref="TableArm.Default"/>) × learning rate on a tuning
 /// seed, then the chosen rate × every subject × the reported seeds, with the base model (floor) and the held-out views
-/// among themselves (ceiling), and every arm again at <see cref="TableConfig.CommonLr"/>. Cells are resumable (<see cref="TableCell"/>): rerun the same command to continue, and
-/// <see cref="Summarize"/> writes the table from whatever cells exist.
+/// among themselves (ceiling), and every arm again at <see cref="TableConfig.CommonLr"/>. Cells are resumable
+/// (<see cref="TableCell"/>): rerun the same command to continue, and <see cref="Summarize"/> writes the table from
+/// whatever cells exist.
 /// </summary>
 public static class ToyDreamBoothTable
 {
