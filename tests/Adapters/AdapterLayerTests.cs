@@ -27,7 +27,7 @@ public sealed class AdapterLayerTests
             TensorAssert.Close(got, expected, 1e-6, 1e-6, $"{method} {din}->{dout} at init");
             Assert.Equal([2L, 4, dout], got.shape);
             // the adapter is not a no-op by construction: A is random (B or the ramp is what makes it zero)
-            Assert.True(layer.AdapterParameters().Any(p => p.Tensor.abs().sum().item<float>() > 0));
+            Assert.Contains(layer.AdapterParameters(), p => p.Tensor.abs().sum().item<float>() > 0);
         }
     }
 

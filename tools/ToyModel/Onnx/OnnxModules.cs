@@ -27,7 +27,8 @@ public static class OnnxModules
             throw new NotSupportedException($"{path}: only zero padding given as numbers and dilation 1 are exported");
         var w = g.Weight(path + ".weight", conv.weight!);
         var b = conv.bias is { } bias ? g.Weight(path + ".bias", bias) : null;
-        long[] pads = [conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]];
+        var padding = conv.padding!;   // set for numeric padding, which the check above requires
+        long[] pads = [padding[0], padding[1], padding[0], padding[1]];
         return g.Conv(x, w, b, conv.kernel_size, conv.stride, pads, conv.groups);
     }
 
