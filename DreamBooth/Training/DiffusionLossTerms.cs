@@ -38,10 +38,6 @@ public static class DiffusionLossTerms
         return w.MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// MSE in float32, averaged over all but the batch dimension, times the per-sample weights (if any), then
-    /// averaged over the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>.
-    /// </summary>
     /// <summary>What the model is trained to predict at these noisy latents: the noise (ε), the velocity α·ε − σ·x0 (v), or x0.</summary>
     public static Tensor Target(INoiseSchedule schedule, Tensor latents, Tensor noise, Tensor timesteps) => schedule.Prediction switch
     {
@@ -50,6 +46,10 @@ public static class DiffusionLossTerms
         _ => latents,
     };
 
+    /// <summary>
+    /// MSE in float32, averaged over all but the batch dimension, times the per-sample weights (if any), then
+    /// averaged over the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>.
+    /// </summary>
     public static Tensor WeightedMse(Tensor prediction, Tensor target, Tensor? weights = null)
     {
         using var scope = NewDisposeScope();
