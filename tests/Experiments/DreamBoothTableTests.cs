@@ -51,7 +51,6 @@ public sealed class DreamBoothTableTests
             new DiffusionPeft.Experiments.Claims.CommitInfo("abc", false, []), "experiments dreambooth", common.Values.ToList());
         Assert.Contains("Every arm at one rate, 0.003", md);
         Assert.Contains("| lora | ", md);
-        Assert.Contains("| lora | ", md);
         Assert.Contains("held-out views (ceiling)", md);
         Assert.Contains("abc", md);
         // The tuning row shows DINO and CLIP-T apart and marks the chosen rate.
