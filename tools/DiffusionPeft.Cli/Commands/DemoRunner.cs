@@ -57,10 +57,10 @@ public static class DemoRunner
         var progress = new CliTrainingProgress(new ProgressLine(error, "steps", job.Quiet));
         using var ctrlC = new ConsoleCancellation(error, "stopping after this step (rerun the same command to continue)...");
         var run = Path.Combine(root, "run");
-        var config = new TrainConfig
+        var config = TrainConfig.EmbeddedModelDefaults with
         {
             Model = EmbeddedDefaultModel.Keyword, Images = instances, Prompt = subject.InstancePrompt, Out = run, Method = job.Method, Rank = job.Rank,
-            Steps = job.Steps, Lr = job.Lr, Batch = TrainConfig.EmbeddedModelDefaults.Batch, Resolution = TrainConfig.EmbeddedModelDefaults.Resolution, Seed = job.Seed, CheckpointEvery = 100, Keep = 1, Resume = "latest", PlotEvery = 25,
+            Steps = job.Steps, Lr = job.Lr, Seed = job.Seed, CheckpointEvery = 100, Keep = 1, Resume = "latest", PlotEvery = 25,
         };
         var trained = DreamBoothRun.Run(config, progress, ctrlC.Token);
         if (trained.Interrupted) return TrainRunner.Interrupted;
