@@ -30,6 +30,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         }
         Assert.True((double)reports[0].Measurements["heldout_psnr_db"]! > 5);
         Assert.InRange((double)reports[0].Measurements["scaling_factor"]!, 0.01, 100);
+        Assert.InRange((double)reports[1].Measurements["heldout_shape_top1"]!, 0, 1);
         using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
         Assert.Equal(16, model.Unet.Config.SampleSize);
         Assert.Equal(4, model.VaeScaleFactor);

@@ -1,10 +1,15 @@
 using DiffusionPeft.ToyWorld;
+using DiffusionPeft.ToyWorld.Grammar;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.ToyModel;
 
-/// <summary>Held-out retrieval of the toy CLIP: each scene's image must rank its own full caption first among all the scenes' captions, and vice versa.</summary>
-public sealed record ToyClipRetrieval(double CaptionTop1, double ImageTop1, int Candidates)
+/// <summary>
+/// Held-out retrieval of the toy CLIP: each scene's image must rank its own full caption first among all the scenes'
+/// captions, and vice versa; and (<see cref="ShapeTop1"/>) its caption first among the same caption with each other
+/// shape word, which only a model that sees shapes can do (chance 1/8).
+/// </summary>
+public sealed record ToyClipRetrieval(double CaptionTop1, double ImageTop1, int Candidates, double ShapeTop1)
 {
     public static ToyClipRetrieval HeldOut(ToyClip clip, ContrastiveObjective tokens, World world, int scenes, Device device)
     {
@@ -14,13 +19,20 @@ public sealed record ToyClipRetrieval(double CaptionTop1, double ImageTop1, int 
         var images = new SceneImages(world, scenes, World.HeldOutStart);
         var items = Enumerable.Range(0, scenes).ToArray();
         var imageEmbeds = cat(items.Chunk(64).Select(c => clip.ImageEmbeds(images.Pixels(c, device))).ToArray());
-        var captions = items.Select(i => world.FullCaption(images.SceneIndex(i)).ToText());
-        var textEmbeds = cat(captions.Chunk(64).Select(c => clip.TextEmbeds(tokens.Tokens(c, device))).ToArray());
+        var fullCaptions = items.Select(i => world.FullCaption(images.SceneIndex(i))).ToArray();
+        var textEmbeds = cat(fullCaptions.Select(c => c.ToText()).Chunk(64).Select(c => clip.TextEmbeds(tokens.Tokens(c, device))).ToArray());
         var similarity = imageEmbeds.matmul(textEmbeds.t());
         var truth = arange(scenes, ScalarType.Int64, device);
         double captionTop1 = similarity.argmax(1).eq(truth).to_type(ScalarType.Float32).mean().item<float>();
         double imageTop1 = similarity.argmax(0).eq(truth).to_type(ScalarType.Float32).mean().item<float>();
+
+        var shapes = Enum.GetValues<ToyShape>();
+        var shapeCaptions = fullCaptions.SelectMany(c => shapes.Select(s => (c with { Main = c.Main with { Shape = s } }).ToText()));
+        var shapeEmbeds = cat(shapeCaptions.Chunk(256).Select(c => clip.TextEmbeds(tokens.Tokens(c, device))).ToArray()).view(scenes, shapes.Length, -1);
+        var shapeScores = shapeEmbeds.matmul(imageEmbeds.unsqueeze(-1)).squeeze(-1);   // [scenes, shapes]
+        var shapeTruth = tensor(fullCaptions.Select(c => (long)Array.IndexOf(shapes, c.Main.Shape)).ToArray(), ScalarType.Int64).to(device);
+        double shapeTop1 = shapeScores.argmax(1).eq(shapeTruth).to_type(ScalarType.Float32).mean().item<float>();
         clip.train();
-        return new ToyClipRetrieval(captionTop1, imageTop1, scenes);
+        return new ToyClipRetrieval(captionTop1, imageTop1, scenes, shapeTop1);
     }
 }

@@ -1,0 +1,25 @@
+using DiffusionPeft.Cli;
+
+namespace DiffusionPeft.Tests.Cli;
+
+/// <summary>`dpeft toy-model train` refuses bad settings before it writes anything.</summary>
+public sealed class ToyModelCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-toycli-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Theory]
+    [InlineData("--clip-shape-twins", "0.7", "--clip-shape-twins must be in 0..0.5 (got 0.7)")]
+    [InlineData("--clip-shape-twins", "-0.1", "--clip-shape-twins must be in 0..0.5 (got -0.1)")]
+    [InlineData("--vae-steps", "0", "--vae-steps must be at least 1 (got 0)")]
+    [InlineData("--unet-steps", "-3", "--unet-steps must be at least 1 (got -3)")]
+    public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", flag, value], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains(message, e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+}
