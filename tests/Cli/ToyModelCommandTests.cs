@@ -9,8 +9,7 @@ public sealed class ToyModelCommandTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     [Theory]
-    [InlineData("--clip-shape-twins", "0.7", "--clip-shape-twins must be in 0..0.5 (got 0.7)")]
-    [InlineData("--clip-shape-twins", "-0.1", "--clip-shape-twins must be in 0..0.5 (got -0.1)")]
+    [InlineData("--clip-steps", "0", "--clip-steps must be at least 1 (got 0)")]
     [InlineData("--vae-steps", "0", "--vae-steps must be at least 1 (got 0)")]
     [InlineData("--unet-steps", "-3", "--unet-steps must be at least 1 (got -3)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)

@@ -104,30 +104,6 @@ public sealed class ToyWorldSceneTests
     }
 
     [Fact]
-    public void AShapeTwinDiffersOnlyInTheMainShapeAndStaysInItsSplit()
-    {
-        var shapes = new HashSet<ToyShape>();
-        int heldOutTwins = 0;
-        foreach (long index in Enumerable.Range(0, 300).Select(i => (long)i).Concat(Enumerable.Range(0, 300).Select(i => World.HeldOutStart + i)))
-        {
-            var scene = World0.Scene(index);
-            var twin = World0.ShapeTwin(index, variant: 3);
-            if (World.SplitOf(index) == SceneSplit.HeldOut && twin is null) continue;   // most held-out combinations have no held-out sibling
-            Assert.NotNull(twin);
-            Assert.NotEqual(scene.Main.Shape, twin.Main.Shape);
-            Assert.Equal(scene with { Main = scene.Main with { Shape = twin.Main.Shape } }, twin);
-            Assert.Equal(World.SplitOf(index), SceneSampler.SplitOf(0, twin.Main, twin.Background));
-            Assert.Equal(twin, World0.ShapeTwin(index, variant: 3));
-            shapes.Add(twin.Main.Shape);
-            if (World.SplitOf(index) == SceneSplit.HeldOut) heldOutTwins++;
-        }
-        Assert.Equal(Enum.GetValues<ToyShape>().Length, shapes.Count);
-        Assert.InRange(heldOutTwins, 1, 299);
-        var variants = Enumerable.Range(0, 20).Select(v => World0.ShapeTwin(5, v)!.Main.Shape).Distinct().Count();
-        Assert.True(variants > 3, $"20 variants of one scene drew only {variants} shapes");
-    }
-
-    [Fact]
     public void EveryAttributeValueOccurs()
     {
         var scenes = Enumerable.Range(0, 2000).Select(i => World0.Scene(i)).ToList();

@@ -36,8 +36,6 @@ public sealed record ToyModelOptions
     public int ClipSteps { get; init; } = 800;
     public int ClipBatch { get; init; } = 64;
     public double ClipLr { get; init; } = 1e-3;
-    /// <summary>Share of each contrastive batch given to shape twins, hard negatives that differ only in shape (<see cref="ContrastiveObjective"/>).</summary>
-    public double ClipShapeTwins { get; init; }
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
     public int PretrainScenes { get; init; } = 20_000;
     public int UnetWidth { get; init; } = 32;
@@ -55,7 +53,7 @@ public sealed record ToyModelOptions
     /// <summary>A miniature of the whole chain for tests: a few dozen steps per stage on tiny widths.</summary>
     public static ToyModelOptions Miniature => new()
     {
-        VaeWidth = 32, VaeSteps = 30, VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = 30, ClipBatch = 32, ClipShapeTwins = 0.5, PretrainScenes = 256,
+        VaeWidth = 32, VaeSteps = 30, VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = 30, ClipBatch = 32, PretrainScenes = 256,
         UnetWidth = 16, UnetImages = 64, UnetSteps = 30, UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
     };
 }
@@ -221,10 +219,10 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         using var clip = new ToyClip(textConfig, options.TextWidth);
         ModelPlacement.Place(clip, ScalarType.Float32, device);
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, options.ClipSteps, options.ClipBatch, options.ClipLr, options.ClipShapeTwins, options.PretrainScenes };
+        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, options.ClipSteps, options.ClipBatch, options.ClipLr, options.PretrainScenes };
         var target = new ModuleTarget([("clip", clip, options.ClipLr)], (_, _) => { });
-        _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {options.ClipSteps} steps of {options.ClipBatch} pairs ({options.ClipShapeTwins:P0} shape twins)");
-        var objective = new ContrastiveObjective(clip, scenes, tokenizer, options.ClipShapeTwins);
+        _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {options.ClipSteps} steps of {options.ClipBatch} pairs");
+        var objective = new ContrastiveObjective(clip, scenes, tokenizer);
         var run = Train(ClipFolder, Loop(options.ClipSteps, options.ClipLr, 2), Settings(stage), target, objective, scenes.Count, options.ClipBatch, ct);
         if (run is not { } r) return null;
 

@@ -45,23 +45,6 @@ public sealed class World
         return TrainingCaptions.Sample(Scene(index), ref rng);
     }
 
-    /// <summary>
-    /// Scene <paramref name="index"/> with its main object redrawn as another shape, drawn anew per
-    /// <paramref name="variant"/> among the shapes that keep the scene's main combination in the scene's split (so no
-    /// held-out combination is ever trained on); null when no other shape does. The pair differs in the shape alone: a
-    /// contrastive hard negative that only a model which sees shapes can tell apart.
-    /// </summary>
-    public ToyScene? ShapeTwin(long index, long variant)
-    {
-        var scene = Scene(index);
-        var split = SplitOf(index);
-        var shapes = Enum.GetValues<Grammar.ToyShape>()
-            .Where(s => s != scene.Main.Shape && SceneSampler.SplitOf(Seed, scene.Main with { Shape = s }, scene.Background) == split).ToArray();
-        if (shapes.Length == 0) return null;
-        var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.ShapeTwin, (ulong)index, (ulong)variant);
-        return scene with { Main = scene.Main with { Shape = rng.Pick(shapes) } };
-    }
-
     /// <summary>Instance image <paramref name="i"/> of a DreamBooth subject (<see cref="SubjectScenes"/>).</summary>
     public ToyScene SubjectInstance(ToySubject subject, int i) => SubjectScenes.Instance(Seed, subject, i);
 

@@ -30,14 +30,13 @@ public static class ToyModelCommand
         var worldSeed = new Option<long>("--world-seed") { Description = "The toy world's seed.", DefaultValueFactory = _ => 0 };
         var vaeSteps = new Option<int?>("--vae-steps") { Description = "VAE optimizer steps (default: the shipped model's). More on a finished VAE trains it on; the base and UNet made from the old one are moved aside." };
         var clipSteps = new Option<int?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
-        var shapeTwins = new Option<double?>("--clip-shape-twins") { Description = "Share (0..0.5) of each contrastive batch given to shape twins, scenes that differ only in the main object's shape (default: the shipped model's)." };
         var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's). More on a finished UNet trains it on." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, shapeTwins, unetSteps, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -51,15 +50,6 @@ public static class ToyModelCommand
                     error.WriteLine($"error: {name} must be at least 1 (got {value})");
                     return 2;
                 }
-            if (r.GetValue(shapeTwins) is { } share)
-            {
-                if (share is < 0 or > 0.5)
-                {
-                    error.WriteLine($"error: --clip-shape-twins must be in 0..0.5 (got {share})");
-                    return 2;
-                }
-                options = options with { ClipShapeTwins = share };
-            }
             if (r.GetValue(vaeSteps) is { } v) options = options with { VaeSteps = v };
             if (r.GetValue(clipSteps) is { } c) options = options with { ClipSteps = c };
             if (r.GetValue(unetSteps) is { } steps) options = options with { UnetSteps = steps };
