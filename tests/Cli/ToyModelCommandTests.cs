@@ -9,9 +9,11 @@ public sealed class ToyModelCommandTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     [Theory]
-    [InlineData("--clip-steps", "0", "--clip-steps must be at least 1 (got 0)")]
-    [InlineData("--vae-steps", "0", "--vae-steps must be at least 1 (got 0)")]
-    [InlineData("--unet-steps", "-3", "--unet-steps must be at least 1 (got -3)")]
+    [InlineData("--clip-steps", "0", "--clip-steps takes step counts of at least 1, increasing, separated by commas (got 0)")]
+    [InlineData("--vae-steps", "3500,2000", "--vae-steps takes step counts of at least 1, increasing, separated by commas (got 3500,2000)")]
+    [InlineData("--vae-steps", "2000,", "--vae-steps takes step counts of at least 1, increasing, separated by commas (got 2000,)")]
+    [InlineData("--unet-steps", "-3", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got -3)")]
+    [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
     {
         var run = Path.Combine(_dir, "run");

@@ -13,7 +13,7 @@ public sealed class ToyModelRecipeTests : IDisposable
 
     private static ToyModelOptions Tiny => ToyModelOptions.Miniature with
     {
-        VaeSteps = 24, VaeBatch = 4, ClipSteps = 24, ClipBatch = 16, PretrainScenes = 64, UnetImages = 24, UnetSteps = 24, UnetBatch = 4,
+        VaeSteps = [24], VaeBatch = 4, ClipSteps = [24], ClipBatch = 16, PretrainScenes = 64, UnetImages = 24, UnetSteps = [24], UnetBatch = 4,
         CheckpointEvery = 8, EvalScenes = 8, VaeLr = 2e-3, ClipLr = 2e-3, UnetLr = 1e-3,
     };
 
@@ -56,7 +56,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     {
         var first = new ToyModelRecipe(_dir, Tiny).Run();
         var progress = new RecordingProgress();
-        var longer = Tiny with { VaeSteps = 32 };
+        var longer = Tiny with { VaeSteps = [32] };
         var second = new ToyModelRecipe(_dir, longer, progress).Run();
         Assert.Equal(32, second[0].Steps);                                   // the VAE trained on from its checkpoint
         Assert.Equal(first[1].LastLoss, second[1].LastLoss);                 // the text encoder was left alone
@@ -71,9 +71,31 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void StageLengthsAsAListAreTheSameAsTrainingOnInASecondRun()
+    {
+        var quick = Tiny with { VaeSteps = [16], ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };
+        var twoRuns = Path.Combine(_dir, "two-runs");
+        new ToyModelRecipe(twoRuns, quick).Run();
+        new ToyModelRecipe(twoRuns, quick with { VaeSteps = [24] }).Run();
+        var oneRun = Path.Combine(_dir, "one-run");
+        var reports = new ToyModelRecipe(oneRun, quick with { VaeSteps = [16, 24] }).Run();
+        Assert.Equal(24, reports[0].Steps);
+        Assert.False(Directory.Exists(Path.Combine(oneRun, "unet.stale-1")));   // the UNet trained once, on the last VAE
+        foreach (var file in new[] { Path.Combine("vae", "diffusion_pytorch_model.safetensors"), Path.Combine("unet", "diffusion_pytorch_model.safetensors") })
+        {
+            using var a = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(twoRuns, ToyModelRecipe.ModelFolder, file));
+            using var b = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(oneRun, ToyModelRecipe.ModelFolder, file));
+            foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{file}: {name} differs");
+        }
+        var error = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "bad"), quick with { VaeSteps = [24, 16] }).Run());
+        Assert.Contains("VAE stage", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
+    }
+
+    [Fact]
     public void AStageKilledMidwayResumesToTheSameWeights()
     {
-        var options = Tiny with { ClipSteps = 1, UnetSteps = 1, UnetImages = 4 };
+        var options = Tiny with { ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };
         var reference = Path.Combine(_dir, "reference");
         new ToyModelRecipe(reference, options).Run();
         var killed = Path.Combine(_dir, "killed");

@@ -28,12 +28,17 @@ public sealed record ToyModelOptions
     /// <summary>Seed of every initialisation and of each stage's training RNG.</summary>
     public long Seed { get; init; }
     public int VaeWidth { get; init; } = 64;
-    public int VaeSteps { get; init; } = 2000;
+    /// <summary>
+    /// Each stage's length in optimizer steps. More than one length are warm restarts (Loshchilov &amp; Hutter 2017,
+    /// SGDR): the stage runs a cosine cycle to the first length, then trains on from that checkpoint to the next with
+    /// the cycle stretched (the learning rate rises again), as a finished stage asked for more steps does.
+    /// </summary>
+    public IReadOnlyList<int> VaeSteps { get; init; } = [2000];
     public int VaeBatch { get; init; } = 16;
     public double VaeLr { get; init; } = 1e-3;
     public int TextWidth { get; init; } = 128;
     public int TextLayers { get; init; } = 4;
-    public int ClipSteps { get; init; } = 800;
+    public IReadOnlyList<int> ClipSteps { get; init; } = [800];
     public int ClipBatch { get; init; } = 64;
     public double ClipLr { get; init; } = 1e-3;
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
@@ -41,7 +46,7 @@ public sealed record ToyModelOptions
     public int UnetWidth { get; init; } = 32;
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
-    public int UnetSteps { get; init; } = 6000;
+    public IReadOnlyList<int> UnetSteps { get; init; } = [6000];
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
@@ -53,8 +58,8 @@ public sealed record ToyModelOptions
     /// <summary>A miniature of the whole chain for tests: a few dozen steps per stage on tiny widths.</summary>
     public static ToyModelOptions Miniature => new()
     {
-        VaeWidth = 32, VaeSteps = 30, VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = 30, ClipBatch = 32, PretrainScenes = 256,
-        UnetWidth = 16, UnetImages = 64, UnetSteps = 30, UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
+        VaeWidth = 32, VaeSteps = [30], VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = [30], ClipBatch = 32, PretrainScenes = 256,
+        UnetWidth = 16, UnetImages = 64, UnetSteps = [30], UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
     };
 }
 
@@ -86,12 +91,15 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
 
     public IReadOnlyList<StageReport> Run(CancellationToken cancellationToken = default)
     {
+        foreach (var (stage, lengths) in new[] { ("VAE", options.VaeSteps), ("text encoder", options.ClipSteps), ("UNet", options.UnetSteps) })
+            if (lengths.Count == 0 || lengths[0] < 1 || lengths.Zip(lengths.Skip(1)).Any(p => p.Second <= p.First))
+                throw new ArgumentException($"{stage} stage: its lengths must be positive and increasing step counts, got [{string.Join(", ", lengths)}]");
         Directory.CreateDirectory(_out);
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
         var device = TorchOptions.ParseDevice(options.Device);
-        var (vae, vaeTrained) = Stage(VaeFolder, options.VaeSteps, () => TrainVae(device, cancellationToken));
-        var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, () => TrainClip(tokenizer, device, cancellationToken));
+        var (vae, vaeTrained) = Stage(VaeFolder, options.VaeSteps, steps => TrainVae(device, steps, cancellationToken));
+        var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, steps => TrainClip(tokenizer, device, steps, cancellationToken));
         var reports = new List<StageReport> { vae, clip };
         if (vaeTrained || clipTrained) SetAsideStale(vaeTrained ? "the VAE" : "the text encoder");
         if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
@@ -102,7 +110,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         }
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
         var unetDone = File.Exists(Path.Combine(UnetRun, DoneFile));
-        reports.Add(Stage(UnetRun, options.UnetSteps, () => TrainUnet(cancellationToken)).Report);
+        reports.Add(Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken)).Report);
         if (!unetDone && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained on: the old model is stale
         if (!Directory.Exists(Model)) CopyDirectory(Path.Combine(UnetRun, FullFineTuneTarget.ModelFolder), Model);
         return reports;
@@ -112,7 +120,19 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     /// A stage: trained (or resumed) unless done.json says it reached <paramref name="steps"/>; a done stage asked for more
     /// steps resumes from its last checkpoint (`--unet-steps 6000` on a finished 2,500-step run trains 3,500 more).
     /// </summary>
-    private (StageReport Report, bool Trained) Stage(string folder, int steps, Func<StageReport?> train)
+    private (StageReport Report, bool Trained) Stage(string folder, IReadOnlyList<int> lengths, Func<int, StageReport?> train)
+    {
+        bool trained = false;
+        StageReport report = null!;
+        foreach (int steps in lengths)
+        {
+            (report, bool t) = Stage(folder, steps, train);
+            trained |= t;
+        }
+        return (report, trained);
+    }
+
+    private (StageReport Report, bool Trained) Stage(string folder, int steps, Func<int, StageReport?> train)
     {
         var done = Path.Combine(folder, DoneFile);
         if (File.Exists(done))
@@ -122,7 +142,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             _progress.Info($"{finished.Stage}: done at {finished.Steps} steps, {steps} asked: training on from its last checkpoint");
             File.Delete(done);
         }
-        var report = train() ?? throw new OperationCanceledException($"{Path.GetFileName(folder)} stage interrupted; rerun to resume");
+        var report = train(steps) ?? throw new OperationCanceledException($"{Path.GetFileName(folder)} stage interrupted; rerun to resume");
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         _progress.Info($"{report.Stage}: loss {report.FirstLoss:G4} → {report.LastLoss:G4} in {report.Steps} steps, {report.Seconds / 60:F1} min; {report.Measurements.ToJsonString()}");
         return (report, true);
@@ -167,17 +187,17 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         return result;
     }
 
-    private StageReport? TrainVae(Device device, CancellationToken ct)
+    private StageReport? TrainVae(Device device, int steps, CancellationToken ct)
     {
         manual_seed(options.Seed + 1);
         var config = ToyModelConfigs.Vae(options.VaeWidth);
         using var vae = new AutoencoderKL(config);
         ModelPlacement.Place(vae, ScalarType.Float32, device);
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, options.VaeSteps, options.VaeBatch, options.VaeLr, options.PretrainScenes };
+        var stage = new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes };
         var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { });
-        _progress.Info($"VAE: {target.ParameterCount:N0} weights, {options.VaeSteps} steps of {options.VaeBatch} scenes");
-        var run = Train(VaeFolder, Loop(options.VaeSteps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
+        _progress.Info($"VAE: {target.ParameterCount:N0} weights, {steps} steps of {options.VaeBatch} scenes");
+        var run = Train(VaeFolder, Loop(steps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
             scenes.Count, options.VaeBatch, ct);
         if (run is not { } r) return null;
 
@@ -212,18 +232,18 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         return values.Average();
     }
 
-    private StageReport? TrainClip(ClipTokenizer tokenizer, Device device, CancellationToken ct)
+    private StageReport? TrainClip(ClipTokenizer tokenizer, Device device, int steps, CancellationToken ct)
     {
         manual_seed(options.Seed + 2);
         var textConfig = ToyModelConfigs.TextEncoder(tokenizer, options.TextWidth, options.TextLayers);
         using var clip = new ToyClip(textConfig, options.TextWidth);
         ModelPlacement.Place(clip, ScalarType.Float32, device);
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, options.ClipSteps, options.ClipBatch, options.ClipLr, options.PretrainScenes };
+        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, ClipSteps = steps, options.ClipBatch, options.ClipLr, options.PretrainScenes };
         var target = new ModuleTarget([("clip", clip, options.ClipLr)], (_, _) => { });
-        _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {options.ClipSteps} steps of {options.ClipBatch} pairs");
+        _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {steps} steps of {options.ClipBatch} pairs");
         var objective = new ContrastiveObjective(clip, scenes, tokenizer);
-        var run = Train(ClipFolder, Loop(options.ClipSteps, options.ClipLr, 2), Settings(stage), target, objective, scenes.Count, options.ClipBatch, ct);
+        var run = Train(ClipFolder, Loop(steps, options.ClipLr, 2), Settings(stage), target, objective, scenes.Count, options.ClipBatch, ct);
         if (run is not { } r) return null;
 
         var retrieval = ToyClipRetrieval.HeldOut(clip, objective, _world, options.EvalScenes, device);
@@ -250,13 +270,13 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         DiffusersFolderWriter.Write(model, BaseFolder);
     }
 
-    private StageReport? TrainUnet(CancellationToken ct)
+    private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
         var config = new TrainConfig
         {
             Model = BaseFolder, Images = DataFolder, Out = UnetRun, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
-            Steps = options.UnetSteps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
-            LrWarmupSteps = Math.Min(200, options.UnetSteps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = 5,
+            Steps = steps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
+            LrWarmupSteps = Math.Min(200, steps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = 5,
             CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
             ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
             PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",

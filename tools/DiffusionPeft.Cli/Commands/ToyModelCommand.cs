@@ -28,9 +28,9 @@ public static class ToyModelCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         var seed = new Option<long>("--seed") { Description = "Seed of every initialisation and training RNG.", DefaultValueFactory = _ => 0 };
         var worldSeed = new Option<long>("--world-seed") { Description = "The toy world's seed.", DefaultValueFactory = _ => 0 };
-        var vaeSteps = new Option<int?>("--vae-steps") { Description = "VAE optimizer steps (default: the shipped model's). More on a finished VAE trains it on; the base and UNet made from the old one are moved aside." };
-        var clipSteps = new Option<int?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
-        var unetSteps = new Option<int?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's). More on a finished UNet trains it on." };
+        var vaeSteps = new Option<string?>("--vae-steps") { Description = "VAE optimizer steps (default: the shipped model's); a list (2000,3500) trains to each length in turn, the cosine schedule stretched each time (warm restarts). More on a finished VAE trains it on; the base and UNet made from the old one are moved aside." };
+        var clipSteps = new Option<string?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
+        var unetSteps = new Option<string?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's); a list as --vae-steps. More on a finished UNet trains it on." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
@@ -44,15 +44,20 @@ public static class ToyModelCommand
             {
                 Device = r.GetValue(device)!, Seed = r.GetValue(seed), WorldSeed = r.GetValue(worldSeed),
             };
+            var lengths = new Dictionary<string, int[]>();
             foreach (var (name, value) in new[] { ("--vae-steps", r.GetValue(vaeSteps)), ("--clip-steps", r.GetValue(clipSteps)), ("--unet-steps", r.GetValue(unetSteps)) })
-                if (value is < 1)
+            {
+                if (value is null) continue;
+                if (StageLengths(value) is not { } parsed)
                 {
-                    error.WriteLine($"error: {name} must be at least 1 (got {value})");
+                    error.WriteLine($"error: {name} takes step counts of at least 1, increasing, separated by commas (got {value})");
                     return 2;
                 }
-            if (r.GetValue(vaeSteps) is { } v) options = options with { VaeSteps = v };
-            if (r.GetValue(clipSteps) is { } c) options = options with { ClipSteps = c };
-            if (r.GetValue(unetSteps) is { } steps) options = options with { UnetSteps = steps };
+                lengths[name] = parsed;
+            }
+            if (lengths.TryGetValue("--vae-steps", out var v)) options = options with { VaeSteps = v };
+            if (lengths.TryGetValue("--clip-steps", out var c)) options = options with { ClipSteps = c };
+            if (lengths.TryGetValue("--unet-steps", out var u)) options = options with { UnetSteps = u };
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
             var progress = new CliTrainingProgress(new ProgressLine(error, "steps", r.GetValue(quiet)));
@@ -65,6 +70,18 @@ public static class ToyModelCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>"3500" or "2000,3500": positive, increasing step counts; null if not.</summary>
+    private static int[]? StageLengths(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var lengths = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out lengths[i])
+                || lengths[i] < 1 || (i > 0 && lengths[i] <= lengths[i - 1]))
+                return null;
+        return lengths;
     }
 
     private static Command Evaluate(TextWriter output, TextWriter error)
