@@ -93,6 +93,21 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void AFinishedUnetTrainedOnReplacesTheModelFolder()
+    {
+        var quick = Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
+        new ToyModelRecipe(_dir, quick).Run();
+        string Unet(string folder) => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+            File.ReadAllBytes(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"))));
+        var first = Unet(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        var reports = new ToyModelRecipe(_dir, quick with { UnetSteps = [4] }).Run();
+        Assert.Equal(4, reports[2].Steps);
+        var model = Unet(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        Assert.NotEqual(first, model);
+        Assert.Equal(Unet(Path.Combine(_dir, "unet", ToyModelRecipe.ModelFolder)), model);   // the run's final weights, not the old model
+    }
+
+    [Fact]
     public void AStageKilledMidwayResumesToTheSameWeights()
     {
         var options = Tiny with { ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };

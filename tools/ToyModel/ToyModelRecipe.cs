@@ -109,9 +109,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             AtomicFile.WriteAllText(Path.Combine(DataFolder, DoneFile), "{}");
         }
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
-        var unetDone = File.Exists(Path.Combine(UnetRun, DoneFile));
-        reports.Add(Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken)).Report);
-        if (!unetDone && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained on: the old model is stale
+        var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
+        reports.Add(unet);
+        if (unetTrained && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained (on): the old model is stale
         if (!Directory.Exists(Model)) CopyDirectory(Path.Combine(UnetRun, FullFineTuneTarget.ModelFolder), Model);
         return reports;
     }
