@@ -105,6 +105,15 @@ public sealed class ToyModelRecipeTests : IDisposable
         var model = Unet(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
         Assert.NotEqual(first, model);
         Assert.Equal(Unet(Path.Combine(_dir, "unet", ToyModelRecipe.ModelFolder)), model);   // the run's final weights, not the old model
+        Assert.Contains("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+    }
+
+    [Fact]
+    public void TheUnetCanTrainWithoutMinSnrWeighting()
+    {
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = null }).Run();
+        Assert.Equal(2, reports[2].Steps);
+        Assert.DoesNotContain("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
     }
 
     [Fact]

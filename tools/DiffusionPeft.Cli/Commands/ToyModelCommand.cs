@@ -31,12 +31,13 @@ public static class ToyModelCommand
         var vaeSteps = new Option<string?>("--vae-steps") { Description = "VAE optimizer steps (default: the shipped model's); a list (2000,3500) trains to each length in turn, the cosine schedule stretched each time (warm restarts). More on a finished VAE trains it on; the base and UNet made from the old one are moved aside." };
         var clipSteps = new Option<string?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
         var unetSteps = new Option<string?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's); a list as --vae-steps. More on a finished UNet trains it on." };
+        var snrGamma = new Option<string?>("--unet-snr-gamma") { Description = "The UNet's min-SNR γ, or none for the plain loss (default: the shipped model's, 5)." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -58,6 +59,18 @@ public static class ToyModelCommand
             if (lengths.TryGetValue("--vae-steps", out var v)) options = options with { VaeSteps = v };
             if (lengths.TryGetValue("--clip-steps", out var c)) options = options with { ClipSteps = c };
             if (lengths.TryGetValue("--unet-steps", out var u)) options = options with { UnetSteps = u };
+            if (r.GetValue(snrGamma) is { } gammaText)
+            {
+                if (gammaText == "none") options = options with { UnetSnrGamma = null };
+                else if (double.TryParse(gammaText, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var gamma)
+                         && gamma > 0 && double.IsFinite(gamma))
+                    options = options with { UnetSnrGamma = gamma };
+                else
+                {
+                    error.WriteLine($"error: --unet-snr-gamma takes a positive number or none (got {gammaText})");
+                    return 2;
+                }
+            }
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
             var progress = new CliTrainingProgress(new ProgressLine(error, "steps", r.GetValue(quiet)));
