@@ -36,14 +36,6 @@ public sealed class TrainCommandTests : IDisposable
         return ["train", .. flags.SelectMany(f => new[] { f.Flag, f.Value }), "--quiet"];
     }
 
-    private static void AssertSameTensors(string expectedFile, string actualFile)
-    {
-        using var a = SafetensorsFile.Open(expectedFile);
-        using var b = SafetensorsFile.Open(actualFile);
-        Assert.Equal(a.Entries.Keys.Order(), b.Entries.Keys.Order());
-        foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{name} differs");
-    }
-
     [Fact]
     public void TrainsWritesEveryFileReproducesFromItsConfigAndResumesToTheSameAdapter()
     {
@@ -65,8 +57,8 @@ public sealed class TrainCommandTests : IDisposable
         // The resolved config reproduces the run (only the run folder differs).
         var again = Dpeft("train", "--config", Path.Combine(run, "config.yaml"), "--out", Path.Combine(_dir, "again"), "--quiet");
         Assert.True(again.Code == 0, again.Err);
-        AssertSameTensors(Path.Combine(run, "adapter.safetensors"), Path.Combine(_dir, "again", "adapter.safetensors"));
-        AssertSameTensors(Path.Combine(run, "adapter.kohya.safetensors"), Path.Combine(_dir, "again", "adapter.kohya.safetensors"));
+        TensorAssert.SameSafetensors(Path.Combine(run, "adapter.safetensors"), Path.Combine(_dir, "again", "adapter.safetensors"));
+        TensorAssert.SameSafetensors(Path.Combine(run, "adapter.kohya.safetensors"), Path.Combine(_dir, "again", "adapter.kohya.safetensors"));
 
         // Stopped after 2 steps, then resumed to 4: the same final adapter (SingLoRA's ramp included).
         var split = Dpeft(Common("split", 2, "singlora"));
@@ -74,7 +66,7 @@ public sealed class TrainCommandTests : IDisposable
         var resumed = Dpeft(Common("split", 4, "singlora", ("--resume", "latest")));
         Assert.True(resumed.Code == 0, resumed.Err);
         Assert.Contains("resumed from", resumed.Err);
-        AssertSameTensors(Path.Combine(run, "adapter.safetensors"), Path.Combine(_dir, "split", "adapter.safetensors"));
+        TensorAssert.SameSafetensors(Path.Combine(run, "adapter.safetensors"), Path.Combine(_dir, "split", "adapter.safetensors"));
 
         // Resuming with different training settings is refused, naming them.
         var changed = Dpeft(Common("split", 6, "singlora", ("--resume", "latest"), ("--lr", "1e-3")));

@@ -5,6 +5,15 @@ namespace DiffusionPeft.Tests;
 
 public static class TensorAssert
 {
+    /// <summary>Asserts that two safetensors files hold the same tensor names with the same bytes.</summary>
+    public static void SameSafetensors(string expectedFile, string actualFile)
+    {
+        using var a = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(expectedFile);
+        using var b = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(actualFile);
+        Assert.Equal(a.Entries.Keys.Order(), b.Entries.Keys.Order());
+        foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{actualFile}: {name} differs");
+    }
+
     /// <summary>Asserts equal shapes and |actual - expected| &lt;= atol + rtol * |expected| everywhere; the message locates the worst element.</summary>
     public static void Close(Tensor actual, Tensor expected, double atol, double rtol, string what)
     {

@@ -82,11 +82,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(24, reports[0].Steps);
         Assert.False(Directory.Exists(Path.Combine(oneRun, "unet.stale-1")));   // the UNet trained once, on the last VAE
         foreach (var file in new[] { Path.Combine("vae", "diffusion_pytorch_model.safetensors"), Path.Combine("unet", "diffusion_pytorch_model.safetensors") })
-        {
-            using var a = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(twoRuns, ToyModelRecipe.ModelFolder, file));
-            using var b = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(oneRun, ToyModelRecipe.ModelFolder, file));
-            foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{file}: {name} differs");
-        }
+            TensorAssert.SameSafetensors(Path.Combine(twoRuns, ToyModelRecipe.ModelFolder, file), Path.Combine(oneRun, ToyModelRecipe.ModelFolder, file));
         var error = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "bad"), quick with { VaeSteps = [24, 16] }).Run());
         Assert.Contains("VAE stage", error.Message);
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
@@ -129,9 +125,8 @@ public sealed class ToyModelRecipeTests : IDisposable
             Assert.Throws<OperationCanceledException>(() => new ToyModelRecipe(killed, options, progress).Run(cts.Token));
         }
         new ToyModelRecipe(killed, options).Run();
-        using var a = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(reference, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
-        using var b = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(killed, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
-        foreach (var name in a.Entries.Keys) Assert.True(a.ReadBytes(name).AsSpan().SequenceEqual(b.ReadBytes(name)), $"{name} differs after resume");
+        TensorAssert.SameSafetensors(Path.Combine(reference, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"),
+            Path.Combine(killed, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
     }
 
     private sealed class CancelAtStep(CancellationTokenSource cts, long step) : DiffusionPeft.DreamBooth.Logging.ITrainingProgress
