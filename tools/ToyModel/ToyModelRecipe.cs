@@ -57,6 +57,10 @@ public sealed record ToyModelOptions
     /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
     public int EvalScenes { get; init; } = 256;
 
+    /// <summary>Whether <paramref name="lengths"/> can be a stage's lengths: at least one, each at least 1, increasing.</summary>
+    public static bool AreStageLengths(IReadOnlyList<int> lengths) =>
+        lengths.Count > 0 && lengths[0] >= 1 && lengths.Zip(lengths.Skip(1)).All(p => p.Second > p.First);
+
     /// <summary>A miniature of the whole chain for tests: a few dozen steps per stage on tiny widths.</summary>
     public static ToyModelOptions Miniature => new()
     {
@@ -94,7 +98,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     public IReadOnlyList<StageReport> Run(CancellationToken cancellationToken = default)
     {
         foreach (var (stage, lengths) in new[] { ("VAE", options.VaeSteps), ("text encoder", options.ClipSteps), ("UNet", options.UnetSteps) })
-            if (lengths.Count == 0 || lengths[0] < 1 || lengths.Zip(lengths.Skip(1)).Any(p => p.Second <= p.First))
+            if (!ToyModelOptions.AreStageLengths(lengths))
                 throw new ArgumentException($"{stage} stage: its lengths must be positive and increasing step counts, got [{string.Join(", ", lengths)}]");
         Directory.CreateDirectory(_out);
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);

@@ -85,16 +85,15 @@ public static class ToyModelCommand
         return command;
     }
 
-    /// <summary>"3500" or "2000,3500": positive, increasing step counts; null if not.</summary>
+    /// <summary>"3500" or "2000,3500": a stage's lengths (<see cref="ToyModelOptions.AreStageLengths"/>); null if not.</summary>
     private static int[]? StageLengths(string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var lengths = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out lengths[i])
-                || lengths[i] < 1 || (i > 0 && lengths[i] <= lengths[i - 1]))
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out lengths[i]))
                 return null;
-        return lengths;
+        return ToyModelOptions.AreStageLengths(lengths) ? lengths : null;
     }
 
     private static Command Evaluate(TextWriter output, TextWriter error)
