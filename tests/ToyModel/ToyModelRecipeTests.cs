@@ -71,6 +71,22 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void ANewUnetWidthSetsTheOldBaseAndUnetAsideAndKeepsTheVaeAndTextEncoder()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
+        var first = new ToyModelRecipe(_dir, quick).Run();
+        var progress = new RecordingProgress();
+        var wider = new ToyModelRecipe(_dir, quick with { UnetWidth = 32 }, progress).Run();
+        Assert.Equal(first[0].LastLoss, wider[0].LastLoss);                  // VAE and text encoder untouched
+        Assert.Equal(first[1].LastLoss, wider[1].LastLoss);
+        Assert.Contains(progress.Warnings, w => w.Contains("width changed (16 → 32)") && w.Contains("unet.stale-1"));
+        using var old = StableDiffusionLoader.Load(Path.Combine(_dir, "model.stale-1"));
+        using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        Assert.Equal(16, old.Unet.Config.BlockOutChannels[0]);
+        Assert.Equal([32, 64, 64], model.Unet.Config.BlockOutChannels);
+    }
+
+    [Fact]
     public void StageLengthsAsAListAreTheSameAsTrainingOnInASecondRun()
     {
         var quick = Tiny with { VaeSteps = [16], ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };

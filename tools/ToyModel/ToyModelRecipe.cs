@@ -107,7 +107,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var (vae, vaeTrained) = Stage(VaeFolder, options.VaeSteps, steps => TrainVae(device, steps, cancellationToken));
         var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, steps => TrainClip(tokenizer, device, steps, cancellationToken));
         var reports = new List<StageReport> { vae, clip };
-        if (vaeTrained || clipTrained) SetAsideStale(vaeTrained ? "the VAE" : "the text encoder");
+        if (vaeTrained || clipTrained) SetAsideStale($"{(vaeTrained ? "the VAE" : "the text encoder")} trained on");
+        if (BaseUnetWidth() is { } width && width != options.UnetWidth) SetAsideStale($"the UNet's width changed ({width} → {options.UnetWidth})");
         if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
         {
             _progress.Info($"writing {options.UnetImages:N0} captioned training images to {DataFolder}");
@@ -155,11 +156,11 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     }
 
     /// <summary>
-    /// The VAE or the text encoder trained (on) in this call: a base folder and UNet run made from the old one no longer
-    /// match it. They are moved aside (OUT/base.stale-N, OUT/unet.stale-N, OUT/model.stale-N), never deleted, and the
+    /// The VAE or the text encoder trained (on) in this call, or the UNet's width changed: a base folder and UNet run made
+    /// before no longer match. They are moved aside (OUT/base.stale-N, OUT/unet.stale-N, OUT/model.stale-N), never deleted, and the
     /// UNet stage starts again from the new pieces.
     /// </summary>
-    private void SetAsideStale(string changed)
+    private void SetAsideStale(string reason)
     {
         string[] stale = [BaseFolder, UnetRun, Model];
         if (!stale.Any(Directory.Exists)) return;
@@ -168,7 +169,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         foreach (var dir in stale.Where(Directory.Exists))
         {
             Directory.Move(dir, $"{dir}.stale-{n}");
-            _progress.Warning($"{changed} trained on, so {Path.GetFileName(dir)}/ was made from the old one: moved to {Path.GetFileName(dir)}.stale-{n}/; the UNet stage starts again");
+            _progress.Warning($"{reason}, so {Path.GetFileName(dir)}/ no longer matches: moved to {Path.GetFileName(dir)}.stale-{n}/; the UNet stage starts again");
         }
     }
 
@@ -261,6 +262,13 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             ["heldout_shape_top1"] = Math.Round(retrieval.ShapeTop1, 4),
             ["chance"] = Math.Round(1.0 / retrieval.Candidates, 4), ["parameters"] = target.ParameterCount,
         });
+    }
+
+    /// <summary>The first block width of OUT/base's UNet; null when there is no base yet.</summary>
+    private int? BaseUnetWidth()
+    {
+        var config = Path.Combine(BaseFolder, "unet", "config.json");
+        return File.Exists(config) ? UNet2DConditionConfig.Load(config).BlockOutChannels[0] : null;
     }
 
     private void WriteBase(ClipTokenizer tokenizer)

@@ -32,12 +32,13 @@ public static class ToyModelCommand
         var clipSteps = new Option<string?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
         var unetSteps = new Option<string?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's); a list as --vae-steps. More on a finished UNet trains it on." };
         var snrGamma = new Option<string?>("--unet-snr-gamma") { Description = "The UNet's min-SNR γ, or none for the plain loss (default: the shipped model's, 5)." };
+        var unetWidth = new Option<int?>("--unet-width") { Description = "The UNet's first block width, a multiple of 16 (blocks [w, 2w, 2w]; default: the shipped model's, 32). A new width on a run made with another moves its base and UNet aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, unetWidth, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -70,6 +71,15 @@ public static class ToyModelCommand
                     error.WriteLine($"error: --unet-snr-gamma takes a positive number or none (got {gammaText})");
                     return 2;
                 }
+            }
+            if (r.GetValue(unetWidth) is { } width)
+            {
+                if (width < 16 || width % 16 != 0)
+                {
+                    error.WriteLine($"error: --unet-width takes a positive multiple of 16 (got {width})");
+                    return 2;
+                }
+                options = options with { UnetWidth = width };
             }
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
