@@ -2,7 +2,7 @@ using DiffusionPeft.Cli;
 
 namespace DiffusionPeft.Tests.Cli;
 
-/// <summary>`dpeft toy-model train` refuses bad settings before it writes anything.</summary>
+/// <summary>`dpeft toy-model train` and `evaluate` refuse bad settings before they write anything.</summary>
 public sealed class ToyModelCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-toycli-").FullName;
@@ -26,5 +26,16 @@ public sealed class ToyModelCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains(message, e.ToString());
         Assert.False(Directory.Exists(run));
+    }
+
+    [Fact]
+    public void ANegativeClassifierSceneCountIsRefusedBeforeAnythingIsWritten()
+    {
+        var outDir = Path.Combine(_dir, "eval");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, "--classifier-scenes", "-1"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--classifier-scenes takes 0 (off) or a number of scenes (got -1)", e.ToString());
+        Assert.False(Directory.Exists(outDir));
     }
 }

@@ -2,6 +2,7 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.Tests.DreamBooth;
 using DiffusionPeft.ToyModel;
+using DiffusionPeft.ToyWorld.Judge;
 
 namespace DiffusionPeft.Tests.ToyModel;
 
@@ -37,13 +38,17 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(32, model.Tokenizer.MaxLength);
 
         // The judge's evaluation runs on it, with the VAE's ceiling judged on the same captions.
-        var eval = ToyModelEvaluation.Run(model, 0, 3, Path.Combine(_dir, "eval"), steps: 2);
+        var eval = ToyModelEvaluation.Run(model, 0, 3, Path.Combine(_dir, "eval"), steps: 2, classifierScenes: 2);
         Assert.Equal(6, eval.Images);
+        Assert.Equal([(JudgeAttribute.Shape, 2, 8), (JudgeAttribute.Colour, 2, 10), (JudgeAttribute.Size, 2, 3), (JudgeAttribute.Position, 2, 9)],
+            eval.WordChoices.Select(c => (c.Attribute, c.Count, c.Candidates)));
         foreach (var a in Enum.GetValues<DiffusionPeft.ToyWorld.Judge.JudgeAttribute>())
             Assert.Equal(eval.All.Count(a), eval.VaeRoundTrip.Count(a));
         Assert.Equal(6, eval.VaeRoundTrip.Count(DiffusionPeft.ToyWorld.Judge.JudgeAttribute.Shape));
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.json")))!;
         Assert.NotNull(json["vae_round_trip"]?["Shape"]?["accuracy"]);
+        Assert.Equal(0.125, (double)json["diffusion_classifier"]!["Shape"]!["chance"]!, 12);
+        Assert.Contains("Diffusion classifier", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Contains("through the VAE (ceiling)", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
 
         // A rerun finds every stage done and changes nothing.

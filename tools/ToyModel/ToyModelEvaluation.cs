@@ -14,8 +14,9 @@ namespace DiffusionPeft.ToyModel;
 /// How well a model draws what held-out captions say, read back by the scene judge: per held-out scene its full
 /// caption and a partial one, one image each (fixed seeds, the model's default sampler, guidance 7.5), accuracy per
 /// attribute the caption mentions. Beside it, the ceiling the VAE allows: the held-out scene itself, encoded and decoded
-/// by the model's VAE, judged on the same caption (a UNet can do no better than the decoder can draw). Images and a
-/// report (JSON + Markdown) go to the output folder.
+/// by the model's VAE, judged on the same caption (a UNet can do no better than the decoder can draw). Optionally, the
+/// <see cref="DiffusionClassifier"/> on the first held-out scenes: whether the UNet's denoising depends on each word at
+/// all. Images and a report (JSON + Markdown) go to the output folder.
 /// </summary>
 public static class ToyModelEvaluation
 {
@@ -25,11 +26,13 @@ public static class ToyModelEvaluation
         "a red circle", "a blue square on the left", "a large yellow star at the top right, plain purple background", "a green heart on a white background",
     ];
 
-    public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images);
+    public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
+                                IReadOnlyList<WordChoice> WordChoices);
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
-                             long seed = 0, int batch = 16, Action<int, int>? progress = null)
+                             long seed = 0, int batch = 16, Action<int, int>? progress = null, int classifierScenes = 0)
     {
+        if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         var prompts = world.HeldOutPrompts(scenes);
         Directory.CreateDirectory(outDirectory);
@@ -44,12 +47,12 @@ public static class ToyModelEvaluation
         for (int start = 0; start < prompts.Count; start += batch)
         {
             var chunk = prompts.Skip(start).Take(batch).ToList();
-            using var result = pipeline.Run(new PipelineCall
+            using var generated = pipeline.Run(new PipelineCall
             {
                 Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seed + start + k).ToArray(),
                 Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
             });
-            var images = ImageTensors.ToRgb(result.Images);
+            var images = ImageTensors.ToRgb(generated.Images);
             var rendered = chunk.Select(p => world.Render(p.SceneIndex)).ToList();
             var decoded = VaeRoundTrip(model, rendered);
             for (int k = 0; k < chunk.Count; k++)
@@ -74,14 +77,23 @@ public static class ToyModelEvaluation
             progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
+        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, seed) : [];
+        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices);
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
             ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip), ["images"] = rows,
         };
+        if (choices.Count > 0)
+        {
+            var classifier = new JsonObject { ["scenes"] = classifierScenes, ["timesteps"] = new JsonArray(DiffusionClassifier.Timesteps.Select(t => (JsonNode?)t).ToArray()),
+                                              ["noises_per_timestep"] = DiffusionClassifier.NoisesPerTimestep };
+            foreach (var c in choices) classifier[c.Attribute.ToString()] = new JsonObject { ["accuracy"] = c.Accuracy, ["chance"] = c.Chance, ["count"] = c.Count };
+            report["diffusion_classifier"] = classifier;
+        }
         AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, full, partial, all, roundTrip));
-        return new Result(full, partial, all, roundTrip, prompts.Count);
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.md"), Markdown(model.Name, result));
+        return result;
     }
 
     /// <summary>The scenes through the model's VAE (encode, the posterior's mode, decode), as images.</summary>
@@ -109,13 +121,21 @@ public static class ToyModelEvaluation
         return o;
     }
 
-    public static string Markdown(string model, JudgeAccuracy full, JudgeAccuracy partial, JudgeAccuracy all, JudgeAccuracy vaeRoundTrip)
+    public static string Markdown(string model, Result result)
     {
+        var (full, partial, all, vaeRoundTrip) = (result.Full, result.Partial, result.All, result.VaeRoundTrip);
         var sb = new StringBuilder($"# {model}: judge accuracy on held-out captions\n\n" +
                                    "| attribute | full captions | partial captions | all | the held-out scenes through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
         foreach (var a in Enum.GetValues<JudgeAttribute>())
             if (all.Accuracy(a) is not null)
                 sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");
+        if (result.WordChoices.Count > 0)
+        {
+            sb.Append("\n## Diffusion classifier: does the UNet's denoising depend on the word?\n\n" +
+                      "| main object's | own word picked | chance | scenes |\n|---|---:|---:|---:|\n");
+            foreach (var c in result.WordChoices)
+                sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} |\n");
+        }
         return sb.ToString();
 
         static string Pct(JudgeAccuracy acc, JudgeAttribute a) => acc.Accuracy(a) is { } v ? $"{100 * v:F1}% ({acc.Count(a)})" : "–";

@@ -115,18 +115,28 @@ public static class ToyModelCommand
         var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 7.5 };
         var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var classifier = new Option<int>("--classifier-scenes")
+        {
+            Description = "Held-out scenes for the diffusion classifier (does the UNet's denoising depend on the shape, colour, size, position word?); 0: off.",
+            DefaultValueFactory = _ => 96,
+        };
         var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
         {
-            model, outDir, scenes, steps, cfg, worldSeed, device,
+            model, outDir, scenes, steps, cfg, worldSeed, device, classifier,
         };
         command.SetAction(r =>
         {
+            if (r.GetValue(classifier) < 0)
+            {
+                error.WriteLine($"error: --classifier-scenes takes 0 (off) or a number of scenes (got {r.GetValue(classifier)})");
+                return 2;
+            }
             using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
             var progress = new ProgressLine(error, "images", false);
             progress.Start(2 * r.GetValue(scenes));
             var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, r.GetValue(steps), r.GetValue(cfg),
-                progress: (done, _) => progress.Report(done, "judging"));
-            output.Write(ToyModelEvaluation.Markdown(sd.Name, result.Full, result.Partial, result.All, result.VaeRoundTrip));
+                progress: (done, _) => progress.Report(done, "judging"), classifierScenes: r.GetValue(classifier));
+            output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
         });
