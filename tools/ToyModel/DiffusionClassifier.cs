@@ -32,7 +32,7 @@ public static class DiffusionClassifier
 
     /// <summary>The first <paramref name="scenes"/> held-out scenes' full captions, each attribute (default: <see cref="Attributes"/>) in turn.</summary>
     public static IReadOnlyList<WordChoice> Run(StableDiffusionModel model, long worldSeed, int scenes, long seed = 0, int batch = 32,
-                                                IReadOnlyList<JudgeAttribute>? attributes = null)
+                                                IReadOnlyList<JudgeAttribute>? attributes = null, Action<int, int>? progress = null)
     {
         attributes ??= Attributes;
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
@@ -65,6 +65,7 @@ public static class DiffusionClassifier
                     if (candidates[k][(int)picked[k]] == captions[k]) correct[a]++;
                 }
             }
+            progress?.Invoke(Math.Min(start + batch, scenes), scenes);
         }
         return attributes.Select((a, i) => new WordChoice(a, correct[i], count[i], Candidates(world.FullCaption(indices[0]), a).Count)).ToList();
     }

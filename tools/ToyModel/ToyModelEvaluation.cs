@@ -30,7 +30,8 @@ public static class ToyModelEvaluation
                                 IReadOnlyList<WordChoice> WordChoices);
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
-                             long seed = 0, int batch = 16, Action<int, int>? progress = null, int classifierScenes = 0)
+                             long seed = 0, int batch = 16, Action<int, int>? progress = null, int classifierScenes = 0,
+                             Action<int, int>? classifierProgress = null)
     {
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
@@ -77,7 +78,7 @@ public static class ToyModelEvaluation
             progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
-        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, seed) : [];
+        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, seed, progress: classifierProgress) : [];
         var result = new Result(full, partial, all, roundTrip, prompts.Count, choices);
         var report = new JsonObject
         {

@@ -134,8 +134,14 @@ public static class ToyModelCommand
             using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
             var progress = new ProgressLine(error, "images", false);
             progress.Start(2 * r.GetValue(scenes));
+            var classifierProgress = new ProgressLine(error, "classifier scenes", false);
             var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, r.GetValue(steps), r.GetValue(cfg),
-                progress: (done, _) => progress.Report(done, "judging"), classifierScenes: r.GetValue(classifier));
+                progress: (done, total) =>
+                {
+                    progress.Report(done, "judging");
+                    if (done == total && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // the classifier runs next
+                },
+                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"));
             output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
