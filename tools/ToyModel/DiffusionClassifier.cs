@@ -36,22 +36,17 @@ public static class DiffusionClassifier
     {
         attributes ??= Attributes;
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
-        var world = new World(worldSeed);
-        var indices = Enumerable.Range(0, scenes).Select(i => World.HeldOutStart + i).ToArray();
+        var heldOut = new SceneImages(new World(worldSeed), scenes, World.HeldOutStart);
         var correct = new int[attributes.Count];
-        var count = new int[attributes.Count];
         using var parts = new StableDiffusionParts(model);
         for (int start = 0; start < scenes; start += batch)
         {
             using var scope = NewDisposeScope();
-            var chunk = indices.Skip(start).Take(batch).ToArray();
-            var captions = chunk.Select(world.FullCaption).ToArray();
+            var chunk = Enumerable.Range(start, Math.Min(batch, scenes - start)).ToArray();
+            var captions = chunk.Select(i => heldOut.World.FullCaption(heldOut.SceneIndex(i))).ToArray();
             Tensor latents;
             using (no_grad())
-            {
-                var pixels = stack(chunk.Select(i => ImageTensors.ToTensor(world.Render(i)))).to(model.DType, model.Device);
-                latents = model.Vae.Encode(pixels).Mode().to_type(ScalarType.Float32) * model.Vae.Config.ScalingFactor;
-            }
+                latents = model.Vae.Encode(heldOut.Pixels(chunk, model.Device).to_type(model.DType)).Mode().to_type(ScalarType.Float32) * model.Vae.Config.ScalingFactor;
             for (int a = 0; a < attributes.Count; a++)
             {
                 var candidates = captions.Select(c => Candidates(c, attributes[a])).ToArray();
@@ -59,15 +54,12 @@ public static class DiffusionClassifier
                 var errors = stack(Enumerable.Range(0, values)
                     .Select(v => Errors(parts, latents, candidates.Select(l => l[v].ToText()).ToList(), seed + start).mean([1])).ToArray());   // [V, n]
                 var picked = errors.argmin(0).cpu().data<long>().ToArray();
-                for (int k = 0; k < chunk.Length; k++)
-                {
-                    count[a]++;
-                    if (candidates[k][(int)picked[k]] == captions[k]) correct[a]++;
-                }
+                correct[a] += Enumerable.Range(0, chunk.Length).Count(k => candidates[k][(int)picked[k]] == captions[k]);
             }
-            progress?.Invoke(Math.Min(start + batch, scenes), scenes);
+            progress?.Invoke(start + chunk.Length, scenes);
         }
-        return attributes.Select((a, i) => new WordChoice(a, correct[i], count[i], Candidates(world.FullCaption(indices[0]), a).Count)).ToList();
+        var first = heldOut.World.FullCaption(heldOut.SceneIndex(0));
+        return attributes.Select((a, i) => new WordChoice(a, correct[i], scenes, Candidates(first, a).Count)).ToList();
     }
 
     /// <summary>The caption with the main object's <paramref name="attribute"/> set to each of its values in turn (its own among them).</summary>
