@@ -17,6 +17,19 @@ public sealed class ConfidenceIntervalsTests
     }
 
     [Fact]
+    public void WilsonIntervalMatchesTheScoreFormula()
+    {
+        var i = ConfidenceIntervals.Wilson(10, 100);
+        Assert.Equal(0.10, i.Estimate, 12);
+        Assert.Equal(0.05523, i.Lower, 4);   // Wilson 1927; 10 of 100 at 95%
+        Assert.Equal(0.17437, i.Upper, 4);
+        var none = ConfidenceIntervals.Wilson(0, 20);
+        Assert.Equal(0, none.Lower, 12);   // unlike the normal approximation, never below 0 and never empty
+        Assert.Equal(0.16113, none.Upper, 4);
+        Assert.Equal(0, ConfidenceIntervals.Wilson(0, 0).N);
+    }
+
+    [Fact]
     public void GeometricMeanIntervalIsTheTIntervalOnLog10()
     {
         var i = ConfidenceIntervals.GeoMeanT([10, 100, 1000]);

@@ -20,6 +20,16 @@ public static class ConfidenceIntervals
     public static double TQuantile975(int df) =>
         df < 1 ? double.NaN : df <= T975.Length ? T975[df - 1] : 1.960;
 
+    /// <summary>Wilson's 95% score interval for a proportion of <paramref name="successes"/> in <paramref name="n"/> trials.</summary>
+    public static Interval Wilson(int successes, int n)
+    {
+        if (n == 0) return Interval.Empty;
+        const double z = 1.959964;
+        double p = successes / (double)n, d = 1 + z * z / n;
+        double centre = (p + z * z / (2 * n)) / d, half = z * Math.Sqrt(p * (1 - p) / n + z * z / (4.0 * n * n)) / d;
+        return new Interval(p, centre - half, centre + half, n);
+    }
+
     /// <summary>Mean ± t_{0.975, n−1} · sd / √n. Non-finite values make the estimate non-finite.</summary>
     public static Interval MeanT(IReadOnlyList<double> xs)
     {
