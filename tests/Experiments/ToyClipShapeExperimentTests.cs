@@ -15,7 +15,9 @@ public sealed class ToyClipShapeExperimentTests
         // which at initialisation (all logits near equal) raise the image→text term from about ln 8 towards ln 11.
         Assert.InRange(recipe.FinalLoss, Math.Log(8) - 0.3, Math.Log(8) + 0.3);
         Assert.InRange(negatives.FinalLoss - recipe.FinalLoss, 0.05, (Math.Log(11) - Math.Log(8)) / 2 + 0.1);
-        foreach (var r in new[] { recipe, negatives })
+        var strideOne = ToyClipShapeExperiment.Run(ToyClipShapeArm.All[2], OneStep, TextWriter.Null);
+        Assert.InRange(strideOne.FinalLoss - recipe.FinalLoss, -0.5, 0.5);   // another tower, the same negatives: a loss of the same size
+        foreach (var r in new[] { recipe, negatives, strideOne })
         {
             Assert.Equal(16, r.ShapeScenes);
             Assert.InRange(r.ShapeRight, 0, 16);

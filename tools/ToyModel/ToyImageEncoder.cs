@@ -16,9 +16,10 @@ public sealed class ToyImageEncoder : Module<Tensor, Tensor>
     public readonly Conv2d conv1, conv2, conv3;
     public readonly Linear fc1, fc2;
 
-    public ToyImageEncoder(int embedDim, int width = 32) : base(nameof(ToyImageEncoder))
+    /// <param name="inChannels">3 (RGB); more where a caller puts its own layers before <see cref="Embed"/>.</param>
+    public ToyImageEncoder(int embedDim, int width = 32, int inChannels = 3) : base(nameof(ToyImageEncoder))
     {
-        conv1 = Conv2d(3, width, 3, stride: 2, padding: 1);
+        conv1 = Conv2d(inChannels, width, 3, stride: 2, padding: 1);
         conv2 = Conv2d(width, 2 * width, 3, stride: 2, padding: 1);
         conv3 = Conv2d(2 * width, 4 * width, 3, stride: 2, padding: 1);
         fc1 = Linear(4 * width * 16, 2 * embedDim);
@@ -33,7 +34,7 @@ public sealed class ToyImageEncoder : Module<Tensor, Tensor>
         return Embed(functional.avg_pool2d(pixels, 2)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The tower after the pool: [B, 3, 32, 32] in [-1, 1] → [B, embedDim].</summary>
+    /// <summary>The tower after the pool: [B, inChannels, 32, 32] (RGB: in [-1, 1]) → [B, embedDim].</summary>
     public Tensor Embed(Tensor pixels32)
     {
         using var scope = NewDisposeScope();

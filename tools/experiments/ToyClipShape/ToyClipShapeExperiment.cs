@@ -243,28 +243,22 @@ internal sealed class ShapeArmClip : Module
     public Tensor Image(Tensor pixels) => functional.normalize(vision_model.call(pixels), dim: -1);
 }
 
-/// <summary><see cref="ToyImageEncoder"/> with a 3×3 stride-1 convolution at 32 px before its three stride-2 ones.</summary>
+/// <summary><see cref="ToyImageEncoder"/> with a 3×3 stride-1 convolution (and GELU) at 32 px before its three stride-2 ones.</summary>
 internal sealed class StrideOneImageTower : Module<Tensor, Tensor>
 {
-    private readonly Conv2d conv0, conv1, conv2, conv3;
-    private readonly Linear fc1, fc2;
+    private readonly Conv2d conv0;
+    private readonly ToyImageEncoder tower;
 
     public StrideOneImageTower(int embedDim, int width = 32) : base(nameof(StrideOneImageTower))
     {
         conv0 = Conv2d(3, width, 3, padding: 1);
-        conv1 = Conv2d(width, width, 3, stride: 2, padding: 1);
-        conv2 = Conv2d(width, 2 * width, 3, stride: 2, padding: 1);
-        conv3 = Conv2d(2 * width, 4 * width, 3, stride: 2, padding: 1);
-        fc1 = Linear(4 * width * 16, 2 * embedDim);
-        fc2 = Linear(2 * embedDim, embedDim);
+        tower = new ToyImageEncoder(embedDim, width, inChannels: width);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor pixels)
     {
         using var scope = NewDisposeScope();
-        var x = functional.avg_pool2d(pixels, 2);
-        foreach (var conv in new[] { conv0, conv1, conv2, conv3 }) x = functional.gelu(conv.call(x));
-        return fc2.call(functional.gelu(fc1.call(x.flatten(1)))).MoveToOuterDisposeScope();
+        return tower.Embed(functional.gelu(conv0.call(functional.avg_pool2d(pixels, 2)))).MoveToOuterDisposeScope();
     }
 }
