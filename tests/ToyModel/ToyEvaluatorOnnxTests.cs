@@ -73,7 +73,7 @@ public sealed class ToyEvaluatorOnnxTests : IDisposable
     [InlineData(OnnxWeightStorage.Float32, true)]
     public void ClipTextExportEqualsTheTextEncoderAndProjection(OnnxWeightStorage storage, bool legacyEos)
     {
-        var tokenizer = Tokenizer();
+        var tokenizer = ToyVocabulary.CreateTokenizer();
         manual_seed(12);
         var config = ToyModelConfigs.TextEncoder(tokenizer, width: 64, layers: 2) with { HiddenAct = legacyEos ? "gelu" : "quick_gelu" };
         if (legacyEos) config = config with { EosTokenId = 2 };
@@ -96,13 +96,6 @@ public sealed class ToyEvaluatorOnnxTests : IDisposable
         var expected = clip.text_projection.call(clip.text_model.Forward(idTensor).PooledOutput);
         AssertClose(expected, onnx);
         Assert.Equal(onnx[0], embedder.Embed(["a red circle"])[0]);   // the tokenizer delegate path
-    }
-
-    private static ClipTokenizer Tokenizer()
-    {
-        using var dir = new TempDir();
-        ToyVocabulary.Write(dir.Path);
-        return ToyVocabulary.Load(dir.Path);
     }
 
     /// <summary>Four preprocessed scenes (two training, two held-out) and two images of unit noise: [6, 3, S, S].</summary>

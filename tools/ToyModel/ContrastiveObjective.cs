@@ -23,7 +23,10 @@ public sealed class ContrastiveObjective(ToyClip clip, SceneImages scenes, ClipT
         return loss.MoveToOuterDisposeScope();
     }
 
-    public Tensor Tokens(IEnumerable<string> captions, Device device)
+    public Tensor Tokens(IEnumerable<string> captions, Device device) => Tokens(tokenizer, captions, device);
+
+    /// <summary>Token ids [N, context] of the captions, padded to the tokenizer's context, on <paramref name="device"/>.</summary>
+    public static Tensor Tokens(ClipTokenizer tokenizer, IEnumerable<string> captions, Device device)
     {
         var rows = captions.Select(c => tokenizer.EncodeForModel(c).InputIds).ToArray();
         var flat = rows.SelectMany(r => r).ToArray();

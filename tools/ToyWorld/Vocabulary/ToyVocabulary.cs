@@ -89,6 +89,18 @@ public static class ToyVocabulary
     /// <summary>The tokenizer of the folder <see cref="Write"/> wrote.</summary>
     public static ClipTokenizer Load(string dir) => ClipTokenizer.FromFolder(dir);
 
+    /// <summary>The toy tokenizer without a folder to keep: written to a temporary folder, loaded, and the folder removed.</summary>
+    public static ClipTokenizer CreateTokenizer()
+    {
+        var dir = Directory.CreateTempSubdirectory("dpeft-toy-tokenizer-").FullName;
+        try
+        {
+            Write(dir);
+            return Load(dir);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     private static byte[] BuildByteOrder()
     {
         var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToList();

@@ -64,7 +64,7 @@ public static class ToyClipShapeExperiment
         torch.set_num_threads(config.Threads);
         var clock = Stopwatch.StartNew();
         var world = new World(0);
-        var tokenizer = Tokenizer();
+        var tokenizer = ToyVocabulary.CreateTokenizer();
         manual_seed(config.Seed + 2);
         using var clip = new ShapeArmClip(ToyModelConfigs.TextEncoder(tokenizer), 128, arm.StrideOneTower);
         var scenes = new SceneImages(world, config.TrainScenes);
@@ -167,19 +167,7 @@ public static class ToyClipShapeExperiment
         return md.ToString();
     }
 
-    private static ClipTokenizer Tokenizer()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), $"dpeft-toy-tokenizer-{Environment.ProcessId}");
-        ToyVocabulary.Write(dir);
-        try { return ToyVocabulary.Load(dir); }
-        finally { Directory.Delete(dir, recursive: true); }
-    }
-
-    private static Tensor Tokens(ClipTokenizer tokenizer, IEnumerable<string> captions)
-    {
-        var rows = captions.Select(c => tokenizer.EncodeForModel(c).InputIds).ToArray();
-        return tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, tokenizer.MaxLength], ScalarType.Int64);
-    }
+    private static Tensor Tokens(ClipTokenizer tokenizer, IEnumerable<string> captions) => ContrastiveObjective.Tokens(tokenizer, captions, CPU);
 
     private static IEnumerable<string> ShapeSwaps(World world, int index, ToyCaption caption, int count, Random rng, ToyShape[] shapes)
     {
@@ -193,23 +181,14 @@ public static class ToyClipShapeExperiment
 
     private static (double CaptionTop1, int ShapeRight, double ShapeChange, double ColourChange) Measure(ShapeArmClip clip, ClipTokenizer tokenizer, World world, int count)
     {
+        clip.eval();
+        var retrieval = ToyClipRetrieval.HeldOut(clip.Image, clip.Text, c => Tokens(tokenizer, c), world, count, CPU, captionCandidates: 256);
+        int shapeRight = (int)Math.Round(retrieval.ShapeTop1 * count);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        clip.eval();
-        var held = new SceneImages(world, count, World.HeldOutStart);
-        var items = Enumerable.Range(0, count).ToArray();
-        var image = cat(items.Chunk(64).Select(c => clip.Image(held.Pixels(c))).ToArray());
-        var full = items.Select(i => world.FullCaption(held.SceneIndex(i))).ToArray();
-        var text = cat(full.Chunk(64).Select(c => clip.Text(Tokens(tokenizer, c.Select(x => x.ToText())))).ToArray());
-        int n = Math.Min(256, count);
-        double captionTop1 = image[..n].matmul(text[..n].t()).argmax(1).eq(arange(n)).to_type(ScalarType.Float32).mean().item<float>();
         var shapes = Enum.GetValues<ToyShape>();
-        var variants = full.SelectMany(c => shapes.Select(s => (c with { Main = c.Main with { Shape = s } }).ToText()));
-        var shapeText = cat(variants.Chunk(256).Select(c => clip.Text(Tokens(tokenizer, c))).ToArray()).view(count, shapes.Length, -1);
-        var picks = shapeText.matmul(image.unsqueeze(-1)).squeeze(-1).argmax(1).data<long>().ToArray();
-        int shapeRight = full.Where((c, k) => picks[k] == Array.IndexOf(shapes, c.Main.Shape)).Count();
         var colours = Enum.GetValues<ToyColour>();
-        var sample = full.Take(128).ToArray();
+        var sample = Enumerable.Range(0, Math.Min(128, count)).Select(i => world.FullCaption(World.HeldOutStart + i)).ToArray();
         double Change(Func<ToyCaption, ToyCaption> change)
         {
             var before = clip.text_model.Forward(Tokens(tokenizer, sample.Select(c => c.ToText()))).LastHiddenState.flatten(1);
@@ -218,7 +197,7 @@ public static class ToyClipShapeExperiment
         }
         double shapeChange = Change(c => c with { Main = c.Main with { Shape = shapes[((int)c.Main.Shape + 1) % shapes.Length] } });
         double colourChange = Change(c => c with { Main = c.Main with { Colour = colours[((int)(c.Main.Colour ?? 0) + 1) % colours.Length] } });
-        return (captionTop1, shapeRight, shapeChange, colourChange);
+        return (retrieval.CaptionTop1, shapeRight, shapeChange, colourChange);
     }
 }
 
