@@ -24,6 +24,8 @@ public static class A1111Parameters
         if (modelHash is not null) pairs.Add($"Model hash: {modelHash}");
         pairs.Add($"Model: {Quote(modelName)}");
         if (o.ClipSkip > 0) pairs.Add($"Clip skip: {o.ClipSkip + 1}"); // A1111 counts the last layer as 1
+        if (o.GuidanceRescale != 0) pairs.Add($"CFG Rescale phi: {o.GuidanceRescale.ToString(CultureInfo.InvariantCulture)}");   // the CFG-rescale extension's key
+        if (!o.GuidanceInterval.IsAlways) pairs.Add($"Guidance interval: {Quote(o.GuidanceInterval.ToString())}");
         if (o.Eta != 0) pairs.Add($"Eta: {o.Eta.ToString(CultureInfo.InvariantCulture)}");
         if (o.Adapters.Count > 0)
             pairs.Add("Lora weights: " + Quote(string.Join(", ", o.Adapters.Select(a => $"{Path.GetFileNameWithoutExtension(a.Path)}: {a.Scale.ToString(CultureInfo.InvariantCulture)}"))));

@@ -62,6 +62,7 @@ public sealed class BatchGenerator(StableDiffusionModel model)
                     Prompts = batch.Select(i => i.Options.Prompt).ToList(),
                     NegativePrompts = batch.Select(i => i.Options.NegativePrompt).ToList(),
                     Width = o.Width, Height = o.Height, Steps = o.Steps, GuidanceScale = o.GuidanceScale, Eta = o.Eta, ClipSkip = o.ClipSkip,
+                    GuidanceRescale = o.GuidanceRescale, Interval = o.GuidanceInterval,
                     Seeds = batch.Select(i => i.Seed).ToList(),
                 }, new PipelineObserver { Progress = progress.Step });
                 var images = ImageTensors.ToRgb(result.Images);
@@ -90,7 +91,8 @@ public sealed class BatchGenerator(StableDiffusionModel model)
         var sidecar = new Dictionary<string, object?>
         {
             ["prompt"] = o.Prompt, ["negative_prompt"] = o.NegativePrompt, ["seed"] = item.Seed, ["steps"] = o.Steps,
-            ["sampler"] = sampler, ["cfg"] = o.GuidanceScale, ["width"] = o.Width, ["height"] = o.Height, ["clip_skip"] = o.ClipSkip,
+            ["sampler"] = sampler, ["cfg"] = o.GuidanceScale, ["cfg_rescale"] = o.GuidanceRescale,
+            ["cfg_interval"] = o.GuidanceInterval.ToString(), ["width"] = o.Width, ["height"] = o.Height, ["clip_skip"] = o.ClipSkip,
             ["eta"] = o.Eta, ["model"] = Model.Name, ["model_hash"] = Model.ShortHash, ["dtype"] = TorchOptions.Name(Model.DType),
             ["adapters"] = o.Adapters.Select(a => new { path = a.Path, scale = a.Scale }).ToList(),
             ["prompt_index"] = item.PromptIndex, ["image_index"] = item.ImageIndex, ["file"] = Path.GetFileName(item.PngPath),

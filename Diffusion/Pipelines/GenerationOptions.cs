@@ -27,6 +27,10 @@ public sealed record GenerationOptions
     /// <summary>A sampler name (`ddim`, `pndm`, `euler_a`, `dpm++2m_karras`, ...) or `default` for the model's own scheduler config.</summary>
     public string Sampler { get; init; } = "default";
     public double GuidanceScale { get; init; } = 7.5;
+    /// <summary>diffusers' guidance_rescale φ in [0, 1]; 0 is plain guidance.</summary>
+    public double GuidanceRescale { get; init; }
+    /// <summary>The timesteps guidance is applied at; the conditional prediction alone elsewhere.</summary>
+    public GuidanceInterval GuidanceInterval { get; init; } = GuidanceInterval.Always;
     public int Width { get; init; } = 512;
     public int Height { get; init; } = 512;
     /// <summary>0: last layer; k: the k-th layer from the end with the final layer norm (diffusers' clip_skip).</summary>
@@ -49,6 +53,7 @@ public sealed record GenerationOptions
             double.IsNaN(GuidanceScale) || GuidanceScale < 0 ? $"cfg must be >= 0 (got {GuidanceScale})" :
             !(Eta >= 0 && Eta <= 1) ? $"eta must be in [0, 1] (got {Eta})" :
             double.IsInfinity(GuidanceScale) ? $"cfg must be finite (got {GuidanceScale})" :
+            !(GuidanceRescale >= 0 && GuidanceRescale <= 1) ? $"cfg-rescale must be in [0, 1] (got {GuidanceRescale})" :
             Adapters.FirstOrDefault(a => string.IsNullOrWhiteSpace(a.Path) || !double.IsFinite(a.Scale)) is { } bad ? $"adapter '{bad}' needs a file and a finite scale" :
             null;
         if (fault is not null) throw new ArgumentException($"{where}: {fault}.");

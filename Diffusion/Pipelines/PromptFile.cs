@@ -82,6 +82,8 @@ public static class PromptFile
                     "steps" => d with { Steps = p.Value.GetInt32() },
                     "sampler" => d with { Sampler = Text(p.Value) },
                     "cfg" or "guidance_scale" => d with { GuidanceScale = p.Value.GetDouble() },
+                    "cfg_rescale" or "guidance_rescale" => d with { GuidanceRescale = p.Value.GetDouble() },
+                    "cfg_interval" => d with { GuidanceInterval = GuidanceInterval.Parse(Text(p.Value)) },
                     "width" => d with { Width = p.Value.GetInt32() },
                     "height" => d with { Height = p.Value.GetInt32() },
                     "clip_skip" => d with { ClipSkip = p.Value.GetInt32() },

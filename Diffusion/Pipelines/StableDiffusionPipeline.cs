@@ -14,6 +14,10 @@ public sealed record PipelineCall
     public int Height { get; init; } = 512;
     public int Steps { get; init; } = 30;
     public double GuidanceScale { get; init; } = 7.5;
+    /// <summary>diffusers' guidance_rescale φ (0: off): the guided prediction's std pulled back toward the conditional one's.</summary>
+    public double GuidanceRescale { get; init; }
+    /// <summary>Guidance only at timesteps in [Low, High] (training timesteps, 0–999); the conditional prediction alone elsewhere.</summary>
+    public GuidanceInterval Interval { get; init; } = GuidanceInterval.Always;
     public double Eta { get; init; }
     public int ClipSkip { get; init; }
     /// <summary>Initial latents [B, C, H/f, W/f] (unit normal; scaled by the scheduler's init sigma here).</summary>
@@ -104,7 +108,7 @@ public sealed class StableDiffusionPipeline(StableDiffusionModel model, ISchedul
             if (guided)
             {
                 var parts = output.chunk(2, 0);
-                eps = parts[0] + call.GuidanceScale * (parts[1] - parts[0]);
+                eps = call.Interval.Contains(t) ? Guide(parts[0], parts[1], call.GuidanceScale, call.GuidanceRescale) : parts[1];
             }
             var next = Scheduler.Step(eps, t, latents, noise);
             observer?.Step?.Invoke(i, t, input, output, next);
@@ -114,6 +118,21 @@ public sealed class StableDiffusionPipeline(StableDiffusionModel model, ISchedul
 
         var images = Decode(latents);
         return new PipelineResult(images.MoveToOuterDisposeScope(), latents.cpu().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Classifier-free guidance, uncond + w · (cond − uncond), with diffusers' rescale_noise_cfg when φ > 0 (Lin et al.
+    /// 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4): at high w the guided prediction's
+    /// per-image std grows far past the conditional one's, which over-exposes images on zero-terminal-SNR / v-prediction
+    /// models; the rescaled prediction is φ · guided · std(cond)/std(guided) + (1 − φ) · guided.
+    /// </summary>
+    public static Tensor Guide(Tensor uncond, Tensor cond, double scale, double rescale)
+    {
+        var guided = uncond + scale * (cond - uncond);
+        if (rescale <= 0) return guided;
+        long[] dims = Enumerable.Range(1, (int)cond.dim() - 1).Select(d => (long)d).ToArray();
+        var rescaled = guided * (cond.std(dims, keepdim: true) / guided.std(dims, keepdim: true));
+        return rescale * rescaled + (1 - rescale) * guided;
     }
 
     /// <summary>Token ids [B, 77] → embeddings [B, 77, D] in the model dtype; warns about truncated prompts.</summary>

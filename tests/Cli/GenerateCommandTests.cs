@@ -81,6 +81,8 @@ public sealed class GenerateCommandTests : IDisposable
     [InlineData("--width", "100", "multiples of 8")]
     [InlineData("--model", "/nonexistent/model", "/nonexistent/model")]
     [InlineData("--prompts", "/nonexistent/prompts.txt", "/nonexistent/prompts.txt")]
+    [InlineData("--cfg-interval", "800,100", "guidance interval '800,100'")]
+    [InlineData("--cfg-rescale", "2", "cfg-rescale must be in [0, 1]")]
     public void BadInputIsOneClearMessageAndNoFiles(string flag, string value, string message)
     {
         var outDir = Path.Combine(_dir, "bad");

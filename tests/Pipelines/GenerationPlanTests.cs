@@ -14,7 +14,7 @@ public sealed class GenerationPlanTests : IDisposable
         var path = Path.Combine(_dir, "prompts.txt");
         File.WriteAllLines(path, [
             "# comment", "a photo of a cat", "",
-            """{"prompt": "a dog, 4k", "n": 3, "seed": 100, "sampler": "euler_a", "cfg": 5.5, "width": 256, "height": 384, "adapter": ["x.safetensors:0.7"]}""",
+            """{"prompt": "a dog, 4k", "n": 3, "seed": 100, "sampler": "euler_a", "cfg": 5.5, "cfg_rescale": 0.7, "cfg_interval": "0,600", "width": 256, "height": 384, "adapter": ["x.safetensors:0.7"]}""",
         ]);
         var defaults = new GenerationOptions { Count = 2, Seed = 7, Steps = 20 };
         var prompts = PromptFile.Read(path, defaults);
@@ -26,6 +26,9 @@ public sealed class GenerationPlanTests : IDisposable
         Assert.Equal(100, prompts[1].Seed);
         Assert.Equal("euler_a", prompts[1].Sampler);
         Assert.Equal(5.5, prompts[1].GuidanceScale);
+        Assert.Equal(0.7, prompts[1].GuidanceRescale);
+        Assert.Equal(new GuidanceInterval(0, 600), prompts[1].GuidanceInterval);
+        Assert.Equal(GuidanceInterval.Always, prompts[0].GuidanceInterval);
         Assert.Equal((256, 384), (prompts[1].Width, prompts[1].Height));
         Assert.Equal(20, prompts[1].Steps);
         Assert.Equal(new AdapterSpec("x.safetensors", 0.7), Assert.Single(prompts[1].Adapters));
@@ -36,6 +39,8 @@ public sealed class GenerationPlanTests : IDisposable
     [InlineData("""{"prompt": "x", "bogus": 1}""", "unknown key 'bogus'")]
     [InlineData("""{"prompt": "x", "n": "three"}""", "key 'n'")]
     [InlineData("""{"prompt": """, "invalid JSON")]
+    [InlineData("""{"prompt": "x", "cfg_interval": "900,100"}""", "guidance interval")]
+    [InlineData("""{"prompt": "x", "cfg_rescale": 1.5}""", "cfg-rescale must be in [0, 1]")]
     public void BadPromptLinesNameTheFileLineAndFault(string line, string fault)
     {
         var path = Path.Combine(_dir, "bad.jsonl");

@@ -31,8 +31,9 @@ public static class ToyModelEvaluation
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
                              long seed = 0, int batch = 16, Action<int, int>? progress = null, int classifierScenes = 0,
-                             Action<int, int>? classifierProgress = null)
+                             Action<int, int>? classifierProgress = null, double guidanceRescale = 0, GuidanceInterval? guidanceInterval = null)
     {
+        guidanceInterval ??= GuidanceInterval.Always;
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         var prompts = world.HeldOutPrompts(scenes);
@@ -52,6 +53,7 @@ public static class ToyModelEvaluation
             {
                 Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seed + start + k).ToArray(),
                 Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
+                GuidanceRescale = guidanceRescale, Interval = guidanceInterval,
             });
             var images = ImageTensors.ToRgb(generated.Images);
             var rendered = chunk.Select(p => world.Render(p.SceneIndex)).ToList();
@@ -83,6 +85,7 @@ public static class ToyModelEvaluation
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
+            ["guidance_rescale"] = guidanceRescale, ["guidance_interval"] = guidanceInterval.ToString(),
             ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip), ["images"] = rows,
         };
         if (choices.Count > 0)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.ToyModel;
 
 namespace DiffusionPeft.Cli.Commands;
@@ -113,6 +114,8 @@ public static class ToyModelCommand
         var scenes = new Option<int>("--scenes") { Description = "Held-out scenes (two prompts each: full and partial caption).", DefaultValueFactory = _ => 200 };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 25 };
         var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 7.5 };
+        var cfgRescale = new Option<double>("--cfg-rescale") { Description = "As dpeft generate's.", DefaultValueFactory = _ => 0.0 };
+        var cfgInterval = new Option<string?>("--cfg-interval") { Description = "As dpeft generate's (LO,HI in timesteps; default: every step)." };
         var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var classifier = new Option<int>("--classifier-scenes")
@@ -122,7 +125,7 @@ public static class ToyModelCommand
         };
         var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
         {
-            model, outDir, scenes, steps, cfg, worldSeed, device, classifier,
+            model, outDir, scenes, steps, cfg, cfgRescale, cfgInterval, worldSeed, device, classifier,
         };
         command.SetAction(r =>
         {
@@ -141,7 +144,8 @@ public static class ToyModelCommand
                     progress.Report(done, "judging");
                     if (done == total && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // the classifier runs next
                 },
-                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"));
+                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"),
+                guidanceRescale: r.GetValue(cfgRescale), guidanceInterval: r.GetValue(cfgInterval) is { } gi ? GuidanceInterval.Parse(gi) : null);
             output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
