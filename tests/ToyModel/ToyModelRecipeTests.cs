@@ -50,6 +50,9 @@ public sealed class ToyModelRecipeTests : IDisposable
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.json")))!;
         Assert.NotNull(json["vae_round_trip"]?["Shape"]?["accuracy"]);
         Assert.Equal(0.125, (double)json["diffusion_classifier"]!["Shape"]!["chance"]!, 12);
+        var byTimestep = json["diffusion_classifier"]!["Colour"]!["accuracy_by_timestep"]!.AsObject();
+        Assert.Equal(DiffusionClassifier.Timesteps.Select(t => t.ToString()), byTimestep.Select(p => p.Key));
+        Assert.All(byTimestep, p => Assert.InRange((double)p.Value!, 0, 1));
         Assert.Contains("Diffusion classifier", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Contains("through the VAE (ceiling)", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
 

@@ -9,11 +9,16 @@ using static TorchSharp.torch;
 
 namespace DiffusionPeft.ToyModel;
 
-/// <summary>How often the denoising error picked the scene's own word for one attribute, among all its values.</summary>
-public sealed record WordChoice(JudgeAttribute Attribute, int Correct, int Count, int Candidates)
+/// <summary>
+/// How often the denoising error picked the scene's own word for one attribute, among all its values: over every
+/// timestep of <see cref="DiffusionClassifier.Timesteps"/> together, and at each alone (<see cref="CorrectByTimestep"/>,
+/// in that order), which shows at what noise level the denoiser reads the word.
+/// </summary>
+public sealed record WordChoice(JudgeAttribute Attribute, int Correct, int Count, int Candidates, IReadOnlyList<int> CorrectByTimestep)
 {
     public double Accuracy => Count == 0 ? 0 : (double)Correct / Count;
     public double Chance => 1.0 / Candidates;
+    public double AccuracyAt(int timestepIndex) => Count == 0 ? 0 : (double)CorrectByTimestep[timestepIndex] / Count;
 }
 
 /// <summary>
@@ -38,6 +43,7 @@ public static class DiffusionClassifier
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
         var heldOut = new SceneImages(new World(worldSeed), scenes, World.HeldOutStart);
         var correct = new int[attributes.Count];
+        var correctAt = attributes.Select(_ => new int[Timesteps.Count]).ToArray();
         using var parts = new StableDiffusionParts(model);
         for (int start = 0; start < scenes; start += batch)
         {
@@ -52,14 +58,20 @@ public static class DiffusionClassifier
                 var candidates = captions.Select(c => Candidates(c, attributes[a])).ToArray();
                 int values = candidates[0].Count;
                 var errors = stack(Enumerable.Range(0, values)
-                    .Select(v => Errors(parts, latents, candidates.Select(l => l[v].ToText()).ToList(), seed + start).mean([1])).ToArray());   // [V, n]
-                var picked = errors.argmin(0).cpu().data<long>().ToArray();
-                correct[a] += Enumerable.Range(0, chunk.Length).Count(k => candidates[k][(int)picked[k]] == captions[k]);
+                    .Select(v => Errors(parts, latents, candidates.Select(l => l[v].ToText()).ToList(), seed + start)).ToArray());   // [V, n, T·K]
+                int Hits(Tensor e)
+                {
+                    var picked = e.argmin(0).cpu().data<long>().ToArray();
+                    return Enumerable.Range(0, chunk.Length).Count(k => candidates[k][(int)picked[k]] == captions[k]);
+                }
+                correct[a] += Hits(errors.mean([2]));
+                for (int t = 0; t < Timesteps.Count; t++)
+                    correctAt[a][t] += Hits(errors.narrow(2, t * NoisesPerTimestep, NoisesPerTimestep).mean([2]));
             }
             progress?.Invoke(start + chunk.Length, scenes);
         }
         var first = heldOut.World.FullCaption(heldOut.SceneIndex(0));
-        return attributes.Select((a, i) => new WordChoice(a, correct[i], scenes, Candidates(first, a).Count)).ToList();
+        return attributes.Select((a, i) => new WordChoice(a, correct[i], scenes, Candidates(first, a).Count, correctAt[i])).ToList();
     }
 
     /// <summary>The caption with the main object's <paramref name="attribute"/> set to each of its values in turn (its own among them).</summary>

@@ -92,7 +92,12 @@ public static class ToyModelEvaluation
         {
             var classifier = new JsonObject { ["scenes"] = classifierScenes, ["timesteps"] = new JsonArray(DiffusionClassifier.Timesteps.Select(t => (JsonNode?)t).ToArray()),
                                               ["noises_per_timestep"] = DiffusionClassifier.NoisesPerTimestep };
-            foreach (var c in choices) classifier[c.Attribute.ToString()] = new JsonObject { ["accuracy"] = c.Accuracy, ["chance"] = c.Chance, ["count"] = c.Count };
+            foreach (var c in choices)
+                classifier[c.Attribute.ToString()] = new JsonObject
+                {
+                    ["accuracy"] = c.Accuracy, ["chance"] = c.Chance, ["count"] = c.Count,
+                    ["accuracy_by_timestep"] = new JsonObject(DiffusionClassifier.Timesteps.Select((t, i) => KeyValuePair.Create(t.ToString(), (JsonNode?)c.AccuracyAt(i)))),
+                };
             report["diffusion_classifier"] = classifier;
         }
         AtomicFile.WriteAllText(Path.Combine(outDirectory, "evaluation.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -135,10 +140,13 @@ public static class ToyModelEvaluation
                 sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");
         if (result.WordChoices.Count > 0)
         {
+            var timesteps = DiffusionClassifier.Timesteps;
             sb.Append("\n## Diffusion classifier: does the UNet's denoising depend on the word?\n\n" +
-                      "| main object's | own word picked | chance | scenes |\n|---|---:|---:|---:|\n");
+                      "| main object's | own word picked | chance | scenes | " + string.Join(" | ", timesteps.Select(t => $"at t = {t}")) + " |\n" +
+                      "|---|---:|---:|---:|" + string.Concat(timesteps.Select(_ => "---:|")) + "\n");
             foreach (var c in result.WordChoices)
-                sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} |\n");
+                sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} | " +
+                          string.Join(" | ", timesteps.Select((_, i) => $"{100 * c.AccuracyAt(i):F1}%")) + " |\n");
         }
         return sb.ToString();
 
