@@ -35,6 +35,15 @@ public enum SaveDType
     [EnumMember(Value = "fp16")] Fp16,
 }
 
+/// <summary>How training draws each sample's timestep.</summary>
+public enum TimestepSampling
+{
+    /// <summary>DDPM's: every timestep equally often.</summary>
+    [EnumMember(Value = "uniform")] Uniform,
+    /// <summary>t = ⌊T · sigmoid(n)⌋, n ~ N(logit-mean, logit-std) (Esser et al. 2024, SD3): more samples at mid noise.</summary>
+    [EnumMember(Value = "logit_normal")] LogitNormal,
+}
+
 public enum LatentCacheMode
 {
     [EnumMember(Value = "memory")] Memory,
@@ -104,6 +113,9 @@ public sealed record TrainConfig
 
     [ConfigKey("snr-gamma", "min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual; unset: off)")] public double? SnrGamma { get; init; }
     [ConfigKey("noise-offset", "noise offset (0: off)")] public double NoiseOffset { get; init; }
+    [ConfigKey("timestep-sampling", "uniform|logit_normal: how each sample's timestep is drawn (logit_normal: SD3's, t = T·sigmoid(N(logit-mean, logit-std)), more samples at mid noise)")] public TimestepSampling TimestepSampling { get; init; } = TimestepSampling.Uniform;
+    [ConfigKey("logit-mean", "logit_normal: the mean (0: centred on T/2; positive: noisier)")] public double LogitMean { get; init; }
+    [ConfigKey("logit-std", "logit_normal: the standard deviation")] public double LogitStd { get; init; } = 1.0;
     [ConfigKey("weight-decay", "AdamW weight decay")] public double WeightDecay { get; init; } = 1e-2;
     [ConfigKey("adam-beta1", "AdamW beta1")] public double AdamBeta1 { get; init; } = 0.9;
     [ConfigKey("adam-beta2", "AdamW beta2")] public double AdamBeta2 { get; init; } = 0.999;

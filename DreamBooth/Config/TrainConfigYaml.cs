@@ -304,6 +304,8 @@ public static class TrainConfigYaml
             $"must be >= 0 and smaller than --lr ({Fmt(c.Lr)}) for the polynomial schedule, got {Fmt(c.LrEnd)}");
         Check(c.SnrGamma is null || (c.SnrGamma > 0 && double.IsFinite(c.SnrGamma.Value)), "snr-gamma", $"must be > 0, got {c.SnrGamma}");
         Check(c.NoiseOffset >= 0 && double.IsFinite(c.NoiseOffset), "noise-offset", $"must be >= 0, got {Fmt(c.NoiseOffset)}");
+        Check(double.IsFinite(c.LogitMean), "logit-mean", $"must be finite, got {Fmt(c.LogitMean)}");
+        Check(c.LogitStd > 0 && double.IsFinite(c.LogitStd), "logit-std", $"must be > 0, got {Fmt(c.LogitStd)}");
         Check(c.WeightDecay >= 0 && double.IsFinite(c.WeightDecay), "weight-decay", $"must be >= 0, got {Fmt(c.WeightDecay)}");
         Check(c.AdamBeta1 is >= 0 and < 1, "adam-beta1", $"must be in [0, 1), got {Fmt(c.AdamBeta1)}");
         Check(c.AdamBeta2 is >= 0 and < 1, "adam-beta2", $"must be in [0, 1), got {Fmt(c.AdamBeta2)}");

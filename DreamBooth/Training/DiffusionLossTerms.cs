@@ -38,6 +38,18 @@ public static class DiffusionLossTerms
         return w.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Logit-normal timesteps (Esser et al. 2024, "Scaling Rectified Flow Transformers", §3.1; diffusers'
+    /// <c>compute_density_for_timestep_sampling</c>): ⌊T · sigmoid(mean + std · n)⌋ for standard normal draws n, int64,
+    /// clamped to [0, T − 1]. The middle of the schedule, where coarse content turns into shapes, is drawn most.
+    /// </summary>
+    public static Tensor LogitNormalTimesteps(Tensor standardNormal, double mean, double std, int numTrainTimesteps)
+    {
+        using var scope = NewDisposeScope();
+        var u = (standardNormal.to_type(ScalarType.Float64) * std + mean).sigmoid();
+        return (u * numTrainTimesteps).floor().clamp(0, numTrainTimesteps - 1).to_type(ScalarType.Int64).MoveToOuterDisposeScope();
+    }
+
     /// <summary>What the model is trained to predict at these noisy latents: the noise (ε), the velocity α·ε − σ·x0 (v), or x0.</summary>
     public static Tensor Target(INoiseSchedule schedule, Tensor latents, Tensor noise, Tensor timesteps) => schedule.Prediction switch
     {

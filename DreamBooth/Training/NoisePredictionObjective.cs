@@ -7,7 +7,7 @@ namespace DiffusionPeft.DreamBooth.Training;
 
 /// <summary>
 /// DreamBooth's noise-prediction loss, as diffusers' train_dreambooth_lora.py computes it: latents sampled from the
-/// (cached) VAE moments and scaled, Gaussian noise (plus offset noise), uniform timesteps in [0, T), the scheduler's
+/// (cached) VAE moments and scaled, Gaussian noise (plus offset noise), uniform (or logit-normal) timesteps in [0, T), the scheduler's
 /// forward process, and an MSE against ε, v or x0. With prior preservation, the batch is instances then their paired
 /// class images; loss = instance loss + prior_weight · class loss. Min-SNR-γ weights the instance loss per sample.
 /// With caption dropout, an instance sample is trained on the empty caption with that probability (classifier-free
@@ -38,7 +38,9 @@ public sealed class NoisePredictionObjective(
         var noise = rng.Randn(latents.shape, latents.dtype);
         if (config.NoiseOffset > 0) noise = DiffusionLossTerms.OffsetNoise(noise, config.NoiseOffset, rng.Generator);
         noise = noise.to(device);
-        var timesteps = rng.RandInt(0, schedule.NumTrainTimesteps, [latents.shape[0]], device);
+        var timesteps = config.TimestepSampling == TimestepSampling.LogitNormal
+            ? DiffusionLossTerms.LogitNormalTimesteps(rng.Randn([latents.shape[0]]), config.LogitMean, config.LogitStd, schedule.NumTrainTimesteps).to(device)
+            : rng.RandInt(0, schedule.NumTrainTimesteps, [latents.shape[0]], device);
         if (config.CaptionDropout > 0)
         {
             // Drawn last, so runs without caption dropout keep their random stream. Instances only: class images keep their prompt.

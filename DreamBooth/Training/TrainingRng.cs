@@ -20,7 +20,6 @@ public sealed class TrainingRng : IDisposable
         return device is null || device.type == DeviceType.CPU ? t : MoveAndDispose(t, device);
     }
 
-    /// <summary>Uniform integers in [low, high).</summary>
     /// <summary>Uniform [0, 1) draws, made on the CPU and moved to <paramref name="device"/>.</summary>
     public Tensor Rand(long[] shape, Device? device = null)
     {
@@ -28,6 +27,7 @@ public sealed class TrainingRng : IDisposable
         return device is null || device.type == DeviceType.CPU ? t : MoveAndDispose(t, device);
     }
 
+    /// <summary>Uniform integers in [low, high).</summary>
     public Tensor RandInt(long low, long high, long[] shape, Device? device = null)
     {
         var t = randint(low, high, shape, dtype: ScalarType.Int64, device: CPU, generator: Generator);

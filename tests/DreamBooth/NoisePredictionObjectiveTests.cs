@@ -135,6 +135,36 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
     }
 
     [Fact]
+    public void LogitNormalTimestepsFollowTheirDistribution()
+    {
+        using var n = randn([200_000], generator: new Generator(3));
+        using var t = DiffusionLossTerms.LogitNormalTimesteps(n, 0, 1, 1000);
+        Assert.Equal(ScalarType.Int64, t.dtype);
+        Assert.True(t.min().item<long>() >= 0 && t.max().item<long>() <= 999);
+        using var extremes = DiffusionLossTerms.LogitNormalTimesteps(tensor(new[] { -100f, 100f }), 0, 1, 1000);
+        Assert.Equal([0L, 999L], extremes.data<long>().ToArray());                 // clamped to [0, T − 1]
+        using var tf = t.to_type(ScalarType.Float64);
+        Assert.InRange(tf.median().item<double>(), 495, 505);                       // sigmoid(0) = 1/2
+        // P(250 <= t < 750) = P(|n| < logit(0.75) = 1.0986) = 0.728 (uniform: 0.5)
+        double middle = (tf.ge(250) & tf.lt(750)).to_type(ScalarType.Float64).mean().item<double>();
+        Assert.InRange(middle, 0.72, 0.736);
+        using var shifted = DiffusionLossTerms.LogitNormalTimesteps(n, 1, 1, 1000).to_type(ScalarType.Float64);
+        Assert.InRange(shifted.median().item<double>(), 726, 736);                 // 1000 · sigmoid(1) = 731: noisier
+    }
+
+    [Fact]
+    public void LogitNormalSamplingChangesOnlyTheTimesteps()
+    {
+        var c = Config(LatentCacheMode.Memory);
+        var uniform = Losses(c, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
+        var logitNormal = Losses(c with { TimestepSampling = TimestepSampling.LogitNormal }, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
+        var again = Losses(c with { TimestepSampling = TimestepSampling.LogitNormal }, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, 3, out _);
+        Assert.All(logitNormal, l => Assert.True(double.IsFinite(l) && l > 0));
+        Assert.NotEqual(uniform, logitNormal);
+        Assert.Equal(logitNormal, again);                                           // drawn from the training RNG: reproducible
+    }
+
+    [Fact]
     public void MinSnrWithAHugeGammaIsThePlainLossForEpsilon()
     {
         var c = Config(LatentCacheMode.Memory);

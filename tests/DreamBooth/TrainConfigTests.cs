@@ -20,6 +20,7 @@ public sealed class TrainConfigTests : IDisposable
         ValidationPrompts = new EquatableList<string>(["a sks dog on the beach", "'quoted' \"double\""]), ValidateEvery = 50,
         ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
         LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, NoiseOffset = 0.0357, WeightDecay = 0.1,
+        TimestepSampling = TimestepSampling.LogitNormal, LogitMean = 0.25, LogitStd = 1.5,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
         SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Qr, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
         GradientCheckpointing = true, PlotEvery = 3, Mode = TrainingMode.Full, CaptionDropout = 0.1, SaveDType = SaveDType.Bf16,
@@ -31,7 +32,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(54, TrainConfigYaml.Options.Count);
+        Assert.Equal(57, TrainConfigYaml.Options.Count);
     }
 
     [Fact]
@@ -111,11 +112,11 @@ public sealed class TrainConfigTests : IDisposable
     [Fact]
     public void ValidationListsEveryFault()
     {
-        var bad = Minimal with { Rank = 0, Resolution = 500, ClassPrompt = "a dog", Lr = -1, LrScheduler = LrScheduleKind.Polynomial, LrEnd = 1, DType = "fp8" };
+        var bad = Minimal with { Rank = 0, Resolution = 500, ClassPrompt = "a dog", Lr = -1, LrScheduler = LrScheduleKind.Polynomial, LrEnd = 1, DType = "fp8", LogitStd = 0 };
         var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(bad, "run.yaml"));
         Assert.StartsWith("run.yaml: invalid training configuration", ex.Message);
         foreach (var part in new[] { "--rank: must be >= 1, got 0", "--resolution: must be a multiple of 8", "--class-images: prior preservation needs both",
-                                     "--lr: must be > 0, got -1", "--lr-end:", "--dtype 'fp8': expected fp32 or bf16" })
+                                     "--lr: must be > 0, got -1", "--lr-end:", "--dtype 'fp8': expected fp32 or bf16", "--logit-std: must be > 0, got 0" })
             Assert.Contains(part, ex.Message);
 
         var missing = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(new TrainConfig()));

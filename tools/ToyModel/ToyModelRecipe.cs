@@ -52,6 +52,8 @@ public sealed record ToyModelOptions
     public double CaptionDropout { get; init; } = 0.1;
     /// <summary>Min-SNR loss weighting's γ for the UNet (Hang et al. 2023); null trains with the plain v-prediction loss.</summary>
     public double? UnetSnrGamma { get; init; } = 5;
+    /// <summary>How the UNet stage draws timesteps (uniform: DDPM's; logit-normal with mean 0, std 1: SD3's).</summary>
+    public TimestepSampling UnetTimestepSampling { get; init; } = TimestepSampling.Uniform;
     public int CheckpointEvery { get; init; } = 100;
     public int ValidateEvery { get; init; } = 500;
     /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
@@ -291,6 +293,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             Model = BaseFolder, Images = DataFolder, Out = UnetRun, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
             Steps = steps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
             LrWarmupSteps = Math.Min(200, steps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = options.UnetSnrGamma,
+            TimestepSampling = options.UnetTimestepSampling,
             CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
             ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
             PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",

@@ -3,6 +3,7 @@ using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.ToyModel;
 
 namespace DiffusionPeft.Cli.Commands;
@@ -33,13 +34,14 @@ public static class ToyModelCommand
         var clipSteps = new Option<string?>("--clip-steps") { Description = "Text-encoder (contrastive) steps (default: the shipped model's); as --vae-steps." };
         var unetSteps = new Option<string?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's); a list as --vae-steps. More on a finished UNet trains it on." };
         var snrGamma = new Option<string?>("--unet-snr-gamma") { Description = "The UNet's min-SNR γ, or none for the plain loss (default: the shipped model's, 5)." };
+        var timesteps = new Option<string?>("--unet-timestep-sampling") { Description = "uniform (default, the shipped model's) or logit_normal (SD3's: more timesteps at mid noise)." };
         var unetWidth = new Option<int?>("--unet-width") { Description = "The UNet's first block width, a multiple of 16 (blocks [w, 2w, 2w]; default: the shipped model's, 32). A new width on a run made with another moves its base and UNet aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, unetWidth, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -72,6 +74,16 @@ public static class ToyModelCommand
                     error.WriteLine($"error: --unet-snr-gamma takes a positive number or none (got {gammaText})");
                     return 2;
                 }
+            }
+            if (r.GetValue(timesteps) is { } sampling)
+            {
+                var match = Enum.GetValues<TimestepSampling>().Where(t => TrainConfigYaml.EnumName(t) == sampling.Replace('-', '_')).ToList();
+                if (match.Count != 1)
+                {
+                    error.WriteLine($"error: --unet-timestep-sampling takes uniform or logit_normal (got {sampling})");
+                    return 2;
+                }
+                options = options with { UnetTimestepSampling = match[0] };
             }
             if (r.GetValue(unetWidth) is { } width)
             {
