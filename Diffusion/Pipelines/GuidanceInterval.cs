@@ -16,13 +16,14 @@ public sealed record GuidanceInterval(double Low, double High)
 
     public bool Contains(double timestep) => timestep >= Low && timestep <= High;
 
-    /// <summary>"LO,HI" (e.g. "0,600"); throws a message naming the fault.</summary>
+    /// <summary>"LO,HI" (e.g. "0,600"), or "always" (what <see cref="ToString"/> writes for <see cref="Always"/>); throws a message naming the fault.</summary>
     public static GuidanceInterval Parse(string text)
     {
+        if (string.Equals(text.Trim(), "always", StringComparison.OrdinalIgnoreCase)) return Always;
         var parts = text.Split(',');
         if (parts.Length != 2 || !double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double lo)
             || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double hi))
-            throw new FormatException($"guidance interval must be LO,HI in timesteps (e.g. 0,600), got '{text}'");
+            throw new FormatException($"guidance interval must be LO,HI in timesteps (e.g. 0,600) or always, got '{text}'");
         if (double.IsNaN(lo) || double.IsNaN(hi) || lo > hi)
             throw new FormatException($"guidance interval '{text}': LO must not exceed HI");
         return new GuidanceInterval(lo, hi);

@@ -391,12 +391,7 @@ public static class TrainConfigYaml
                 _ => throw new TrainConfigException($"{where}: '{option.Key}' expects true or false, got '{text}'"),
             };
         if (t.IsEnum)
-        {
-            var names = Enum.GetValues(t).Cast<Enum>().Select(v => (v, name: EnumName(v))).ToArray();
-            var wanted = text.Trim().Replace('-', '_');
-            var match = names.FirstOrDefault(n => string.Equals(n.name, wanted, StringComparison.OrdinalIgnoreCase));
-            return match.v ?? throw new TrainConfigException($"{where}: '{option.Key}' expects one of {string.Join("|", names.Select(n => n.name))}, got '{text}'");
-        }
+            return ParseEnum(t, text) ?? throw new TrainConfigException($"{where}: '{option.Key}' expects one of {EnumNames(t)}, got '{text}'");
         return ParseNumber(t, text, option, where);
     }
 
@@ -413,6 +408,18 @@ public static class TrainConfigYaml
 
     private static bool IsNullableString(PropertyInfo p) =>
         new NullabilityInfoContext().Create(p).WriteState == NullabilityState.Nullable;
+
+    /// <summary>The enum value whose config name (<see cref="EnumName"/>) is <paramref name="text"/>, '-' read as '_', any case; null if none.</summary>
+    public static T? ParseEnum<T>(string text) where T : struct, Enum => (T?)ParseEnum(typeof(T), text);
+
+    /// <summary>An enum's config names joined by '|', as error messages list them.</summary>
+    public static string EnumNames(Type enumType) => string.Join("|", Enum.GetValues(enumType).Cast<Enum>().Select(EnumName));
+
+    private static Enum? ParseEnum(Type enumType, string text)
+    {
+        var wanted = text.Trim().Replace('-', '_');
+        return Enum.GetValues(enumType).Cast<Enum>().FirstOrDefault(v => string.Equals(EnumName(v), wanted, StringComparison.OrdinalIgnoreCase));
+    }
 
     public static string EnumName(Enum value) =>
         value.GetType().GetField(value.ToString())?.GetCustomAttribute<EnumMemberAttribute>()?.Value ?? value.ToString().ToLowerInvariant();

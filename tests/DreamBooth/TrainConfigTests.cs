@@ -165,4 +165,15 @@ public sealed class TrainConfigTests : IDisposable
         var ex = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Parse("mixed-precision: fp8\n", "old.yaml", Minimal));
         Assert.Contains("old.yaml, line 1", ex.Message);
     }
+
+    /// <summary>Enum values parse by their config names, '-' for '_', any case, as the YAML and every command-line enum read them.</summary>
+    [Fact]
+    public void EnumsParseByTheirConfigNames()
+    {
+        Assert.Equal(TimestepSampling.LogitNormal, TrainConfigYaml.ParseEnum<TimestepSampling>("logit-normal"));
+        Assert.Equal(TimestepSampling.Uniform, TrainConfigYaml.ParseEnum<TimestepSampling>(" Uniform "));
+        Assert.Equal(AdapterMethod.SingLora, TrainConfigYaml.ParseEnum<AdapterMethod>("singlora"));
+        Assert.Null(TrainConfigYaml.ParseEnum<AdapterMethod>("sing_lora"));
+        Assert.Equal("lora|rslora|dora|loraplus|singlora|sdslora", TrainConfigYaml.EnumNames(typeof(AdapterMethod)));
+    }
 }

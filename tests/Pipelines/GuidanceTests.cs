@@ -39,8 +39,17 @@ public sealed class GuidanceTests
         Assert.Equal(interval, GuidanceInterval.Parse(interval.ToString()));
     }
 
+    [Fact]
+    public void AlwaysRoundTrips()
+    {
+        Assert.Equal("always", GuidanceInterval.Always.ToString());
+        Assert.True(GuidanceInterval.Parse("always").IsAlways);
+        Assert.True(GuidanceInterval.Parse(" Always ").Contains(999.5) && GuidanceInterval.Always.Contains(-1));
+    }
+
     [Theory]
     [InlineData("600")]
+    [InlineData("sometimes")]
     [InlineData("a,b")]
     [InlineData("700,100")]
     [InlineData("0,600,900")]

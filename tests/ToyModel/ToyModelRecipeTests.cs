@@ -39,7 +39,7 @@ public sealed class ToyModelRecipeTests : IDisposable
 
         // The judge's evaluation runs on it, with the VAE's ceiling judged on the same captions.
         var classified = new List<(int, int)>();
-        var eval = ToyModelEvaluation.Run(model, 0, 3, Path.Combine(_dir, "eval"), steps: 2, classifierScenes: 2, classifierProgress: (d, t) => classified.Add((d, t)));
+        var eval = ToyModelEvaluation.Run(model, 0, 3, Path.Combine(_dir, "eval"), new ToyModelEvaluation.EvaluationSampling(Steps: 2), classifierScenes: 2, classifierProgress: (d, t) => classified.Add((d, t)));
         Assert.Equal((2, 2), classified.Last());
         Assert.Equal(6, eval.Images);
         Assert.Equal([(JudgeAttribute.Shape, 2, 8), (JudgeAttribute.Colour, 2, 10), (JudgeAttribute.Size, 2, 3), (JudgeAttribute.Position, 2, 9)],

@@ -26,14 +26,21 @@ public static class ToyModelEvaluation
         "a red circle", "a blue square on the left", "a large yellow star at the top right, plain purple background", "a green heart on a white background",
     ];
 
+    /// <summary>How the held-out captions are sampled: the model's default sampler with these settings; image k of the run uses seed + k.</summary>
+    public sealed record EvaluationSampling(int Steps = 25, double Guidance = 7.5, double GuidanceRescale = 0, GuidanceInterval? Interval = null,
+                                            long Seed = 0, int Batch = 16)
+    {
+        public GuidanceInterval Interval { get; init; } = Interval ?? GuidanceInterval.Always;
+    }
+
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
                                 IReadOnlyList<WordChoice> WordChoices);
 
-    public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, int steps = 25, double guidance = 7.5,
-                             long seed = 0, int batch = 16, Action<int, int>? progress = null, int classifierScenes = 0,
-                             Action<int, int>? classifierProgress = null, double guidanceRescale = 0, GuidanceInterval? guidanceInterval = null)
+    public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, EvaluationSampling? sampling = null,
+                             Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null)
     {
-        guidanceInterval ??= GuidanceInterval.Always;
+        sampling ??= new EvaluationSampling();
+        var (steps, guidance, guidanceRescale, guidanceInterval, seed, batch) = sampling;
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         var prompts = world.HeldOutPrompts(scenes);

@@ -25,9 +25,8 @@ public static class DemoCommand
         command.SetAction(r =>
         {
             var methodName = r.GetValue(method)!;
-            var parsed = Enum.GetValues<DiffusionPeft.Adapters.AdapterMethod>().FirstOrDefault(m => TrainConfigYaml.EnumName(m) == methodName.Trim().ToLowerInvariant());
-            if (TrainConfigYaml.EnumName(parsed) != methodName.Trim().ToLowerInvariant())
-                throw new ArgumentException($"--method '{methodName}': expected lora, rslora, dora, loraplus, singlora or sdslora.");
+            var parsed = TrainConfigYaml.ParseEnum<DiffusionPeft.Adapters.AdapterMethod>(methodName)
+                ?? throw new ArgumentException($"--method '{methodName}': expected one of {TrainConfigYaml.EnumNames(typeof(DiffusionPeft.Adapters.AdapterMethod))}.");
             return DemoRunner.Run(new DemoJob
             {
                 OutputDir = r.GetValue(outDir)!, Subject = r.GetValue(subject)!, Method = parsed, Rank = r.GetValue(rank), Steps = r.GetValue(steps),

@@ -21,9 +21,7 @@ public static class GenerateCommand
         var seed = new Option<long>("--seed") { Description = "Image k of a prompt uses seed + k.", DefaultValueFactory = _ => 0 };
         var steps = new Option<int>("--steps") { Description = "Sampling steps.", DefaultValueFactory = _ => 30 };
         var sampler = new Option<string>("--sampler") { Description = "default (the model's scheduler), ddim, pndm, lms, euler, euler_a, dpm++2m, dpm++2m_karras, ddpm.", DefaultValueFactory = _ => "default" };
-        var cfg = new Option<double>("--cfg") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
-        var cfgRescale = new Option<double>("--cfg-rescale") { Description = "diffusers' guidance_rescale φ in [0, 1]: pulls the guided prediction's spread back toward the conditional one's (0.7 in Lin et al. 2024). 0: off.", DefaultValueFactory = _ => 0.0 };
-        var cfgInterval = new Option<string?>("--cfg-interval") { Description = "LO,HI: guide only at timesteps LO..HI of 0..999 (Kynkäänniemi et al. 2024); the conditional prediction alone elsewhere. Default: every step." };
+        var guidance = GuidanceOptions.Create();
         var width = new Option<int?>("--width") { Description = "Image width (multiple of 8; default: the model's native size)." };
         var height = new Option<int?>("--height") { Description = "Image height (multiple of 8; default: the model's native size)." };
         var clipSkip = new Option<int>("--clip-skip") { Description = "Use the text encoder's k-th layer from the end (0: last).", DefaultValueFactory = _ => 0 };
@@ -38,8 +36,9 @@ public static class GenerateCommand
 
         var command = new Command("generate", "Generate images from prompts; reruns skip images already written.")
         {
-            model, configsFrom, tokenizer, variant, prompt, prompts, negative, n, seed, steps, sampler, cfg, cfgRescale, cfgInterval, width, height, clipSkip, eta, batch, outDir, device, dtype, adapter, shard, quiet,
+            model, configsFrom, tokenizer, variant, prompt, prompts, negative, n, seed, steps, sampler, width, height, clipSkip, eta, batch, outDir, device, dtype, adapter, shard, quiet,
         };
+        guidance.AddTo(command);
         command.SetAction(r =>
         {
             var job = new GenerateJob
@@ -57,9 +56,9 @@ public static class GenerateCommand
                     Seed = r.GetValue(seed),
                     Steps = r.GetValue(steps),
                     Sampler = r.GetValue(sampler)!,
-                    GuidanceScale = r.GetValue(cfg),
-                    GuidanceRescale = r.GetValue(cfgRescale),
-                    GuidanceInterval = r.GetValue(cfgInterval) is { } gi ? GuidanceInterval.Parse(gi) : GuidanceInterval.Always,
+                    GuidanceScale = guidance.ScaleOf(r),
+                    GuidanceRescale = guidance.RescaleOf(r),
+                    GuidanceInterval = guidance.IntervalOf(r),
                     ClipSkip = r.GetValue(clipSkip),
                     Eta = r.GetValue(eta),
                     BatchSize = r.GetValue(batch),

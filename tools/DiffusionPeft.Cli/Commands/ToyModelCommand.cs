@@ -77,13 +77,12 @@ public static class ToyModelCommand
             }
             if (r.GetValue(timesteps) is { } sampling)
             {
-                var match = Enum.GetValues<TimestepSampling>().Where(t => TrainConfigYaml.EnumName(t) == sampling.Replace('-', '_')).ToList();
-                if (match.Count != 1)
+                if (TrainConfigYaml.ParseEnum<TimestepSampling>(sampling) is not { } parsed)
                 {
-                    error.WriteLine($"error: --unet-timestep-sampling takes uniform or logit_normal (got {sampling})");
+                    error.WriteLine($"error: --unet-timestep-sampling takes {TrainConfigYaml.EnumNames(typeof(TimestepSampling))} (got {sampling})");
                     return 2;
                 }
-                options = options with { UnetTimestepSampling = match[0] };
+                options = options with { UnetTimestepSampling = parsed };
             }
             if (r.GetValue(unetWidth) is { } width)
             {
@@ -125,9 +124,7 @@ public static class ToyModelCommand
         var outDir = new Option<string>("--out") { Description = "Images and evaluation.json / evaluation.md.", Required = true };
         var scenes = new Option<int>("--scenes") { Description = "Held-out scenes (two prompts each: full and partial caption).", DefaultValueFactory = _ => 200 };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 25 };
-        var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 7.5 };
-        var cfgRescale = new Option<double>("--cfg-rescale") { Description = "As dpeft generate's.", DefaultValueFactory = _ => 0.0 };
-        var cfgInterval = new Option<string?>("--cfg-interval") { Description = "As dpeft generate's (LO,HI in timesteps; default: every step)." };
+        var guidance = GuidanceOptions.Create();
         var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var classifier = new Option<int>("--classifier-scenes")
@@ -137,8 +134,9 @@ public static class ToyModelCommand
         };
         var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
         {
-            model, outDir, scenes, steps, cfg, cfgRescale, cfgInterval, worldSeed, device, classifier,
+            model, outDir, scenes, steps, worldSeed, device, classifier,
         };
+        guidance.AddTo(command);
         command.SetAction(r =>
         {
             if (r.GetValue(classifier) < 0)
@@ -150,14 +148,14 @@ public static class ToyModelCommand
             var progress = new ProgressLine(error, "images", false);
             progress.Start(2 * r.GetValue(scenes));
             var classifierProgress = new ProgressLine(error, "classifier scenes", false);
-            var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, r.GetValue(steps), r.GetValue(cfg),
+            var sampling = new ToyModelEvaluation.EvaluationSampling(r.GetValue(steps), guidance.ScaleOf(r), guidance.RescaleOf(r), guidance.IntervalOf(r));
+            var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, sampling,
                 progress: (done, total) =>
                 {
                     progress.Report(done, "judging");
                     if (done == total && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // the classifier runs next
                 },
-                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"),
-                guidanceRescale: r.GetValue(cfgRescale), guidanceInterval: r.GetValue(cfgInterval) is { } gi ? GuidanceInterval.Parse(gi) : null);
+                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"));
             output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
