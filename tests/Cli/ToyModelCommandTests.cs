@@ -18,6 +18,7 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-timestep-sampling", "beta", "--unet-timestep-sampling takes uniform|logit_normal (got beta)")]
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]
+    [InlineData("--latent-size", "8", "--latent-size takes 16 or 32 (got 8)")]
     [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
     {

@@ -61,6 +61,31 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));
     }
 
+    /// <summary>32×32 latents: the VAE downsamples 2×, the UNet gains a convolution level on top; the chain trains and loads; the grid is fixed for a run.</summary>
+    [Fact]
+    public void ThirtyTwoLatentsTrainLoadAndAreFixedForTheRun()
+    {
+        var reports = new ToyModelRecipe(_dir, Tiny with { LatentSize = 32, VaeSteps = [8], ClipSteps = [8], UnetSteps = [8] }).Run();
+        Assert.All(reports, r => Assert.True(double.IsFinite(r.LastLoss) && r.Steps == 8, $"{r.Stage}: {r.Steps} steps, loss {r.LastLoss}"));
+        Assert.True((double)reports[0].Measurements["heldout_psnr_db"]! > 5);
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+        {
+            Assert.Equal(32, model.Unet.Config.SampleSize);
+            Assert.Equal(2, model.VaeScaleFactor);
+            Assert.Equal(["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"], model.Unet.Config.DownBlockTypes);
+            Assert.False(model.Vae.Config.MidBlockAddAttention);
+            using var scheduler = model.CreateScheduler("default");
+            using var generated = new DiffusionPeft.Diffusion.Pipelines.StableDiffusionPipeline(model, scheduler).Run(new()
+            {
+                Prompts = ["a red circle"], Seeds = [0], Width = 64, Height = 64, Steps = 2, GuidanceScale = 7.5,
+            });
+            Assert.Equal([1, 64, 64, 3], generated.Images.shape);
+        }
+        var ex = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(_dir, Tiny with { VaeSteps = [8], ClipSteps = [8], UnetSteps = [8] }).Run());
+        Assert.Contains("32×32 latents, not 16×16", ex.Message);
+        Assert.Contains(Path.Combine(_dir, "vae"), ex.Message);
+    }
+
     [Fact]
     public void AVaeTrainedOnSetsTheOldBaseAndUnetAsideAndTheUnetStartsAgain()
     {

@@ -13,22 +13,23 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class ToyModelBenchmark
 {
-    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--reps 5] [--threads N]";
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--reps 5] [--threads N]";
 
     public static int Run(string[] args)
     {
         int Arg(string name, int fallback) => int.Parse(CliArgs.Value(args, name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
         int reps = Arg("--reps", 5);
+        int grid = Arg("--latent-size", 16);
         var tokenizer = ToyVocabulary.CreateTokenizer();
         Console.WriteLine($"threads {get_num_threads()}, {reps} timed steps each (after one warm-up)");
 
         manual_seed(0);
         int vb = Arg("--vae-batch", 16);
-        using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64))))
+        using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64), grid)))
         {
             var x = rand(vb, 3, 64, 64) * 2 - 1;
-            Time($"VAE width {Arg("--vae-width", 64)}, batch {vb}", vae, reps, () =>
+            Time($"VAE width {Arg("--vae-width", 64)}, {grid}×{grid} latents, batch {vb}", vae, reps, () =>
             {
                 var p = vae.Encode(x);
                 return (vae.Decode(p.Mean + p.Std * randn_like(p.Mean)) - x).pow(2).mean();
@@ -43,13 +44,13 @@ public static class ToyModelBenchmark
                 nn.functional.cross_entropy(clip.call(x, ids), arange(cb, ScalarType.Int64)));
         }
         int ub = Arg("--unet-batch", 64);
-        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32))))
+        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid)))
         {
-            var z = randn(ub, 4, 16, 16);
+            var z = randn(ub, 4, grid, grid);
             var t = randint(0, 1000, [ub]);
             var text = randn(ub, 32, Arg("--text-width", 128));
             long n = unet.parameters().Sum(p => p.numel());
-            Time($"UNet width {Arg("--unet-width", 32)} ({n:N0} weights), batch {ub}", unet, reps, () => (unet.forward(z, t, text) - z).pow(2).mean());
+            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid} ({n:N0} weights), batch {ub}", unet, reps, () => (unet.forward(z, t, text) - z).pow(2).mean());
         }
         return 0;
     }

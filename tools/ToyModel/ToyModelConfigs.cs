@@ -12,13 +12,26 @@ namespace DiffusionPeft.ToyModel;
 /// </summary>
 public static class ToyModelConfigs
 {
-    /// <summary>Channels double with depth as in SD's VAE (128-256-512-512): <paramref name="width"/> at 16×16, half of it at 32×32, a quarter at 64×64.</summary>
-    public static AutoencoderKLConfig Vae(int width = 64) => new()
+    /// <summary>The latent grids the toy model supports: the VAE downsamples 64×64 scenes 4× (16×16×4 latents) or 2× (32×32×4).</summary>
+    public static bool IsLatentSize(int latentSize) => latentSize is 16 or 32;
+
+    /// <summary>
+    /// Channels double with depth as in SD's VAE (128-256-512-512): <paramref name="width"/> at 16×16, half of it at 32×32, a
+    /// quarter at 64×64. For 32×32 latents the 16×16 level is left out (one downsampling, 3× compression), and with it the
+    /// mid block's self-attention, which over 1,024 positions would cost more than the rest of the VAE.
+    /// </summary>
+    public static AutoencoderKLConfig Vae(int width = 64, int latentSize = 16)
     {
-        BlockOutChannels = [width / 4, width / 2, width], LayersPerBlock = 1, LatentChannels = 4, NormNumGroups = Math.Min(8, width / 4), SampleSize = 64,
-        DownBlockTypes = ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
-        UpBlockTypes = ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
-    };
+        RequireLatentSize(latentSize);
+        int[] channels = latentSize == 16 ? [width / 4, width / 2, width] : [width / 4, width / 2];
+        return new()
+        {
+            BlockOutChannels = channels, LayersPerBlock = 1, LatentChannels = 4, NormNumGroups = Math.Min(8, width / 4), SampleSize = 64,
+            DownBlockTypes = [.. channels.Select(_ => "DownEncoderBlock2D")],
+            UpBlockTypes = [.. channels.Select(_ => "UpDecoderBlock2D")],
+            MidBlockAddAttention = latentSize == 16,
+        };
+    }
 
     public static ClipTextConfig TextEncoder(ClipTokenizer tokenizer, int width = 128, int layers = 4) => new()
     {
@@ -27,15 +40,34 @@ public static class ToyModelConfigs
         BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId, PadTokenId = tokenizer.PadId,
     };
 
-    public static UNet2DConditionConfig Unet(int textWidth, int width = 32) => new()
+    /// <summary>
+    /// SD 1.x's UNet at toy width on <paramref name="latentSize"/>² latents: blocks [w, 2w, 2w] at 16×16, 8×8, 4×4 with
+    /// cross-attention at 16×16 and 8×8. On 32×32 latents a convolution-only level [w] goes on top (no attention over
+    /// 1,024 positions), so the cross-attention levels stay at 16×16 and 8×8.
+    /// </summary>
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16)
     {
-        SampleSize = 16, InChannels = 4, OutChannels = 4,
-        BlockOutChannels = [width, 2 * width, 2 * width], LayersPerBlock = [1, 1, 1],
-        DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-        CrossAttentionDim = [textWidth, textWidth, textWidth], NumAttentionHeads = [Math.Max(1, width / 16), Math.Max(1, width / 16), Math.Max(1, width / 16)],
-        TransformerLayersPerBlock = [1, 1, 1], NormNumGroups = Math.Min(16, width / 2),
-    };
+        RequireLatentSize(latentSize);
+        int heads = Math.Max(1, width / 16);
+        int[] channels = latentSize == 16 ? [width, 2 * width, 2 * width] : [width, width, 2 * width, 2 * width];
+        string[] down = latentSize == 16
+            ? ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+            : ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+        string[] up = [.. down.Reverse().Select(t => t.Replace("Down", "Up"))];
+        return new()
+        {
+            SampleSize = latentSize, InChannels = 4, OutChannels = 4,
+            BlockOutChannels = channels, LayersPerBlock = [.. channels.Select(_ => 1)],
+            DownBlockTypes = down, UpBlockTypes = up,
+            CrossAttentionDim = [.. channels.Select(_ => textWidth)], NumAttentionHeads = [.. channels.Select(_ => heads)],
+            TransformerLayersPerBlock = [.. channels.Select(_ => 1)], NormNumGroups = Math.Min(16, width / 2),
+        };
+    }
+
+    private static void RequireLatentSize(int latentSize)
+    {
+        if (!IsLatentSize(latentSize)) throw new ArgumentOutOfRangeException(nameof(latentSize), latentSize, "the toy model's latents are 16×16 or 32×32");
+    }
 
     /// <summary>
     /// DDPM's linear betas (1e-4 → 0.02) with v prediction (as SD 2.x), DPM++ 2M as the default sampler. SD 1.x's

@@ -28,6 +28,8 @@ public sealed record ToyModelOptions
     /// <summary>Seed of every initialisation and of each stage's training RNG.</summary>
     public long Seed { get; init; }
     public int VaeWidth { get; init; } = 64;
+    /// <summary>The latent grid, 16 (the VAE downsamples 4×) or 32 (2×); see <see cref="ToyModelConfigs.Vae"/>.</summary>
+    public int LatentSize { get; init; } = 16;
     /// <summary>
     /// Each stage's length in optimizer steps. More than one length are warm restarts (Loshchilov &amp; Hutter 2017,
     /// SGDR): the stage runs a cosine cycle to the first length, then trains on from that checkpoint to the next with
@@ -102,6 +104,11 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         foreach (var (stage, lengths) in new[] { ("VAE", options.VaeSteps), ("text encoder", options.ClipSteps), ("UNet", options.UnetSteps) })
             if (!ToyModelOptions.AreStageLengths(lengths))
                 throw new ArgumentException($"{stage} stage: its lengths must be positive and increasing step counts, got [{string.Join(", ", lengths)}]");
+        if (!ToyModelConfigs.IsLatentSize(options.LatentSize))
+            throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
+        if (TrainedLatentSize() is { } trained && trained != options.LatentSize)
+            throw new ArgumentException($"{VaeFolder} holds a VAE with {trained}×{trained} latents, not {options.LatentSize}×{options.LatentSize}: " +
+                                        "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
         Directory.CreateDirectory(_out);
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
@@ -199,11 +206,12 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     private StageReport? TrainVae(Device device, int steps, CancellationToken ct)
     {
         manual_seed(options.Seed + 1);
-        var config = ToyModelConfigs.Vae(options.VaeWidth);
+        var config = ToyModelConfigs.Vae(options.VaeWidth, options.LatentSize);
         using var vae = new AutoencoderKL(config);
         ModelPlacement.Place(vae, ScalarType.Float32, device);
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes };
+        var stage = JsonSerializer.SerializeToNode(new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes })!.AsObject();
+        if (options.LatentSize != 16) stage["LatentSize"] = options.LatentSize;   // absent: 16, as in runs made before 32 existed
         var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { });
         _progress.Info($"VAE: {target.ParameterCount:N0} weights, {steps} steps of {options.VaeBatch} scenes");
         var run = Train(VaeFolder, Loop(steps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
@@ -266,6 +274,15 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         });
     }
 
+    /// <summary>The latent grid of the VAE this run trained; null before it has one (an unfinished VAE stage's checkpoints carry it in their settings, which refuse a resume with another).</summary>
+    private int? TrainedLatentSize()
+    {
+        var config = Path.Combine(VaeFolder, ModelFolder, "config.json");
+        if (!File.Exists(config)) return null;
+        var vae = AutoencoderKLConfig.Load(config);
+        return vae.SampleSize >> (vae.BlockOutChannels.Length - 1);
+    }
+
     /// <summary>The first block width of OUT/base's UNet; null when there is no base yet.</summary>
     private int? BaseUnetWidth()
     {
@@ -278,7 +295,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         manual_seed(options.Seed + 3);
         var text = CLIPTextModel.FromPretrained(Path.Combine(ClipFolder, "text_encoder"));
         var vae = AutoencoderKL.FromPretrained(Path.Combine(VaeFolder, ModelFolder));
-        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth));
+        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth, options.LatentSize));
         using var model = new StableDiffusionModel
         {
             TextEncoder = text, Vae = vae, Unet = unet, Tokenizer = tokenizer, SchedulerConfig = ToyModelConfigs.Scheduler(), Name = "toy-world base",
