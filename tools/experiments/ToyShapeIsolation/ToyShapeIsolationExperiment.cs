@@ -105,7 +105,8 @@ public static class ToyShapeIsolationExperiment
                 ContactSheet.Write(Path.Combine(outDir, $"samples-{name.Replace(' ', '-')}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
                 double A(JudgeAttribute a) => acc.Accuracy(a) ?? double.NaN;
                 int n = acc.Count(JudgeAttribute.Shape);
-                var (lo, hi) = Wilson((int)Math.Round(A(JudgeAttribute.Shape) * n), n);
+                var shape = ConfidenceIntervals.Wilson((int)Math.Round(A(JudgeAttribute.Shape) * n), n);
+                var (lo, hi) = (shape.Lower, shape.Upper);
                 report[$"{name} cfg {g.ToString(CultureInfo.InvariantCulture)}"] = new JsonObject
                 {
                     ["shape"] = A(JudgeAttribute.Shape), ["shape_ci"] = new JsonArray(lo, hi), ["colour"] = A(JudgeAttribute.Colour),
@@ -182,13 +183,6 @@ public static class ToyShapeIsolationExperiment
             }
         }
         return (acc, sheet);
-    }
-
-    private static (double Lo, double Hi) Wilson(int k, int n, double z = 1.96)
-    {
-        if (n == 0) return (0, 0);
-        double p = (double)k / n, d = 1 + z * z / n, c = p + z * z / (2 * n), h = z * Math.Sqrt(p * (1 - p) / n + z * z / (4.0 * n * n));
-        return ((c - h) / d, (c + h) / d);
     }
 
     private sealed class ConsoleProgress : ITrainingProgress
