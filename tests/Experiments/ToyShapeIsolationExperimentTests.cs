@@ -1,0 +1,39 @@
+using System.Text.Json.Nodes;
+using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Experiments.ToyShapeIsolation;
+
+namespace DiffusionPeft.Tests.Experiments;
+
+/// <summary>The shape-isolation experiment end to end on a few steps: its data, training run and judged report.</summary>
+public sealed class ToyShapeIsolationExperimentTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-shapeiso-").FullName;
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void TrainsOnOneLargeObjectScenesAndJudgesEveryPromptAtBothGuidances()
+    {
+        int code = ToyShapeIsolationExperiment.RunCommand(
+            ["--base", EmbeddedDefaultModel.Folder, "--compare", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "40", "--steps", "2", "--prompts", "8"], _dir);
+        Assert.Equal(0, code);
+
+        var captions = Directory.GetFiles(Path.Combine(_dir, "data"), "*.txt").Select(f => File.ReadAllText(f).Trim()).ToList();
+        Assert.Equal(40, captions.Count);
+        Assert.All(captions, c => Assert.Matches(@"^a large \w+ \w+ .*, plain \w+ background$", c));   // full captions of the narrowed world
+
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
+        Assert.Equal(2, (int)report["steps"]!);
+        foreach (var key in new[] { "isolated cfg 1", "isolated cfg 7.5", "whole world cfg 1", "whole world cfg 7.5" })
+        {
+            Assert.Equal(16, (int)report[key]!["n"]!);                                         // 8 prompts × 2 seeds
+            double shape = (double)report[key]!["shape"]!;
+            var ci = report[key]!["shape_ci"]!.AsArray().Select(v => (double)v!).ToArray();
+            Assert.InRange(shape, ci[0], ci[1]);
+        }
+        // The prompts cycle through the eight shapes, one each.
+        var prompts = File.ReadAllLines(Path.Combine(_dir, "samples-isolated-cfg1.txt"));
+        Assert.Equal(8, prompts.Length);
+        foreach (var shape in new[] { "circle", "square", "triangle", "star", "ring", "cross", "heart", "diamond" })
+            Assert.Single(prompts, p => p.Contains($" {shape} "));
+    }
+}
