@@ -303,19 +303,25 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         DiffusersFolderWriter.Write(model, BaseFolder);
     }
 
+    /// <summary>
+    /// The UNet stage's run (dpeft train --mode full): every weight of <paramref name="baseModel"/>'s UNet on the captioned
+    /// images, with the options' learning rate, batch, loss weighting and timestep sampling, a cosine schedule, latents
+    /// cached in memory, bf16 weights written. Experiments that train the stage on other data use the same settings.
+    /// </summary>
+    public static TrainConfig UnetStage(ToyModelOptions options, string baseModel, string images, string run, int steps) => new()
+    {
+        Model = baseModel, Images = images, Out = run, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
+        Steps = steps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
+        LrWarmupSteps = Math.Min(200, steps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = options.UnetSnrGamma,
+        TimestepSampling = options.UnetTimestepSampling,
+        CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
+        ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
+        PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",
+    };
+
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
-        var config = new TrainConfig
-        {
-            Model = BaseFolder, Images = DataFolder, Out = UnetRun, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
-            Steps = steps, Lr = options.UnetLr, Batch = options.UnetBatch, LrScheduler = LrScheduleKind.Cosine,
-            LrWarmupSteps = Math.Min(200, steps / 10), Seed = options.Seed + 4, CaptionDropout = options.CaptionDropout, SnrGamma = options.UnetSnrGamma,
-            TimestepSampling = options.UnetTimestepSampling,
-            CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
-            ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
-            PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",
-        };
-        var result = DreamBoothRun.Run(config, _progress, ct);
+        var result = DreamBoothRun.Run(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
         if (result.Interrupted) return null;
         return Report("unet", UnetRun, result, new JsonObject { ["images"] = options.UnetImages });
     }

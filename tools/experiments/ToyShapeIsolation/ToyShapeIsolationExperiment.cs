@@ -73,13 +73,8 @@ public static class ToyShapeIsolationExperiment
             AtomicFile.WriteAllText(Path.Combine(data, "done.json"), "{}");
         }
         var run = Path.Combine(outDir, "unet");
-        var config = new TrainConfig
-        {
-            Model = baseModel, Images = data, Out = run, Mode = TrainingMode.Full, Resolution = 64, Crop = CropMode.Center,
-            Steps = steps, Lr = 5e-4, Batch = 32, LrScheduler = LrScheduleKind.Cosine, LrWarmupSteps = Math.Min(200, steps / 10), Seed = seed + 4,
-            CaptionDropout = 0.1, SnrGamma = null, CheckpointEvery = 100, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = "cpu",
-            ValidateEvery = 0, PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",
-        };
+        // The recipe's UNet stage exactly, but for the data and its validation images; the plain v loss of the runs it is compared with.
+        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, UnetSnrGamma = null, ValidateEvery = 0 }, baseModel, data, run, steps);
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
