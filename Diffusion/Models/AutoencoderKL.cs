@@ -22,6 +22,9 @@ public sealed record AutoencoderKLConfig
     public string ActFn { get; init; } = "silu";
     public bool MidBlockAddAttention { get; init; } = true;
 
+    /// <summary>How many pixels a latent spans per side: each block but the last halves the grid (diffusers' vae_scale_factor).</summary>
+    public int DownsampleFactor => 1 << (BlockOutChannels.Length - 1);
+
     public static AutoencoderKLConfig StableDiffusion => new();
 
     public static AutoencoderKLConfig Load(string path) => FromJson(ConfigJson.Load(path));

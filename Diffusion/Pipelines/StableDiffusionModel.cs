@@ -24,7 +24,7 @@ public sealed class StableDiffusionModel : IDisposable
     public bool IsEmbeddedDefault { get; init; }
 
     /// <summary>Image pixels per latent pixel: 2^(VAE blocks - 1), 8 for Stable Diffusion.</summary>
-    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Length - 1);
+    public int VaeScaleFactor => Vae.Config.DownsampleFactor;
 
     /// <summary>The native image size (sample_size × VAE factor), 512 for SD 1.5.</summary>
     public int NativeResolution => Unet.Config.SampleSize * VaeScaleFactor;

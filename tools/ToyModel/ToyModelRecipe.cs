@@ -280,7 +280,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var config = Path.Combine(VaeFolder, ModelFolder, "config.json");
         if (!File.Exists(config)) return null;
         var vae = AutoencoderKLConfig.Load(config);
-        return vae.SampleSize >> (vae.BlockOutChannels.Length - 1);
+        return vae.SampleSize / vae.DownsampleFactor;
     }
 
     /// <summary>The first block width of OUT/base's UNet; null when there is no base yet.</summary>

@@ -48,6 +48,9 @@ public sealed class JudgeAccuracy
     /// <summary>How many scores graded <paramref name="attribute"/>.</summary>
     public int Count(JudgeAttribute attribute) => _total[(int)attribute];
 
+    /// <summary>How many scores graded <paramref name="attribute"/> right.</summary>
+    public int Correct(JudgeAttribute attribute) => _right[(int)attribute];
+
     /// <summary>The share graded right, or null if none graded it.</summary>
     public double? Accuracy(JudgeAttribute attribute) => _total[(int)attribute] == 0 ? null : _right[(int)attribute] / (double)_total[(int)attribute];
 

@@ -100,7 +100,7 @@ public static class ToyShapeIsolationExperiment
                 ContactSheet.Write(Path.Combine(outDir, $"samples-{name.Replace(' ', '-')}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
                 double A(JudgeAttribute a) => acc.Accuracy(a) ?? double.NaN;
                 int n = acc.Count(JudgeAttribute.Shape);
-                var shape = ConfidenceIntervals.Wilson((int)Math.Round(A(JudgeAttribute.Shape) * n), n);
+                var shape = ConfidenceIntervals.Wilson(acc.Correct(JudgeAttribute.Shape), n);
                 var (lo, hi) = (shape.Lower, shape.Upper);
                 report[$"{name} cfg {g.ToString(CultureInfo.InvariantCulture)}"] = new JsonObject
                 {
