@@ -156,6 +156,28 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void PlainScenesJoinTheUnetDataAndAnotherCountRewritesItAndSetsTheUnetAside()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
+        var data = Path.Combine(_dir, "data", "train");
+        new ToyModelRecipe(_dir, quick).Run();
+        Assert.Empty(Directory.GetFiles(data, "plain-*"));
+        File.WriteAllText(Path.Combine(data, ToyModelRecipe.DoneFile), "{}");   // as runs made before the counts were recorded
+        var progress = new RecordingProgress();
+        new ToyModelRecipe(_dir, quick, progress).Run();
+        Assert.Empty(progress.Warnings);                                          // "{}" is the default data: nothing rewritten
+
+        var reports = new ToyModelRecipe(_dir, quick with { UnetPlainScenes = 3 }, progress).Run();
+        Assert.Equal(3, Directory.GetFiles(data, "plain-*.png").Length);
+        Assert.Equal(4, Directory.GetFiles(data, "0*.png").Length);
+        Assert.Contains(progress.Warnings, w => w.Contains("data changed (4 + 0 plain scenes → 4 + 3)") && w.Contains("unet.stale-1"));
+        Assert.Equal(3, (int)reports[2].Measurements["plain_scenes"]!);
+        var done = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(data, ToyModelRecipe.DoneFile)))!;
+        Assert.Equal((4, 3), ((int)done["images"]!, (int)done["plain_scenes"]!));
+        Assert.Contains(progress.Infos, i => i.StartsWith("7 training images in "));   // the UNet trained on both kinds
+    }
+
+    [Fact]
     public void TheUnetCanTrainWithoutMinSnrWeighting()
     {
         var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = null }).Run();

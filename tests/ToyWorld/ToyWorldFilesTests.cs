@@ -5,6 +5,7 @@ using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Captions;
 using DiffusionPeft.ToyWorld.Files;
 using DiffusionPeft.ToyWorld.Grammar;
+using DiffusionPeft.ToyWorld.Rendering;
 using DiffusionPeft.ToyWorld.Scenes;
 using DiffusionPeft.ToyWorld.Subjects;
 
@@ -38,6 +39,24 @@ public sealed class ToyWorldFilesTests : IDisposable
         Assert.Equal(2, Directory.GetFiles(Path.Combine(_dir, "heldout")).Length);
         Assert.Equal(world.FullCaption(World.HeldOutStart).ToText(), PngText.Get(PngText.Read(heldOut[0]), ToyWorldFiles.PromptKey));
         Assert.Throws<ArgumentOutOfRangeException>(() => ToyWorldFiles.WriteDataset(_dir, 3, 2, start: World.HeldOutStart - 1));
+    }
+
+    [Fact]
+    public void PlainScenesSitBesideTheWorldsWithFullCaptions()
+    {
+        var world = new World(3);
+        var dir = Path.Combine(_dir, "train");
+        ToyWorldFiles.WriteDataset(dir, 3, 3);
+        var paths = ToyWorldFiles.WritePlainDataset(dir, 3, 4);
+        Assert.Equal(14, Directory.GetFiles(dir).Length);
+        for (int k = 0; k < 4; k++)
+        {
+            Assert.Equal($"plain-{k:D10}.png", Path.GetFileName(paths[k]));
+            Assert.Equal(SceneRenderer.Render(world.PlainScene(k)).Pixels, ImageLoader.Load(paths[k]).Pixels);
+            var full = world.PlainScene(k).FullCaption().ToText();
+            Assert.Equal(full, PngText.Get(PngText.Read(paths[k]), ToyWorldFiles.PromptKey));
+            Assert.Equal(full, File.ReadAllText(Path.ChangeExtension(paths[k], ".txt")).Trim());
+        }
     }
 
     [Fact]

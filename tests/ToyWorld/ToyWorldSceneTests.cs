@@ -104,6 +104,31 @@ public sealed class ToyWorldSceneTests
     }
 
     [Fact]
+    public void PlainScenesAreOneLargeObjectOnAPlainBackgroundAndKeepTheSplit()
+    {
+        var train = Enumerable.Range(0, 2000).Select(i => World0.PlainScene(i)).ToList();
+        Assert.All(train, s =>
+        {
+            Assert.Equal((BackgroundTexture.Plain, ToySize.Large), (s.Background.Texture, s.Main.Size));
+            Assert.Null(s.Second);
+            Assert.Contains(s.Main.Colour, ToyPalette.ObjectColoursOn(s.Background.Colour));
+            Assert.Equal(SceneSplit.Train, SceneSampler.SplitOf(0, s.Main, s.Background));
+        });
+        Assert.Equal(Enum.GetValues<ToyShape>().Length, train.Select(s => s.Main.Shape).Distinct().Count());
+        Assert.Equal(9, train.Select(s => s.Main.Position).Distinct().Count());
+        Assert.Equal(ToyPalette.All.Count, train.Select(s => s.Background.Colour).Distinct().Count());
+        // Each shape about 1/8 of the scenes (250 ± 5σ).
+        Assert.All(train.GroupBy(s => s.Main.Shape), g => Assert.InRange(g.Count(), 175, 325));
+        for (int i = 0; i < 100; i++)
+        {
+            var heldOut = World0.PlainScene(World.HeldOutStart + i);
+            Assert.Equal(SceneSplit.HeldOut, SceneSampler.SplitOf(0, heldOut.Main, heldOut.Background));
+        }
+        Assert.Equal(World0.PlainScene(5), new World(0).PlainScene(5));
+        Assert.NotEqual(World0.PlainScene(5), new World(1).PlainScene(5));
+    }
+
+    [Fact]
     public void EveryAttributeValueOccurs()
     {
         var scenes = Enumerable.Range(0, 2000).Select(i => World0.Scene(i)).ToList();

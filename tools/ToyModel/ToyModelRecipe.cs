@@ -48,6 +48,12 @@ public sealed record ToyModelOptions
     public int UnetWidth { get; init; } = 32;
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
+    /// <summary>
+    /// Plain scenes (one large object on a plain background, full captions; <see cref="World.PlainScene"/>) written beside
+    /// the <see cref="UnetImages"/> for the UNet stage. The whole world alone teaches colour and place but hardly shape;
+    /// these scenes teach it (toy-shape-isolation), mixed in throughout so it is not forgotten as a curriculum forgets it.
+    /// </summary>
+    public int UnetPlainScenes { get; init; }
     public IReadOnlyList<int> UnetSteps { get; init; } = [6000];
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
@@ -118,12 +124,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var reports = new List<StageReport> { vae, clip };
         if (vaeTrained || clipTrained) SetAsideStale($"{(vaeTrained ? "the VAE" : "the text encoder")} trained on");
         if (BaseUnetWidth() is { } width && width != options.UnetWidth) SetAsideStale($"the UNet's width changed ({width} → {options.UnetWidth})");
-        if (!File.Exists(Path.Combine(DataFolder, DoneFile)))
-        {
-            _progress.Info($"writing {options.UnetImages:N0} captioned training images to {DataFolder}");
-            ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
-            AtomicFile.WriteAllText(Path.Combine(DataFolder, DoneFile), "{}");
-        }
+        WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
         var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
         reports.Add(unet);
@@ -162,6 +163,29 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         _progress.Info($"{report.Stage}: loss {report.FirstLoss:G4} → {report.LastLoss:G4} in {report.Steps} steps, {report.Seconds / 60:F1} min; {report.Measurements.ToJsonString()}");
         return (report, true);
+    }
+
+    /// <summary>
+    /// OUT/data/train: the world's captioned training scenes and the plain ones, with done.json naming how many of each.
+    /// A folder written for other counts is rewritten, and the UNet run made on it moved aside.
+    /// </summary>
+    private void WriteUnetData()
+    {
+        var done = Path.Combine(DataFolder, DoneFile);
+        var wanted = new JsonObject { ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes };
+        if (File.Exists(done))
+        {
+            var written = JsonNode.Parse(File.ReadAllText(done))!.AsObject();
+            // Runs made before the counts were recorded wrote "{}": the default images and no plain scenes.
+            int images = (int?)written["images"] ?? options.UnetImages, plain = (int?)written["plain_scenes"] ?? 0;
+            if (images == options.UnetImages && plain == options.UnetPlainScenes) return;
+            SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes → {options.UnetImages:N0} + {options.UnetPlainScenes:N0})");
+            Directory.Delete(DataFolder, recursive: true);
+        }
+        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes to {DataFolder}");
+        ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
+        ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes);
+        AtomicFile.WriteAllText(done, wanted.ToJsonString());
     }
 
     /// <summary>
@@ -323,7 +347,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     {
         var result = DreamBoothRun.Run(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
         if (result.Interrupted) return null;
-        return Report("unet", UnetRun, result, new JsonObject { ["images"] = options.UnetImages });
+        return Report("unet", UnetRun, result, new JsonObject { ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes });
     }
 
     /// <summary>The stage's losses (mean of its first and last 5% of steps) and training time, from its log.jsonl (resumes included).</summary>

@@ -34,6 +34,9 @@ public sealed class World
     /// <summary>Held-out scene <paramref name="i"/> (= <see cref="Scene"/>(HeldOutStart + i)).</summary>
     public ToyScene HeldOutScene(long i) => Scene(HeldOutStart + CheckSplitOffset(i, MaxIndex - HeldOutStart + 1));
 
+    /// <summary>Plain scene <paramref name="index"/> (<see cref="SceneSampler.SamplePlain"/>): one large object on a plain background, split as <see cref="Scene"/>'s index.</summary>
+    public ToyScene PlainScene(long index) => SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index));
+
     public RgbImage Render(long index) => SceneRenderer.Render(Scene(index));
 
     public ToyCaption FullCaption(long index) => Scene(index).FullCaption();

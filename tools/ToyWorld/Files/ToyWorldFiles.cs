@@ -37,15 +37,37 @@ public static class ToyWorldFiles
         Parallel.For(0, count, k =>
         {
             long index = first + k;
-            var scene = world.Scene(index);
-            var full = scene.FullCaption().ToText();
-            var caption = captions == CaptionStyle.Full ? full : world.TrainingCaption(index).ToText();
-            var png = Path.Combine(dir, $"{index:D10}.png");
-            PngWriter.Write(png, SceneRenderer.Render(scene), [(PromptKey, caption), (FullPromptKey, full), (SceneKey, $"seed={worldSeed} index={index}")]);
-            if (captionFiles) AtomicFile.WriteAllText(Path.ChangeExtension(png, ".txt"), caption + "\n");
-            paths[k] = png;
+            var caption = captions == CaptionStyle.Full ? null : world.TrainingCaption(index).ToText();
+            paths[k] = WriteTrainingScene(Path.Combine(dir, $"{index:D10}.png"), world.Scene(index), caption, $"seed={worldSeed} index={index}", captionFiles);
         });
         return paths;
+    }
+
+    /// <summary>
+    /// Plain training scenes 0 .. count − 1 (<see cref="World.PlainScene"/>: one large object on a plain background) as
+    /// <c>dir/plain-NNNNNNNNNN.png</c> with full captions and caption files, beside a <see cref="WriteDataset"/> folder's
+    /// scenes without clashing with them. Returns the PNG paths.
+    /// </summary>
+    public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, World.HeldOutStart);
+        var world = new World(worldSeed);
+        Directory.CreateDirectory(dir);
+        var paths = new string[count];
+        Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k), null,
+            $"seed={worldSeed} plain={k}", captionFiles: true));
+        return paths;
+    }
+
+    /// <summary>A scene's PNG with its caption (the full one when <paramref name="caption"/> is null), full caption and scene key, and its caption file.</summary>
+    private static string WriteTrainingScene(string png, ToyScene scene, string? caption, string key, bool captionFiles)
+    {
+        var full = scene.FullCaption().ToText();
+        caption ??= full;
+        PngWriter.Write(png, SceneRenderer.Render(scene), [(PromptKey, caption), (FullPromptKey, full), (SceneKey, key)]);
+        if (captionFiles) AtomicFile.WriteAllText(Path.ChangeExtension(png, ".txt"), caption + "\n");
+        return png;
     }
 
     /// <summary>

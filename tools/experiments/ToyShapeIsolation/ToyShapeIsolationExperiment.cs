@@ -26,21 +26,20 @@ namespace DiffusionPeft.Experiments.ToyShapeIsolation;
 /// Can the toy UNet learn to draw the shape a word names when little else varies? Every toy model so far draws the
 /// caption's colour and place but its shape no more often than chance, large objects included. This trains the toy
 /// recipe's UNet stage (same base, optimizer, loss, schedule, batch) on a narrowed world: one large object on a plain
-/// background, every caption full ("a large red star on the left, plain blue background"), then judges the shape of
-/// its samples for new scenes of that kind at guidance 1 and 7.5, beside a model trained on the whole world (--compare)
+/// background, every caption full ("a large red star on the left, plain blue background"; <see cref="World.PlainScene"/>),
+/// then judges the shape of its samples for held-out scenes of that kind at guidance 1 and 7.5, beside a model trained on the whole world (--compare)
 /// on the same prompts and seeds. Shape learned here and not there: the whole world's variety (or its compute) is what
 /// keeps it; at chance here too: the conditioning path itself.
 /// </summary>
 public static class ToyShapeIsolationExperiment
 {
-    private const ulong DataStream = 0x5A_1501, PromptStream = 0x5A_1502;
     private static readonly double[] Guidances = [1, 7.5];
 
     public static int RunCommand(string[] args, string root)
     {
         string? baseModel = null, compare = null, outDir = null;
         int images = 10_000, steps = 3000, prompts = 48, seedsPerPrompt = 2;
-        long seed = 0;
+        long seed = 0, worldSeed = 0;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -53,6 +52,7 @@ public static class ToyShapeIsolationExperiment
                 case "--steps": steps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--prompts": prompts = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--seed": seed = long.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
@@ -69,7 +69,7 @@ public static class ToyShapeIsolationExperiment
         var data = Path.Combine(outDir, "data");
         if (!File.Exists(Path.Combine(data, "done.json")))
         {
-            WriteScenes(data, images, seed);
+            ToyWorldFiles.WritePlainDataset(data, worldSeed, images);
             AtomicFile.WriteAllText(Path.Combine(data, "done.json"), "{}");
         }
         var run = Path.Combine(outDir, "unet");
@@ -78,15 +78,15 @@ public static class ToyShapeIsolationExperiment
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
-        var evalPrompts = Prompts(prompts, seed);
+        var evalPrompts = Prompts(prompts, worldSeed);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["base"] = baseModel,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["base"] = baseModel,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         md.AppendLine($"# Toy shape isolation: one large object on a plain background, full captions\n");
-        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} new prompts × {seedsPerPrompt} seeds, commit {commit}.\n");
+        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}.\n");
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
         md.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
         var models = new List<(string Name, string Folder)> { ("isolated", Path.Combine(run, FullFineTuneTarget.ModelFolder)) };
@@ -119,36 +119,15 @@ public static class ToyShapeIsolationExperiment
         return 0;
     }
 
-    /// <summary>One large object of a uniform shape, colour (standing out), position, on a plain background of a uniform colour.</summary>
-    private static ToyScene Scene(ulong stream, long seed, long index)
+    /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> captions cycling through the eight shapes.</summary>
+    private static List<string> Prompts(int count, long worldSeed)
     {
-        var rng = ToyRandom.Keyed(stream, (ulong)seed, (ulong)index);
-        var background = SceneSampler.SampleBackground(ref rng, BackgroundTexture.Plain);
-        var main = SceneSampler.SampleObject(ref rng, background.Colour, ToyPalette.ObjectColoursOn(background.Colour), sizes: [ToySize.Large]);
-        return new ToyScene(background, main);
-    }
-
-    private static void WriteScenes(string dir, int count, long seed)
-    {
-        Directory.CreateDirectory(dir);
-        Parallel.For(0, count, k =>
-        {
-            var scene = Scene(DataStream, seed, k);
-            var caption = scene.FullCaption().ToText();
-            var png = Path.Combine(dir, $"{k:D6}.png");
-            PngWriter.Write(png, SceneRenderer.Render(scene), [(ToyWorldFiles.PromptKey, caption)]);
-            AtomicFile.WriteAllText(Path.ChangeExtension(png, ".txt"), caption + "\n");
-        });
-    }
-
-    /// <summary>New scenes of the same kind (another stream), <paramref name="count"/> captions cycling through the eight shapes.</summary>
-    private static List<string> Prompts(int count, long seed)
-    {
+        var world = new World(worldSeed);
         var shapes = Enum.GetValues<ToyShape>();
         var list = new List<string>();
         for (long i = 0; list.Count < count; i++)
         {
-            var scene = Scene(PromptStream, seed, i);
+            var scene = world.PlainScene(World.HeldOutStart + i);
             var wanted = shapes[list.Count % shapes.Length];
             if (scene.Main.Shape != wanted) continue;
             list.Add(scene.FullCaption().ToText());
