@@ -27,6 +27,10 @@ public sealed class DemoCommandTests : IDisposable
         var scores = Regex.Match(o.ToString(), @"DINO (\S+) → (\S+), CLIP-I (\S+) → (\S+), CLIP-T (\S+) → (\S+)");
         Assert.True(scores.Success, o.ToString());
         foreach (var g in scores.Groups.Values.Skip(1)) Assert.InRange(double.Parse(g.Value), -1, 1);
+        // And the scene judge's shares, base → adapter, percentages.
+        var shape = Regex.Match(o.ToString(), @"judge: .*Shape (\d+)% → (\d+)%");
+        Assert.True(shape.Success, o.ToString());
+        foreach (var g in shape.Groups.Values.Skip(1)) Assert.InRange(int.Parse(g.Value), 0, 100);
 
         // The same prompts and seeds before and after: as many images each, 64 px, with the prompt in their metadata.
         var before = Directory.GetFiles(Path.Combine(outDir, "generated-base"), "*.png", SearchOption.AllDirectories).Where(f => !f.EndsWith("grid.png")).Order().ToList();

@@ -10,6 +10,7 @@ using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.Metrics;
+using DiffusionPeft.ToyModel;
 using DiffusionPeft.ToyWorld.Files;
 using DiffusionPeft.ToyWorld.Judge;
 using DiffusionPeft.ToyWorld.Subjects;
@@ -73,25 +74,15 @@ public static class DemoRunner
             [TrainConfigYaml.EnumName(job.Method)] = Path.Combine(root, "generated"),
         };
         using var model = EmbeddedDefaultModel.Create();
-        var plans = new Dictionary<string, GenerationPlan>();
-        foreach (var (label, dir) in generated)
-        {
-            var specs = label == "base" ? new List<AdapterSpec>() : [new AdapterSpec(adapter, 1.0)];
-            var plan = new GenerationPlan(prompts.Select(p => new GenerationOptions
-            {
-                Prompt = p, Count = job.ImagesPerPrompt, Seed = job.Seed, Steps = job.SamplingSteps, Width = 64, Height = 64, BatchSize = job.ImagesPerPrompt, Adapters = specs,
-            }).ToList(), Path.Combine(dir, subject.Name));
-            plans[label] = plan;
-            var genProgress = new GenerateRunner.CliGenerationProgress(new ProgressLine(error, $"{label} images", job.Quiet));
-            new BatchGenerator(model) { ApplyAdapters = s => ActiveAdapters.Apply(model, s, genProgress.Warning) }.Run(plan, Shard.All, genProgress, ctrlC.Token);
-        }
+        var sampling = new ProtocolSampling(job.ImagesPerPrompt, job.Seed, job.SamplingSteps);
+        var plans = generated.ToDictionary(kv => kv.Key, kv => ToyProtocolImages.Generate(model, subject,
+            kv.Key == "base" ? [] : [new AdapterSpec(adapter, 1.0)], sampling, kv.Value,
+            new GenerateRunner.CliGenerationProgress(new ProgressLine(error, $"{kv.Key} images", job.Quiet)), ctrlC.Token));
 
-        var reports = generated.ToDictionary(kv => kv.Key, kv => FidelityEvaluation.Run(protocol, kv.Value, heldOut, models, new FidelityOptions
-        {
-            Label = kv.Key, Identifier = subject.Identifier, CacheDir = Path.Combine(root, ".embcache"), Progress = null,
-        }));
+        var scored = generated.ToDictionary(kv => kv.Key, kv => ToyProtocolImages.Score(kv.Value, subject, protocol, heldOut, models, kv.Key, Path.Combine(root, ".embcache")));
+        var reports = scored.ToDictionary(kv => kv.Key, kv => kv.Value.Report);
         foreach (var (label, report) in reports) ReportWriter.WriteAll(report, Path.Combine(root, "eval", label));
-        var judged = generated.ToDictionary(kv => kv.Key, kv => JudgeAccuracy.OfGeneratedImages(kv.Value, FidelityEvaluation.PromptOf));
+        var judged = scored.ToDictionary(kv => kv.Key, kv => kv.Value.Judged);
 
         var before = reports["base"].Scores.Overall;
         var after = reports[TrainConfigYaml.EnumName(job.Method)].Scores.Overall;
@@ -130,6 +121,8 @@ public static class DemoRunner
             ],
         }, reportPath);
         output.WriteLine($"DINO {before.Dino.Mean:F3} → {after.Dino.Mean:F3}, CLIP-I {before.ClipI.Mean:F3} → {after.ClipI.Mean:F3}, CLIP-T {before.ClipT.Mean:F3} → {after.ClipT.Mean:F3} (base → {TrainConfigYaml.EnumName(job.Method)})");
+        output.WriteLine("judge: " + string.Join(", ", rows.Where(r => r.Name.StartsWith("judge: ", StringComparison.Ordinal))
+            .Select(r => $"{r.Name["judge: ".Length..]} {100 * r.Before:F0}% → {100 * r.After:F0}%")));
         output.WriteLine($"report: {reportPath}");
         return 0;
     }

@@ -9,6 +9,7 @@ using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.Metrics;
+using DiffusionPeft.ToyModel;
 using DiffusionPeft.ToyWorld.Judge;
 using DiffusionPeft.ToyWorld.Subjects;
 
@@ -80,19 +81,9 @@ public static class TableCell
         }
 
         var generated = Path.Combine(cellDir, "generated");
-        var prompts = ToyDreamBoothPrompts.Templates.Select(t => new GenerationOptions
-        {
-            Prompt = ToyDreamBoothPrompts.Fill(t, subject), Count = config.ImagesPerPrompt, Seed = seed * 1000, Steps = config.SamplingSteps,
-            GuidanceScale = config.GuidanceScale, Width = 64, Height = 64, BatchSize = Math.Max(1, config.ImagesPerPrompt), Adapters = specs,
-        }).ToList();
-        var plan = new GenerationPlan(prompts, Path.Combine(generated, subject.Name));
-        new BatchGenerator(baseModel) { ApplyAdapters = s => ActiveAdapters.Apply(baseModel, s) }.Run(plan, Shard.All, QuietGeneration.Instance, cancel);
-
-        var report = FidelityEvaluation.Run(data.Protocol, generated, data.HeldOut, evaluators, new FidelityOptions
-        {
-            Label = arm.Name, Identifier = subject.Identifier, Subjects = [subject.Name], CacheDir = data.EmbeddingCache,
-        });
-        var judged = JudgeAccuracy.OfGeneratedImages(generated, FidelityEvaluation.PromptOf);
+        ToyProtocolImages.Generate(baseModel, subject, specs, new ProtocolSampling(config.ImagesPerPrompt, seed * 1000, config.SamplingSteps, config.GuidanceScale),
+            generated, QuietGeneration.Instance, cancel);
+        var (report, judged) = ToyProtocolImages.Score(generated, subject, data.Protocol, data.HeldOut, evaluators, arm.Name, data.EmbeddingCache);
         var result = new CellResult
         {
             Arm = arm.Name, Lr = arm.IsBase ? 0 : lr, Subject = subject.Name, Seed = seed, AdapterParameters = parameters, FinalLoss = loss,
