@@ -40,7 +40,8 @@ public static class ToyModelEvaluation
                              Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null)
     {
         sampling ??= new EvaluationSampling();
-        var (steps, guidance, guidanceRescale, guidanceInterval, seed, batch) = sampling;
+        var (steps, guidance, guidanceRescale, seed, batch) = (sampling.Steps, sampling.Guidance, sampling.GuidanceRescale, sampling.Seed, sampling.Batch);
+        var guidanceInterval = sampling.Interval;   // the property (never null), not the constructor's argument that Deconstruct would give
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         var prompts = world.HeldOutPrompts(scenes);
@@ -63,8 +64,12 @@ public static class ToyModelEvaluation
                 GuidanceRescale = guidanceRescale, Interval = guidanceInterval,
             });
             var images = ImageTensors.ToRgb(generated.Images);
-            var rendered = chunk.Select(p => world.Render(p.SceneIndex)).ToList();
-            var decoded = VaeRoundTrip(model, rendered);
+            // A scene's full and partial captions sit side by side: render and round-trip each scene once.
+            var scenesHere = chunk.Select(p => p.SceneIndex).Distinct().ToList();
+            var renderedScenes = scenesHere.Select(world.Render).ToList();
+            var decodedScenes = VaeRoundTrip(model, renderedScenes);
+            var rendered = chunk.Select(p => renderedScenes[scenesHere.IndexOf(p.SceneIndex)]).ToList();
+            var decoded = chunk.Select(p => decodedScenes[scenesHere.IndexOf(p.SceneIndex)]).ToList();
             for (int k = 0; k < chunk.Count; k++)
             {
                 if (chunk[k].IsFull && samples.Count < 2 * SampleCount)
