@@ -62,16 +62,17 @@ public sealed class DiffusionClassifierTests
         var choice = Assert.Single(DiffusionClassifier.Run(model, 0, scenes: 48, attributes: [JudgeAttribute.Colour]));
         Assert.Equal((48, 10), (choice.Count, choice.Candidates));
         Assert.Equal(0.1, choice.Chance, 12);
-        // The shipped model draws the main object's colour right in 68% of held-out images; its denoising should prefer the
-        // own colour word well above chance (measured: 31% of the first 96 scenes).
-        Assert.True(choice.Accuracy >= 0.2, $"the shipped model's denoising picks the own colour word in {choice.Accuracy:P0} of 48 scenes (chance 10%)");
-        // Each timestep alone picks too. The shipped model was trained with min-SNR γ 5, whose v-prediction weight is about
-        // the SNR at high noise (3e-4 at t = 900), so its denoiser reads the colour word at t = 500 and barely at t = 900
-        // (measured on these 48 scenes: 27, 27, 35, 19, 15% at t = 100 … 900).
+        // The shipped model draws the main object's colour right in 69% of held-out images; its denoising should prefer the
+        // own colour word well above chance (measured: 75% of the first 96 scenes).
+        Assert.True(choice.Accuracy >= 0.3, $"the shipped model's denoising picks the own colour word in {choice.Accuracy:P0} of 48 scenes (chance 10%)");
+        // Each timestep alone picks too. The shipped model was trained with the plain v-prediction loss, which weighs high
+        // noise as much as low (min-SNR γ 5, the model before, gave t = 900 a weight of 3e-4 and barely read the word there),
+        // so its denoiser reads the colour word most where only the caption can decide the picture and least at t = 100,
+        // where the noisy latents still show it (measured on the first 96 scenes: 38, 65, 68, 66, 66% at t = 100 … 900).
         Assert.Equal(DiffusionClassifier.Timesteps.Count, choice.CorrectByTimestep.Count);
         Assert.All(choice.CorrectByTimestep, c => Assert.InRange(c, 0, 48));
-        int t500 = DiffusionClassifier.Timesteps.ToList().IndexOf(500), t900 = DiffusionClassifier.Timesteps.ToList().IndexOf(900);
-        Assert.True(choice.AccuracyAt(t500) >= 0.25 && choice.AccuracyAt(t900) < choice.AccuracyAt(t500),
-            $"colour picked at t = 500: {choice.AccuracyAt(t500):P0}, at t = 900: {choice.AccuracyAt(t900):P0}");
+        int t100 = DiffusionClassifier.Timesteps.ToList().IndexOf(100), t900 = DiffusionClassifier.Timesteps.ToList().IndexOf(900);
+        Assert.True(choice.AccuracyAt(t900) >= 0.4 && choice.AccuracyAt(t100) < choice.AccuracyAt(t900),
+            "colour picked at t = " + string.Join(", ", DiffusionClassifier.Timesteps.Select((t, i) => $"{t}: {choice.AccuracyAt(i):P0}")));
     }
 }

@@ -152,13 +152,13 @@ public sealed class ToyModelRecipeTests : IDisposable
         var model = Unet(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
         Assert.NotEqual(first, model);
         Assert.Equal(Unet(Path.Combine(_dir, "unet", ToyModelRecipe.ModelFolder)), model);   // the run's final weights, not the old model
-        Assert.Contains("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+        Assert.Contains("snr-gamma: null", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));   // the plain v loss by default
     }
 
     [Fact]
     public void PlainScenesJoinTheUnetDataAndAnotherCountRewritesItAndSetsTheUnetAside()
     {
-        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetPlainScenes = 0 };
         var data = Path.Combine(_dir, "data", "train");
         new ToyModelRecipe(_dir, quick).Run();
         Assert.Empty(Directory.GetFiles(data, "plain-*"));
@@ -178,11 +178,11 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
-    public void TheUnetCanTrainWithoutMinSnrWeighting()
+    public void TheUnetCanTrainWithMinSnrWeighting()
     {
-        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = null }).Run();
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = 5 }).Run();
         Assert.Equal(2, reports[2].Steps);
-        Assert.DoesNotContain("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+        Assert.Contains("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
     }
 
     [Fact]

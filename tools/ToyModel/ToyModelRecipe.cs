@@ -35,12 +35,12 @@ public sealed record ToyModelOptions
     /// SGDR): the stage runs a cosine cycle to the first length, then trains on from that checkpoint to the next with
     /// the cycle stretched (the learning rate rises again), as a finished stage asked for more steps does.
     /// </summary>
-    public IReadOnlyList<int> VaeSteps { get; init; } = [2000];
+    public IReadOnlyList<int> VaeSteps { get; init; } = [3500];
     public int VaeBatch { get; init; } = 16;
     public double VaeLr { get; init; } = 1e-3;
     public int TextWidth { get; init; } = 128;
     public int TextLayers { get; init; } = 4;
-    public IReadOnlyList<int> ClipSteps { get; init; } = [800];
+    public IReadOnlyList<int> ClipSteps { get; init; } = [4000];
     public int ClipBatch { get; init; } = 64;
     public double ClipLr { get; init; } = 1e-3;
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
@@ -53,13 +53,13 @@ public sealed record ToyModelOptions
     /// the <see cref="UnetImages"/> for the UNet stage. The whole world alone teaches colour and place but hardly shape;
     /// these scenes teach it (toy-shape-isolation), mixed in throughout so it is not forgotten as a curriculum forgets it.
     /// </summary>
-    public int UnetPlainScenes { get; init; }
-    public IReadOnlyList<int> UnetSteps { get; init; } = [6000];
+    public int UnetPlainScenes { get; init; } = 15_000;
+    public IReadOnlyList<int> UnetSteps { get; init; } = [8000];
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
     /// <summary>Min-SNR loss weighting's γ for the UNet (Hang et al. 2023); null trains with the plain v-prediction loss.</summary>
-    public double? UnetSnrGamma { get; init; } = 5;
+    public double? UnetSnrGamma { get; init; }
     /// <summary>How the UNet stage draws timesteps (uniform: DDPM's; logit-normal with mean 0, std 1: SD3's).</summary>
     public TimestepSampling UnetTimestepSampling { get; init; } = TimestepSampling.Uniform;
     public int CheckpointEvery { get; init; } = 100;
@@ -75,7 +75,7 @@ public sealed record ToyModelOptions
     public static ToyModelOptions Miniature => new()
     {
         VaeWidth = 32, VaeSteps = [30], VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = [30], ClipBatch = 32, PretrainScenes = 256,
-        UnetWidth = 16, UnetImages = 64, UnetSteps = [30], UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
+        UnetWidth = 16, UnetImages = 64, UnetPlainScenes = 16, UnetSteps = [30], UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
     };
 }
 

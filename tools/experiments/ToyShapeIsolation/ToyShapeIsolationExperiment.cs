@@ -73,8 +73,8 @@ public static class ToyShapeIsolationExperiment
             AtomicFile.WriteAllText(Path.Combine(data, "done.json"), "{}");
         }
         var run = Path.Combine(outDir, "unet");
-        // The recipe's UNet stage exactly, but for the data and its validation images; the plain v loss of the runs it is compared with.
-        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, UnetSnrGamma = null, ValidateEvery = 0 }, baseModel, data, run, steps);
+        // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
+        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0 }, baseModel, data, run, steps);
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
