@@ -23,13 +23,13 @@ using DiffusionPeft.ToyWorld.Scenes;
 namespace DiffusionPeft.Experiments.ToyShapeIsolation;
 
 /// <summary>
-/// Can the toy UNet learn to draw the shape a word names when little else varies? Every toy model so far draws the
-/// caption's colour and place but its shape no more often than chance, large objects included. This trains the toy
-/// recipe's UNet stage (same base, optimizer, loss, schedule, batch) on a narrowed world: one large object on a plain
-/// background, every caption full ("a large red star on the left, plain blue background"; <see cref="World.PlainScene"/>),
-/// then judges the shape of its samples for held-out scenes of that kind at guidance 1 and 7.5, beside a model trained on the whole world (--compare)
-/// on the same prompts and seeds. Shape learned here and not there: the whole world's variety (or its compute) is what
-/// keeps it; at chance here too: the conditioning path itself.
+/// Can the toy UNet learn to draw the shape a word names when little else varies? A UNet trained on the whole world
+/// alone draws the caption's colour and place but its shape hardly more often than chance, large objects included. This
+/// trains the toy recipe's UNet stage (same base, optimizer, loss, schedule, batch) on a narrowed world: one large object
+/// on a plain background, every caption full ("a large red star on the left, plain blue background";
+/// <see cref="World.PlainScene"/>), then judges the shape of its samples for held-out scenes of that kind at guidance 1
+/// and 7.5, beside another model (--compare) on the same prompts and seeds. Shape learned here and not by a whole-world
+/// model: the whole world's variety (or its compute) is what keeps it; at chance here too: the conditioning path itself.
 /// </summary>
 public static class ToyShapeIsolationExperiment
 {
