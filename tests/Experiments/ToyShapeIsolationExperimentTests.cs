@@ -23,7 +23,7 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
 
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
         Assert.Equal(2, (int)report["steps"]!);
-        foreach (var key in new[] { "isolated cfg 1", "isolated cfg 7.5", "whole world cfg 1", "whole world cfg 7.5" })
+        foreach (var key in new[] { "isolated cfg 1", "isolated cfg 7.5", "compared cfg 1", "compared cfg 7.5" })
         {
             Assert.Equal(16, (int)report[key]!["n"]!);                                         // 8 prompts × 2 seeds
             double shape = (double)report[key]!["shape"]!;

@@ -81,16 +81,17 @@ public static class ToyShapeIsolationExperiment
         var evalPrompts = Prompts(prompts, worldSeed);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["base"] = baseModel,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         md.AppendLine($"# Toy shape isolation: one large object on a plain background, full captions\n");
-        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}.\n");
+        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
+                      (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
         md.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
         var models = new List<(string Name, string Folder)> { ("isolated", Path.Combine(run, FullFineTuneTarget.ModelFolder)) };
-        if (compare is not null) models.Add(("whole world", compare));
+        if (compare is not null) models.Add(("compared", compare));
         foreach (var (name, folder) in models)
         {
             using var model = StableDiffusionLoader.Load(folder);
