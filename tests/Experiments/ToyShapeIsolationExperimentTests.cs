@@ -36,4 +36,16 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         foreach (var shape in new[] { "circle", "square", "triangle", "star", "ring", "cross", "heart", "diamond" })
             Assert.Single(prompts, p => p.Contains($" {shape} "));
     }
+
+    [Fact]
+    public void ItsPromptsAreDistinctHeldOutPlainScenesCyclingThroughTheShapes()
+    {
+        var prompts = ToyShapeIsolationExperiment.Prompts(48, worldSeed: 0);
+        Assert.Equal(48, prompts.Distinct().Count());   // held-out combinations are few: repeats would be drawn without the check
+        var world = new DiffusionPeft.ToyWorld.World(0);
+        var heldOut = Enumerable.Range(0, 5000).Select(i => world.PlainScene(DiffusionPeft.ToyWorld.World.HeldOutStart + i).FullCaption().ToText()).ToHashSet();
+        Assert.All(prompts, p => Assert.Contains(p, heldOut));
+        var shapes = new[] { "circle", "square", "triangle", "star", "ring", "cross", "heart", "diamond" };
+        for (int i = 0; i < prompts.Count; i++) Assert.Contains($" {shapes[i % 8]} ", prompts[i]);
+    }
 }

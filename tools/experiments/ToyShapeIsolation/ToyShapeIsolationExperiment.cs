@@ -120,8 +120,8 @@ public static class ToyShapeIsolationExperiment
         return 0;
     }
 
-    /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> captions cycling through the eight shapes.</summary>
-    private static List<string> Prompts(int count, long worldSeed)
+    /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> distinct captions cycling through the eight shapes.</summary>
+    public static List<string> Prompts(int count, long worldSeed)
     {
         var world = new World(worldSeed);
         var shapes = Enum.GetValues<ToyShape>();
@@ -130,8 +130,10 @@ public static class ToyShapeIsolationExperiment
         {
             var scene = world.PlainScene(World.HeldOutStart + i);
             var wanted = shapes[list.Count % shapes.Length];
-            if (scene.Main.Shape != wanted) continue;
-            list.Add(scene.FullCaption().ToText());
+            var caption = scene.FullCaption().ToText();
+            // Held-out combinations of one kind are few (about 45 a shape): a repeated caption would be a repeated image.
+            if (scene.Main.Shape != wanted || list.Contains(caption)) continue;
+            list.Add(caption);
         }
         return list;
     }
