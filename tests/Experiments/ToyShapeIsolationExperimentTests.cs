@@ -48,4 +48,15 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         var shapes = new[] { "circle", "square", "triangle", "star", "ring", "cross", "heart", "diamond" };
         for (int i = 0; i < prompts.Count; i++) Assert.Contains($" {shapes[i % 8]} ", prompts[i]);
     }
+
+    [Fact]
+    public void OtherSizesNarrowTheWorldToThoseSizes()
+    {
+        var sizes = new[] { DiffusionPeft.ToyWorld.Grammar.ToySize.Small };
+        var prompts = ToyShapeIsolationExperiment.Prompts(16, worldSeed: 0, sizes);
+        Assert.All(prompts, p => Assert.StartsWith("a small ", p));
+        Assert.Equal(16, prompts.Distinct().Count());
+        var error = Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--sizes", "large,tiny"], _dir));
+        Assert.Contains("--sizes takes small, medium and large", error.Message);
+    }
 }

@@ -124,6 +124,9 @@ public sealed class ToyWorldSceneTests
             var heldOut = World0.PlainScene(World.HeldOutStart + i);
             Assert.Equal(SceneSplit.HeldOut, SceneSampler.SplitOf(0, heldOut.Main, heldOut.Background));
         }
+        var mixed = Enumerable.Range(0, 300).Select(i => World0.PlainScene(i, [ToySize.Small, ToySize.Medium])).ToList();
+        Assert.Equal([ToySize.Small, ToySize.Medium], mixed.Select(s => s.Main.Size).Distinct().Order());   // other sizes when asked
+        Assert.All(mixed, s => Assert.Equal(BackgroundTexture.Plain, s.Background.Texture));
         Assert.Equal(World0.PlainScene(5), new World(0).PlainScene(5));
         Assert.NotEqual(World0.PlainScene(5), new World(1).PlainScene(5));
     }

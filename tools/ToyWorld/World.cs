@@ -1,5 +1,6 @@
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.ToyWorld.Captions;
+using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Rendering;
 using DiffusionPeft.ToyWorld.Scenes;
 using DiffusionPeft.ToyWorld.Subjects;
@@ -34,8 +35,11 @@ public sealed class World
     /// <summary>Held-out scene <paramref name="i"/> (= <see cref="Scene"/>(HeldOutStart + i)).</summary>
     public ToyScene HeldOutScene(long i) => Scene(HeldOutStart + CheckSplitOffset(i, MaxIndex - HeldOutStart + 1));
 
-    /// <summary>Plain scene <paramref name="index"/> (<see cref="SceneSampler.SamplePlain"/>): one large object on a plain background, split as <see cref="Scene"/>'s index.</summary>
-    public ToyScene PlainScene(long index) => SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index));
+    /// <summary>
+    /// Plain scene <paramref name="index"/> (<see cref="SceneSampler.SamplePlain"/>): one object alone on a plain background,
+    /// large unless other <paramref name="sizes"/> are given, split as <see cref="Scene"/>'s index.
+    /// </summary>
+    public ToyScene PlainScene(long index, IReadOnlyList<ToySize>? sizes = null) => SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index), sizes);
 
     public RgbImage Render(long index) => SceneRenderer.Render(Scene(index));
 

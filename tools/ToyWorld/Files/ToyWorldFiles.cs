@@ -1,6 +1,7 @@
 using System.Text;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Core.IO;
+using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Rendering;
 using DiffusionPeft.ToyWorld.Scenes;
 using DiffusionPeft.ToyWorld.Subjects;
@@ -44,18 +45,18 @@ public static class ToyWorldFiles
     }
 
     /// <summary>
-    /// Plain training scenes 0 .. count − 1 (<see cref="World.PlainScene"/>: one large object on a plain background) as
-    /// <c>dir/plain-NNNNNNNNNN.png</c> with full captions and caption files, beside a <see cref="WriteDataset"/> folder's
-    /// scenes without clashing with them. Returns the PNG paths.
+    /// Plain training scenes 0 .. count − 1 (<see cref="World.PlainScene"/>: one object, large unless other
+    /// <paramref name="sizes"/> are given, on a plain background) as <c>dir/plain-NNNNNNNNNN.png</c> with full captions and
+    /// caption files, beside a <see cref="WriteDataset"/> folder's scenes without clashing with them. Returns the PNG paths.
     /// </summary>
-    public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count)
+    public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count, IReadOnlyList<ToySize>? sizes = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, World.HeldOutStart);
         var world = new World(worldSeed);
         Directory.CreateDirectory(dir);
         var paths = new string[count];
-        Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k), null,
+        Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k, sizes), null,
             $"seed={worldSeed} plain={k}", captionFiles: true));
         return paths;
     }

@@ -38,15 +38,17 @@ public static class SceneSampler
     /// <summary>
     /// A plain scene of the split: one large object (shape, colour, position as <see cref="Sample"/> draws them) alone on
     /// a plain background. Little varies but what a caption names, so the shape word is learnable here when it is not in
-    /// the whole world (toy-shape-isolation); the split is kept, so held-out combinations stay unseen.
+    /// the whole world (toy-shape-isolation); the split is kept, so held-out combinations stay unseen. Other
+    /// <paramref name="sizes"/> (drawn uniformly) give the same kind of scene with smaller objects.
     /// </summary>
-    public static ToyScene SamplePlain(long worldSeed, long index, SceneSplit split)
+    public static ToyScene SamplePlain(long worldSeed, long index, SceneSplit split, IReadOnlyList<ToySize>? sizes = null)
     {
+        sizes ??= [ToySize.Large];
         var rng = ToyRandom.Keyed((ulong)worldSeed, RandomStreams.PlainScene, (ulong)index);
         for (int attempt = 0; ; attempt++)
         {
             var background = SampleBackground(ref rng, BackgroundTexture.Plain);
-            var main = SampleObject(ref rng, background.Colour, ToyPalette.ObjectColoursOn(background.Colour), sizes: [ToySize.Large]);
+            var main = SampleObject(ref rng, background.Colour, ToyPalette.ObjectColoursOn(background.Colour), sizes: sizes);
             if (SplitOf(worldSeed, main, background) == split) return new ToyScene(background, main);
             if (attempt > 10_000) throw new InvalidOperationException($"no plain {split} scene found for world seed {worldSeed}, index {index}");
         }

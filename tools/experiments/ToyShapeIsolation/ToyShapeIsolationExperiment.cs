@@ -40,6 +40,7 @@ public static class ToyShapeIsolationExperiment
         string? baseModel = null, compare = null, outDir = null;
         int images = 10_000, steps = 3000, prompts = 48, seedsPerPrompt = 2;
         long seed = 0, worldSeed = 0;
+        ToySize[] sizes = [ToySize.Large];
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -52,6 +53,10 @@ public static class ToyShapeIsolationExperiment
                 case "--steps": steps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--prompts": prompts = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--seed": seed = long.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--sizes":
+                    sizes = Next().Split(',').Select(t => Enum.TryParse<ToySize>(t, ignoreCase: true, out var z) ? z
+                        : throw new ArgumentException($"--sizes takes small, medium and large, separated by commas (got {t})")).Distinct().ToArray();
+                    break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
@@ -69,7 +74,7 @@ public static class ToyShapeIsolationExperiment
         var data = Path.Combine(outDir, "data");
         if (!File.Exists(Path.Combine(data, "done.json")))
         {
-            ToyWorldFiles.WritePlainDataset(data, worldSeed, images);
+            ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes);
             AtomicFile.WriteAllText(Path.Combine(data, "done.json"), "{}");
         }
         var run = Path.Combine(outDir, "unet");
@@ -78,14 +83,15 @@ public static class ToyShapeIsolationExperiment
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
-        var evalPrompts = Prompts(prompts, worldSeed);
+        var evalPrompts = Prompts(prompts, worldSeed, sizes);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = string.Join(",", sizes).ToLowerInvariant(), ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
-        md.AppendLine($"# Toy shape isolation: one large object on a plain background, full captions\n");
+        var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
+        md.AppendLine($"# Toy shape isolation: {objects} on a plain background, full captions\n");
         md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
@@ -121,14 +127,14 @@ public static class ToyShapeIsolationExperiment
     }
 
     /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> distinct captions cycling through the eight shapes.</summary>
-    public static List<string> Prompts(int count, long worldSeed)
+    public static List<string> Prompts(int count, long worldSeed, IReadOnlyList<ToySize>? sizes = null)
     {
         var world = new World(worldSeed);
         var shapes = Enum.GetValues<ToyShape>();
         var list = new List<string>();
         for (long i = 0; list.Count < count; i++)
         {
-            var scene = world.PlainScene(World.HeldOutStart + i);
+            var scene = world.PlainScene(World.HeldOutStart + i, sizes);
             var wanted = shapes[list.Count % shapes.Length];
             var caption = scene.FullCaption().ToText();
             // Held-out combinations of one kind are few (about 45 a shape): a repeated caption would be a repeated image.
