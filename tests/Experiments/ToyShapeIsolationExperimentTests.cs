@@ -35,6 +35,12 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         Assert.Equal(8, prompts.Length);
         foreach (var shape in new[] { "circle", "square", "triangle", "star", "ring", "cross", "heart", "diamond" })
             Assert.Single(prompts, p => p.Contains($" {shape} "));
+
+        // Its UNet trained on these scenes: a rerun into the same folder asking for others is refused, nothing rewritten.
+        var before = File.ReadAllText(Path.Combine(_dir, "data", "done.json"));
+        Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "40", "--sizes", "small"], _dir));
+        Assert.Equal(before, File.ReadAllText(Path.Combine(_dir, "data", "done.json")));
+        Assert.Equal(40, Directory.GetFiles(Path.Combine(_dir, "data"), "*.png").Length);
     }
 
     [Fact]

@@ -72,10 +72,18 @@ public static class ToyShapeIsolationExperiment
         Console.WriteLine($"commit {commit}; writing {outDir}");
 
         var data = Path.Combine(outDir, "data");
-        if (!File.Exists(Path.Combine(data, "done.json")))
+        var done = Path.Combine(data, "done.json");
+        // What the data folder holds: a rerun into the same --out resumes only on the same scenes (its UNet run trained on them).
+        var written = new JsonObject { ["images"] = images, ["world_seed"] = worldSeed, ["sizes"] = string.Join(",", sizes).ToLowerInvariant() };
+        if (!File.Exists(done))
         {
             ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes);
-            AtomicFile.WriteAllText(Path.Combine(data, "done.json"), "{}");
+            AtomicFile.WriteAllText(done, written.ToJsonString());
+        }
+        else if (File.ReadAllText(done) is var before && before != written.ToJsonString())
+        {
+            Console.Error.WriteLine($"{data} holds other scenes ({before}) than asked ({written.ToJsonString()}): give another --out");
+            return 2;
         }
         var run = Path.Combine(outDir, "unet");
         // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
@@ -86,7 +94,7 @@ public static class ToyShapeIsolationExperiment
         var evalPrompts = Prompts(prompts, worldSeed, sizes);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = string.Join(",", sizes).ToLowerInvariant(), ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = (string)written["sizes"]!, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
@@ -104,7 +112,7 @@ public static class ToyShapeIsolationExperiment
             foreach (double g in Guidances)
             {
                 var (acc, sheet) = Judge(model, evalPrompts, seedsPerPrompt, g);
-                ContactSheet.Write(Path.Combine(outDir, $"samples-{name.Replace(' ', '-')}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
+                ContactSheet.Write(Path.Combine(outDir, $"samples-{name}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
                 double A(JudgeAttribute a) => acc.Accuracy(a) ?? double.NaN;
                 int n = acc.Count(JudgeAttribute.Shape);
                 var shape = ConfidenceIntervals.Wilson(acc.Correct(JudgeAttribute.Shape), n);
