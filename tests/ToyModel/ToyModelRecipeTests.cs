@@ -49,6 +49,11 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(6, eval.VaeRoundTrip.Count(DiffusionPeft.ToyWorld.Judge.JudgeAttribute.Shape));
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.json")))!;
         Assert.NotNull(json["vae_round_trip"]?["Shape"]?["accuracy"]);
+        // Each image's row has its own and its scene's round trip's results, which sum to the totals.
+        var rows = json["images"]!.AsArray();
+        Assert.Equal(6, rows.Count);
+        Assert.Equal(eval.VaeRoundTrip.Correct(JudgeAttribute.Shape), rows.Count(r => (bool?)r!["vae_round_trip_results"]!["Shape"] == true));
+        Assert.Equal(eval.All.Correct(JudgeAttribute.Shape), rows.Count(r => (bool?)r!["results"]!["Shape"] == true));
         Assert.Equal(0.125, (double)json["diffusion_classifier"]!["Shape"]!["chance"]!, 12);
         var byTimestep = json["diffusion_classifier"]!["Colour"]!["accuracy_by_timestep"]!.AsObject();
         Assert.Equal(DiffusionClassifier.Timesteps.Select(t => t.ToString()), byTimestep.Select(p => p.Key));

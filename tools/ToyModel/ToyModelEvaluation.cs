@@ -80,13 +80,14 @@ public static class ToyModelEvaluation
                 var score = SceneJudge.Score(images[k], chunk[k].Text);
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
-                roundTrip.Add(SceneJudge.Score(decoded[k], chunk[k].Text));
+                var ceiling = SceneJudge.Score(decoded[k], chunk[k].Text);
+                roundTrip.Add(ceiling);
                 var file = $"{start + k:D4}.png";
                 PngWriter.Write(Path.Combine(outDirectory, file), images[k], [("prompt", chunk[k].Text)]);
                 rows.Add(new JsonObject
                 {
                     ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = seed + start + k,
-                    ["results"] = new JsonObject(score.Results.Select(r => KeyValuePair.Create(r.Attribute.ToString(), (JsonNode?)r.Correct))),
+                    ["results"] = Json(score), ["vae_round_trip_results"] = Json(ceiling),
                 });
             }
             progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
@@ -133,6 +134,9 @@ public static class ToyModelEvaluation
     /// </summary>
     public const int SampleCount = 16;
     public const string SamplesFile = "samples.png";
+
+    private static JsonObject Json(JudgeScore score) =>
+        new(score.Results.Select(r => KeyValuePair.Create(r.Attribute.ToString(), (JsonNode?)r.Correct)));
 
     private static JsonObject Json(JudgeAccuracy a)
     {
