@@ -9,7 +9,7 @@ namespace DiffusionPeft.Benchmarks;
 
 /// <summary>
 /// One training step (forward, backward, AdamW) of each toy-model stage at its widths and batch, median of N, to size
-/// the toy recipe against its time budget: the VAE on 64×64 scenes, the CLIP pair, the UNet on 16×16×4 latents.
+/// the toy recipe against its time budget: the VAE on 64×64 scenes, the CLIP pair, the UNet on 16×16×4 latents (--latent-size 32: the shipped model's 32×32×4).
 /// </summary>
 public static class ToyModelBenchmark
 {

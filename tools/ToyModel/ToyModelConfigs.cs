@@ -6,9 +6,9 @@ using DiffusionPeft.ToyWorld.Vocabulary;
 namespace DiffusionPeft.ToyModel;
 
 /// <summary>
-/// The toy Stable Diffusion's shapes: SD's classes and layout at toy width for 64×64 images. The VAE downsamples 4×
-/// (16×16×4 latents, 12× compression), the text encoder is CLIP at width 128 with a 32-token context over the toy
-/// vocabulary, the UNet is SD 1.x's layout (cross-attention down/up blocks, conv projections) at 16×16.
+/// The toy Stable Diffusion's shapes: SD's classes and layout at toy width for 64×64 images. The VAE downsamples 2×
+/// (32×32×4 latents, the shipped model's) or 4× (16×16×4), the text encoder is CLIP at width 128 with a 32-token
+/// context over the toy vocabulary, the UNet is SD 1.x's layout (cross-attention down/up blocks, conv projections).
 /// </summary>
 public static class ToyModelConfigs
 {

@@ -28,8 +28,8 @@ public sealed record ToyModelOptions
     /// <summary>Seed of every initialisation and of each stage's training RNG.</summary>
     public long Seed { get; init; }
     public int VaeWidth { get; init; } = 64;
-    /// <summary>The latent grid, 16 (the VAE downsamples 4×) or 32 (2×); see <see cref="ToyModelConfigs.Vae"/>.</summary>
-    public int LatentSize { get; init; } = 16;
+    /// <summary>The latent grid, 32 (the VAE downsamples 2×) or 16 (4×); see <see cref="ToyModelConfigs.Vae"/>.</summary>
+    public int LatentSize { get; init; } = 32;
     /// <summary>
     /// Each stage's length in optimizer steps. More than one length are warm restarts (Loshchilov &amp; Hutter 2017,
     /// SGDR): the stage runs a cosine cycle to the first length, then trains on from that checkpoint to the next with
@@ -74,7 +74,7 @@ public sealed record ToyModelOptions
     /// <summary>A miniature of the whole chain for tests: a few dozen steps per stage on tiny widths.</summary>
     public static ToyModelOptions Miniature => new()
     {
-        VaeWidth = 32, VaeSteps = [30], VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = [30], ClipBatch = 32, PretrainScenes = 256,
+        VaeWidth = 32, LatentSize = 16, VaeSteps = [30], VaeBatch = 8, TextWidth = 64, TextLayers = 2, ClipSteps = [30], ClipBatch = 32, PretrainScenes = 256,
         UnetWidth = 16, UnetImages = 64, UnetPlainScenes = 16, UnetSteps = [30], UnetBatch = 8, CheckpointEvery = 10, ValidateEvery = 0, EvalScenes = 16,
     };
 }

@@ -36,7 +36,7 @@ public static class ToyModelCommand
         var snrGamma = new Option<string?>("--unet-snr-gamma") { Description = "The UNet's min-SNR γ, or none for the plain v loss (default: none, the shipped model's)." };
         var timesteps = new Option<string?>("--unet-timestep-sampling") { Description = "uniform (default, the shipped model's) or logit_normal (SD3's: more timesteps at mid noise)." };
         var unetWidth = new Option<int?>("--unet-width") { Description = "The UNet's first block width, a multiple of 16 (blocks [w, 2w, 2w]; default: the shipped model's, 32). A new width on a run made with another moves its base and UNet aside." };
-        var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 16 (default, the shipped model's: the VAE downsamples 4×) or 32 (2×: objects twice as many latents wide; a UNet level of convolutions on top). Fixed for a run: another needs another --out." };
+        var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 32 (default, the shipped model's: the VAE downsamples 2×; the UNet has a level of convolutions on top) or 16 (4×, the models before it). Fixed for a run: another needs another --out." };
         var plainScenes = new Option<int?>("--unet-plain-scenes") { Description = "Scenes of one large object on a plain background (full captions) mixed into the UNet's training data, to teach shape (default: the shipped model's, 15000; 0: none). Another count rewrites the data and moves a UNet trained on the old aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
