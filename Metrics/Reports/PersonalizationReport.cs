@@ -54,10 +54,12 @@ public static class PersonalizationReport
         foreach (var s in d.Scores)
         {
             double delta = s.After - s.Before;
-            bool better = s.HigherIsBetter ? delta > 0 : delta < 0;
+            // A change that shows as 0.000 is neither: colouring it red or green would say more than the number does.
+            var change = F(delta) is "0.000" or "-0.000" ? Change.Same : (s.HigherIsBetter ? delta > 0 : delta < 0) ? Change.Up : Change.Down;
             double scale = Math.Max(1e-9, new[] { Math.Abs(s.Before), Math.Abs(s.After), Math.Abs(s.Reference ?? 0) }.Max());
-            sb.Append($"<tr><td><b>{H(s.Name)}</b></td><td>{Bar(s.Before, scale, "#bab0ac")}</td><td>{Bar(s.After, scale, better ? "#59a14f" : "#e15759")}</td>" +
-                      $"<td class=\"{(better ? "up" : "down")}\">{(delta >= 0 ? "+" : "")}{F(delta)}</td><td>{(s.Reference is { } r ? F(r) : "–")}</td><td class=\"muted\">{H(s.Note)}</td></tr>");
+            var (colour, css) = change switch { Change.Up => ("#59a14f", "up"), Change.Down => ("#e15759", "down"), _ => ("#bab0ac", "same") };
+            sb.Append($"<tr><td><b>{H(s.Name)}</b></td><td>{Bar(s.Before, scale, "#bab0ac")}</td><td>{Bar(s.After, scale, colour)}</td>" +
+                      $"<td class=\"{css}\">{(change == Change.Same ? "±0.000" : (delta >= 0 ? "+" : "") + F(delta))}</td><td>{(s.Reference is { } r ? F(r) : "–")}</td><td class=\"muted\">{H(s.Note)}</td></tr>");
         }
         sb.Append("</table></section>\n");
         if (d.LossPlot is { } plot && File.Exists(plot))
@@ -70,6 +72,8 @@ public static class PersonalizationReport
         sb.Append("</main></body></html>\n");
         return sb.ToString();
     }
+
+    private enum Change { Up, Down, Same }
 
     private static string Bar(double v, double scale, string color) =>
         $"<div class=\"bar\"><i style=\"width:{Math.Clamp(Math.Abs(v) / scale * 100, 0, 100).ToString("F1", Inv)}%;background:{color}\"></i><span>{F(v)}</span></div>";
@@ -94,7 +98,7 @@ h2{font-size:17px;margin:0 0 12px}.muted{color:var(--muted)}img{image-rendering:
 .strip img{width:128px}.strip.small img{width:80px}.plot{max-width:100%;image-rendering:auto}
 table.scores{border-collapse:collapse;width:100%}table.scores td,table.scores th{padding:7px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
 .bar{position:relative;width:170px;height:20px;background:#f0f2f5;border-radius:4px;overflow:hidden}.bar i{position:absolute;left:0;top:0;bottom:0;border-radius:4px}
-.bar span{position:relative;padding-left:6px;font-variant-numeric:tabular-nums;font-weight:600}.up{color:#2e7d32;font-weight:600}.down{color:#c62828;font-weight:600}
+.bar span{position:relative;padding-left:6px;font-variant-numeric:tabular-nums;font-weight:600}.up{color:#2e7d32;font-weight:600}.down{color:#c62828;font-weight:600}.same{color:var(--muted)}
 .pairs{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}figure{margin:0;padding:8px;border:1px solid var(--line);border-radius:8px}
 figcaption{font-size:12.5px;color:var(--muted);margin-bottom:6px}.pair{display:flex;align-items:center;gap:6px}.pair img{width:64px}.arrow{color:var(--muted);font-size:18px}
 .notes p{margin:4px 0;color:var(--muted)}
