@@ -74,7 +74,8 @@ public static class ToyShapeIsolationExperiment
         var data = Path.Combine(outDir, "data");
         var done = Path.Combine(data, "done.json");
         // What the data folder holds: a rerun into the same --out resumes only on the same scenes (its UNet run trained on them).
-        var written = new JsonObject { ["images"] = images, ["world_seed"] = worldSeed, ["sizes"] = string.Join(",", sizes).ToLowerInvariant() };
+        var sizeList = string.Join(",", sizes).ToLowerInvariant();
+        var written = new JsonObject { ["images"] = images, ["world_seed"] = worldSeed, ["sizes"] = sizeList };
         if (!File.Exists(done))
         {
             ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes);
@@ -94,7 +95,7 @@ public static class ToyShapeIsolationExperiment
         var evalPrompts = Prompts(prompts, worldSeed, sizes);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = (string)written["sizes"]!, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
