@@ -15,6 +15,7 @@ using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Files;
+using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Vocabulary;
 using static TorchSharp.torch;
 
@@ -54,6 +55,8 @@ public sealed record ToyModelOptions
     /// these scenes teach it (toy-shape-isolation), mixed in throughout so it is not forgotten as a curriculum forgets it.
     /// </summary>
     public int UnetPlainScenes { get; init; } = 15_000;
+    /// <summary>The sizes the plain scenes' objects are drawn from, uniformly (large: the shipped model's).</summary>
+    public IReadOnlyList<ToySize> UnetPlainSizes { get; init; } = [ToySize.Large];
     public IReadOnlyList<int> UnetSteps { get; init; } = [8000];
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
@@ -172,19 +175,23 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     private void WriteUnetData()
     {
         var done = Path.Combine(DataFolder, DoneFile);
-        var wanted = new JsonObject { ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes };
+        var sizes = PlainSizes(options);
+        var wanted = DataMeasurements(options);
         if (File.Exists(done))
         {
             var written = JsonNode.Parse(File.ReadAllText(done))!.AsObject();
-            // Runs made before the counts were recorded wrote "{}": the default images and no plain scenes.
+            // Runs made before the counts were recorded wrote "{}": the default images and no plain scenes; before the
+            // sizes were, the plain scenes were large.
             int images = (int?)written["images"] ?? options.UnetImages, plain = (int?)written["plain_scenes"] ?? 0;
-            if (images == options.UnetImages && plain == options.UnetPlainScenes) return;
-            SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes → {options.UnetImages:N0} + {options.UnetPlainScenes:N0})");
+            var plainSizes = (string?)written["plain_sizes"] ?? ToyGrammar.Word(ToySize.Large);
+            if (images == options.UnetImages && plain == options.UnetPlainScenes && (plain == 0 || plainSizes == ToyGrammar.SizeList(sizes))) return;
+            SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes ({plainSizes}) → {options.UnetImages:N0} + " +
+                $"{options.UnetPlainScenes:N0} ({ToyGrammar.SizeList(sizes)}))");
             Directory.Delete(DataFolder, recursive: true);
         }
-        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes to {DataFolder}");
+        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes ({ToyGrammar.SizeList(sizes)}) to {DataFolder}");
         ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
-        ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes);
+        ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes, sizes);
         AtomicFile.WriteAllText(done, wanted.ToJsonString());
     }
 
@@ -347,8 +354,16 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     {
         var result = DreamBoothRun.Run(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
         if (result.Interrupted) return null;
-        return Report("unet", UnetRun, result, new JsonObject { ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes });
+        return Report("unet", UnetRun, result, DataMeasurements(options));
     }
+
+    /// <summary>The plain scenes' sizes in the grammar's order, so that the data is a function of the set named.</summary>
+    private static ToySize[] PlainSizes(ToyModelOptions options) => [.. options.UnetPlainSizes.Distinct().Order()];
+
+    private static JsonObject DataMeasurements(ToyModelOptions options) => new()
+    {
+        ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes, ["plain_sizes"] = ToyGrammar.SizeList(PlainSizes(options)),
+    };
 
     /// <summary>The stage's losses (mean of its first and last 5% of steps) and training time, from its log.jsonl (resumes included).</summary>
     private static StageReport Report(string stage, string folder, TrainResult result, JsonObject measurements)

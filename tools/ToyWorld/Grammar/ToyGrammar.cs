@@ -14,6 +14,23 @@ public static class ToyGrammar
     public static string Word(ToyShape s) => s.ToString().ToLowerInvariant();
     public static string Word(ToySize s) => s.ToString().ToLowerInvariant();
 
+    /// <summary>"small,large": size words separated by commas, each once, in the order given; null if any is not a size word.</summary>
+    public static ToySize[]? ParseSizes(string text)
+    {
+        var words = text.Split(',', StringSplitOptions.TrimEntries);
+        var sizes = new List<ToySize>();
+        foreach (var w in words)
+        {
+            var size = Enum.GetValues<ToySize>().Where(z => Word(z) == w.ToLowerInvariant()).Cast<ToySize?>().FirstOrDefault();
+            if (size is null) return null;
+            if (!sizes.Contains(size.Value)) sizes.Add(size.Value);
+        }
+        return [.. sizes];
+    }
+
+    /// <summary>The inverse of <see cref="ParseSizes"/>: "small,medium,large".</summary>
+    public static string SizeList(IEnumerable<ToySize> sizes) => string.Join(",", sizes.Select(Word));
+
     public static string Word(BackgroundTexture t) => t switch
     {
         BackgroundTexture.Plain => PlainWord,

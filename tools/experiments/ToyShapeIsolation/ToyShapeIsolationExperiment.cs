@@ -54,8 +54,8 @@ public static class ToyShapeIsolationExperiment
                 case "--prompts": prompts = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--seed": seed = long.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--sizes":
-                    sizes = Next().Split(',').Select(t => Enum.TryParse<ToySize>(t, ignoreCase: true, out var z) ? z
-                        : throw new ArgumentException($"--sizes takes small, medium and large, separated by commas (got {t})")).Distinct().ToArray();
+                    var sizeText = Next();
+                    sizes = ToyGrammar.ParseSizes(sizeText) ?? throw new ArgumentException($"--sizes takes small, medium and large, separated by commas (got {sizeText})");
                     break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
@@ -74,7 +74,7 @@ public static class ToyShapeIsolationExperiment
         var data = Path.Combine(outDir, "data");
         var done = Path.Combine(data, "done.json");
         // What the data folder holds: a rerun into the same --out resumes only on the same scenes (its UNet run trained on them).
-        var sizeList = string.Join(",", sizes).ToLowerInvariant();
+        var sizeList = ToyGrammar.SizeList(sizes);
         var written = new JsonObject { ["images"] = images, ["world_seed"] = worldSeed, ["sizes"] = sizeList };
         if (!File.Exists(done))
         {
