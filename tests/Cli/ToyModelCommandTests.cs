@@ -19,6 +19,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]
     [InlineData("--latent-size", "8", "--latent-size takes 16 or 32 (got 8)")]
+    [InlineData("--unet-plain-sizes", "huge", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got huge)")]
+    [InlineData("--unet-plain-sizes", "small,,large", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got small,,large)")]
     [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
     {

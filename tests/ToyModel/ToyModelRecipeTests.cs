@@ -2,6 +2,7 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.Tests.DreamBooth;
 using DiffusionPeft.ToyModel;
+using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Judge;
 
 namespace DiffusionPeft.Tests.ToyModel;
@@ -54,6 +55,14 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(6, rows.Count);
         Assert.Equal(eval.VaeRoundTrip.Correct(JudgeAttribute.Shape), rows.Count(r => (bool?)r!["vae_round_trip_results"]!["Shape"] == true));
         Assert.Equal(eval.All.Correct(JudgeAttribute.Shape), rows.Count(r => (bool?)r!["results"]!["Shape"] == true));
+        // ... and what the judge read in the main object's place, whose shapes make the confusion table.
+        var shapes = Enum.GetValues<ToyShape>();
+        Assert.Equal(6, shapes.Sum(eval.Shapes.Asked));
+        Assert.Equal(eval.All.Correct(JudgeAttribute.Shape), shapes.Sum(a => eval.Shapes.Count(a, a)));
+        foreach (var r in shapes.Select(s => (ToyShape?)s).Append(null))
+            Assert.Equal(eval.Shapes.Read(r), rows.Count(row => (string?)row!["main_read"]?["shape"] == (r is { } v ? ToyGrammar.Word(v) : null)));
+        Assert.Equal(eval.Shapes.Read(ToyShape.Circle), shapes.Sum(a => (int)json["shape_confusion"]![ToyGrammar.Word(a)]!["circle"]!));
+        Assert.Contains("what the judge read", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Equal(0.125, (double)json["diffusion_classifier"]!["Shape"]!["chance"]!, 12);
         var byTimestep = json["diffusion_classifier"]!["Colour"]!["accuracy_by_timestep"]!.AsObject();
         Assert.Equal(DiffusionClassifier.Timesteps.Select(t => t.ToString()), byTimestep.Select(p => p.Key));
@@ -175,11 +184,37 @@ public sealed class ToyModelRecipeTests : IDisposable
         var reports = new ToyModelRecipe(_dir, quick with { UnetPlainScenes = 3 }, progress).Run();
         Assert.Equal(3, Directory.GetFiles(data, "plain-*.png").Length);
         Assert.Equal(4, Directory.GetFiles(data, "0*.png").Length);
-        Assert.Contains(progress.Warnings, w => w.Contains("data changed (4 + 0 plain scenes → 4 + 3)") && w.Contains("unet.stale-1"));
+        Assert.Contains(progress.Warnings, w => w.Contains("data changed (4 + 0 plain scenes (large) → 4 + 3 (large))") && w.Contains("unet.stale-1"));
         Assert.Equal(3, (int)reports[2].Measurements["plain_scenes"]!);
         var done = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(data, ToyModelRecipe.DoneFile)))!;
-        Assert.Equal((4, 3), ((int)done["images"]!, (int)done["plain_scenes"]!));
+        Assert.Equal((4, 3, "large"), ((int)done["images"]!, (int)done["plain_scenes"]!, (string?)done["plain_sizes"]));
         Assert.Contains(progress.Infos, i => i.StartsWith("7 training images in "));   // the UNet trained on both kinds
+    }
+
+    [Fact]
+    public void OtherPlainSizesRewriteThePlainScenesAndTheSameSetInAnotherOrderDoesNot()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetPlainScenes = 12 };
+        var data = Path.Combine(_dir, "data", "train");
+        new ToyModelRecipe(_dir, quick).Run();
+        File.WriteAllText(Path.Combine(data, ToyModelRecipe.DoneFile), """{"images":4,"plain_scenes":12}""");   // as runs made before the sizes were recorded
+        var progress = new RecordingProgress();
+        new ToyModelRecipe(_dir, quick, progress).Run();
+        Assert.Empty(progress.Warnings);                                         // no sizes recorded means large, the default
+
+        var smaller = quick with { UnetPlainSizes = [ToySize.Medium, ToySize.Small] };
+        var reports = new ToyModelRecipe(_dir, smaller, progress).Run();
+        Assert.Contains(progress.Warnings, w => w.Contains("data changed (4 + 12 plain scenes (large) → 4 + 12 (small,medium))") && w.Contains("unet.stale-1"));
+        Assert.Equal("small,medium", (string?)reports[2].Measurements["plain_sizes"]);
+        var captions = Directory.GetFiles(data, "plain-*.txt").Select(File.ReadAllText).ToList();
+        Assert.Equal(12, captions.Count);
+        Assert.All(captions, c => Assert.DoesNotContain("large", c));
+        Assert.Contains(captions, c => c.StartsWith("a small "));
+        Assert.Contains(captions, c => c.StartsWith("a medium "));
+
+        int warnings = progress.Warnings.Count;
+        new ToyModelRecipe(_dir, quick with { UnetPlainSizes = [ToySize.Small, ToySize.Medium, ToySize.Small] }, progress).Run();
+        Assert.Equal(warnings, progress.Warnings.Count);                         // the same set: the data and the UNet stand
     }
 
     [Fact]

@@ -9,6 +9,23 @@ public sealed class CaptionTests
 {
     private static readonly World World0 = new(0);
 
+    [Theory]
+    [InlineData("large", new[] { ToySize.Large })]
+    [InlineData("Small, large,small", new[] { ToySize.Small, ToySize.Large })]
+    [InlineData("medium,small", new[] { ToySize.Medium, ToySize.Small })]
+    public void SizeListsParseToDistinctSizesInTheOrderGivenAndFormatBack(string text, ToySize[] sizes)
+    {
+        Assert.Equal(sizes, ToyGrammar.ParseSizes(text));
+        Assert.Equal(sizes, ToyGrammar.ParseSizes(ToyGrammar.SizeList(sizes)));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("huge")]
+    [InlineData("small,,large")]
+    [InlineData("small;large")]
+    public void ASizeListWithAnythingButSizeWordsIsRefused(string text) => Assert.Null(ToyGrammar.ParseSizes(text));
+
     [Fact]
     public void FullAndTrainingCaptionsRoundTripThroughTheParser()
     {

@@ -48,6 +48,33 @@ public sealed class SceneJudgeTests(HeldOutReadings readings, ITestOutputHelper 
     }
 
     [Fact]
+    public void TheShapeConfusionOfCleanRendersIsItsDiagonalAndSaysWhatWasReadInstead()
+    {
+        var confusion = new ShapeConfusion();
+        foreach (var (scene, clean, _) in readings.Items)
+            confusion.Add(scene.Main.Shape, SceneJudge.Score(clean, scene.FullCaption()));
+        var acc = Accuracy(r => r.Clean, (s, _) => s.FullCaption());
+        var shapes = Enum.GetValues<ToyShape>();
+        Assert.Equal(HeldOutReadings.Count, shapes.Sum(confusion.Asked));
+        Assert.Equal(acc.Correct(JudgeAttribute.Shape), shapes.Sum(a => confusion.Count(a, a)));
+        Assert.Equal(HeldOutReadings.Count, shapes.Select(r => (ToyShape?)r).Append(null).Sum(confusion.Read));
+
+        // A caption asking for a square over a rendered circle: the circle is what the row records.
+        var circle = readings.Items.First(i => i.Scene.Main.Shape == ToyShape.Circle && i.Scene.Second is null);
+        var asked = circle.Scene.FullCaption() is var c ? c with { Main = c.Main with { Shape = ToyShape.Square } } : null!;
+        var score = SceneJudge.Score(circle.Clean, asked);
+        Assert.False(score.Shape);
+        Assert.Equal(ToyShape.Circle, score.MainReading!.Shape);
+        var one = new ShapeConfusion();
+        one.Add(ToyShape.Square, score);
+        Assert.Equal(1, one.Count(ToyShape.Square, ToyShape.Circle));
+        var table = one.ToMarkdown();
+        Assert.Contains("| square | 1 | **0** | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 1 | 0.0% |", table);
+        Assert.Contains("| circle | **0** | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | – |", table);
+        Assert.Contains("| all | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 1 | |", table);
+    }
+
+    [Fact]
     public void BlurredNoisyRendersAreStillReadRight()
     {
         var acc = Accuracy(r => r.Degraded, (s, _) => s.FullCaption());

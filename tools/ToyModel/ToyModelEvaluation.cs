@@ -5,6 +5,8 @@ using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Core.IO;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.ToyWorld;
+using DiffusionPeft.ToyWorld.Captions;
+using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Judge;
 using DiffusionPeft.ToyWorld.Files;
 
@@ -34,14 +36,12 @@ public static class ToyModelEvaluation
     }
 
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
-                                IReadOnlyList<WordChoice> WordChoices);
+                                IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes);
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, EvaluationSampling? sampling = null,
                              Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null)
     {
         sampling ??= new EvaluationSampling();
-        var (steps, guidance, guidanceRescale, seed, batch) = (sampling.Steps, sampling.Guidance, sampling.GuidanceRescale, sampling.Seed, sampling.Batch);
-        var guidanceInterval = sampling.Interval;   // the property (never null), not the constructor's argument that Deconstruct would give
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         var prompts = world.HeldOutPrompts(scenes);
@@ -50,18 +50,20 @@ public static class ToyModelEvaluation
         var partial = new JudgeAccuracy();
         var all = new JudgeAccuracy();
         var roundTrip = new JudgeAccuracy();
+        var shapes = new ShapeConfusion();
         var rows = new JsonArray();
         var samples = new List<(RgbImage, string)>();
         using var scheduler = model.CreateScheduler("default");
         var pipeline = new StableDiffusionPipeline(model, scheduler);
-        for (int start = 0; start < prompts.Count; start += batch)
+        long seed = sampling.Seed;
+        for (int start = 0; start < prompts.Count; start += sampling.Batch)
         {
-            var chunk = prompts.Skip(start).Take(batch).ToList();
+            var chunk = prompts.Skip(start).Take(sampling.Batch).ToList();
             using var generated = pipeline.Run(new PipelineCall
             {
                 Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seed + start + k).ToArray(),
-                Width = 64, Height = 64, Steps = steps, GuidanceScale = guidance,
-                GuidanceRescale = guidanceRescale, Interval = guidanceInterval,
+                Width = 64, Height = 64, Steps = sampling.Steps, GuidanceScale = sampling.Guidance,
+                GuidanceRescale = sampling.GuidanceRescale, Interval = sampling.Interval,
             });
             var images = ImageTensors.ToRgb(generated.Images);
             // A scene's full and partial captions sit side by side: render and round-trip each scene once.
@@ -77,9 +79,11 @@ public static class ToyModelEvaluation
                     samples.Add((rendered[k], $"world: {chunk[k].Text}"));
                     samples.Add((images[k], $"model: {chunk[k].Text}"));
                 }
-                var score = SceneJudge.Score(images[k], chunk[k].Text);
+                var caption = CaptionParser.Parse(chunk[k].Text);
+                var score = SceneJudge.Score(images[k], caption);
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
+                shapes.Add(caption.Main.Shape, score);
                 var ceiling = SceneJudge.Score(decoded[k], chunk[k].Text);
                 roundTrip.Add(ceiling);
                 var file = $"{start + k:D4}.png";
@@ -87,19 +91,20 @@ public static class ToyModelEvaluation
                 rows.Add(new JsonObject
                 {
                     ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = seed + start + k,
-                    ["results"] = Json(score), ["vae_round_trip_results"] = Json(ceiling),
+                    ["results"] = Json(score), ["main_read"] = Json(score.MainReading), ["vae_round_trip_results"] = Json(ceiling),
                 });
             }
-            progress?.Invoke(Math.Min(start + batch, prompts.Count), prompts.Count);
+            progress?.Invoke(Math.Min(start + sampling.Batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
         var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, seed, progress: classifierProgress) : [];
-        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices);
+        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes);
         var report = new JsonObject
         {
-            ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = steps, ["guidance"] = guidance,
-            ["guidance_rescale"] = guidanceRescale, ["guidance_interval"] = guidanceInterval.ToString(),
-            ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip), ["images"] = rows,
+            ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = sampling.Steps, ["guidance"] = sampling.Guidance,
+            ["guidance_rescale"] = sampling.GuidanceRescale, ["guidance_interval"] = sampling.Interval.ToString(),
+            ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip),
+            ["shape_confusion"] = Json(shapes), ["images"] = rows,
         };
         if (choices.Count > 0)
         {
@@ -138,6 +143,20 @@ public static class ToyModelEvaluation
     private static JsonObject Json(JudgeScore score) =>
         new(score.Results.Select(r => KeyValuePair.Create(r.Attribute.ToString(), (JsonNode?)r.Correct)));
 
+    /// <summary>The object matched to the caption's main object, in the grammar's words (null: none found).</summary>
+    private static JsonObject? Json(ObjectReading? o) => o is null ? null : new()
+    {
+        ["colour"] = ToyGrammar.Word(o.Colour), ["shape"] = ToyGrammar.Word(o.Shape), ["size"] = ToyGrammar.Word(o.Size), ["position"] = o.Position.ToString(),
+    };
+
+    /// <summary>{asked shape: {read shape or "none": count}}.</summary>
+    private static JsonObject Json(ShapeConfusion c)
+    {
+        var shapes = Enum.GetValues<ToyShape>();
+        return new(shapes.Select(a => KeyValuePair.Create(ToyGrammar.Word(a), (JsonNode?)new JsonObject(
+            shapes.Select(r => (ToyShape?)r).Append(null).Select(r => KeyValuePair.Create(r is { } v ? ToyGrammar.Word(v) : "none", (JsonNode?)c.Count(a, r)))))));
+    }
+
     private static JsonObject Json(JudgeAccuracy a)
     {
         var o = new JsonObject { ["scores"] = a.Scores, ["all_correct"] = a.Scores == 0 ? null : (double)a.AllCorrect / a.Scores };
@@ -164,6 +183,7 @@ public static class ToyModelEvaluation
                 sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} | " +
                           string.Join(" | ", timesteps.Select((_, i) => $"{100 * c.AccuracyAt(i):F1}%")) + " |\n");
         }
+        sb.Append("\n## Shape: what the judge read where each shape was asked for (all captions)\n\n").Append(result.Shapes.ToMarkdown());
         return sb.ToString();
 
         static string Pct(JudgeAccuracy acc, JudgeAttribute a) => acc.Accuracy(a) is { } v ? $"{100 * v:F1}% ({acc.Count(a)})" : "–";

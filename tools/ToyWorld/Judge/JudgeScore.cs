@@ -3,9 +3,11 @@ namespace DiffusionPeft.ToyWorld.Judge;
 /// <summary>
 /// An image scored against a caption: per attribute the caption mentions, whether the image shows it (null: not
 /// mentioned). <see cref="Colour"/>, <see cref="Shape"/>, <see cref="Size"/> and <see cref="Position"/> are the main
-/// (first named) object's; <see cref="Second"/> is set for two-object captions.
+/// (first named) object's; <see cref="Second"/> is set for two-object captions. <see cref="MainReading"/> is the object
+/// found that the caption's main object was matched to (null: none), what the image shows in its place.
 /// </summary>
-public sealed record JudgeScore(ObjectScore Main, ObjectScore? Second, bool? BackgroundColour, bool? BackgroundTexture, int ObjectsFound)
+public sealed record JudgeScore(ObjectScore Main, ObjectScore? Second, bool? BackgroundColour, bool? BackgroundTexture, int ObjectsFound,
+                                ObjectReading? MainReading = null)
 {
     public bool? Colour => Main.Colour;
     public bool Shape => Main.Shape;

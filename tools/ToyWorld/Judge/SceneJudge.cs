@@ -58,7 +58,7 @@ public static class SceneJudge
         return new JudgeScore(ScoreObject(caption.Main, main), caption.Second is null ? null : ScoreObject(caption.Second, second),
             bg?.Colour is { } c ? c == reading.Background.Colour : null,
             bg?.Texture is { } t ? t == reading.Background.Texture : null,
-            found.Count);
+            found.Count, main);
     }
 
     private static int Agreements(ObjectPhrase phrase, ObjectReading? o) =>
