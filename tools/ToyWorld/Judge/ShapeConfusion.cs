@@ -36,6 +36,6 @@ public sealed class ShapeConfusion
         sb.Append("| all | " + string.Join(" | ", Shapes.Select(r => Read(r).ToString())) + $" | {Read(null)} | {Shapes.Sum(Asked)} | |\n");
         return sb.ToString();
 
-        string Cell(ToyShape a, ToyShape? r) => Count(a, r) is var c && r == a ? $"**{c}**" : c.ToString();
+        string Cell(ToyShape a, ToyShape? r) => r == a ? $"**{Count(a, r)}**" : Count(a, r).ToString();
     }
 }
