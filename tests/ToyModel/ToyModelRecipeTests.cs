@@ -215,6 +215,11 @@ public sealed class ToyModelRecipeTests : IDisposable
         int warnings = progress.Warnings.Count;
         new ToyModelRecipe(_dir, quick with { UnetPlainSizes = [ToySize.Small, ToySize.Medium, ToySize.Small] }, progress).Run();
         Assert.Equal(warnings, progress.Warnings.Count);                         // the same set: the data and the UNet stand
+
+        var before = Directory.GetFiles(data).Length;
+        var none = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(_dir, quick with { UnetPlainSizes = [] }).Run());
+        Assert.Contains("12 plain scenes need at least one size", none.Message);
+        Assert.Equal(before, Directory.GetFiles(data).Length);                   // refused before anything was touched
     }
 
     [Fact]

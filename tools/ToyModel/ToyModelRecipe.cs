@@ -113,6 +113,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         foreach (var (stage, lengths) in new[] { ("VAE", options.VaeSteps), ("text encoder", options.ClipSteps), ("UNet", options.UnetSteps) })
             if (!ToyModelOptions.AreStageLengths(lengths))
                 throw new ArgumentException($"{stage} stage: its lengths must be positive and increasing step counts, got [{string.Join(", ", lengths)}]");
+        if (options.UnetPlainScenes > 0 && options.UnetPlainSizes.Count == 0)
+            throw new ArgumentException($"{options.UnetPlainScenes:N0} plain scenes need at least one size to draw their objects from");
         if (!ToyModelConfigs.IsLatentSize(options.LatentSize))
             throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
         if (TrainedLatentSize() is { } trained && trained != options.LatentSize)

@@ -17,13 +17,11 @@ public static class ToyGrammar
     /// <summary>"small,large": size words separated by commas, each once, in the order given; null if any is not a size word.</summary>
     public static ToySize[]? ParseSizes(string text)
     {
-        var words = text.Split(',', StringSplitOptions.TrimEntries);
         var sizes = new List<ToySize>();
-        foreach (var w in words)
+        foreach (var w in text.Split(',', StringSplitOptions.TrimEntries))
         {
-            var size = Enum.GetValues<ToySize>().Where(z => Word(z) == w.ToLowerInvariant()).Cast<ToySize?>().FirstOrDefault();
-            if (size is null) return null;
-            if (!sizes.Contains(size.Value)) sizes.Add(size.Value);
+            if (Enum.GetValues<ToySize>().Where(z => Word(z) == w.ToLowerInvariant()).ToArray() is not [var size]) return null;
+            if (!sizes.Contains(size)) sizes.Add(size);
         }
         return [.. sizes];
     }
