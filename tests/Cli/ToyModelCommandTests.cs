@@ -33,6 +33,17 @@ public sealed class ToyModelCommandTests : IDisposable
     }
 
     [Fact]
+    public void TopLevelAttentionOn16LatentsIsRefusedBeforeAnythingIsWritten()
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--unet-top-attention is for 32×32 latents", e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+
+    [Fact]
     public void ANegativeClassifierSceneCountIsRefusedBeforeAnythingIsWritten()
     {
         var outDir = Path.Combine(_dir, "eval");

@@ -136,6 +136,25 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void TopLevelAttentionOn32LatentsIsInTheBaseAndTurningItOffSetsTheUnetAside()
+    {
+        var quick = Tiny with { LatentSize = 32, VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTopAttention = true };
+        var reports = new ToyModelRecipe(_dir, quick).Run();
+        Assert.True(double.IsFinite(reports[2].LastLoss));
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+            Assert.Equal(["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"], model.Unet.Config.DownBlockTypes);
+        var progress = new RecordingProgress();
+        new ToyModelRecipe(_dir, quick with { UnetTopAttention = false }, progress).Run();
+        Assert.Contains(progress.Warnings, w => w.Contains("top-level cross-attention changed (on → none)") && w.Contains("unet.stale-1"));
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+            Assert.Equal("DownBlock2D", model.Unet.Config.DownBlockTypes[0]);
+
+        var sixteen = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "16"), Tiny with { UnetTopAttention = true }).Run());
+        Assert.Contains("for 32×32 latents", sixteen.Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "16")));
+    }
+
+    [Fact]
     public void StageLengthsAsAListAreTheSameAsTrainingOnInASecondRun()
     {
         var quick = Tiny with { VaeSteps = [16], ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };

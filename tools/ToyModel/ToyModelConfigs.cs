@@ -43,16 +43,19 @@ public static class ToyModelConfigs
     /// <summary>
     /// SD 1.x's UNet at toy width on <paramref name="latentSize"/>² latents: blocks [w, 2w, 2w] at 16×16, 8×8, 4×4 with
     /// cross-attention at 16×16 and 8×8. On 32×32 latents a convolution-only level [w] goes on top (no attention over
-    /// 1,024 positions), so the cross-attention levels stay at 16×16 and 8×8.
+    /// 1,024 positions), so the cross-attention levels stay at 16×16 and 8×8, unless <paramref name="topAttention"/> gives
+    /// that level a transformer block too (the caption read where a small object's outline is drawn).
     /// </summary>
-    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16)
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16, bool topAttention = false)
     {
         RequireLatentSize(latentSize);
+        if (topAttention && latentSize == 16)
+            throw new ArgumentException("on 16×16 latents the UNet's top level has cross-attention already; top-level attention is for 32×32");
         int heads = Math.Max(1, width / 16);
         int[] channels = latentSize == 16 ? [width, 2 * width, 2 * width] : [width, width, 2 * width, 2 * width];
         string[] down = latentSize == 16
             ? ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
-            : ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+            : [topAttention ? "CrossAttnDownBlock2D" : "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
         string[] up = [.. down.Reverse().Select(t => t.Replace("Down", "Up"))];
         return new()
         {

@@ -47,6 +47,8 @@ public sealed record ToyModelOptions
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
     public int PretrainScenes { get; init; } = 20_000;
     public int UnetWidth { get; init; } = 32;
+    /// <summary>On 32×32 latents, cross-attention at the UNet's top level too (<see cref="ToyModelConfigs.Unet"/>).</summary>
+    public bool UnetTopAttention { get; init; }
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
     /// <summary>
@@ -117,6 +119,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             throw new ArgumentException($"{options.UnetPlainScenes:N0} plain scenes need at least one size to draw their objects from");
         if (!ToyModelConfigs.IsLatentSize(options.LatentSize))
             throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
+        if (options.UnetTopAttention && options.LatentSize != 32)
+            throw new ArgumentException("top-level cross-attention is for 32×32 latents (on 16×16 the top level has it already)");
         if (TrainedLatentSize() is { } trained && trained != options.LatentSize)
             throw new ArgumentException($"{VaeFolder} holds a VAE with {trained}×{trained} latents, not {options.LatentSize}×{options.LatentSize}: " +
                                         "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
@@ -128,7 +132,12 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, steps => TrainClip(tokenizer, device, steps, cancellationToken));
         var reports = new List<StageReport> { vae, clip };
         if (vaeTrained || clipTrained) SetAsideStale($"{(vaeTrained ? "the VAE" : "the text encoder")} trained on");
-        if (BaseUnetWidth() is { } width && width != options.UnetWidth) SetAsideStale($"the UNet's width changed ({width} → {options.UnetWidth})");
+        if (BaseUnet() is { } layout)
+        {
+            if (layout.BlockOutChannels[0] != options.UnetWidth) SetAsideStale($"the UNet's width changed ({layout.BlockOutChannels[0]} → {options.UnetWidth})");
+            else if (options.LatentSize == 32 && (layout.DownBlockTypes[0] == "CrossAttnDownBlock2D") != options.UnetTopAttention)
+                SetAsideStale($"the UNet's top-level cross-attention changed ({(options.UnetTopAttention ? "none → on" : "on → none")})");
+        }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
         var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
@@ -317,10 +326,10 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     }
 
     /// <summary>The first block width of OUT/base's UNet; null when there is no base yet.</summary>
-    private int? BaseUnetWidth()
+    private UNet2DConditionConfig? BaseUnet()
     {
         var config = Path.Combine(BaseFolder, "unet", "config.json");
-        return File.Exists(config) ? UNet2DConditionConfig.Load(config).BlockOutChannels[0] : null;
+        return File.Exists(config) ? UNet2DConditionConfig.Load(config) : null;
     }
 
     private void WriteBase(ClipTokenizer tokenizer)
@@ -328,7 +337,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         manual_seed(options.Seed + 3);
         var text = CLIPTextModel.FromPretrained(Path.Combine(ClipFolder, "text_encoder"));
         var vae = AutoencoderKL.FromPretrained(Path.Combine(VaeFolder, ModelFolder));
-        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth, options.LatentSize));
+        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth, options.LatentSize, options.UnetTopAttention));
         using var model = new StableDiffusionModel
         {
             TextEncoder = text, Vae = vae, Unet = unet, Tokenizer = tokenizer, SchedulerConfig = ToyModelConfigs.Scheduler(), Name = "toy-world base",

@@ -40,12 +40,13 @@ public static class ToyModelCommand
         var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 32 (default, the shipped model's: the VAE downsamples 2×; the UNet has a level of convolutions on top) or 16 (4×, the models before it). Fixed for a run: another needs another --out." };
         var plainScenes = new Option<int?>("--unet-plain-scenes") { Description = "Scenes of one large object on a plain background (full captions) mixed into the UNet's training data, to teach shape (default: the shipped model's, 15000; 0: none). Another count rewrites the data and moves a UNet trained on the old aside." };
         var plainSizes = new Option<string?>("--unet-plain-sizes") { Description = "The sizes of the plain scenes' objects, drawn uniformly: small, medium and/or large, separated by commas (default: the shipped model's, large). Other sizes rewrite the data and move a UNet trained on the old aside." };
+        var topAttention = new Option<bool>("--unet-top-attention") { Description = "On 32×32 latents, cross-attention at the UNet's top level too (default: convolutions only there, the shipped model's). A change moves the old base and UNet aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -123,6 +124,15 @@ public static class ToyModelCommand
                     return 2;
                 }
                 options = options with { UnetPlainSizes = sizes };
+            }
+            if (r.GetValue(topAttention))
+            {
+                if (options.LatentSize != 32)
+                {
+                    error.WriteLine("error: --unet-top-attention is for 32×32 latents (on 16×16 the UNet's top level has cross-attention already)");
+                    return 2;
+                }
+                options = options with { UnetTopAttention = true };
             }
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
