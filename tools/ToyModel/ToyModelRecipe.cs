@@ -207,7 +207,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     }
 
     /// <summary>
-    /// The VAE or the text encoder trained (on) in this call, or the UNet's width changed: a base folder and UNet run made
+    /// The VAE or the text encoder trained (on) in this call, or the UNet's width or top-level attention changed: a base folder and UNet run made
     /// before no longer match. They are moved aside (OUT/base.stale-N, OUT/unet.stale-N, OUT/model.stale-N), never deleted, and the
     /// UNet stage starts again from the new pieces.
     /// </summary>
@@ -325,7 +325,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         return vae.SampleSize / vae.DownsampleFactor;
     }
 
-    /// <summary>The first block width of OUT/base's UNet; null when there is no base yet.</summary>
+    /// <summary>The config of OUT/base's UNet (its width and layout); null when there is no base yet.</summary>
     private UNet2DConditionConfig? BaseUnet()
     {
         var config = Path.Combine(BaseFolder, "unet", "config.json");
