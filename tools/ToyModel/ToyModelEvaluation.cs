@@ -55,13 +55,12 @@ public static class ToyModelEvaluation
         var samples = new List<(RgbImage, string)>();
         using var scheduler = model.CreateScheduler("default");
         var pipeline = new StableDiffusionPipeline(model, scheduler);
-        long seed = sampling.Seed;
         for (int start = 0; start < prompts.Count; start += sampling.Batch)
         {
             var chunk = prompts.Skip(start).Take(sampling.Batch).ToList();
             using var generated = pipeline.Run(new PipelineCall
             {
-                Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seed + start + k).ToArray(),
+                Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => sampling.Seed + start + k).ToArray(),
                 Width = 64, Height = 64, Steps = sampling.Steps, GuidanceScale = sampling.Guidance,
                 GuidanceRescale = sampling.GuidanceRescale, Interval = sampling.Interval,
             });
@@ -84,20 +83,20 @@ public static class ToyModelEvaluation
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
                 shapes.Add(caption.Main.Shape, score);
-                var ceiling = SceneJudge.Score(decoded[k], chunk[k].Text);
+                var ceiling = SceneJudge.Score(decoded[k], caption);
                 roundTrip.Add(ceiling);
                 var file = $"{start + k:D4}.png";
                 PngWriter.Write(Path.Combine(outDirectory, file), images[k], [("prompt", chunk[k].Text)]);
                 rows.Add(new JsonObject
                 {
-                    ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = seed + start + k,
+                    ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = sampling.Seed + start + k,
                     ["results"] = Json(score), ["main_read"] = Json(score.MainReading), ["vae_round_trip_results"] = Json(ceiling),
                 });
             }
             progress?.Invoke(Math.Min(start + sampling.Batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
-        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, seed, progress: classifierProgress) : [];
+        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress) : [];
         var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes);
         var report = new JsonObject
         {

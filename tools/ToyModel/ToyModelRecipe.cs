@@ -187,6 +187,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     {
         var done = Path.Combine(DataFolder, DoneFile);
         var sizes = PlainSizes(options);
+        var sizeList = ToyGrammar.SizeList(sizes);
         var wanted = DataMeasurements(options);
         if (File.Exists(done))
         {
@@ -195,12 +196,12 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             // sizes were, the plain scenes were large.
             int images = (int?)written["images"] ?? options.UnetImages, plain = (int?)written["plain_scenes"] ?? 0;
             var plainSizes = (string?)written["plain_sizes"] ?? ToyGrammar.Word(ToySize.Large);
-            if (images == options.UnetImages && plain == options.UnetPlainScenes && (plain == 0 || plainSizes == ToyGrammar.SizeList(sizes))) return;
+            if (images == options.UnetImages && plain == options.UnetPlainScenes && (plain == 0 || plainSizes == sizeList)) return;
             SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes ({plainSizes}) → {options.UnetImages:N0} + " +
-                $"{options.UnetPlainScenes:N0} ({ToyGrammar.SizeList(sizes)}))");
+                $"{options.UnetPlainScenes:N0} ({sizeList}))");
             Directory.Delete(DataFolder, recursive: true);
         }
-        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes ({ToyGrammar.SizeList(sizes)}) to {DataFolder}");
+        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes ({sizeList}) to {DataFolder}");
         ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
         ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes, sizes);
         AtomicFile.WriteAllText(done, wanted.ToJsonString());

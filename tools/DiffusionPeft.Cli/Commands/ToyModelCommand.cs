@@ -118,7 +118,7 @@ public static class ToyModelCommand
             }
             if (r.GetValue(plainSizes) is { } sizeText)
             {
-                if (ToyGrammar.ParseSizes(sizeText) is not { Length: > 0 } sizes)
+                if (ToyGrammar.ParseSizes(sizeText) is not { } sizes)   // never empty: every comma-separated entry must be a size word
                 {
                     error.WriteLine($"error: --unet-plain-sizes takes small, medium and/or large, separated by commas (got {sizeText})");
                     return 2;
