@@ -74,6 +74,15 @@ public sealed class ConfigJson
         return Enumerable.Repeat(ToInt(node, key, "an integer or a list of integers"), count).ToArray();
     }
 
+    /// <summary>A bool or a per-block list of bools (e.g. only_cross_attention), expanded to <paramref name="count"/> entries.</summary>
+    public bool[] BoolOrBools(string key, int count, bool fallback)
+    {
+        if (!Has(key)) return Enumerable.Repeat(fallback, count).ToArray();
+        if (Get(key) is not JsonArray a) return Enumerable.Repeat(Bool(key), count).ToArray();
+        var v = a.Select(n => n is JsonValue jv && jv.TryGetValue<bool>(out var b) ? b : throw Fault(key, "true, false or a list of them")).ToArray();
+        return v.Length == count ? v : throw Fault(key, $"{count} entries (one per block)");
+    }
+
     public JsonNode Get(string key) =>
         Root.TryGetPropertyValue(key, out var v) && v is not null ? v : throw new InvalidDataException($"{Source}: missing config key '{key}'.");
 

@@ -34,6 +34,9 @@ public sealed record UNet2DConditionConfig
     public int[] TransformerLayersPerBlock { get; init; } = [1, 1, 1, 1];
     public int[] NumAttentionHeads { get; init; } = [8, 8, 8, 8];
     public bool UseLinearProjection { get; init; }
+    /// <summary>Per down block (up blocks mirror it, the mid block never has it): the transformer's first attention reads
+    /// the text context instead of the image (diffusers' <c>only_cross_attention</c>). Empty: false everywhere.</summary>
+    public bool[] OnlyCrossAttention { get; init; } = [];
     public bool UpcastAttention { get; init; }
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
@@ -43,6 +46,7 @@ public sealed record UNet2DConditionConfig
     public static UNet2DConditionConfig StableDiffusion15 => new();
 
     public int NumBlocks => BlockOutChannels.Length;
+    public bool OnlyCrossAttentionAt(int block) => OnlyCrossAttention.Length > 0 && OnlyCrossAttention[block];
     public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
 
     public static UNet2DConditionConfig Load(string path) => FromJson(ConfigJson.Load(path));
@@ -71,9 +75,6 @@ public sealed record UNet2DConditionConfig
         RequireString(c, "resnet_time_scale_shift", "default");
         RequireString(c, "time_embedding_type", "positional");
         RequireString(c, "attention_type", "default");
-        if (c.Has("only_cross_attention") && (c.Get("only_cross_attention") is System.Text.Json.Nodes.JsonArray a
-                ? a.Any(v => v is not System.Text.Json.Nodes.JsonValue jv || !jv.TryGetValue<bool>(out var b) || b) : c.Bool("only_cross_attention", false)))
-            throw new InvalidDataException($"{src}: only_cross_attention other than false is not supported.");
         // mid_block_type: absent = default cross-attention mid block, null = none (as diffusers).
         bool hasMid = !c.Root.ContainsKey("mid_block_type") || c.Has("mid_block_type");
         var midType = c.StringOrNull("mid_block_type");
@@ -103,6 +104,7 @@ public sealed record UNet2DConditionConfig
             TransformerLayersPerBlock = c.IntOrInts("transformer_layers_per_block", n, 1),
             NumAttentionHeads = c.IntOrInts("attention_head_dim", n, 8),
             UseLinearProjection = c.Bool("use_linear_projection", false),
+            OnlyCrossAttention = c.BoolOrBools("only_cross_attention", n, false),
             UpcastAttention = c.Bool("upcast_attention", false),
             ConvInKernel = c.Int("conv_in_kernel", 3),
             ConvOutKernel = c.Int("conv_out_kernel", 3),
@@ -123,6 +125,7 @@ public sealed record UNet2DConditionConfig
         foreach (var (key, values) in new[] { ("layers_per_block", LayersPerBlock), ("cross_attention_dim", CrossAttentionDim),
                      ("transformer_layers_per_block", TransformerLayersPerBlock), ("attention_head_dim", NumAttentionHeads) })
             v.Require(values.Length == n, key, $"needs {n} entries (one per block), got {values.Length}");
+        v.Require(OnlyCrossAttention.Length is 0 || OnlyCrossAttention.Length == n, "only_cross_attention", $"needs {n} entries (one per block), got {OnlyCrossAttention.Length}");
         v.ThrowIfAny();
         v.InRange("sample_size", SampleSize, 1, 1024); // latent pixels: the default image size is 8x this
         v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
@@ -159,7 +162,11 @@ public sealed record UNet2DConditionConfig
         int n = c.Length;
         double temb = TimeEmbedDim;
         double Resnet(double inCh, double outCh) => 9 * outCh * (inCh + outCh) + temb * outCh;
-        double Transformer(int i) => TransformerLayersPerBlock[i] * (18 * c[i] * c[i] + 2 * c[i] * CrossAttentionDim[i]);
+        // attn1 (q, k, v, out), attn2 (q, out; k, v from the context), GEGLU (c → 8c, 4c → c); attn1's k and v read the
+        // context too under only_cross_attention.
+        double Transformer(int i, bool mid = false) => TransformerLayersPerBlock[i] * (!mid && OnlyCrossAttentionAt(i)
+            ? 16 * c[i] * c[i] + 4 * c[i] * CrossAttentionDim[i]
+            : 18 * c[i] * c[i] + 2 * c[i] * CrossAttentionDim[i]);
         double total = c[0] * InChannels * ConvInKernel * ConvInKernel + OutChannels * c[0] * ConvOutKernel * ConvOutKernel + c[0] * temb + temb * temb;
         for (int i = 0; i < n; i++)
         {
@@ -169,7 +176,7 @@ public sealed record UNet2DConditionConfig
             total += (LayersPerBlock[m] + 1) * (9 * c[m] * c[m] + temb * c[m]);
             if (UpBlockTypes[i] == "CrossAttnUpBlock2D") total += (LayersPerBlock[m] + 1) * Transformer(m);
         }
-        if (HasMidBlock) total += 2 * Resnet(c[^1], c[^1]) + Transformer(n - 1);
+        if (HasMidBlock) total += 2 * Resnet(c[^1], c[^1]) + Transformer(n - 1, mid: true);
         return total;
     }
 
@@ -187,7 +194,7 @@ public sealed record UNet2DConditionConfig
         ["down_block_types"] = ConfigJson.Array(DownBlockTypes),
         ["mid_block_type"] = HasMidBlock ? "UNetMidBlock2DCrossAttn" : null,
         ["up_block_types"] = ConfigJson.Array(UpBlockTypes),
-        ["only_cross_attention"] = false,
+        ["only_cross_attention"] = OnlyCrossAttention.Any(b => b) ? ConfigJson.Array(OnlyCrossAttention) : false,
         ["block_out_channels"] = ConfigJson.Array(BlockOutChannels),
         ["layers_per_block"] = ConfigJson.Array(LayersPerBlock),
         ["downsample_padding"] = DownsamplePadding,
@@ -251,8 +258,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var boc = config.BlockOutChannels;
         int n = boc.Length;
         int temb = config.TimeEmbedDim;
-        UNetBlockSettings Settings(int i) => new(temb, config.NormNumGroups, config.NormEps, config.ActFn, config.Dropout,
-            config.CrossAttentionDim[i], config.NumAttentionHeads[i], config.TransformerLayersPerBlock[i], config.UseLinearProjection);
+        UNetBlockSettings Settings(int i, bool mid = false) => new(temb, config.NormNumGroups, config.NormEps, config.ActFn, config.Dropout,
+            config.CrossAttentionDim[i], config.NumAttentionHeads[i], config.TransformerLayersPerBlock[i], config.UseLinearProjection,
+            !mid && config.OnlyCrossAttentionAt(i));
 
         conv_in = new ShapeAwareConv2d(config.InChannels, boc[0], config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2);
         time_proj = new Timesteps(boc[0], config.FlipSinToCos, config.FreqShift);
@@ -269,7 +277,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         }
         down_blocks = new ModuleList<UNetDownBlock>(downs.ToArray());
 
-        if (config.HasMidBlock) mid_block = new UNetMidBlock2DCrossAttn(boc[n - 1], Settings(n - 1), config.MidBlockScaleFactor);
+        if (config.HasMidBlock) mid_block = new UNetMidBlock2DCrossAttn(boc[n - 1], Settings(n - 1, mid: true), config.MidBlockScaleFactor);
 
         // Up block i mirrors down block n-1-i (heads, context width, depths reversed), as in diffusers.
         var ups = new List<UNetUpBlock>();

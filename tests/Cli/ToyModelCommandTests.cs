@@ -32,14 +32,17 @@ public sealed class ToyModelCommandTests : IDisposable
         Assert.False(Directory.Exists(run));
     }
 
-    [Fact]
-    public void TopLevelAttentionOn16LatentsIsRefusedBeforeAnythingIsWritten()
+    [Theory]
+    [InlineData("full", "--unet-top-attention is for 32×32 latents")]
+    [InlineData("cross-only", "--unet-top-attention is for 32×32 latents")]
+    [InlineData("everywhere", "--unet-top-attention takes none, full or cross-only (got everywhere)")]
+    public void TopLevelAttentionOn16LatentsOrUnknownIsRefusedBeforeAnythingIsWritten(string value, string message)
     {
         var run = Path.Combine(_dir, "run");
         var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention"], o, e);
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention", value], o, e);
         Assert.Equal(2, code);
-        Assert.Contains("--unet-top-attention is for 32×32 latents", e.ToString());
+        Assert.Contains(message, e.ToString());
         Assert.False(Directory.Exists(run));
     }
 

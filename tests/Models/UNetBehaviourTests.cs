@@ -138,7 +138,6 @@ public sealed class UNetBehaviourTests
     [Theory]
     [InlineData("class_embed_type", "\"timestep\"")]
     [InlineData("num_attention_heads", "8")]
-    [InlineData("only_cross_attention", "true")]
     [InlineData("resnet_time_scale_shift", "\"scale_shift\"")]
     [InlineData("up_block_types", "[\"UpBlock2D\", \"SimpleCrossAttnUpBlock2D\"]")]
     public void UnsupportedOptionsAreRejectedByName(string key, string value)
@@ -160,5 +159,74 @@ public sealed class UNetBehaviourTests
         config.Root["attention_head_dim"] = JsonNode.Parse("[2, 4, 8]");
         var ex = Assert.Throws<InvalidDataException>(() => UNet2DConditionConfig.FromJson(config));
         Assert.Contains("attention_head_dim", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("true", new[] { true, true })]
+    [InlineData("[true, false]", new[] { true, false })]
+    [InlineData("false", new[] { false, false })]
+    public void OnlyCrossAttentionIsReadPerBlockAndWrittenBack(string json, bool[] expected)
+    {
+        var config = ConfigJson.Parse(BaseConfigJson, "unet/config.json");
+        config.Root["only_cross_attention"] = JsonNode.Parse(json);
+        var parsed = UNet2DConditionConfig.FromJson(config);
+        Assert.Equal(expected, parsed.OnlyCrossAttention);
+        var again = UNet2DConditionConfig.FromJson(new ConfigJson("again", parsed.ToJson()));
+        Assert.Equal(expected, Enumerable.Range(0, 2).Select(again.OnlyCrossAttentionAt));
+    }
+
+    [Theory]
+    [InlineData("[true]")]
+    [InlineData("[true, \"yes\"]")]
+    [InlineData("1")]
+    public void MalformedOnlyCrossAttentionIsRejectedByName(string json)
+    {
+        var config = ConfigJson.Parse(BaseConfigJson, "unet/config.json");
+        config.Root["only_cross_attention"] = JsonNode.Parse(json);
+        var ex = Assert.Throws<InvalidDataException>(() => UNet2DConditionConfig.FromJson(config));
+        Assert.Contains("only_cross_attention", ex.Message);
+        Assert.Contains("unet/config.json", ex.Message);
+    }
+
+    /// <summary>diffusers: attn1's keys and values come from the context in the flagged down block and the up block that
+    /// mirrors it; other blocks and the mid block keep self-attention.</summary>
+    [Fact]
+    public void OnlyCrossAttentionGivesAttn1TheContextWidthWhereFlagged()
+    {
+        var config = Tiny(blocks: 3) with { OnlyCrossAttention = [true, false, false] };
+        using var unet = Build(config);
+        var shapes = unet.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
+        Assert.Equal(new long[] { 16, 24 }, shapes["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k.weight"]);
+        Assert.Equal(new long[] { 16, 24 }, shapes["up_blocks.2.attentions.1.transformer_blocks.0.attn1.to_v.weight"]);
+        Assert.Equal(new long[] { 16, 16 }, shapes["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.weight"]);
+        Assert.Equal(new long[] { 32, 32 }, shapes["mid_block.attentions.0.transformer_blocks.0.attn1.to_k.weight"]);
+        long count = unet.parameters().Sum(p => p.numel());
+        Assert.InRange(config.MinimumParameters(), 0.5 * count, count);
+    }
+
+    /// <summary>Without self-attention every position of a transformer block is computed on its own: changing the input
+    /// at one position changes the output there and nowhere else (with self-attention it changes every position).</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void OnlyCrossAttentionBlocksMixNoPositions(bool onlyCross)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(3);
+        using var block = new BasicTransformerBlock(16, 2, 8, 24, onlyCross);
+        block.eval();
+        var x = randn(1, 10, 16);
+        var ctx = randn(1, 5, 24);
+        var y = block.call(x, ctx);
+        var x2 = x.clone();
+        x2[0, 0] += randn(16);
+        var y2 = block.call(x2, ctx);
+        Assert.True(TensorAssert.MaxAbsDiff(y2[0, 0], y[0, 0]) > 1e-3, "the changed position's output did not change");
+        double elsewhere = TensorAssert.MaxAbsDiff(y2[0, TensorIndex.Slice(1)], y[0, TensorIndex.Slice(1)]);
+        if (onlyCross) Assert.True(elsewhere < 1e-6, $"other positions moved by {elsewhere:E2}");
+        else Assert.True(elsewhere > 1e-4, "self-attention should carry the change to other positions");
+        var y3 = block.call(x, randn(1, 5, 24));
+        Assert.True(TensorAssert.MaxAbsDiff(y3, y) > 1e-3, "the context has no effect");
     }
 }

@@ -136,20 +136,32 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
-    public void TopLevelAttentionOn32LatentsIsInTheBaseAndTurningItOffSetsTheUnetAside()
+    public void TopLevelAttentionOn32LatentsIsInTheBaseAndChangingItSetsTheUnetAside()
     {
-        var quick = Tiny with { LatentSize = 32, VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTopAttention = true };
+        var quick = Tiny with { LatentSize = 32, VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTopAttention = TopLevelAttention.Full };
         var reports = new ToyModelRecipe(_dir, quick).Run();
         Assert.True(double.IsFinite(reports[2].LastLoss));
         using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+        {
             Assert.Equal(["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"], model.Unet.Config.DownBlockTypes);
+            Assert.False(model.Unet.Config.OnlyCrossAttentionAt(0));
+        }
         var progress = new RecordingProgress();
-        new ToyModelRecipe(_dir, quick with { UnetTopAttention = false }, progress).Run();
-        Assert.Contains(progress.Warnings, w => w.Contains("top-level cross-attention changed (on → none)") && w.Contains("unet.stale-1"));
+        reports = new ToyModelRecipe(_dir, quick with { UnetTopAttention = TopLevelAttention.CrossOnly }, progress).Run();
+        Assert.True(double.IsFinite(reports[2].LastLoss));
+        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (full → cross-only)") && w.Contains("unet.stale-1"));
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+        {
+            Assert.Equal(TopLevelAttention.CrossOnly, TopLevelAttentions.Of(model.Unet.Config));
+            Assert.Equal([true, false, false, false], model.Unet.Config.OnlyCrossAttention);
+        }
+        progress = new RecordingProgress();
+        new ToyModelRecipe(_dir, quick with { UnetTopAttention = TopLevelAttention.None }, progress).Run();
+        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (cross-only → none)") && w.Contains("unet.stale-2"));
         using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
             Assert.Equal("DownBlock2D", model.Unet.Config.DownBlockTypes[0]);
 
-        var sixteen = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "16"), Tiny with { UnetTopAttention = true }).Run());
+        var sixteen = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "16"), Tiny with { UnetTopAttention = TopLevelAttention.CrossOnly }).Run());
         Assert.Contains("for 32×32 latents", sixteen.Message);
         Assert.False(Directory.Exists(Path.Combine(_dir, "16")));
     }

@@ -46,16 +46,16 @@ public static class ToyModelConfigs
     /// 1,024 positions), so the cross-attention levels stay at 16×16 and 8×8, unless <paramref name="topAttention"/> gives
     /// that level a transformer block too (the caption read where a small object's outline is drawn).
     /// </summary>
-    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16, bool topAttention = false)
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16, TopLevelAttention topAttention = TopLevelAttention.None)
     {
         RequireLatentSize(latentSize);
-        if (topAttention && latentSize == 16)
+        if (topAttention != TopLevelAttention.None && latentSize == 16)
             throw new ArgumentException("on 16×16 latents the UNet's top level has cross-attention already; top-level attention is for 32×32");
         int heads = Math.Max(1, width / 16);
         int[] channels = latentSize == 16 ? [width, 2 * width, 2 * width] : [width, width, 2 * width, 2 * width];
         string[] down = latentSize == 16
             ? ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
-            : [topAttention ? "CrossAttnDownBlock2D" : "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+            : [topAttention != TopLevelAttention.None ? "CrossAttnDownBlock2D" : "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
         string[] up = [.. down.Reverse().Select(t => t.Replace("Down", "Up"))];
         return new()
         {
@@ -64,6 +64,7 @@ public static class ToyModelConfigs
             DownBlockTypes = down, UpBlockTypes = up,
             CrossAttentionDim = [.. channels.Select(_ => textWidth)], NumAttentionHeads = [.. channels.Select(_ => heads)],
             TransformerLayersPerBlock = [.. channels.Select(_ => 1)], NormNumGroups = Math.Min(16, width / 2),
+            OnlyCrossAttention = topAttention == TopLevelAttention.CrossOnly ? [true, false, false, false] : [],
         };
     }
 

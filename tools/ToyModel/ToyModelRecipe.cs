@@ -47,8 +47,8 @@ public sealed record ToyModelOptions
     /// <summary>Scenes the VAE and CLIP stages draw from (rendered once, in memory).</summary>
     public int PretrainScenes { get; init; } = 20_000;
     public int UnetWidth { get; init; } = 32;
-    /// <summary>On 32×32 latents, cross-attention at the UNet's top level too (<see cref="ToyModelConfigs.Unet"/>).</summary>
-    public bool UnetTopAttention { get; init; }
+    /// <summary>On 32×32 latents, attention at the UNet's top level too (<see cref="ToyModelConfigs.Unet"/>).</summary>
+    public TopLevelAttention UnetTopAttention { get; init; }
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
     /// <summary>
@@ -119,8 +119,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             throw new ArgumentException($"{options.UnetPlainScenes:N0} plain scenes need at least one size to draw their objects from");
         if (!ToyModelConfigs.IsLatentSize(options.LatentSize))
             throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
-        if (options.UnetTopAttention && options.LatentSize != 32)
-            throw new ArgumentException("top-level cross-attention is for 32×32 latents (on 16×16 the top level has it already)");
+        if (options.UnetTopAttention != TopLevelAttention.None && options.LatentSize != 32)
+            throw new ArgumentException("top-level attention is for 32×32 latents (on 16×16 the top level has cross-attention already)");
         if (TrainedLatentSize() is { } trained && trained != options.LatentSize)
             throw new ArgumentException($"{VaeFolder} holds a VAE with {trained}×{trained} latents, not {options.LatentSize}×{options.LatentSize}: " +
                                         "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
@@ -135,8 +135,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         if (BaseUnet() is { } layout)
         {
             if (layout.BlockOutChannels[0] != options.UnetWidth) SetAsideStale($"the UNet's width changed ({layout.BlockOutChannels[0]} → {options.UnetWidth})");
-            else if (options.LatentSize == 32 && (layout.DownBlockTypes[0] == "CrossAttnDownBlock2D") != options.UnetTopAttention)
-                SetAsideStale($"the UNet's top-level cross-attention changed ({(options.UnetTopAttention ? "none → on" : "on → none")})");
+            else if (options.LatentSize == 32 && TopLevelAttentions.Of(layout) is var top && top != options.UnetTopAttention)
+                SetAsideStale($"the UNet's top-level attention changed ({top.Name()} → {options.UnetTopAttention.Name()})");
         }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);

@@ -6,6 +6,8 @@ namespace DiffusionPeft.Diffusion.Models;
 /// <summary>
 /// diffusers' <c>BasicTransformerBlock</c> (norm_type "layer_norm"): pre-norm self-attention (<c>norm1</c>/<c>attn1</c>),
 /// cross-attention to the text context (<c>norm2</c>/<c>attn2</c>) and a GEGLU feed-forward (<c>norm3</c>/<c>ff</c>), each residual.
+/// With <c>only_cross_attention</c> <c>attn1</c> attends to the text context too (no self-attention: its keys and values
+/// come from the context, so it costs the context's length, not the square of the positions).
 /// </summary>
 public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
 {
@@ -16,10 +18,13 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     private readonly nn.Module<Tensor, Tensor> norm3;
     public readonly FeedForward ff;
 
-    public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim) : base(nameof(BasicTransformerBlock))
+    private readonly bool _onlyCrossAttention;
+
+    public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim, bool onlyCrossAttention = false) : base(nameof(BasicTransformerBlock))
     {
+        _onlyCrossAttention = onlyCrossAttention;
         norm1 = Layers.LayerNorm(dim, eps: 1e-5);
-        attn1 = new Attention(dim, heads, dimHead);
+        attn1 = onlyCrossAttention ? new Attention(dim, heads, dimHead, crossAttentionDim) : new Attention(dim, heads, dimHead);
         norm2 = Layers.LayerNorm(dim, eps: 1e-5);
         attn2 = new Attention(dim, heads, dimHead, crossAttentionDim);
         norm3 = Layers.LayerNorm(dim, eps: 1e-5);
@@ -30,7 +35,7 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
     {
         using var scope = NewDisposeScope();
-        hidden = attn1.call(norm1.call(hidden), null) + hidden;
+        hidden = attn1.call(norm1.call(hidden), _onlyCrossAttention ? encoderHiddenStates : null) + hidden;
         hidden = attn2.call(norm2.call(hidden), encoderHiddenStates) + hidden;
         return (ff.call(norm3.call(hidden)) + hidden).MoveToOuterDisposeScope();
     }
@@ -53,14 +58,14 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     private readonly bool _linear;
 
     public Transformer2DModel(int heads, int dimHead, int inChannels, int numLayers, int crossAttentionDim,
-        int normNumGroups, bool useLinearProjection) : base(nameof(Transformer2DModel))
+        int normNumGroups, bool useLinearProjection, bool onlyCrossAttention = false) : base(nameof(Transformer2DModel))
     {
         int inner = heads * dimHead;
         _linear = useLinearProjection;
         norm = Layers.GroupNorm(normNumGroups, inChannels, 1e-6);
         proj_in = useLinearProjection ? Layers.Linear(inChannels, inner) : new ShapeAwareConv2d(inChannels, inner, 1);
         transformer_blocks = new ModuleList<BasicTransformerBlock>(
-            Enumerable.Range(0, numLayers).Select(_ => new BasicTransformerBlock(inner, heads, dimHead, crossAttentionDim)).ToArray());
+            Enumerable.Range(0, numLayers).Select(_ => new BasicTransformerBlock(inner, heads, dimHead, crossAttentionDim, onlyCrossAttention)).ToArray());
         proj_out = useLinearProjection ? Layers.Linear(inner, inChannels) : new ShapeAwareConv2d(inner, inChannels, 1);
         RegisterComponents();
     }

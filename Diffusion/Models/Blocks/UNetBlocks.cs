@@ -5,7 +5,7 @@ namespace DiffusionPeft.Diffusion.Models;
 
 /// <summary>Settings every UNet/VAE block shares (from the model config); no time embedding (VAE) when TembChannels is null.</summary>
 public sealed record UNetBlockSettings(int? TembChannels, int Groups, double Eps, string ActFn, double Dropout,
-    int CrossAttentionDim, int NumAttentionHeads, int TransformerLayers, bool UseLinearProjection);
+    int CrossAttentionDim, int NumAttentionHeads, int TransformerLayers, bool UseLinearProjection, bool OnlyCrossAttention = false);
 
 /// <summary>A down block: returns the block output and the skip states (one per resnet, plus the downsampler's).</summary>
 public abstract class UNetDownBlock(string name) : nn.Module(name)
@@ -31,7 +31,7 @@ internal static class BlockFactory
         if (channels % s.NumAttentionHeads != 0)
             throw new NotSupportedException($"{channels} channels are not divisible by {s.NumAttentionHeads} attention heads.");
         return new Transformer2DModel(s.NumAttentionHeads, channels / s.NumAttentionHeads, channels, s.TransformerLayers,
-            s.CrossAttentionDim, s.Groups, s.UseLinearProjection);
+            s.CrossAttentionDim, s.Groups, s.UseLinearProjection, s.OnlyCrossAttention);
     }
 }
 

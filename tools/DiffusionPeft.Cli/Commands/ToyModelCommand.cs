@@ -40,7 +40,7 @@ public static class ToyModelCommand
         var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 32 (default, the shipped model's: the VAE downsamples 2×; the UNet has a level of convolutions on top) or 16 (4×, the models before it). Fixed for a run: another needs another --out." };
         var plainScenes = new Option<int?>("--unet-plain-scenes") { Description = "Scenes of one large object on a plain background (full captions) mixed into the UNet's training data, to teach shape (default: the shipped model's, 15000; 0: none). Another count rewrites the data and moves a UNet trained on the old aside." };
         var plainSizes = new Option<string?>("--unet-plain-sizes") { Description = "The sizes of the plain scenes' objects, drawn uniformly: small, medium and/or large, separated by commas (default: the shipped model's, large). Other sizes rewrite the data and move a UNet trained on the old aside." };
-        var topAttention = new Option<bool>("--unet-top-attention") { Description = "On 32×32 latents, cross-attention at the UNet's top level too (default: convolutions only there, the shipped model's). A change moves the old base and UNet aside." };
+        var topAttention = new Option<string?>("--unet-top-attention") { Description = "On 32×32 latents, attention at the UNet's top level too: none (default, the shipped model's: convolutions only), full (self- and cross-attention) or cross-only (both attentions read the caption: no attention over the 1,024 positions). A change moves the old base and UNet aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
@@ -125,14 +125,19 @@ public static class ToyModelCommand
                 }
                 options = options with { UnetPlainSizes = sizes };
             }
-            if (r.GetValue(topAttention))
+            if (r.GetValue(topAttention) is { } topText)
             {
-                if (options.LatentSize != 32)
+                if (TopLevelAttentions.Parse(topText) is not { } top)
+                {
+                    error.WriteLine($"error: --unet-top-attention takes none, full or cross-only (got {topText})");
+                    return 2;
+                }
+                if (top != TopLevelAttention.None && options.LatentSize != 32)
                 {
                     error.WriteLine("error: --unet-top-attention is for 32×32 latents (on 16×16 the UNet's top level has cross-attention already)");
                     return 2;
                 }
-                options = options with { UnetTopAttention = true };
+                options = options with { UnetTopAttention = top };
             }
             if (r.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             TorchOptions.ParseDevice(options.Device);
