@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Diagnostics;
 using System.Globalization;
 using DiffusionPeft.Diffusion.Models;
@@ -13,7 +14,7 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class ToyModelBenchmark
 {
-    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--reps 5] [--threads N]";
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross-only] [--unet-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
 
     public static int Run(string[] args)
     {
@@ -25,7 +26,9 @@ public static class ToyModelBenchmark
         Console.WriteLine($"threads {get_num_threads()}, {reps} timed steps each (after one warm-up)");
 
         manual_seed(0);
+        bool pretrain = !args.Contains("--skip-pretrain");
         int vb = Arg("--vae-batch", 16);
+        if (pretrain)
         using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64), grid)))
         {
             var x = rand(vb, 3, 64, 64) * 2 - 1;
@@ -36,6 +39,7 @@ public static class ToyModelBenchmark
             });
         }
         int cb = Arg("--clip-batch", 128);
+        if (pretrain)
         using (var clip = new ToyClip(ToyModelConfigs.TextEncoder(tokenizer, Arg("--text-width", 128)), Arg("--text-width", 128)))
         {
             var x = rand(cb, 3, 64, 64) * 2 - 1;
@@ -44,13 +48,20 @@ public static class ToyModelBenchmark
                 nn.functional.cross_entropy(clip.call(x, ids), arange(cb, ScalarType.Int64)));
         }
         int ub = Arg("--unet-batch", 64);
-        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid)))
+        var topText = CliArgs.Value(args, "--top-attention", "none");
+        var top = TopLevelAttentions.Parse(topText) ?? throw new ArgumentException($"--top-attention takes none, full or cross-only (got {topText})");
+        // bf16 here times the forward and backward in bf16 weights and activations (what mixed precision would compute in),
+        // not a training recipe: full fine-tuning keeps fp32 weights.
+        var dtype = CliArgs.Value(args, "--unet-dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top)))
         {
-            var z = randn(ub, 4, grid, grid);
+            unet.to(dtype);
+            var z = randn(ub, 4, grid, grid).to(dtype);
             var t = randint(0, 1000, [ub]);
-            var text = randn(ub, 32, Arg("--text-width", 128));
+            var text = randn(ub, 32, Arg("--text-width", 128)).to(dtype);
             long n = unet.parameters().Sum(p => p.numel());
-            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid} ({n:N0} weights), batch {ub}", unet, reps, () => (unet.forward(z, t, text) - z).pow(2).mean());
+            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid}, top {top.Name()}, {dtype} ({n:N0} weights), batch {ub}", unet, reps,
+                () => (unet.forward(z, t, text) - z).to(ScalarType.Float32).pow(2).mean());
         }
         return 0;
     }
