@@ -1,9 +1,9 @@
-using TorchSharp;
 using System.Diagnostics;
 using System.Globalization;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.ToyModel;
 using DiffusionPeft.ToyWorld.Vocabulary;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Benchmarks;
@@ -26,7 +26,7 @@ public static class ToyModelBenchmark
         Console.WriteLine($"threads {get_num_threads()}, {reps} timed steps each (after one warm-up)");
 
         manual_seed(0);
-        bool pretrain = !args.Contains("--skip-pretrain");
+        bool pretrain = !args.Contains("--skip-pretrain");   // --skip-pretrain: the UNet alone
         int vb = Arg("--vae-batch", 16);
         if (pretrain)
         using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64), grid)))
