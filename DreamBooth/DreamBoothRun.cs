@@ -133,7 +133,8 @@ public sealed class DreamBoothRun
             if (Config.Mode == TrainingMode.Full)
             {
                 var full = new FullFineTuneTarget(sd, Config);
-                _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})");
+                _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})" +
+                               (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : ""));
                 target = full;
             }
             else

@@ -17,7 +17,9 @@ namespace DiffusionPeft.Diffusion.Loading;
 public static class DiffusersFolderWriter
 {
     /// <param name="dtype">Dtype of the weight files (float32 or bfloat16/float16 for small folders); null: the model's.</param>
-    public static void Write(StableDiffusionModel model, string folder, ScalarType? dtype = null)
+    /// <param name="overrides">Tensors written in place of the model's, by component and key ("unet.conv_in.weight"):
+    /// full fine-tuning's fp32 master weights of a model that computes in bf16.</param>
+    public static void Write(StableDiffusionModel model, string folder, ScalarType? dtype = null, IReadOnlyDictionary<string, Tensor>? overrides = null)
     {
         var target = Path.GetFullPath(folder);
         if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
@@ -30,10 +32,14 @@ public static class DiffusersFolderWriter
 
         var indented = new JsonSerializerOptions { WriteIndented = true };
         void Json(string rel, JsonObject o) => AtomicFile.WriteAllText(Path.Combine(temp, rel), o.ToJsonString(indented));
-        void Weights(string rel, nn.Module module)
+        void Weights(string rel, string component, nn.Module module)
         {
             using var scope = NewDisposeScope();
-            var tensors = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to_type(dtype ?? kv.Value.dtype).cpu());
+            var tensors = module.state_dict().ToDictionary(kv => kv.Key, kv =>
+            {
+                var value = overrides is not null && overrides.TryGetValue($"{component}.{kv.Key}", out var o) ? o : kv.Value;
+                return value.detach().to_type(dtype ?? value.dtype).cpu();
+            });
             SafetensorsWriter.Write(Path.Combine(temp, rel), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         }
 
@@ -52,11 +58,11 @@ public static class DiffusersFolderWriter
             ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
         });
         Json(Path.Combine("unet", "config.json"), model.Unet.Config.ToJson());
-        Weights(Path.Combine("unet", "diffusion_pytorch_model.safetensors"), model.Unet);
+        Weights(Path.Combine("unet", "diffusion_pytorch_model.safetensors"), "unet", model.Unet);
         Json(Path.Combine("vae", "config.json"), model.Vae.Config.ToJson());
-        Weights(Path.Combine("vae", "diffusion_pytorch_model.safetensors"), model.Vae);
+        Weights(Path.Combine("vae", "diffusion_pytorch_model.safetensors"), "vae", model.Vae);
         Json(Path.Combine("text_encoder", "config.json"), model.TextEncoder.Config.ToJson());
-        Weights(Path.Combine("text_encoder", "model.safetensors"), model.TextEncoder);
+        Weights(Path.Combine("text_encoder", "model.safetensors"), "text_encoder", model.TextEncoder);
         model.Tokenizer.Save(Path.Combine(temp, "tokenizer"));
         AtomicFile.WriteAllText(Path.Combine(temp, "scheduler", "scheduler_config.json"), model.SchedulerConfig.ToJsonText());
 

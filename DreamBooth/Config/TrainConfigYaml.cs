@@ -276,8 +276,8 @@ public static class TrainConfigYaml
         // Full fine-tuning on a captioned folder (NAME.txt beside each image) needs no instance prompt; the scan checks every image has one.
         Check(c.Mode == TrainingMode.Full || !string.IsNullOrWhiteSpace(c.Prompt), "prompt", "required (set it in the config file or on the command line)");
         Check(c.CaptionDropout is >= 0 and < 1, "caption-dropout", $"must be in [0, 1), got {Fmt(c.CaptionDropout)}");
-        Check(c.Mode != TrainingMode.Full || c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "float" or TorchOptions.AutoDType, "dtype",
-            "full fine-tuning trains the weights themselves: use --dtype fp32 (--save-dtype bf16 writes small files)");
+        Check(c.Mode != TrainingMode.Full || c.DType.Trim().ToLowerInvariant() is "fp32" or "float32" or "float" or "bf16" or "bfloat16" or TorchOptions.AutoDType, "dtype",
+            "full fine-tuning trains fp32 weights: use --dtype fp32, or bf16 for bf16 compute on fp32 master weights (fp16 would need loss scaling; --save-dtype bf16 writes small files)");
         Check(c.Rank >= 1, "rank", $"must be >= 1, got {c.Rank}");
         Check(c.Alpha is null || (c.Alpha > 0 && double.IsFinite(c.Alpha.Value)), "alpha", $"must be > 0, got {c.Alpha}");
         Check(c.Steps >= 1, "steps", $"must be >= 1, got {c.Steps}");

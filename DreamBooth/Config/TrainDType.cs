@@ -19,7 +19,8 @@ public static class TrainDType
             TorchOptions.ResolveDType(config.DType, device, warn);   // only warns (bf16 on a CPU without bf16 instructions)
             return config;
         }
-        // Full fine-tuning trains the weights themselves, in fp32 (bf16 weights would lose most small updates).
+        // Full fine-tuning trains the weights themselves, in fp32 unless asked for bf16 (mixed precision: bf16 compute on fp32
+        // master weights), which auto does not pick: the numbers of a run should not change with the machine it starts on.
         var dtype = CheckpointDType(config) ?? (config.Mode == TrainingMode.Full ? "fp32" : TorchOptions.Name(TorchOptions.ResolveDType(config.DType, device)));
         return config with { DType = dtype };
     }

@@ -2,6 +2,7 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Training;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
@@ -10,6 +11,10 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// Full fine-tuning (diffusers' train_dreambooth.py without adapters, kohya's "fine tune"): every UNet weight trains at
 /// --lr, the text encoder's too with --train-text-encoder (at --text-encoder-lr), the VAE stays frozen. The result is a
 /// diffusers folder, RUN/model, with the trained weights in --save-dtype and every other component as loaded.
+/// A model loaded in bf16 trains in mixed precision (as diffusers' --mixed_precision bf16): the forward and backward
+/// run in bf16, while the optimizer, the checkpoints and the written model hold fp32 master weights; each step's bf16
+/// gradients are handed to the masters and the updated masters copied back into the model (bf16 weights alone would
+/// round most small updates away).
 /// </summary>
 public sealed class FullFineTuneTarget : ITrainingTarget
 {
@@ -17,36 +22,69 @@ public sealed class FullFineTuneTarget : ITrainingTarget
 
     private readonly StableDiffusionModel _model;
     private readonly TrainConfig _config;
+    /// <summary>Mixed precision: each trained bf16 weight of the model and its fp32 master (empty in fp32).</summary>
+    private readonly (Parameter Model, Parameter Master)[] _masters = [];
 
     public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config)
     {
-        if (model.DType != ScalarType.Float32)
-            throw new ArgumentException($"full fine-tuning needs a float32 model (the weights themselves train), got {model.DType}");
+        if (model.DType is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"full fine-tuning trains in float32, or in bfloat16 with float32 master weights; got {model.DType}");
         _model = model;
         _config = config;
         foreach (var p in model.Vae.parameters()) p.requires_grad = false;
         foreach (var p in model.TextEncoder.parameters()) p.requires_grad = config.TrainTextEncoder;
         foreach (var p in model.Unet.parameters()) p.requires_grad = true;
-        var groups = new List<TrainableGroup>
+        var trained = new List<(string Group, double Lr, List<(string Name, Parameter Parameter)> Parameters)>
         {
-            new("unet", model.Unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList(), config.Lr),
+            ("unet", config.Lr, model.Unet.named_parameters().Select(p => ("unet." + p.name, p.parameter)).ToList()),
         };
         if (config.TrainTextEncoder)
-            groups.Add(new("text_encoder", model.TextEncoder.named_parameters().Select(p => ("text_encoder." + p.name, p.parameter)).ToList(), config.EffectiveTextEncoderLr));
-        ParameterGroups = groups;
+            trained.Add(("text_encoder", config.EffectiveTextEncoderLr, model.TextEncoder.named_parameters().Select(p => ("text_encoder." + p.name, p.parameter)).ToList()));
+        if (model.DType == ScalarType.BFloat16)
+        {
+            var masters = new List<(Parameter, Parameter)>();
+            trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p =>
+            {
+                var master = new Parameter(p.Parameter.detach().to_type(ScalarType.Float32), requires_grad: true);
+                masters.Add((p.Parameter, master));
+                return (p.Name, master);
+            }).ToList())).ToList();
+            _masters = masters.ToArray();
+        }
+        ParameterGroups = trained.Select(g => new TrainableGroup(g.Group, g.Parameters, g.Lr)).ToList();
     }
 
     public IReadOnlyList<TrainableGroup> ParameterGroups { get; }
 
     public long ParameterCount => ParameterGroups.Sum(g => g.Parameters.Sum(p => p.Parameter.numel()));
 
-    public void OnOptimizerStep(long stepsTaken) { }
+    /// <summary>True when the model computes in bf16 and the optimizer updates fp32 masters.</summary>
+    public bool MixedPrecision => _masters.Length > 0;
+
+    public void BeforeOptimizerStep()
+    {
+        using var _ = no_grad();
+        foreach (var (weight, master) in _masters)
+        {
+            if (weight.grad is not { } g) continue;
+            if (master.grad is { } m) m.copy_(g);
+            else master.grad = g.to_type(ScalarType.Float32);
+            g.zero_();   // the model's bf16 gradient starts the next step at zero (the optimizer clears only the masters')
+        }
+    }
+
+    public void OnOptimizerStep(long stepsTaken)
+    {
+        using var _ = no_grad();
+        foreach (var (weight, master) in _masters) weight.copy_(master);
+    }
 
     public void WriteFinal(string runDirectory, long stepsTaken)
     {
         var folder = Path.Combine(runDirectory, ModelFolder);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);   // a finished run rewritten by a longer resume
         var dtype = _config.SaveDType switch { SaveDType.Bf16 => ScalarType.BFloat16, SaveDType.Fp16 => ScalarType.Float16, _ => ScalarType.Float32 };
-        DiffusersFolderWriter.Write(_model, folder, dtype);
+        var masters = MixedPrecision ? ParameterGroups.SelectMany(g => g.Parameters).ToDictionary(p => p.Name, p => (Tensor)p.Parameter) : null;
+        DiffusersFolderWriter.Write(_model, folder, dtype, masters);
     }
 }

@@ -140,6 +140,7 @@ public sealed class Trainer : IDisposable
                     lossSum += value;
                     (accumulation == 1 ? loss : loss / accumulation).backward();
                 }
+                _target.BeforeOptimizerStep();
                 gradNorm = nn.utils.clip_grad_norm_(_parameters, clipNorm);
                 if (!double.IsFinite(gradNorm)) throw NonFinite("gradient norm", gradNorm);
                 _optimizer.step();

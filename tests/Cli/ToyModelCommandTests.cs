@@ -47,6 +47,17 @@ public sealed class ToyModelCommandTests : IDisposable
     }
 
     [Fact]
+    public void AUnetDTypeOtherThanFp32OrBf16IsRefusedBeforeAnythingIsWritten()
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-dtype", "fp16"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--unet-dtype takes fp32 or bf16 (got fp16)", e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+
+    [Fact]
     public void ANegativeClassifierSceneCountIsRefusedBeforeAnythingIsWritten()
     {
         var outDir = Path.Combine(_dir, "eval");

@@ -77,8 +77,48 @@ public sealed class FullFineTuneTests : IDisposable
         Assert.Contains("4 of 4 images have no caption", ex.Message);
         Assert.Contains("a.png", ex.Message);
         Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { Mode = TrainingMode.Adapter }));
-        Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { DType = "bf16" }));
+        var fp16 = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { DType = "fp16" }));
+        Assert.Contains("fp32 master weights", fp16.Message);
         Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(Config("x", "imgs") with { CaptionDropout = 1 }));
+    }
+
+    /// <summary>
+    /// --dtype bf16: the forward and backward run in bf16, while the optimizer, the checkpoints and the written model hold
+    /// fp32 master weights (weights a bf16 model could not hold); six steps, a new process, six more end on the same
+    /// masters as twelve in one go.
+    /// </summary>
+    [Fact]
+    public void Bf16TrainsFp32MasterWeightsAndResumesExactly()
+    {
+        var images = CaptionedFolder();
+        var config = Config("mixed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32 };
+        var progress = new RecordingProgress();
+        var result = new DreamBoothRun(config, progress: progress).Train();
+        Assert.Equal(12, result.Steps);
+        Assert.Contains(progress.Infos, m => m.Contains("full fine-tuning") && m.Contains("bf16 compute on fp32 master weights"));
+        double first = progress.Steps.Take(3).Average(s => s.Loss), last = progress.Steps.TakeLast(3).Average(s => s.Loss);
+        Assert.True(last < first, $"loss {first} → {last}");
+
+        Dictionary<string, Tensor> Masters(string run, int step)
+        {
+            using var file = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(_dir, run, "checkpoints", $"step-{step:D6}", "parameters.safetensors"));
+            return file.Names.ToDictionary(k => k, k => file.Read(k));
+        }
+        var masters = Masters("mixed", 12);
+        Assert.All(masters.Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
+        using (var written = StableDiffusionLoader.Load(Path.Combine(config.Out, FullFineTuneTarget.ModelFolder)))
+        {
+            var unet = written.Unet.state_dict();
+            Assert.All(masters, kv => Assert.True(unet[kv.Key["unet.".Length..]].eq(kv.Value).all().item<bool>(), $"{kv.Key} as written"));
+            long finer = masters.Values.Sum(t => t.ne(t.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).sum().item<long>());
+            Assert.True(finer > masters.Values.Sum(t => t.numel()) / 2, $"only {finer} written weights carry more than bf16 holds");
+        }
+
+        var halfway = Config("resumed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, Steps = 6 };
+        Assert.Equal(6, new DreamBoothRun(halfway).Train().Steps);
+        Assert.Equal(12, new DreamBoothRun(halfway with { Steps = 12, Resume = "latest" }).Train().Steps);
+        var resumed = Masters("resumed", 12);
+        Assert.All(masters, kv => Assert.True(resumed[kv.Key].eq(kv.Value).all().item<bool>(), $"{kv.Key} after resuming"));
     }
 
     /// <summary>The embedded default written as a diffusers folder and read back generates the same image.</summary>

@@ -1,4 +1,5 @@
 using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.Tests.DreamBooth;
 using DiffusionPeft.ToyModel;
@@ -164,6 +165,18 @@ public sealed class ToyModelRecipeTests : IDisposable
         var sixteen = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "16"), Tiny with { UnetTopAttention = TopLevelAttention.CrossOnly }).Run());
         Assert.Contains("for 32×32 latents", sixteen.Message);
         Assert.False(Directory.Exists(Path.Combine(_dir, "16")));
+    }
+
+    [Fact]
+    public void TheUnetStageTrainsInMixedPrecisionWhenAskedAndWritesAModelThatLoads()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [3], UnetImages = 4, UnetDType = "bf16" };
+        var reports = new ToyModelRecipe(_dir, quick).Run();
+        Assert.True(double.IsFinite(reports[2].LastLoss));
+        var recorded = TrainConfigYaml.Load(Path.Combine(_dir, "unet", TrainConfigYaml.ResolvedFileName), validate: false);
+        Assert.Equal("bf16", recorded.DType);
+        using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
+        Assert.All(model.Unet.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
     }
 
     [Fact]

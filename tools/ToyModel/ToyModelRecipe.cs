@@ -65,6 +65,11 @@ public sealed record ToyModelOptions
     public double CaptionDropout { get; init; } = 0.1;
     /// <summary>Min-SNR loss weighting's γ for the UNet (Hang et al. 2023); null trains with the plain v-prediction loss.</summary>
     public double? UnetSnrGamma { get; init; }
+    /// <summary>
+    /// The UNet stage's compute dtype: fp32 (the shipped model's), or bf16, mixed precision on fp32 master weights
+    /// (<c>dpeft train --mode full --dtype bf16</c>; about 1.27× faster on a CPU with AVX512-BF16, measured on the toy UNet).
+    /// </summary>
+    public string UnetDType { get; init; } = "fp32";
     /// <summary>How the UNet stage draws timesteps (uniform: DDPM's; logit-normal with mean 0, std 1: SD3's).</summary>
     public TimestepSampling UnetTimestepSampling { get; init; } = TimestepSampling.Uniform;
     public int CheckpointEvery { get; init; } = 100;
@@ -359,7 +364,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         TimestepSampling = options.UnetTimestepSampling,
         CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
         ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
-        PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = "fp32",
+        PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType,
     };
 
     private StageReport? TrainUnet(int steps, CancellationToken ct)
