@@ -50,8 +50,8 @@ public static class ToyModelBenchmark
         int ub = Arg("--unet-batch", 64);
         var topText = CliArgs.Value(args, "--top-attention", "none");
         var top = TopLevelAttentions.Parse(topText) ?? throw new ArgumentException($"--top-attention takes none, full or cross-only (got {topText})");
-        // bf16 here times the forward and backward in bf16 weights and activations (what mixed precision would compute in),
-        // not a training recipe: full fine-tuning keeps fp32 weights.
+        // bf16 times the forward and backward in bf16 weights and activations, what mixed precision computes in; its fp32
+        // master weights (dpeft train --mode full --dtype bf16) and their copies each step are not timed here.
         var dtype = CliArgs.Value(args, "--unet-dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
         using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top)))
         {
