@@ -147,6 +147,7 @@ public sealed class DreamBoothRun
                 ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution)
                 : null;
             using var training = new StableDiffusionTraining(this, sd, _progress.Warning);
+            if (Config.CacheLatents == LatentCacheMode.Memory) training.FillCaches(_progress.Info, cancellationToken);
             return TrainWith(target, training.Objective, validation, cancellationToken: cancellationToken);
         }
         finally

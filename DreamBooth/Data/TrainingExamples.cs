@@ -61,6 +61,33 @@ public sealed class TrainingExamples
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Encodes every item's latents (and, with a frozen text encoder, its caption) into the caches now, one image at a
+    /// time as <see cref="Moments"/> would, so the values are the same and a resumed run sees what an unbroken one saw.
+    /// With a memory cache this keeps 10^4–10^5 small long-lived tensors from being allocated between the training
+    /// steps' large ones: measured on the toy UNet stage, such a first epoch slowed from 0.8 to 1.4 s a step and
+    /// recovered after it. Only where the crop plan does not change with the epoch (no --flip); reports progress.
+    /// </summary>
+    public void Fill(Action<string> info, CancellationToken cancellationToken = default)
+    {
+        if (_config.Flip) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int count = _data.Count, report = Math.Max(1, count / 10);
+        for (int i = 0; i < count && !cancellationToken.IsCancellationRequested; i++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                Moments([i], 0);
+                if (!_config.TrainTextEncoder) Embeddings([i]);
+            }
+            if ((i + 1) % report == 0 || i + 1 == count)
+            {
+                double rate = (i + 1) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+                info($"caching latents: {i + 1:N0}/{count:N0} images, {rate:F0}/s, {TimeSpan.FromSeconds((count - i - 1) / rate):mm\\:ss} left");
+            }
+        }
+    }
+
     public IReadOnlyList<string> Captions(IReadOnlyList<int> items) => items.Select(i => _data[i % _data.Count].Caption).ToArray();
 
     /// <summary>Text-encoder hidden states [B, L, D] of the items' captions.</summary>

@@ -89,13 +89,21 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         return new TrainingExamples(data, targets, c, new FakeDecoder(), vae, text, latents, embeddings);
     }
 
-    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls)
+    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls) =>
+        Losses(c, mode, cacheDir, prediction, batches, out calls, fill: false, out _);
+
+    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls,
+                                   bool fill, out (int Vae, int Text) filled)
     {
         using var vae = new ToyVae();
         var text = new ToyText();
         using var latents = new TensorCache(mode, cacheDir);
         using var embeddings = new TensorCache(mode, cacheDir);
         var examples = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings);
+        var messages = new List<string>();
+        if (fill) examples.Fill(messages.Add);
+        filled = (vae.Calls, text.Calls);
+        Assert.Equal(fill && !c.Flip ? 3 : 0, messages.Count);   // progress at every tenth of the images (here each of 3)
         using var schedule = new ToySchedule(prediction);
         using var denoiser = new ToyDenoiser(c.Lr);
         var objective = new NoisePredictionObjective(c, examples, null, vae, schedule, denoiser);
@@ -132,6 +140,22 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         Assert.Equal(mem.Vae, disk1.Vae);
         Assert.Equal(0, disk2.Vae);               // a second run reads the disk cache
         Assert.Equal(0, disk2.Text);
+    }
+
+    /// <summary>Filling the memory cache before the first step encodes each image once, alone, as the loop would: the
+    /// losses are the same and the loop encodes nothing more. With --flip the plan changes per epoch and nothing is filled.</summary>
+    [Fact]
+    public void FillingTheCacheFirstChangesNoLossAndLeavesTheLoopNothingToEncode()
+    {
+        var c = Config(LatentCacheMode.Memory) with { Flip = false };
+        var lazy = Losses(c, LatentCacheMode.Memory, _dir, PredictionType.VPrediction, 6, out var lazyCalls);
+        var eager = Losses(c, LatentCacheMode.Memory, _dir, PredictionType.VPrediction, 6, out var eagerCalls, fill: true, out var filled);
+        Assert.Equal(lazy, eager);
+        Assert.Equal((3, 1), filled);             // three images, one prompt
+        Assert.Equal(filled, eagerCalls);         // nothing encoded in the loop
+        Assert.Equal(lazyCalls, eagerCalls);
+        Losses(c with { Flip = true }, LatentCacheMode.Memory, _dir, PredictionType.VPrediction, 1, out _, fill: true, out var flipped);
+        Assert.Equal((0, 0), flipped);
     }
 
     [Fact]

@@ -19,6 +19,7 @@ var benchmarks = new Dictionary<string, (string Help, Func<string[], int> Run)>(
     ["toy"] = (ToyModelBenchmark.Help, ToyModelBenchmark.Run),
     ["metrics"] = ("preprocessing and ONNX embedding throughput (DINO, CLIP) on synthetic images", MetricsBenchmark.Run),
     ["sd15-random"] = (RandomSd15Folder.Help, RandomSd15Folder.Run),
+    ["latent-cache"] = (LatentCacheBenchmark.Help, LatentCacheBenchmark.Run),
 };
 
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help" || !benchmarks.ContainsKey(args[0]))
