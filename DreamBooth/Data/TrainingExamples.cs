@@ -72,7 +72,7 @@ public sealed class TrainingExamples
     {
         if (_config.Flip) return;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        int count = _data.Count, report = Math.Max(1, count / 10);
+        int count = _data.Count, report = count < 1000 ? count : count / 10;   // a few images: one line at the end
         for (int i = 0; i < count && !cancellationToken.IsCancellationRequested; i++)
         {
             using (var scope = NewDisposeScope())

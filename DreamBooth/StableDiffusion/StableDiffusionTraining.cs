@@ -19,13 +19,6 @@ public sealed class StableDiffusionTraining : IDisposable
     private readonly TrainingExamples _instances;
     private readonly TrainingExamples? _classes;
 
-    /// <summary>Encodes every instance and class image into the caches before the first step (<see cref="TrainingExamples.Fill"/>).</summary>
-    public void FillCaches(Action<string> info, CancellationToken cancellationToken = default)
-    {
-        _instances.Fill(info, cancellationToken);
-        _classes?.Fill(info, cancellationToken);
-    }
-
     public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, Action<string>? warn = null)
     {
         var config = run.Config;
@@ -43,6 +36,13 @@ public sealed class StableDiffusionTraining : IDisposable
             ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)
             : null;
         Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts);
+    }
+
+    /// <summary>Encodes every instance and class image into the caches before the first step (<see cref="TrainingExamples.Fill"/>).</summary>
+    public void FillCaches(Action<string> info, CancellationToken cancellationToken = default)
+    {
+        _instances.Fill(info, cancellationToken);
+        _classes?.Fill(info, cancellationToken);
     }
 
     /// <summary>Captions longer than the text encoder's context are cut (as diffusers does); say so once, with the count and an example.</summary>
