@@ -9,6 +9,7 @@ using DiffusionPeft.DreamBooth.Logging;
 using DiffusionPeft.DreamBooth.StableDiffusion;
 using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.DreamBooth.Training;
+using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth;
 
@@ -132,7 +133,11 @@ public sealed class DreamBoothRun
             ITrainingTarget target;
             if (Config.Mode == TrainingMode.Full)
             {
-                var full = new FullFineTuneTarget(sd, Config);
+                // Mixed precision on a model loaded here: the masters start from the checkpoint's fp32 weights, not their bf16 rounding.
+                var fp32 = owned is not null && sd.DType == ScalarType.BFloat16 ? TrainedWeightsInFp32() : null;
+                FullFineTuneTarget full;
+                try { full = new FullFineTuneTarget(sd, Config, fp32); }
+                finally { if (fp32 is not null) foreach (var t in fp32.Values) t.Dispose(); }
                 _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})" +
                                (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : ""));
                 target = full;
@@ -147,13 +152,22 @@ public sealed class DreamBoothRun
                 ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution)
                 : null;
             using var training = new StableDiffusionTraining(this, sd, _progress.Warning);
-            if (Config.CacheLatents == LatentCacheMode.Memory) training.FillCaches(_progress.Info, cancellationToken);
             return TrainWith(target, training.Objective, validation, cancellationToken: cancellationToken);
         }
         finally
         {
             owned?.Dispose();
         }
+    }
+
+    /// <summary>The weights full fine-tuning trains (the UNet's, the text encoder's with --train-text-encoder), loaded in fp32 on the CPU.</summary>
+    private Dictionary<string, Tensor> TrainedWeightsInFp32()
+    {
+        using var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, ScalarType.Float32, CPU, configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
+        var weights = model.Unet.named_parameters().ToDictionary(p => "unet." + p.name, p => p.parameter.detach().clone());
+        if (Config.TrainTextEncoder)
+            foreach (var (name, p) in model.TextEncoder.named_parameters()) weights["text_encoder." + name] = p.detach().clone();
+        return weights;
     }
 
     private StableDiffusionModel LoadModel()

@@ -127,7 +127,7 @@ public sealed record TrainConfig
     [ConfigKey("singlora-init-scale", "SingLoRA: multiplier of the kaiming-uniform init of A (0.01: the widest stable LR window in docs/experiments/adapter-claims; 1 is the paper's)")] public double SingLoraInitScale { get; init; } = 0.01;
 
     [ConfigKey("train-text-encoder", "also train text-encoder adapters")] public bool TrainTextEncoder { get; init; }
-    [ConfigKey("dtype", "dtype of the frozen base: auto|fp32|bf16 (auto: bf16 on a GPU or a CPU with bf16 instructions, else fp32; config.yaml records the choice; adapters stay fp32; diffusers' --mixed_precision bf16 is --dtype bf16)")] public string DType { get; init; } = "auto";
+    [ConfigKey("dtype", "dtype of the frozen base: auto|fp32|bf16 (auto: bf16 on a GPU or a CPU with bf16 instructions, else fp32; config.yaml records the choice; adapters stay fp32; diffusers' --mixed_precision bf16 is --dtype bf16). In --mode full: fp32 (auto too), or bf16 compute on fp32 master weights")] public string DType { get; init; } = "auto";
     [ConfigKey("device", "cpu|cuda|cuda:N", ResumeNeutral = true)] public string Device { get; init; } = "cpu";
     [ConfigKey("cache-latents", "cache VAE latents and text embeddings: memory|disk|none")] public LatentCacheMode CacheLatents { get; init; } = LatentCacheMode.Memory;
     [ConfigKey("gradient-checkpointing", "recompute the UNet's transformer blocks in backward (measured: -0.6 GiB for +20% time in fp32, no saving in bf16; see README)", ResumeNeutral = true)] public bool GradientCheckpointing { get; init; }

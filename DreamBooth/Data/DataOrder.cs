@@ -37,6 +37,7 @@ public sealed class DataOrder
     public void Restore(DataOrderState state) => State = state;
 
     public int BatchesPerEpoch => BatchesOf(State.Epoch).Count;
+    public int BatchSize => _batchSize;
 
     public IReadOnlyList<int[]> BatchesOf(int epoch)
     {

@@ -83,7 +83,7 @@ public sealed class TrainingExamples
             if ((i + 1) % report == 0 || i + 1 == count)
             {
                 double rate = (i + 1) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-                info($"caching latents: {i + 1:N0}/{count:N0} images, {rate:F0}/s, {TimeSpan.FromSeconds((count - i - 1) / rate):mm\\:ss} left");
+                info($"caching latents: {i + 1:N0}/{count:N0} images, {rate:F0}/s, {TimeSpan.FromSeconds(Math.Round((count - i - 1) / rate)):c} left");
             }
         }
     }

@@ -25,7 +25,10 @@ public sealed class FullFineTuneTarget : ITrainingTarget
     /// <summary>Mixed precision: each trained bf16 weight of the model and its fp32 master (empty in fp32).</summary>
     private readonly (Parameter Model, Parameter Master)[] _masters = [];
 
-    public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config)
+    /// <param name="fp32Weights">Mixed precision: the trained components' weights as loaded in fp32, by parameter name
+    /// ("unet.conv_in.weight"), to start the masters from; without them the masters are the bf16 weights widened (the
+    /// low bits of an fp32 checkpoint lost).</param>
+    public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config, IReadOnlyDictionary<string, Tensor>? fp32Weights = null)
     {
         if (model.DType is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"full fine-tuning trains in float32, or in bfloat16 with float32 master weights; got {model.DType}");
@@ -45,7 +48,10 @@ public sealed class FullFineTuneTarget : ITrainingTarget
             var masters = new List<(Parameter, Parameter)>();
             trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p =>
             {
-                var master = new Parameter(p.Parameter.detach().to_type(ScalarType.Float32), requires_grad: true);
+                var start = fp32Weights is not null && fp32Weights.TryGetValue(p.Name, out var w) ? w : p.Parameter;
+                if (!start.shape.SequenceEqual(p.Parameter.shape))
+                    throw new ArgumentException($"{p.Name}: the fp32 weights are [{string.Join(", ", start.shape)}], the model's [{string.Join(", ", p.Parameter.shape)}]");
+                var master = new Parameter(start.detach().to_type(ScalarType.Float32).to(p.Parameter.device).clone(), requires_grad: true);
                 masters.Add((p.Parameter, master));
                 return (p.Name, master);
             }).ToList())).ToList();
@@ -61,15 +67,17 @@ public sealed class FullFineTuneTarget : ITrainingTarget
     /// <summary>True when the model computes in bf16 and the optimizer updates fp32 masters.</summary>
     public bool MixedPrecision => _masters.Length > 0;
 
-    public void BeforeOptimizerStep()
+    /// <summary>Each micro-batch's bf16 gradients are added into the masters' fp32 ones (so accumulation sums in fp32, as
+    /// with diffusers' fp32 parameters) and cleared (the optimizer clears only the masters').</summary>
+    public void AfterBackward()
     {
         using var _ = no_grad();
         foreach (var (weight, master) in _masters)
         {
             if (weight.grad is not { } g) continue;
-            if (master.grad is { } m) m.copy_(g);
+            if (master.grad is { } m) m.add_(g);
             else master.grad = g.to_type(ScalarType.Float32);
-            g.zero_();   // the model's bf16 gradient starts the next step at zero (the optimizer clears only the masters')
+            g.zero_();
         }
     }
 

@@ -16,8 +16,6 @@ public sealed class StableDiffusionTraining : IDisposable
     public TensorCache LatentCache { get; }
     public TensorCache TextCache { get; }
     public NoisePredictionObjective Objective { get; }
-    private readonly TrainingExamples _instances;
-    private readonly TrainingExamples? _classes;
 
     public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, Action<string>? warn = null)
     {
@@ -31,18 +29,11 @@ public sealed class StableDiffusionTraining : IDisposable
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
         LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
         TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);
-        var examples = _instances = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache);
-        TrainingExamples? classes = _classes = run.Classes is { } c
+        var examples = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache);
+        TrainingExamples? classes = run.Classes is { } c
             ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)
             : null;
         Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts);
-    }
-
-    /// <summary>Encodes every instance and class image into the caches before the first step (<see cref="TrainingExamples.Fill"/>).</summary>
-    public void FillCaches(Action<string> info, CancellationToken cancellationToken = default)
-    {
-        _instances.Fill(info, cancellationToken);
-        _classes?.Fill(info, cancellationToken);
     }
 
     /// <summary>Captions longer than the text encoder's context are cut (as diffusers does); say so once, with the count and an example.</summary>

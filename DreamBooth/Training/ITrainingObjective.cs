@@ -17,6 +17,10 @@ public interface ITrainingObjective
 {
     /// <summary>The scalar loss of one micro-batch, with its autograd graph. Draw all randomness from <paramref name="rng"/>.</summary>
     Tensor Loss(Batch batch, TrainingRng rng);
+
+    /// <summary>Called once before the first step of a run (after a resume's checkpoint is loaded), with the number of
+    /// samples the steps still to come will draw: a chance to fill caches ahead of the loop.</summary>
+    void Prepare(long samplesAhead, Action<string> info, CancellationToken cancellationToken) { }
 }
 
 /// <summary>Renders validation images at a step; the SD implementation samples the validation prompts with the current adapter.</summary>

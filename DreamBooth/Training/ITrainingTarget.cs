@@ -12,8 +12,8 @@ public interface ITrainingTarget
 
     IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters => ParameterGroups.SelectMany(g => g.Parameters.Select(p => p.Parameter));
 
-    /// <summary>Called once a step's gradients are complete (every micro-batch), before clipping and the optimizer step.</summary>
-    void BeforeOptimizerStep() { }
+    /// <summary>Called after each micro-batch's backward pass (before clipping and the optimizer step).</summary>
+    void AfterBackward() { }
 
     /// <summary>Called after every optimizer step with the number of steps taken, and on resume with the restored count.</summary>
     void OnOptimizerStep(long stepsTaken);

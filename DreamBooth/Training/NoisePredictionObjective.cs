@@ -64,6 +64,17 @@ public sealed class NoisePredictionObjective(
         return loss.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// With a memory cache, fills it before the first step when the run will draw at least every image once
+    /// (<see cref="TrainingExamples.Fill"/>); a shorter run caches lazily what it draws.
+    /// </summary>
+    public void Prepare(long samplesAhead, Action<string> info, CancellationToken cancellationToken)
+    {
+        if (config.CacheLatents != LatentCacheMode.Memory || samplesAhead < instances.Count) return;
+        instances.Fill(info, cancellationToken);
+        classes?.Fill(info, cancellationToken);
+    }
+
     /// <summary>diffusers' DiagonalGaussianDistribution.sample: mean + exp(0.5 · clamp(logvar, −30, 20)) · ε.</summary>
     public static Tensor SampleLatents(Tensor moments, TrainingRng rng)
     {

@@ -103,6 +103,7 @@ public sealed class Trainer : IDisposable
             throw new InvalidCheckpointException($"{_store.Directory} already holds checkpoints (newest: {Path.GetFileName(stale)}); " +
                                                  "pass --resume latest to continue that run, or choose another --out");
         _target.OnOptimizerStep(Step);
+        _objective.Prepare((_config.Steps - Step) * _config.GradAccumulation * _order.BatchSize, _progress.Info, cancellationToken);
 
         using var log = new TrainingLog(Path.Combine(_runDirectory, TrainingLog.FileName), Step);
         var clock = Stopwatch.StartNew();
@@ -139,8 +140,8 @@ public sealed class Trainer : IDisposable
                     if (!double.IsFinite(value)) throw NonFinite("loss", value);
                     lossSum += value;
                     (accumulation == 1 ? loss : loss / accumulation).backward();
+                    _target.AfterBackward();
                 }
-                _target.BeforeOptimizerStep();
                 gradNorm = nn.utils.clip_grad_norm_(_parameters, clipNorm);
                 if (!double.IsFinite(gradNorm)) throw NonFinite("gradient norm", gradNorm);
                 _optimizer.step();

@@ -84,14 +84,14 @@ public sealed class FullFineTuneTests : IDisposable
 
     /// <summary>
     /// --dtype bf16: the forward and backward run in bf16, while the optimizer, the checkpoints and the written model hold
-    /// fp32 master weights (weights a bf16 model could not hold); six steps, a new process, six more end on the same
-    /// masters as twelve in one go.
+    /// fp32 master weights (weights a bf16 model could not hold); with two micro-batches a step, six steps, a new process,
+    /// six more end on the same masters as twelve in one go.
     /// </summary>
     [Fact]
     public void Bf16TrainsFp32MasterWeightsAndResumesExactly()
     {
         var images = CaptionedFolder();
-        var config = Config("mixed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32 };
+        var config = Config("mixed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, GradAccumulation = 2 };
         var progress = new RecordingProgress();
         var result = new DreamBoothRun(config, progress: progress).Train();
         Assert.Equal(12, result.Steps);
@@ -114,11 +114,43 @@ public sealed class FullFineTuneTests : IDisposable
             Assert.True(finer > masters.Values.Sum(t => t.numel()) / 2, $"only {finer} written weights carry more than bf16 holds");
         }
 
-        var halfway = Config("resumed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, Steps = 6 };
+        var halfway = Config("resumed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, GradAccumulation = 2, Steps = 6 };
         Assert.Equal(6, new DreamBoothRun(halfway).Train().Steps);
         Assert.Equal(12, new DreamBoothRun(halfway with { Steps = 12, Resume = "latest" }).Train().Steps);
         var resumed = Masters("resumed", 12);
         Assert.All(masters, kv => Assert.True(resumed[kv.Key].eq(kv.Value).all().item<bool>(), $"{kv.Key} after resuming"));
+    }
+
+    /// <summary>The masters start from the fp32 weights they are given (a checkpoint's, not their bf16 rounding), and
+    /// each micro-batch's bf16 gradient is summed into them in fp32.</summary>
+    [Fact]
+    public void MixedPrecisionMastersStartFromTheFp32WeightsAndSumGradientsInFp32()
+    {
+        using var scope = NewDisposeScope();
+        using var bf16 = EmbeddedDefaultModel.CreateUntrained(dtype: ScalarType.BFloat16);
+        using var fp32 = EmbeddedDefaultModel.CreateUntrained();
+        var weights = fp32.Unet.named_parameters().ToDictionary(p => "unet." + p.name, p => (Tensor)p.parameter);
+        var target = new FullFineTuneTarget(bf16, Config("x", "imgs") with { DType = "bf16" }, weights);
+        Assert.True(target.MixedPrecision);
+        var masters = target.ParameterGroups.SelectMany(g => g.Parameters).ToList();
+        Assert.All(masters, m => Assert.True(m.Parameter.eq(weights[m.Name]).all().item<bool>(), m.Name));
+        Assert.Contains(masters, m => !weights[m.Name].eq(weights[m.Name].to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).all().item<bool>());
+
+        var (name, master) = masters.First(m => m.Name.EndsWith("conv_in.weight"));
+        var weight = bf16.Unet.named_parameters().Single(p => "unet." + p.name == name).parameter;
+        var g1 = full_like(weight, 1e-3f, dtype: ScalarType.BFloat16);
+        var g2 = full_like(weight, 1.0f, dtype: ScalarType.BFloat16);
+        weight.grad = g1.clone();
+        target.AfterBackward();
+        Assert.Equal(0f, weight.grad!.abs().max().to_type(ScalarType.Float32).item<float>());   // cleared for the next micro-batch
+        weight.grad = g2.clone();
+        target.AfterBackward();
+        // 1 + 1e-3 summed in fp32 (in bf16, whose step at 1 is 2^-7, the 1e-3 would be lost)
+        Assert.Equal(ScalarType.Float32, master.grad!.dtype);
+        Assert.True((master.grad - (g1.to_type(ScalarType.Float32) + g2.to_type(ScalarType.Float32))).abs().max().item<float>() < 1e-7);
+        Assert.True(master.grad.gt(1.0005f).all().item<bool>());
+        target.OnOptimizerStep(1);
+        Assert.True(weight.eq(master.to_type(ScalarType.BFloat16)).all().item<bool>());
     }
 
     /// <summary>The embedded default written as a diffusers folder and read back generates the same image.</summary>

@@ -159,6 +159,28 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         Assert.Equal((0, 0), flipped);
     }
 
+    /// <summary>The trainer's Prepare fills a memory cache only when the run ahead draws at least every image once.</summary>
+    [Fact]
+    public void PrepareFillsTheMemoryCacheOnlyForARunThatDrawsEveryImage()
+    {
+        var c = Config(LatentCacheMode.Memory) with { Flip = false };
+        using var vae = new ToyVae();
+        var text = new ToyText();
+        using var latents = new TensorCache(LatentCacheMode.Memory);
+        using var embeddings = new TensorCache(LatentCacheMode.Memory);
+        var examples = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings);
+        using var schedule = new ToySchedule(PredictionType.VPrediction);
+        using var denoiser = new ToyDenoiser(c.Lr);
+        var objective = new NoisePredictionObjective(c, examples, null, vae, schedule, denoiser);
+        objective.Prepare(2, _ => { }, default);
+        Assert.Equal(0, vae.Calls);
+        objective.Prepare(3, _ => { }, default);
+        Assert.Equal(3, vae.Calls);
+        var none = new NoisePredictionObjective(c with { CacheLatents = LatentCacheMode.None }, examples, null, vae, schedule, denoiser);
+        none.Prepare(1000, _ => { }, default);
+        Assert.Equal(3, vae.Calls);
+    }
+
     [Fact]
     public void LogitNormalTimestepsFollowTheirDistribution()
     {

@@ -39,7 +39,8 @@ public static class LatentCacheBenchmark
         using var latents = new TensorCache(LatentCacheMode.Memory);
         using var text = new TensorCache(LatentCacheMode.Memory);
         var examples = new TrainingExamples(data, run.TargetSizes, config, run.Decoder, parts, parts, latents, text);
-        var order = Enumerable.Range(0, data.Count).OrderBy(i => (uint)HashCode.Combine(i, 17)).ToArray();
+        var order = Enumerable.Range(0, data.Count).ToArray();
+        new Random(17).Shuffle(order);   // the same order in every run
         Console.WriteLine($"{data.Count:N0} images, batches of {batch}, {what}, {config.DType}, threads {get_num_threads()}");
         var clock = Stopwatch.StartNew();
         for (int b = 0; b < batches && (b + 1) * batch <= order.Length; b++)

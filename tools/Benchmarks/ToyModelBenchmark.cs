@@ -52,7 +52,13 @@ public static class ToyModelBenchmark
         var top = TopLevelAttentions.Parse(topText) ?? throw new ArgumentException($"--top-attention takes none, full or cross-only (got {topText})");
         // bf16 times the forward and backward in bf16 weights and activations, what mixed precision computes in; its fp32
         // master weights (dpeft train --mode full --dtype bf16) and their copies each step are not timed here.
-        var dtype = CliArgs.Value(args, "--unet-dtype", "fp32") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        var dtypeText = CliArgs.Value(args, "--unet-dtype", "fp32").Trim().ToLowerInvariant();
+        var dtype = dtypeText switch
+        {
+            "fp32" => ScalarType.Float32,
+            "bf16" => ScalarType.BFloat16,
+            _ => throw new ArgumentException($"--unet-dtype takes fp32 or bf16 (got {dtypeText})"),
+        };
         using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top)))
         {
             unet.to(dtype);
