@@ -148,6 +148,7 @@ public sealed class DreamBoothRun
                 _progress.Info($"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}: " +
                                string.Join("; ", Adapters.Reports.Select(r => r.ToString().Split('\n')[0])));
             }
+            using var disposableTarget = target as IDisposable;   // full fine-tuning's fp32 masters
             IValidationSampler? validation = Config.ValidateEvery > 0
                 ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution)
                 : null;

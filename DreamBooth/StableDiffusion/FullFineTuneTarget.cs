@@ -16,7 +16,7 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// gradients are handed to the masters and the updated masters copied back into the model (bf16 weights alone would
 /// round most small updates away).
 /// </summary>
-public sealed class FullFineTuneTarget : ITrainingTarget
+public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
 {
     public const string ModelFolder = "model";
 
@@ -85,6 +85,12 @@ public sealed class FullFineTuneTarget : ITrainingTarget
     {
         using var _ = no_grad();
         foreach (var (weight, master) in _masters) weight.copy_(master);
+    }
+
+    /// <summary>Frees the fp32 masters (mixed precision); the model is the caller's.</summary>
+    public void Dispose()
+    {
+        foreach (var (_, master) in _masters) master.Dispose();
     }
 
     public void WriteFinal(string runDirectory, long stepsTaken)

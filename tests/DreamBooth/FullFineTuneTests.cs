@@ -130,7 +130,7 @@ public sealed class FullFineTuneTests : IDisposable
         using var bf16 = EmbeddedDefaultModel.CreateUntrained(dtype: ScalarType.BFloat16);
         using var fp32 = EmbeddedDefaultModel.CreateUntrained();
         var weights = fp32.Unet.named_parameters().ToDictionary(p => "unet." + p.name, p => (Tensor)p.parameter);
-        var target = new FullFineTuneTarget(bf16, Config("x", "imgs") with { DType = "bf16" }, weights);
+        using var target = new FullFineTuneTarget(bf16, Config("x", "imgs") with { DType = "bf16" }, weights);
         Assert.True(target.MixedPrecision);
         var masters = target.ParameterGroups.SelectMany(g => g.Parameters).ToList();
         Assert.All(masters, m => Assert.True(m.Parameter.eq(weights[m.Name]).all().item<bool>(), m.Name));
