@@ -53,7 +53,7 @@ public sealed class ToyModelCommandTests : IDisposable
         var o = new StringWriter(); var e = new StringWriter();
         int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-dtype", "fp16"], o, e);
         Assert.Equal(2, code);
-        Assert.Contains("--unet-dtype takes fp32 or bf16 (got fp16)", e.ToString());
+        Assert.Contains("--unet-dtype takes fp32, bf16 or auto (got fp16)", e.ToString());
         Assert.False(Directory.Exists(run));
     }
 

@@ -179,6 +179,21 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.All(model.Unet.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
     }
 
+    /// <summary>auto: a new UNet run takes what --dtype auto picks on this machine; a run started in fp32 resumes in fp32.</summary>
+    [Fact]
+    public void AnAutoUnetDTypeIsThisMachinesChoiceForANewRunAndTheRunsOwnOnResume()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetDType = "fp32" };
+        new ToyModelRecipe(_dir, quick).Run();
+        new ToyModelRecipe(_dir, quick with { UnetSteps = [3], UnetDType = "auto" }).Run();   // trains on: would be refused in another dtype
+        Assert.Equal("fp32", TrainConfigYaml.Load(Path.Combine(_dir, "unet", TrainConfigYaml.ResolvedFileName), validate: false).DType);
+
+        var fresh = Path.Combine(_dir, "fresh");
+        new ToyModelRecipe(fresh, quick with { UnetDType = "auto" }).Run();
+        var expected = DiffusionPeft.Diffusion.TorchOptions.Name(DiffusionPeft.Diffusion.TorchOptions.ResolveDType("auto", TorchSharp.torch.CPU));
+        Assert.Equal(expected, TrainConfigYaml.Load(Path.Combine(fresh, "unet", TrainConfigYaml.ResolvedFileName), validate: false).DType);
+    }
+
     [Fact]
     public void StageLengthsAsAListAreTheSameAsTrainingOnInASecondRun()
     {

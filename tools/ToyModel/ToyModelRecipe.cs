@@ -66,8 +66,9 @@ public sealed record ToyModelOptions
     /// <summary>Min-SNR loss weighting's γ for the UNet (Hang et al. 2023); null trains with the plain v-prediction loss.</summary>
     public double? UnetSnrGamma { get; init; }
     /// <summary>
-    /// The UNet stage's compute dtype: fp32 (the shipped model's), or bf16, mixed precision on fp32 master weights
-    /// (<c>dpeft train --mode full --dtype bf16</c>; about 1.27× faster on a CPU with AVX512-BF16, measured on the toy UNet).
+    /// The UNet stage's compute dtype: fp32 (the shipped model's), bf16, mixed precision on fp32 master weights
+    /// (<c>dpeft train --mode full --dtype bf16</c>; about 1.27× faster on a CPU with AVX512-BF16, measured on the toy UNet),
+    /// or auto: bf16 where it is fast, fp32 elsewhere, a resumed run keeping its own.
     /// </summary>
     public string UnetDType { get; init; } = "fp32";
     /// <summary>How the UNet stage draws timesteps (uniform: DDPM's; logit-normal with mean 0, std 1: SD3's).</summary>
@@ -367,9 +368,21 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType,
     };
 
+    /// <summary>
+    /// The UNet stage's dtype: fp32 or bf16 as asked; auto is the dtype the UNet run started with (its config.yaml), or for a
+    /// new run bf16 where it is fast (a GPU, a CPU with AVX512-BF16 or AMX) and fp32 elsewhere, so a run resumes in its own.
+    /// </summary>
+    private string UnetDTypeOfRun()
+    {
+        if (!TorchOptions.IsAuto(options.UnetDType)) return options.UnetDType;
+        var recorded = Path.Combine(UnetRun, TrainConfigYaml.ResolvedFileName);
+        if (File.Exists(recorded) && TrainConfigYaml.Load(recorded, validate: false).DType is { } dtype && !TorchOptions.IsAuto(dtype)) return dtype;
+        return TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
+    }
+
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
-        var result = DreamBoothRun.Run(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
+        var result = DreamBoothRun.Run(UnetStage(options with { UnetDType = UnetDTypeOfRun() }, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
         if (result.Interrupted) return null;
         return Report("unet", UnetRun, result, DataMeasurements(options));
     }
