@@ -3,6 +3,7 @@ using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Training;
 using DiffusionPeft.Tests.DreamBooth;
 using DiffusionPeft.ToyModel;
+using DiffusionPeft.ToyWorld.Captions;
 using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Judge;
 
@@ -64,6 +65,13 @@ public sealed class ToyModelRecipeTests : IDisposable
             Assert.Equal(eval.Shapes.Read(r), rows.Count(row => (string?)row!["main_read"]?["shape"] == (r is { } v ? ToyGrammar.Word(v) : null)));
         Assert.Equal(eval.Shapes.Read(ToyShape.Circle), shapes.Sum(a => (int)json["shape_confusion"]![ToyGrammar.Word(a)]!["circle"]!));
         Assert.Contains("what the judge read", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
+        // ... and the scores by the size word of each caption, which add up to the whole.
+        Assert.Equal(6, eval.BySize.Values.Sum(a => a.Scores));
+        Assert.Equal(eval.All.Correct(JudgeAttribute.Shape), eval.BySize.Values.Sum(a => a.Correct(JudgeAttribute.Shape)));
+        foreach (var g in ToyModelEvaluation.SizeGroups)
+            Assert.Equal(eval.BySize[g].Scores, rows.Count(r => (CaptionParser.Parse((string)r!["prompt"]!).Main.Size is { } z ? ToyGrammar.Word(z) : "not said") == g));
+        Assert.Equal(eval.BySize["large"].Scores, (int)json["by_size"]!["large"]!["scores"]!);
+        Assert.Contains("By the size the caption names", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Equal(0.125, (double)json["diffusion_classifier"]!["Shape"]!["chance"]!, 12);
         var byTimestep = json["diffusion_classifier"]!["Colour"]!["accuracy_by_timestep"]!.AsObject();
         Assert.Equal(DiffusionClassifier.Timesteps.Select(t => t.ToString()), byTimestep.Select(p => p.Key));

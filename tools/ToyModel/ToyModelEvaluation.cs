@@ -35,8 +35,16 @@ public static class ToyModelEvaluation
         public GuidanceInterval Interval { get; init; } = Interval ?? GuidanceInterval.Always;
     }
 
+    /// <param name="BySize">All captions' scores grouped by the size word the caption gives its main object
+    /// (<see cref="SizeGroups"/>: large, medium, small, and "not said").</param>
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
-                                IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes);
+                                IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes, IReadOnlyDictionary<string, JudgeAccuracy> BySize);
+
+    /// <summary>The groups of <see cref="Result.BySize"/>, largest first.</summary>
+    public static IReadOnlyList<string> SizeGroups { get; } =
+        [.. Enum.GetValues<ToySize>().Reverse().Select(ToyGrammar.Word), NoSizeGroup];
+
+    public const string NoSizeGroup = "not said";
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, EvaluationSampling? sampling = null,
                              Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null)
@@ -51,6 +59,7 @@ public static class ToyModelEvaluation
         var all = new JudgeAccuracy();
         var roundTrip = new JudgeAccuracy();
         var shapes = new ShapeConfusion();
+        var bySize = SizeGroups.ToDictionary(g => g, _ => new JudgeAccuracy());
         var rows = new JsonArray();
         var samples = new List<(RgbImage, string)>();
         using var scheduler = model.CreateScheduler("default");
@@ -83,6 +92,7 @@ public static class ToyModelEvaluation
                 (chunk[k].IsFull ? full : partial).Add(score);
                 all.Add(score);
                 shapes.Add(caption.Main.Shape, score);
+                bySize[caption.Main.Size is { } said ? ToyGrammar.Word(said) : NoSizeGroup].Add(score);
                 var ceiling = SceneJudge.Score(decoded[k], caption);
                 roundTrip.Add(ceiling);
                 var file = $"{start + k:D4}.png";
@@ -97,13 +107,14 @@ public static class ToyModelEvaluation
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
         var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress) : [];
-        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes);
+        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes, bySize);
         var report = new JsonObject
         {
             ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = sampling.Steps, ["guidance"] = sampling.Guidance,
             ["guidance_rescale"] = sampling.GuidanceRescale, ["guidance_interval"] = sampling.Interval.ToString(),
             ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip),
-            ["shape_confusion"] = Json(shapes), ["images"] = rows,
+            ["shape_confusion"] = Json(shapes),
+            ["by_size"] = new JsonObject(SizeGroups.Select(g => KeyValuePair.Create(g, (JsonNode?)Json(bySize[g])))), ["images"] = rows,
         };
         if (choices.Count > 0)
         {
@@ -182,6 +193,11 @@ public static class ToyModelEvaluation
                 sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} | " +
                           string.Join(" | ", timesteps.Select((_, i) => $"{100 * c.AccuracyAt(i):F1}%")) + " |\n");
         }
+        sb.Append("\n## By the size the caption names its main object (all captions)\n\n" +
+                  "| size | images | shape | colour | position | size read |\n|---|---:|---:|---:|---:|---:|\n");
+        foreach (var g in SizeGroups)
+            if (result.BySize.TryGetValue(g, out var acc) && acc.Scores > 0)
+                sb.Append($"| {g} | {acc.Scores} | {Pct(acc, JudgeAttribute.Shape)} | {Pct(acc, JudgeAttribute.Colour)} | {Pct(acc, JudgeAttribute.Position)} | {Pct(acc, JudgeAttribute.Size)} |\n");
         sb.Append("\n## Shape: what the judge read where each shape was asked for (all captions)\n\n").Append(result.Shapes.ToMarkdown());
         return sb.ToString();
 
