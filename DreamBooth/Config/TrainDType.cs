@@ -26,7 +26,7 @@ public static class TrainDType
     }
 
     /// <summary>The dtype recorded in the checkpoint a resume will start from; null when there is none.</summary>
-    private static string? CheckpointDType(TrainConfig config)
+    public static string? CheckpointDType(TrainConfig config)
     {
         if (config.Resume is not { } resume || string.IsNullOrWhiteSpace(config.Out)) return null;
         var checkpoints = Path.Combine(Path.GetFullPath(config.Out), "checkpoints");

@@ -35,7 +35,7 @@ public sealed class ToyModelCommandTests : IDisposable
     [Theory]
     [InlineData("full", "--unet-top-attention is for 32×32 latents")]
     [InlineData("cross-only", "--unet-top-attention is for 32×32 latents")]
-    [InlineData("everywhere", "--unet-top-attention takes none, full or cross-only (got everywhere)")]
+    [InlineData("everywhere", "--unet-top-attention takes none|full|cross_only (got everywhere)")]
     public void TopLevelAttentionOn16LatentsOrUnknownIsRefusedBeforeAnythingIsWritten(string value, string message)
     {
         var run = Path.Combine(_dir, "run");

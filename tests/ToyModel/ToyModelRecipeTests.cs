@@ -158,7 +158,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         var progress = new RecordingProgress();
         reports = new ToyModelRecipe(_dir, quick with { UnetTopAttention = TopLevelAttention.CrossOnly }, progress).Run();
         Assert.True(double.IsFinite(reports[2].LastLoss));
-        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (full → cross-only)") && w.Contains("unet.stale-1"));
+        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (full → cross_only)") && w.Contains("unet.stale-1"));
         using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
         {
             Assert.Equal(TopLevelAttention.CrossOnly, TopLevelAttentions.Of(model.Unet.Config));
@@ -166,7 +166,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         }
         progress = new RecordingProgress();
         new ToyModelRecipe(_dir, quick with { UnetTopAttention = TopLevelAttention.None }, progress).Run();
-        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (cross-only → none)") && w.Contains("unet.stale-2"));
+        Assert.Contains(progress.Warnings, w => w.Contains("top-level attention changed (cross_only → none)") && w.Contains("unet.stale-2"));
         using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
             Assert.Equal("DownBlock2D", model.Unet.Config.DownBlockTypes[0]);
 

@@ -8,4 +8,7 @@ public static class CliArgs
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
     }
+
+    public static int Int(string[] args, string name, int fallback) =>
+        int.Parse(Value(args, name, fallback.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
 }

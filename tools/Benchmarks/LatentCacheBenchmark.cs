@@ -22,7 +22,7 @@ public static class LatentCacheBenchmark
 
     public static int Run(string[] args)
     {
-        int Arg(string name, int fallback) => int.Parse(CliArgs.Value(args, name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        int Arg(string name, int fallback) => CliArgs.Int(args, name, fallback);
         string model = CliArgs.Value(args, "--model", ""), images = CliArgs.Value(args, "--images", "");
         if (model.Length == 0 || images.Length == 0) { Console.Error.WriteLine(Help); return 2; }
         int batch = Arg("--batch", 32), batches = Arg("--batches", 600), window = Arg("--window", 100);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using DiffusionPeft.Diffusion.Models;
+using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.ToyModel;
 using DiffusionPeft.ToyWorld.Vocabulary;
 using TorchSharp;
@@ -14,11 +15,11 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class ToyModelBenchmark
 {
-    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross-only] [--unet-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross_only] [--unet-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
 
     public static int Run(string[] args)
     {
-        int Arg(string name, int fallback) => int.Parse(CliArgs.Value(args, name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        int Arg(string name, int fallback) => CliArgs.Int(args, name, fallback);
         if (CliArgs.Value(args, "--threads", "") is { Length: > 0 } threads) set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
         int reps = Arg("--reps", 5);
         int grid = Arg("--latent-size", 16);
@@ -49,7 +50,8 @@ public static class ToyModelBenchmark
         }
         int ub = Arg("--unet-batch", 64);
         var topText = CliArgs.Value(args, "--top-attention", "none");
-        var top = TopLevelAttentions.Parse(topText) ?? throw new ArgumentException($"--top-attention takes none, full or cross-only (got {topText})");
+        var top = TrainConfigYaml.ParseEnum<TopLevelAttention>(topText)
+                  ?? throw new ArgumentException($"--top-attention takes {TrainConfigYaml.EnumNames(typeof(TopLevelAttention))} (got {topText})");
         // bf16 times the forward and backward in bf16 weights and activations, what mixed precision computes in; its fp32
         // master weights (dpeft train --mode full --dtype bf16) and their copies each step are not timed here.
         var dtypeText = CliArgs.Value(args, "--unet-dtype", "fp32").Trim().ToLowerInvariant();
@@ -66,7 +68,7 @@ public static class ToyModelBenchmark
             var t = randint(0, 1000, [ub]);
             var text = randn(ub, 32, Arg("--text-width", 128)).to(dtype);
             long n = unet.parameters().Sum(p => p.numel());
-            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid}, top {top.Name()}, {dtype} ({n:N0} weights), batch {ub}", unet, reps,
+            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid}, top {TrainConfigYaml.EnumName(top)}, {dtype} ({n:N0} weights), batch {ub}", unet, reps,
                 () => (unet.forward(z, t, text) - z).to(ScalarType.Float32).pow(2).mean());
         }
         return 0;

@@ -142,7 +142,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         {
             if (layout.BlockOutChannels[0] != options.UnetWidth) SetAsideStale($"the UNet's width changed ({layout.BlockOutChannels[0]} → {options.UnetWidth})");
             else if (options.LatentSize == 32 && TopLevelAttentions.Of(layout) is var top && top != options.UnetTopAttention)
-                SetAsideStale($"the UNet's top-level attention changed ({top.Name()} → {options.UnetTopAttention.Name()})");
+                SetAsideStale($"the UNet's top-level attention changed ({TrainConfigYaml.EnumName(top)} → {TrainConfigYaml.EnumName(options.UnetTopAttention)})");
         }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
@@ -369,20 +369,19 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     };
 
     /// <summary>
-    /// The UNet stage's dtype: fp32 or bf16 as asked; auto is the dtype the UNet run started with (its config.yaml), or for a
+    /// The UNet stage's dtype: fp32 or bf16 as asked; auto is the dtype of the checkpoint the UNet run resumes from, or for a
     /// new run bf16 where it is fast (a GPU, a CPU with AVX512-BF16 or AMX) and fp32 elsewhere, so a run resumes in its own.
     /// </summary>
-    private string UnetDTypeOfRun()
+    private string UnetDTypeOfRun(int steps)
     {
         if (!TorchOptions.IsAuto(options.UnetDType)) return options.UnetDType;
-        var recorded = Path.Combine(UnetRun, TrainConfigYaml.ResolvedFileName);
-        if (File.Exists(recorded) && TrainConfigYaml.Load(recorded, validate: false).DType is { } dtype && !TorchOptions.IsAuto(dtype)) return dtype;
-        return TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
+        return TrainDType.CheckpointDType(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps))
+               ?? TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
     }
 
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
-        var result = DreamBoothRun.Run(UnetStage(options with { UnetDType = UnetDTypeOfRun() }, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
+        var result = DreamBoothRun.Run(UnetStage(options with { UnetDType = UnetDTypeOfRun(steps) }, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
         if (result.Interrupted) return null;
         return Report("unet", UnetRun, result, DataMeasurements(options));
     }

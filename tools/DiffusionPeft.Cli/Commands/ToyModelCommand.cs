@@ -40,7 +40,7 @@ public static class ToyModelCommand
         var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 32 (default, the shipped model's: the VAE downsamples 2×; the UNet has a level of convolutions on top) or 16 (4×, the models before it). Fixed for a run: another needs another --out." };
         var plainScenes = new Option<int?>("--unet-plain-scenes") { Description = "Scenes of one large object on a plain background (full captions) mixed into the UNet's training data, to teach shape (default: the shipped model's, 15000; 0: none). Another count rewrites the data and moves a UNet trained on the old aside." };
         var plainSizes = new Option<string?>("--unet-plain-sizes") { Description = "The sizes of the plain scenes' objects, drawn uniformly: small, medium and/or large, separated by commas (default: the shipped model's, large). Other sizes rewrite the data and move a UNet trained on the old aside." };
-        var topAttention = new Option<string?>("--unet-top-attention") { Description = "On 32×32 latents, attention at the UNet's top level too: none (default, the shipped model's: convolutions only), full (self- and cross-attention) or cross-only (both attentions read the caption: no attention over the 1,024 positions). A change moves the old base and UNet aside." };
+        var topAttention = new Option<string?>("--unet-top-attention") { Description = "On 32×32 latents, attention at the UNet's top level too: none (default, the shipped model's: convolutions only), full (self- and cross-attention) or cross_only (also cross-only; both attentions read the caption: no attention over the 1,024 positions). A change moves the old base and UNet aside." };
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
@@ -128,9 +128,9 @@ public static class ToyModelCommand
             }
             if (r.GetValue(topAttention) is { } topText)
             {
-                if (TopLevelAttentions.Parse(topText) is not { } top)
+                if (TrainConfigYaml.ParseEnum<TopLevelAttention>(topText) is not { } top)
                 {
-                    error.WriteLine($"error: --unet-top-attention takes none, full or cross-only (got {topText})");
+                    error.WriteLine($"error: --unet-top-attention takes {TrainConfigYaml.EnumNames(typeof(TopLevelAttention))} (got {topText})");
                     return 2;
                 }
                 if (top != TopLevelAttention.None && options.LatentSize != 32)
