@@ -190,7 +190,7 @@ public sealed class DreamBoothRun
         var result = trainer.Run(cancellationToken);
         if (!result.Interrupted)
         {
-            target.WriteFinal(RunDirectory, result.Steps);
+            trainer.WriteResult();
             _progress.Info($"finished {result.Steps} steps; results in {RunDirectory}");
         }
         var skipped = (Instances?.Skipped ?? []).Concat(Classes?.Skipped ?? []).ToList();

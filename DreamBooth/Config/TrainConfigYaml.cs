@@ -303,6 +303,7 @@ public static class TrainConfigYaml
         Check(c.LrEnd >= 0 && (c.LrScheduler != LrScheduleKind.Polynomial || c.LrEnd < c.Lr), "lr-end",
             $"must be >= 0 and smaller than --lr ({Fmt(c.Lr)}) for the polynomial schedule, got {Fmt(c.LrEnd)}");
         Check(c.SnrGamma is null || (c.SnrGamma > 0 && double.IsFinite(c.SnrGamma.Value)), "snr-gamma", $"must be > 0, got {c.SnrGamma}");
+        Check(c.EmaDecay is null || c.EmaDecay is > 0 and < 1, "ema-decay", $"must be in (0, 1), got {c.EmaDecay}");
         Check(c.NoiseOffset >= 0 && double.IsFinite(c.NoiseOffset), "noise-offset", $"must be >= 0, got {Fmt(c.NoiseOffset)}");
         Check(double.IsFinite(c.LogitMean), "logit-mean", $"must be finite, got {Fmt(c.LogitMean)}");
         Check(c.LogitStd > 0 && double.IsFinite(c.LogitStd), "logit-std", $"must be > 0, got {Fmt(c.LogitStd)}");

@@ -81,7 +81,10 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
         }
     }
 
-    public void OnOptimizerStep(long stepsTaken)
+    public void OnOptimizerStep(long stepsTaken) => ParametersReplaced();
+
+    /// <summary>Copies the masters into the model's bf16 weights (after a step, or the weight average swapped in or out).</summary>
+    public void ParametersReplaced()
     {
         using var _ = no_grad();
         foreach (var (weight, master) in _masters) weight.copy_(master);

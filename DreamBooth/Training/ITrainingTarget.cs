@@ -18,6 +18,10 @@ public interface ITrainingTarget
     /// <summary>Called after every optimizer step with the number of steps taken, and on resume with the restored count.</summary>
     void OnOptimizerStep(long stepsTaken);
 
+    /// <summary>Called when the trainer has written other values into the trainable parameters (the weight average
+    /// swapped in or out), for a target that keeps copies of them (mixed precision's bf16 model weights).</summary>
+    void ParametersReplaced() { }
+
     /// <summary>Writes the finished result into the run folder (for adapters: adapter.safetensors and adapter.kohya.safetensors).</summary>
     void WriteFinal(string runDirectory, long stepsTaken);
 }

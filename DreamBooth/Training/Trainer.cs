@@ -23,7 +23,7 @@ public sealed record TrainResult(long Steps, bool Interrupted, string? LastCheck
 /// The training loop, independent of the model: AdamW (weight decay set explicitly) over the target's parameter
 /// groups, the diffusers LR schedule, gradient accumulation (each micro-batch loss divided
 /// by the accumulation count), clipping with <c>clip_grad_norm_</c>, the ramp hook, checkpoints every N steps
-/// with exact resume, validation every N steps, a NaN/Inf guard, JSONL log and loss plot, and Ctrl-C through a
+/// with exact resume, validation every N steps, an optional weight average (EMA), a NaN/Inf guard, JSONL log and loss plot, and Ctrl-C through a
 /// CancellationToken (a checkpoint is saved and the run ends cleanly). One dispose scope per step.
 /// </summary>
 public sealed class Trainer : IDisposable
@@ -47,6 +47,7 @@ public sealed class Trainer : IDisposable
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _named;
     private readonly Parameter[] _parameters;
     private readonly string _configHash;
+    private readonly EmaWeights? _ema;
 
     public long Step { get; private set; }
     public CheckpointStore Checkpoints => _store;
@@ -79,6 +80,7 @@ public sealed class Trainer : IDisposable
         _rng = new TrainingRng(loop.Seed);
         _store = new CheckpointStore(Path.Combine(_runDirectory, "checkpoints"));
         _configHash = settings.Hash;
+        if (loop.EmaDecay is { } decay) _ema = new EmaWeights(_named, decay);
     }
 
     public TrainResult Run(CancellationToken cancellationToken = default)
@@ -148,6 +150,7 @@ public sealed class Trainer : IDisposable
             }
             Step++;
             _target.OnOptimizerStep(Step);
+            _ema?.Update();
             lastLoss = lossSum / accumulation;
 
             double elapsed = clock.Elapsed.TotalSeconds;
@@ -163,11 +166,14 @@ public sealed class Trainer : IDisposable
                 lastCheckpoint = SaveCheckpoint(priorElapsed + clock.Elapsed.TotalSeconds) ?? lastCheckpoint;
             if (_validation is not null && _config.ValidateEvery > 0 && (Step % _config.ValidateEvery == 0 || last))
             {
+                // With an average, validation images show it (as diffusers' train_text_to_image.py with --use_ema).
+                SwapAverage();
                 try { _validation.Validate(Step, Path.Combine(_runDirectory, "validation"), cancellationToken); }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
                     // Ctrl-C during validation: the next loop turn saves the checkpoint of this step and ends cleanly.
                 }
+                finally { SwapAverage(); }
             }
         }
         return new TrainResult(Step, false, lastCheckpoint, lastLoss);
@@ -180,6 +186,23 @@ public sealed class Trainer : IDisposable
             _progress.Warning(message);
             return new NonFiniteLossException(Step + 1, message);
         }
+    }
+
+    /// <summary>
+    /// Writes the run's result (the target's final files) from the trained weights, or with --ema-decay from their
+    /// average, which then replaces the weights in the model (the checkpoints keep both).
+    /// </summary>
+    public void WriteResult()
+    {
+        SwapAverage();
+        _target.WriteFinal(_runDirectory, Step);
+    }
+
+    private void SwapAverage()
+    {
+        if (_ema is null) return;
+        _ema.Swap();
+        _target.ParametersReplaced();
     }
 
     /// <summary>Writes the checkpoint of the current step (none if one for this step exists already); returns its folder.</summary>
@@ -198,6 +221,7 @@ public sealed class Trainer : IDisposable
                 w.Flush();
                 fs.Flush(flushToDisk: true);
             }
+            _ema?.Save(Path.Combine(dir, EmaWeights.FileName));
             _settings.Save(Path.Combine(dir, _settings.FileName));
             new TrainingState(Step, Step, _order.State.Epoch, _order.State.Position, Convert.ToBase64String(_rng.GetState()),
                 elapsedSeconds, _configHash).Write(Path.Combine(dir, CheckpointStore.CompleteMarker));
@@ -249,6 +273,17 @@ public sealed class Trainer : IDisposable
         {
             throw new InvalidCheckpointException($"{optimizerPath}: unreadable optimizer state ({ex.Message})");
         }
+        if (_ema is not null)
+        {
+            var average = Path.Combine(folder, EmaWeights.FileName);
+            if (File.Exists(average)) _ema.Load(average);
+            else
+            {
+                // --ema-decay is resume-neutral: added on a resume, the average starts at the resumed weights.
+                _ema.Reset();
+                _progress.Info($"{folder} holds no weight average (--ema-decay was off); the average starts from the weights of step {state.Step}");
+            }
+        }
         var rng = state.RngBytes;
         if (rng.Length != _rng.GetState().Length)
             throw new InvalidCheckpointException($"{folder}: the RNG state is {rng.Length} bytes; this build's generator has {_rng.GetState().Length}");
@@ -263,5 +298,6 @@ public sealed class Trainer : IDisposable
     {
         _optimizer.Dispose();
         _rng.Dispose();
+        _ema?.Dispose();
     }
 }

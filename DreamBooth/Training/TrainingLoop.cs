@@ -28,6 +28,8 @@ public sealed record TrainingLoop
     public string? Resume { get; init; }
     public int PlotEvery { get; init; } = 25;
     public int ValidateEvery { get; init; }
+    /// <summary>The maximum decay of an exponential moving average of the trained weights (<see cref="EmaWeights"/>); null: none.</summary>
+    public double? EmaDecay { get; init; }
 }
 
 /// <summary>

@@ -15,6 +15,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-steps", "-3", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got -3)")]
     [InlineData("--unet-snr-gamma", "0", "--unet-snr-gamma takes a positive number or none (got 0)")]
     [InlineData("--unet-snr-gamma", "off", "--unet-snr-gamma takes a positive number or none (got off)")]
+    [InlineData("--unet-ema-decay", "1", "--unet-ema-decay takes a number in (0, 1) or none (got 1)")]
+    [InlineData("--unet-ema-decay", "off", "--unet-ema-decay takes a number in (0, 1) or none (got off)")]
     [InlineData("--unet-timestep-sampling", "beta", "--unet-timestep-sampling takes uniform|logit_normal (got beta)")]
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]

@@ -5,6 +5,7 @@ using DiffusionPeft.DreamBooth;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.StableDiffusion;
+using DiffusionPeft.DreamBooth.Training;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.Tests.DreamBooth;
@@ -119,6 +120,33 @@ public sealed class FullFineTuneTests : IDisposable
         Assert.Equal(12, new DreamBoothRun(halfway with { Steps = 12, Resume = "latest" }).Train().Steps);
         var resumed = Masters("resumed", 12);
         Assert.All(masters, kv => Assert.True(resumed[kv.Key].eq(kv.Value).all().item<bool>(), $"{kv.Key} after resuming"));
+    }
+
+    /// <summary>--ema-decay in mixed precision: the written model is the average of the fp32 masters (the last checkpoint's
+    /// ema.safetensors), not the masters themselves, and the bf16 model the pipeline would sample holds it too.</summary>
+    [Fact]
+    public void TheWeightAverageIsTheWrittenModelInMixedPrecision()
+    {
+        var config = Config("ema", CaptionedFolder()) with { DType = "bf16", SaveDType = SaveDType.Fp32, EmaDecay = 0.9 };
+        var run = new DreamBoothRun(config);
+        using var model = EmbeddedDefaultModel.CreateUntrained(dtype: ScalarType.BFloat16);
+        Assert.Equal(12, run.Train(model).Steps);
+        var last = Path.Combine(config.Out, "checkpoints", "step-000012");
+        using var average = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(last, EmaWeights.FileName));
+        using var masters = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(last, Trainer.ParametersFile));
+        using var written = StableDiffusionLoader.Load(Path.Combine(config.Out, FullFineTuneTarget.ModelFolder));
+        var unet = written.Unet.state_dict();
+        var inModel = model.Unet.state_dict();
+        double apart = 0;
+        foreach (var name in average.Names)
+        {
+            using var a = average.Read(name);
+            using var m = masters.Read(name);
+            Assert.True(unet[name["unet.".Length..]].eq(a).all().item<bool>(), $"{name} as written");
+            Assert.True(inModel[name["unet.".Length..]].eq(a.to_type(ScalarType.BFloat16)).all().item<bool>(), $"{name} in the bf16 model");
+            apart = Math.Max(apart, (a - m).abs().max().item<float>());
+        }
+        Assert.True(apart > 1e-5, $"the average is the masters ({apart})");
     }
 
     /// <summary>The masters start from the fp32 weights they are given (a checkpoint's, not their bf16 rounding), and

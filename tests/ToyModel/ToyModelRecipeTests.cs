@@ -290,6 +290,27 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void WithAWeightAverageTheModelIsTheAverage()
+    {
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [3], UnetImages = 4, UnetEmaDecay = 0.5 }).Run();
+        Assert.Equal(3, reports[2].Steps);
+        Assert.Contains("ema-decay: 0.5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+        using var average = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(_dir, "unet", "checkpoints", "step-000003", EmaWeights.FileName));
+        using var trained = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(_dir, "unet", "checkpoints", "step-000003", Trainer.ParametersFile));
+        using var model = StableDiffusionLoader.Load(Path.Combine(_dir, "model"));
+        var unet = model.Unet.state_dict();
+        int differ = 0;
+        foreach (var name in average.Names)
+        {
+            using var a = average.Read(name, TorchSharp.torch.ScalarType.BFloat16);
+            using var t = trained.Read(name, TorchSharp.torch.ScalarType.BFloat16);
+            Assert.True(unet[name["unet.".Length..]].to_type(TorchSharp.torch.ScalarType.BFloat16).eq(a).all().item<bool>(), $"{name} as written");
+            if (!a.eq(t).all().item<bool>()) differ++;
+        }
+        Assert.True(differ > average.Names.Count() / 2, $"only {differ} averaged tensors differ from the trained ones");
+    }
+
+    [Fact]
     public void TheUnetCanTrainWithMinSnrWeighting()
     {
         var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = 5 }).Run();

@@ -73,6 +73,8 @@ public sealed record ToyModelOptions
     public string UnetDType { get; init; } = "fp32";
     /// <summary>How the UNet stage draws timesteps (uniform: DDPM's; logit-normal with mean 0, std 1: SD3's).</summary>
     public TimestepSampling UnetTimestepSampling { get; init; } = TimestepSampling.Uniform;
+    /// <summary>The UNet stage's weight average (dpeft train --ema-decay): the written model is the average; null: none.</summary>
+    public double? UnetEmaDecay { get; init; }
     public int CheckpointEvery { get; init; } = 100;
     public int ValidateEvery { get; init; } = 500;
     /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
@@ -248,7 +250,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         using var trainer = new Trainer(loop, settings, folder, target, objective, new DataOrder(items, batch, loop.Seed), _progress);
         var result = trainer.Run(ct);
         if (result.Interrupted) return null;
-        target.WriteFinal(folder, result.Steps);
+        trainer.WriteResult();
         return result;
     }
 
@@ -365,7 +367,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         TimestepSampling = options.UnetTimestepSampling,
         CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
         ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
-        PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType,
+        PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType, EmaDecay = options.UnetEmaDecay,
     };
 
     /// <summary>

@@ -42,12 +42,13 @@ public static class ToyModelCommand
         var plainSizes = new Option<string?>("--unet-plain-sizes") { Description = "The sizes of the plain scenes' objects, drawn uniformly: small, medium and/or large, separated by commas (default: the shipped model's, large). Other sizes rewrite the data and move a UNet trained on the old aside." };
         var topAttention = new Option<string?>("--unet-top-attention") { Description = "On 32×32 latents, attention at the UNet's top level too: none (default, the shipped model's: convolutions only), full (self- and cross-attention) or cross_only (also cross-only; both attentions read the caption: no attention over the 1,024 positions). A change moves the old base and UNet aside." };
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
+        var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed on a resume: the average then starts from the resumed weights." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, unetDType, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, unetDType, emaDecay, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -78,6 +79,18 @@ public static class ToyModelCommand
                 else
                 {
                     error.WriteLine($"error: --unet-snr-gamma takes a positive number or none (got {gammaText})");
+                    return 2;
+                }
+            }
+            if (r.GetValue(emaDecay) is { } decayText)
+            {
+                if (decayText == "none") options = options with { UnetEmaDecay = null };
+                else if (double.TryParse(decayText, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var decay)
+                         && decay is > 0 and < 1)
+                    options = options with { UnetEmaDecay = decay };
+                else
+                {
+                    error.WriteLine($"error: --unet-ema-decay takes a number in (0, 1) or none (got {decayText})");
                     return 2;
                 }
             }

@@ -1,0 +1,96 @@
+using System.Globalization;
+using DiffusionPeft.Diffusion.IO;
+using DiffusionPeft.DreamBooth.Checkpoints;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionPeft.DreamBooth.Training;
+
+/// <summary>
+/// An exponential moving average of the trained weights (diffusers' <c>EMAModel</c>, train_text_to_image.py's
+/// --use_ema): after each optimizer step shadow ← d·shadow + (1 − d)·weight, with diffusers' default warm-up
+/// d = min(max decay, (1 + n) / (10 + n)) after n updates, so the first steps do not pin the average to the initial
+/// weights. The shadows are fp32 copies on each weight's device; checkpoints store them beside the weights.
+/// </summary>
+public sealed class EmaWeights : IDisposable
+{
+    public const string FileName = "ema.safetensors";
+
+    private readonly IReadOnlyList<(string Name, Parameter Parameter)> _weights;
+    private readonly Tensor[] _shadows;
+
+    public double MaxDecay { get; }
+    /// <summary>Updates taken since the average started (the warm-up's n).</summary>
+    public long Updates { get; private set; }
+
+    public EmaWeights(IReadOnlyList<(string Name, Parameter Parameter)> weights, double maxDecay)
+    {
+        if (!(maxDecay > 0 && maxDecay < 1)) throw new ArgumentOutOfRangeException(nameof(maxDecay), maxDecay, "the EMA decay must be in (0, 1)");
+        MaxDecay = maxDecay;
+        _weights = weights;
+        _shadows = weights.Select(w => w.Parameter.detach().to_type(ScalarType.Float32).clone()).ToArray();
+    }
+
+    /// <summary>The decay of the next update.</summary>
+    public double Decay => Math.Min(MaxDecay, (1.0 + Updates) / (10.0 + Updates));
+
+    /// <summary>The average, by weight name (fp32).</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> Averages => _weights.Select((w, i) => new KeyValuePair<string, Tensor>(w.Name, _shadows[i]));
+
+    public void Update()
+    {
+        double d = Decay;
+        using var _ = no_grad();
+        for (int i = 0; i < _shadows.Length; i++)
+        {
+            var weight = _weights[i].Parameter;
+            if (weight.dtype == ScalarType.Float32) _shadows[i].mul_(d).add_(weight, 1 - d);
+            else using (var wide = weight.to_type(ScalarType.Float32)) _shadows[i].mul_(d).add_(wide, 1 - d);
+        }
+        Updates++;
+    }
+
+    /// <summary>Restarts the average at the current weights (a resume from a checkpoint written without one).</summary>
+    public void Reset()
+    {
+        using var _ = no_grad();
+        for (int i = 0; i < _shadows.Length; i++) _shadows[i].copy_(_weights[i].Parameter);
+        Updates = 0;
+    }
+
+    /// <summary>Exchanges the weights and the average (twice restores both): validation images and the result use the average.</summary>
+    public void Swap()
+    {
+        using var _ = no_grad();
+        for (int i = 0; i < _shadows.Length; i++)
+        {
+            var weight = _weights[i].Parameter;
+            using var held = weight.detach().to_type(ScalarType.Float32).clone();
+            weight.copy_(_shadows[i]);
+            _shadows[i].copy_(held);
+        }
+    }
+
+    public void Save(string path) =>
+        SafetensorsWriter.Write(path, Averages, new Dictionary<string, string> { ["ema_updates"] = Updates.ToString(CultureInfo.InvariantCulture),
+                                                                                ["ema_decay"] = MaxDecay.ToString("R", CultureInfo.InvariantCulture) });
+
+    /// <summary>Reads a checkpoint's average into the shadows (every name and shape must match).</summary>
+    public void Load(string path)
+    {
+        try
+        {
+            using var file = SafetensorsFile.Open(path);
+            if (!file.Metadata.TryGetValue("ema_updates", out var text) || !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var updates))
+                throw new InvalidCheckpointException($"{path}: no ema_updates count in the metadata");
+            StateDictLoader.LoadInto(file, _weights.Select((w, i) => (w.Name, _shadows[i])).ToList(), message => new InvalidCheckpointException(message));
+            Updates = updates;
+        }
+        catch (InvalidSafetensorsException ex) { throw new InvalidCheckpointException(ex.Message); }
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _shadows) s.Dispose();
+    }
+}
