@@ -2,6 +2,7 @@ using System.Globalization;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.DreamBooth.Checkpoints;
 using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.Training;
@@ -41,11 +42,13 @@ public sealed class EmaWeights : IDisposable
     {
         double d = Decay;
         using var _ = no_grad();
+        using var keep = d.ToScalar();
+        using var take = (1 - d).ToScalar();
         for (int i = 0; i < _shadows.Length; i++)
         {
             var weight = _weights[i].Parameter;
-            if (weight.dtype == ScalarType.Float32) _shadows[i].mul_(d).add_(weight, 1 - d);
-            else using (var wide = weight.to_type(ScalarType.Float32)) _shadows[i].mul_(d).add_(wide, 1 - d);
+            if (weight.dtype == ScalarType.Float32) _shadows[i].mul_(keep).add_(weight, take);
+            else using (var wide = weight.to_type(ScalarType.Float32)) _shadows[i].mul_(keep).add_(wide, take);
         }
         Updates++;
     }
