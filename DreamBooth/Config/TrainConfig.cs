@@ -112,7 +112,7 @@ public sealed record TrainConfig
     [ConfigKey("lr-end", "final learning rate of the polynomial schedule")] public double LrEnd { get; init; } = 1e-7;
 
     [ConfigKey("snr-gamma", "min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual; unset: off)")] public double? SnrGamma { get; init; }
-    [ConfigKey("ema-decay", "keep an exponential moving average of the trained weights and write it as the result, as diffusers' --use_ema (decay min(D, (1+n)/(10+n)) after n steps; diffusers' D is 0.9999); validation images use it; checkpoints keep both; may be added or changed on a resume (unset: off)", ResumeNeutral = true)] public double? EmaDecay { get; init; }
+    [ConfigKey("ema-decay", "keep an exponential moving average of the trained weights and write it as the result, as diffusers' --use_ema (the first step taken as is, then decay min(D, (1+n)/(10+n)) after n steps; diffusers' D is 0.9999); validation images use it; checkpoints keep both; may be added or changed on a resume (unset: off)", ResumeNeutral = true)] public double? EmaDecay { get; init; }
     [ConfigKey("noise-offset", "noise offset (0: off)")] public double NoiseOffset { get; init; }
     [ConfigKey("timestep-sampling", "uniform|logit_normal: how each sample's timestep is drawn (logit_normal: SD3's, t = T·sigmoid(N(logit-mean, logit-std)), more samples at mid noise)")] public TimestepSampling TimestepSampling { get; init; } = TimestepSampling.Uniform;
     [ConfigKey("logit-mean", "logit_normal: the mean (0: centred on T/2; positive: noisier)")] public double LogitMean { get; init; }

@@ -9,9 +9,10 @@ namespace DiffusionPeft.DreamBooth.Training;
 
 /// <summary>
 /// An exponential moving average of the trained weights (diffusers' <c>EMAModel</c>, train_text_to_image.py's
-/// --use_ema): after each optimizer step shadow ← d·shadow + (1 − d)·weight, with diffusers' default warm-up
-/// d = min(max decay, (1 + n) / (10 + n)) after n updates, so the first steps do not pin the average to the initial
-/// weights. The shadows are fp32 copies on each weight's device; checkpoints store them beside the weights.
+/// --use_ema): after each optimizer step shadow ← d·shadow + (1 − d)·weight, with diffusers' default warm-up: the first
+/// update takes the weights as they are (d = 0), update n + 1 uses d = min(max decay, (1 + n) / (10 + n)), so the first
+/// steps do not pin the average to the initial weights. The shadows are fp32 copies on each weight's device;
+/// checkpoints store them beside the weights.
 /// </summary>
 public sealed class EmaWeights : IDisposable
 {
@@ -19,6 +20,8 @@ public sealed class EmaWeights : IDisposable
 
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _weights;
     private readonly Tensor[] _shadows;
+    /// <summary>The trained weights while the average is in the model (<see cref="CopyIntoWeights"/>), else null.</summary>
+    private Tensor[]? _stash;
 
     public double MaxDecay { get; }
     /// <summary>Updates taken since the average started (the warm-up's n).</summary>
@@ -29,11 +32,15 @@ public sealed class EmaWeights : IDisposable
         if (!(maxDecay > 0 && maxDecay < 1)) throw new ArgumentOutOfRangeException(nameof(maxDecay), maxDecay, "the EMA decay must be in (0, 1)");
         MaxDecay = maxDecay;
         _weights = weights;
-        _shadows = weights.Select(w => w.Parameter.detach().to_type(ScalarType.Float32).clone()).ToArray();
+        _shadows = weights.Select(w =>
+        {
+            using var view = w.Parameter.detach();
+            return view.to(ScalarType.Float32, copy: true).DetachFromDisposeScope();
+        }).ToArray();
     }
 
-    /// <summary>The decay of the next update.</summary>
-    public double Decay => Math.Min(MaxDecay, (1.0 + Updates) / (10.0 + Updates));
+    /// <summary>The decay of the next update (diffusers' EMAModel.get_decay: 0 for the first, then (1 + n) / (10 + n) capped).</summary>
+    public double Decay => Updates == 0 ? 0 : Math.Min(MaxDecay, (1.0 + Updates) / (10.0 + Updates));
 
     /// <summary>The average, by weight name (fp32).</summary>
     public IEnumerable<KeyValuePair<string, Tensor>> Averages => _weights.Select((w, i) => new KeyValuePair<string, Tensor>(w.Name, _shadows[i]));
@@ -61,17 +68,32 @@ public sealed class EmaWeights : IDisposable
         Updates = 0;
     }
 
-    /// <summary>Exchanges the weights and the average (twice restores both): validation images and the result use the average.</summary>
-    public void Swap()
+    /// <summary>Puts the average into the weights, keeping the trained values aside for <see cref="RestoreWeights"/>
+    /// (diffusers' store + copy_to): validation images and the result use the average. The average itself is untouched.</summary>
+    public void CopyIntoWeights()
     {
+        if (_stash is not null) throw new InvalidOperationException("the average is in the weights already");
         using var _ = no_grad();
+        _stash = new Tensor[_shadows.Length];
         for (int i = 0; i < _shadows.Length; i++)
         {
             var weight = _weights[i].Parameter;
-            using var held = weight.detach().to_type(ScalarType.Float32).clone();
+            using (var view = weight.detach()) _stash[i] = view.clone().DetachFromDisposeScope();
             weight.copy_(_shadows[i]);
-            _shadows[i].copy_(held);
         }
+    }
+
+    /// <summary>Puts the trained values back after <see cref="CopyIntoWeights"/> (diffusers' restore).</summary>
+    public void RestoreWeights()
+    {
+        if (_stash is null) throw new InvalidOperationException("the average is not in the weights");
+        using var _ = no_grad();
+        for (int i = 0; i < _shadows.Length; i++)
+        {
+            _weights[i].Parameter.copy_(_stash[i]);
+            _stash[i].Dispose();
+        }
+        _stash = null;
     }
 
     public void Save(string path) =>
@@ -95,5 +117,6 @@ public sealed class EmaWeights : IDisposable
     public void Dispose()
     {
         foreach (var s in _shadows) s.Dispose();
+        foreach (var s in _stash ?? []) s.Dispose();
     }
 }

@@ -167,13 +167,13 @@ public sealed class Trainer : IDisposable
             if (_validation is not null && _config.ValidateEvery > 0 && (Step % _config.ValidateEvery == 0 || last))
             {
                 // With an average, validation images show it (as diffusers' train_text_to_image.py with --use_ema).
-                SwapAverage();
+                UseAverage();
                 try { _validation.Validate(Step, Path.Combine(_runDirectory, "validation"), cancellationToken); }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
                     // Ctrl-C during validation: the next loop turn saves the checkpoint of this step and ends cleanly.
                 }
-                finally { SwapAverage(); }
+                finally { RestoreTrained(); }
             }
         }
         return new TrainResult(Step, false, lastCheckpoint, lastLoss);
@@ -194,14 +194,25 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public void WriteResult()
     {
-        SwapAverage();
+        if (_resultWritten) throw new InvalidOperationException("the run's result is written already");
+        _resultWritten = true;
+        UseAverage();
         _target.WriteFinal(_runDirectory, Step);
     }
 
-    private void SwapAverage()
+    private bool _resultWritten;
+
+    private void UseAverage()
     {
         if (_ema is null) return;
-        _ema.Swap();
+        _ema.CopyIntoWeights();
+        _target.ParametersReplaced();
+    }
+
+    private void RestoreTrained()
+    {
+        if (_ema is null) return;
+        _ema.RestoreWeights();
         _target.ParametersReplaced();
     }
 
@@ -273,9 +284,11 @@ public sealed class Trainer : IDisposable
         {
             throw new InvalidCheckpointException($"{optimizerPath}: unreadable optimizer state ({ex.Message})");
         }
+        var average = Path.Combine(folder, EmaWeights.FileName);
+        if (_ema is null && File.Exists(average))
+            _progress.Info($"{folder} holds a weight average, which this run (without --ema-decay) leaves aside: its result is the trained weights");
         if (_ema is not null)
         {
-            var average = Path.Combine(folder, EmaWeights.FileName);
             if (File.Exists(average)) _ema.Load(average);
             else
             {

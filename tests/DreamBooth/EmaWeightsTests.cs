@@ -33,14 +33,14 @@ public sealed class EmaWeightsTests : IDisposable
 
     private static float[] Flat(ToyRegression toy) => [.. toy.W.data<float>(), .. toy.B.data<float>()];
 
-    /// <summary>diffusers' EMAModel.step in doubles: decay min(max, (1 + n) / (10 + n)) before update n (0-based).</summary>
+    /// <summary>diffusers' EMAModel.step in doubles: decay 0 at the first update, then min(max, (1 + n) / (10 + n)) before update n (0-based).</summary>
     private static double[] Average(float[] start, IEnumerable<float[]> weights, double maxDecay, int firstUpdate = 0)
     {
         var shadow = start.Select(x => (double)x).ToArray();
         int n = firstUpdate;
         foreach (var w in weights)
         {
-            double d = Math.Min(maxDecay, (1.0 + n) / (10.0 + n));
+            double d = n == 0 ? 0 : Math.Min(maxDecay, (1.0 + n) / (10.0 + n));
             for (int i = 0; i < shadow.Length; i++) shadow[i] = d * shadow[i] + (1 - d) * w[i];
             n++;
         }
@@ -113,6 +113,12 @@ public sealed class EmaWeightsTests : IDisposable
         Assert.Contains(progress.Infos, m => m.Contains("no weight average") && m.Contains("step 5"));
         Assert.Equal(7, weights.Count);
         AssertClose(Average(atFive, weights, 0.8), Written(resumed.Out), "average from step 5");
+
+        // Dropped on a later resume: said, and the result is the trained weights.
+        using var t3 = new ToyRegression(c.Lr);
+        var (_, later, dropped) = Train(resumed with { Steps = 14, EmaDecay = null }, t3);
+        Assert.Contains(dropped.Infos, m => m.Contains("holds a weight average") && m.Contains("trained weights"));
+        Assert.Equal(later[^1], Written(resumed.Out));
     }
 
     [Fact]
@@ -154,11 +160,25 @@ public sealed class EmaWeightsTests : IDisposable
     {
         using var w = new TorchSharp.Modules.Parameter(ones(3, dtype: ScalarType.BFloat16));
         using var ema = new EmaWeights([("w", w)], 0.95);
-        Assert.Equal(0.1, ema.Decay, 12);   // (1 + 0) / (10 + 0)
+        Assert.Equal(0, ema.Decay);           // the first update takes the weights as they are
         using (no_grad()) w.fill_(3);
         ema.Update();
-        Assert.Equal(1 * 0.1 + 3 * 0.9, ema.Averages.Single().Value[0].item<float>(), 5);
+        Assert.Equal(3, ema.Averages.Single().Value[0].item<float>());
+        Assert.Equal(2.0 / 11, ema.Decay, 12);  // (1 + 1) / (10 + 1)
+        using (no_grad()) w.fill_(0.5);
+        ema.Update();
+        Assert.Equal(3 * 2.0 / 11 + 0.5 * 9.0 / 11, ema.Averages.Single().Value[0].item<float>(), 5);
         Assert.Equal(ScalarType.Float32, ema.Averages.Single().Value.dtype);
+
+        // Copied into bf16 weights and restored, the fp32 average keeps its precision and the weights their values.
+        var before = ema.Averages.Single().Value.clone();
+        ema.CopyIntoWeights();
+        Assert.Equal(ScalarType.BFloat16, w.dtype);
+        Assert.True(w.eq(before.to_type(ScalarType.BFloat16)).all().item<bool>());
+        ema.RestoreWeights();
+        Assert.True(w.eq(0.5).all().item<bool>());
+        Assert.True(ema.Averages.Single().Value.eq(before).all().item<bool>());
+        Assert.Throws<InvalidOperationException>(() => ema.RestoreWeights());
         for (int i = 0; i < 500; i++) ema.Update();
         Assert.Equal(0.95, ema.Decay, 12);  // capped
         Assert.Throws<ArgumentOutOfRangeException>(() => new EmaWeights([("w", w)], 1));

@@ -149,6 +149,30 @@ public sealed class FullFineTuneTests : IDisposable
         Assert.True(apart > 1e-5, $"the average is the masters ({apart})");
     }
 
+    /// <summary>Validation images in mixed precision sample the average; the masters and the bf16 model get the trained
+    /// weights back after, so the run trains exactly as one without validation.</summary>
+    [Fact]
+    public void ValidatingFromTheAverageLeavesMixedPrecisionTrainingUnchanged()
+    {
+        var images = CaptionedFolder();
+        var plain = Config("plain", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, EmaDecay = 0.9, Steps = 8 };
+        var validated = plain with { Out = Path.Combine(_dir, "validated"), ValidateEvery = 4, ValidationPrompts = new(["a red square"]) };
+        var a = new RecordingProgress();
+        var b = new RecordingProgress();
+        new DreamBoothRun(plain, progress: a).Train();
+        new DreamBoothRun(validated, progress: b).Train();
+        Assert.True(Directory.GetFiles(Path.Combine(validated.Out, "validation"), "*.png", SearchOption.AllDirectories).Length >= 2);
+        Assert.Equal(a.Steps.Select(s => s.Loss), b.Steps.Select(s => s.Loss));
+        using var x = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(plain.Out, "checkpoints", "step-000008", Trainer.ParametersFile));
+        using var y = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(validated.Out, "checkpoints", "step-000008", Trainer.ParametersFile));
+        foreach (var name in x.Names)
+        {
+            using var p = x.Read(name);
+            using var q = y.Read(name);
+            Assert.True(p.eq(q).all().item<bool>(), $"{name} after validating");
+        }
+    }
+
     /// <summary>The masters start from the fp32 weights they are given (a checkpoint's, not their bf16 rounding), and
     /// each micro-batch's bf16 gradient is summed into them in fp32.</summary>
     [Fact]

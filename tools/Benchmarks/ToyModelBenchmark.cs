@@ -15,7 +15,7 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class ToyModelBenchmark
 {
-    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross_only] [--unet-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross_only] [--unet-dtype fp32|bf16] [--pretrain-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
 
     public static int Run(string[] args)
     {
@@ -27,40 +27,37 @@ public static class ToyModelBenchmark
         Console.WriteLine($"threads {get_num_threads()}, {reps} timed steps each (after one warm-up)");
 
         manual_seed(0);
+        // bf16 times the forward and backward in bf16 weights and activations, what mixed precision computes in; its fp32
+        // master weights (dpeft train --mode full --dtype bf16) and their copies each step are not timed here.
+        var dtype = DType(args, "--unet-dtype");
+        var pretrainDType = DType(args, "--pretrain-dtype");
         bool pretrain = !args.Contains("--skip-pretrain");   // --skip-pretrain: the UNet alone
         int vb = Arg("--vae-batch", 16);
         if (pretrain)
         using (var vae = new AutoencoderKL(ToyModelConfigs.Vae(Arg("--vae-width", 64), grid)))
         {
-            var x = rand(vb, 3, 64, 64) * 2 - 1;
-            Time($"VAE width {Arg("--vae-width", 64)}, {grid}×{grid} latents, batch {vb}", vae, reps, () =>
+            vae.to(pretrainDType);
+            var x = (rand(vb, 3, 64, 64) * 2 - 1).to(pretrainDType);
+            Time($"VAE width {Arg("--vae-width", 64)}, {grid}×{grid} latents, {pretrainDType}, batch {vb}", vae, reps, () =>
             {
                 var p = vae.Encode(x);
-                return (vae.Decode(p.Mean + p.Std * randn_like(p.Mean)) - x).pow(2).mean();
+                return (vae.Decode(p.Mean + p.Std * randn_like(p.Mean)) - x).to(ScalarType.Float32).pow(2).mean();
             });
         }
         int cb = Arg("--clip-batch", 128);
         if (pretrain)
         using (var clip = new ToyClip(ToyModelConfigs.TextEncoder(tokenizer, Arg("--text-width", 128)), Arg("--text-width", 128)))
         {
-            var x = rand(cb, 3, 64, 64) * 2 - 1;
+            clip.to(pretrainDType);
+            var x = (rand(cb, 3, 64, 64) * 2 - 1).to(pretrainDType);
             var ids = randint(0, tokenizer.VocabSize, [cb, 32]);
-            Time($"CLIP text width {Arg("--text-width", 128)}, batch {cb}", clip, reps, () =>
-                nn.functional.cross_entropy(clip.call(x, ids), arange(cb, ScalarType.Int64)));
+            Time($"CLIP text width {Arg("--text-width", 128)}, {pretrainDType}, batch {cb}", clip, reps, () =>
+                nn.functional.cross_entropy(clip.call(x, ids).to(ScalarType.Float32), arange(cb, ScalarType.Int64)));
         }
         int ub = Arg("--unet-batch", 64);
         var topText = CliArgs.Value(args, "--top-attention", "none");
         var top = TrainConfigYaml.ParseEnum<TopLevelAttention>(topText)
                   ?? throw new ArgumentException($"--top-attention takes {TrainConfigYaml.EnumNames(typeof(TopLevelAttention))} (got {topText})");
-        // bf16 times the forward and backward in bf16 weights and activations, what mixed precision computes in; its fp32
-        // master weights (dpeft train --mode full --dtype bf16) and their copies each step are not timed here.
-        var dtypeText = CliArgs.Value(args, "--unet-dtype", "fp32").Trim().ToLowerInvariant();
-        var dtype = dtypeText switch
-        {
-            "fp32" => ScalarType.Float32,
-            "bf16" => ScalarType.BFloat16,
-            _ => throw new ArgumentException($"--unet-dtype takes fp32 or bf16 (got {dtypeText})"),
-        };
         using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top)))
         {
             unet.to(dtype);
@@ -72,6 +69,17 @@ public static class ToyModelBenchmark
                 () => (unet.forward(z, t, text) - z).to(ScalarType.Float32).pow(2).mean());
         }
         return 0;
+    }
+
+    private static ScalarType DType(string[] args, string flag)
+    {
+        var text = CliArgs.Value(args, flag, "fp32").Trim().ToLowerInvariant();
+        return text switch
+        {
+            "fp32" => ScalarType.Float32,
+            "bf16" => ScalarType.BFloat16,
+            _ => throw new ArgumentException($"{flag} takes fp32 or bf16 (got {text})"),
+        };
     }
 
     private static void Time(string what, nn.Module module, int reps, Func<Tensor> loss)
