@@ -1,8 +1,8 @@
 using System.Globalization;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.DreamBooth.Checkpoints;
-using TorchSharp.Modules;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.Training;
@@ -103,15 +103,10 @@ public sealed class EmaWeights : IDisposable
     /// <summary>Reads a checkpoint's average into the shadows (every name and shape must match).</summary>
     public void Load(string path)
     {
-        try
-        {
-            using var file = SafetensorsFile.Open(path);
-            if (!file.Metadata.TryGetValue("ema_updates", out var text) || !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var updates))
-                throw new InvalidCheckpointException($"{path}: no ema_updates count in the metadata");
-            StateDictLoader.LoadInto(file, _weights.Select((w, i) => (w.Name, _shadows[i])).ToList(), message => new InvalidCheckpointException(message));
-            Updates = updates;
-        }
-        catch (InvalidSafetensorsException ex) { throw new InvalidCheckpointException(ex.Message); }
+        var metadata = CheckpointTensors.ReadInto(path, _weights.Select((w, i) => (w.Name, _shadows[i])).ToList());
+        if (!metadata.TryGetValue("ema_updates", out var text) || !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var updates))
+            throw new InvalidCheckpointException($"{path}: no ema_updates count in the metadata");
+        Updates = updates;
     }
 
     public void Dispose()

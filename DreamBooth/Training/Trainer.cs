@@ -48,6 +48,7 @@ public sealed class Trainer : IDisposable
     private readonly Parameter[] _parameters;
     private readonly string _configHash;
     private readonly EmaWeights? _ema;
+    private bool _resultWritten;
 
     public long Step { get; private set; }
     public CheckpointStore Checkpoints => _store;
@@ -200,8 +201,6 @@ public sealed class Trainer : IDisposable
         _target.WriteFinal(_runDirectory, Step);
     }
 
-    private bool _resultWritten;
-
     private void UseAverage()
     {
         if (_ema is null) return;
@@ -265,12 +264,7 @@ public sealed class Trainer : IDisposable
         if (!File.Exists(parameters) && File.Exists(Path.Combine(folder, LegacyParametersFile))) parameters = Path.Combine(folder, LegacyParametersFile);
         foreach (var path in new[] { parameters, Path.Combine(folder, OptimizerFile) })
             if (!File.Exists(path)) throw new InvalidCheckpointException($"{folder}: incomplete checkpoint (no {Path.GetFileName(path)})");
-        try
-        {
-            using var file = SafetensorsFile.Open(parameters);
-            StateDictLoader.LoadInto(file, _named.Select(p => (p.Name, (Tensor)p.Parameter)).ToList(), message => new InvalidCheckpointException(message));
-        }
-        catch (InvalidSafetensorsException ex) { throw new InvalidCheckpointException(ex.Message); }
+        CheckpointTensors.ReadInto(parameters, _named.Select(p => (p.Name, (Tensor)p.Parameter)).ToList());
         var optimizerPath = Path.Combine(folder, OptimizerFile);
         try
         {

@@ -72,27 +72,21 @@ public static class ToyModelCommand
             if (lengths.TryGetValue("--unet-steps", out var u)) options = options with { UnetSteps = u };
             if (r.GetValue(snrGamma) is { } gammaText)
             {
-                if (gammaText == "none") options = options with { UnetSnrGamma = null };
-                else if (double.TryParse(gammaText, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var gamma)
-                         && gamma > 0 && double.IsFinite(gamma))
-                    options = options with { UnetSnrGamma = gamma };
-                else
+                if (!NumberOrNone(gammaText, g => g > 0 && double.IsFinite(g), out var gamma))
                 {
                     error.WriteLine($"error: --unet-snr-gamma takes a positive number or none (got {gammaText})");
                     return 2;
                 }
+                options = options with { UnetSnrGamma = gamma };
             }
             if (r.GetValue(emaDecay) is { } decayText)
             {
-                if (decayText == "none") options = options with { UnetEmaDecay = null };
-                else if (double.TryParse(decayText, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var decay)
-                         && decay is > 0 and < 1)
-                    options = options with { UnetEmaDecay = decay };
-                else
+                if (!NumberOrNone(decayText, d => d is > 0 and < 1, out var decay))
                 {
                     error.WriteLine($"error: --unet-ema-decay takes a number in (0, 1) or none (got {decayText})");
                     return 2;
                 }
+                options = options with { UnetEmaDecay = decay };
             }
             if (r.GetValue(timesteps) is { } sampling)
             {
@@ -177,6 +171,17 @@ public static class ToyModelCommand
     }
 
     /// <summary>"3500" or "2000,3500": a stage's lengths (<see cref="ToyModelOptions.AreStageLengths"/>); null if not.</summary>
+    /// <summary>"none" (null) or a number that <paramref name="valid"/> accepts; false for anything else.</summary>
+    private static bool NumberOrNone(string text, Func<double, bool> valid, out double? value)
+    {
+        value = null;
+        if (text == "none") return true;
+        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var number) || !valid(number))
+            return false;
+        value = number;
+        return true;
+    }
+
     private static int[]? StageLengths(string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
