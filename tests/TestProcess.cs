@@ -10,6 +10,7 @@ public static class TestProcess
     {
         if (args.Length > 0 && args[0] == DreamBooth.KillHarness.Mode) return DreamBooth.KillHarness.Run(args[1..]);
         if (args.Length > 0 && args[0] == Platform.LibTorchSelectionTests.Mode) return Platform.LibTorchSelectionTests.Run(args);
+        if (args.Length > 0 && args[0] == Cli.SignalTests.Mode) return DiffusionPeft.Cli.Program.Main(args[1..]);
         Console.Error.WriteLine("DiffusionPeft.Tests is a test assembly: run it with `dotnet test`.");
         return 2;
     }

@@ -1,30 +1,47 @@
+using System.Runtime.InteropServices;
+
 namespace DiffusionPeft.Cli.ConsoleUi;
 
 /// <summary>
-/// Ctrl-C for a long command: the first press cancels <see cref="Token"/> (the command finishes cleanly, e.g. saves a
-/// checkpoint) and prints what happens next, instead of killing the process. Dispose to restore the default.
+/// Ctrl-C (SIGINT) or SIGTERM for a long command: the first one cancels <see cref="Token"/> (the command finishes
+/// cleanly, e.g. saves a checkpoint) and prints what happens next, instead of killing the process; a second one
+/// kills it as usual. SIGTERM is how Slurm, Kubernetes, systemd and `timeout` stop a job (then SIGKILL after a grace
+/// period), so a preempted training run keeps its last step. Dispose to restore the defaults.
 /// </summary>
 public sealed class ConsoleCancellation : IDisposable
 {
     private readonly CancellationTokenSource _source = new();
-    private readonly ConsoleCancelEventHandler _handler;
+    private readonly TextWriter _error;
+    private readonly string _whatHappensNow;
+    private readonly ConsoleCancelEventHandler _ctrlC;
+    private readonly PosixSignalRegistration? _sigterm;
+    private int _signals;
 
     public ConsoleCancellation(TextWriter error, string whatHappensNow)
     {
-        _handler = (_, e) =>
-        {
-            e.Cancel = true;
-            _source.Cancel();
-            error.WriteLine($"\ninterrupted: {whatHappensNow}");
-        };
-        Console.CancelKeyPress += _handler;
+        _error = error;
+        _whatHappensNow = whatHappensNow;
+        _ctrlC = (_, e) => e.Cancel = Interrupt("interrupted");
+        Console.CancelKeyPress += _ctrlC;
+        try { _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = Interrupt("terminated (SIGTERM)")); }
+        catch (PlatformNotSupportedException) { _sigterm = null; }   // Windows has no SIGTERM to catch
     }
 
     public CancellationToken Token => _source.Token;
 
+    /// <summary>True to keep the process alive (the first signal), false to let the signal end it (the second).</summary>
+    private bool Interrupt(string what)
+    {
+        if (Interlocked.Increment(ref _signals) > 1) return false;
+        _source.Cancel();
+        _error.WriteLine($"\n{what}: {_whatHappensNow} (again to stop at once)");
+        return true;
+    }
+
     public void Dispose()
     {
-        Console.CancelKeyPress -= _handler;
+        Console.CancelKeyPress -= _ctrlC;
+        _sigterm?.Dispose();
         _source.Dispose();
     }
 }
