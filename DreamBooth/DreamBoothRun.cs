@@ -79,7 +79,7 @@ public sealed class DreamBoothRun
 
     public InstanceDataset PrepareData()
     {
-        var instances = InstanceDataset.Scan(Config.Images, Config.Prompt, _decoder, _progress.Warning);
+        var instances = InstanceDataset.Scan(Config.Images, Config.Prompt, _decoder, _progress.Warning, masks: Config.MaskedLoss);
         if (instances.Skipped.Count > 0)
             _progress.Warning($"{instances.Skipped.Count} of {instances.Count + instances.Skipped.Count} files in {Config.Images} were skipped");
         Buckets = Config.Buckets ? new AspectBuckets(Config.Resolution) : null;

@@ -113,6 +113,8 @@ public sealed record TrainConfig
 
     [ConfigKey("snr-gamma", "min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual; unset: off)")] public double? SnrGamma { get; init; }
     [ConfigKey("ema-decay", "keep an exponential moving average of the trained weights and write it as the result, as diffusers' --use_ema (the first step taken as is, then decay min(D, (1+n)/(10+n)) after n steps; diffusers' D is 0.9999); validation images use it; checkpoints keep both; may be added or changed on a resume (unset: off)", ResumeNeutral = true)] public double? EmaDecay { get; init; }
+    [ConfigKey("masked-loss", "weight each image's loss by its mask, NAME-masklabel.png beside NAME.png (white: counts, black: does not, grey between), averaged down to the latents, as kohya's --masked_loss and OneTrainer's masked training; images without a mask train on the whole image")] public bool MaskedLoss { get; init; }
+    [ConfigKey("unmasked-weight", "masked loss: the weight of what the mask leaves out (0: ignored, as kohya; OneTrainer's default is 0.1)")] public double UnmaskedWeight { get; init; }
     [ConfigKey("noise-offset", "noise offset (0: off)")] public double NoiseOffset { get; init; }
     [ConfigKey("timestep-sampling", "uniform|logit_normal: how each sample's timestep is drawn (logit_normal: SD3's, t = T·sigmoid(N(logit-mean, logit-std)), more samples at mid noise)")] public TimestepSampling TimestepSampling { get; init; } = TimestepSampling.Uniform;
     [ConfigKey("logit-mean", "logit_normal: the mean (0: centred on T/2; positive: noisier)")] public double LogitMean { get; init; }

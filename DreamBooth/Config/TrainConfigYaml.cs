@@ -257,6 +257,7 @@ public static class TrainConfigYaml
         "singlora-ramp-steps" or "singlora-init-scale" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.SingLora,
         "sds-basis" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.SdsLora,
         "loraplus-ratio" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.LoraPlus,
+        "unmasked-weight" => c.MaskedLoss,
         _ when AdapterKeys.Contains(key) => c.Mode == TrainingMode.Adapter,
         _ => true,
     };
@@ -304,6 +305,7 @@ public static class TrainConfigYaml
             $"must be >= 0 and smaller than --lr ({Fmt(c.Lr)}) for the polynomial schedule, got {Fmt(c.LrEnd)}");
         Check(c.SnrGamma is null || (c.SnrGamma > 0 && double.IsFinite(c.SnrGamma.Value)), "snr-gamma", $"must be > 0, got {c.SnrGamma}");
         Check(c.EmaDecay is null || c.EmaDecay is > 0 and < 1, "ema-decay", $"must be in (0, 1), got {c.EmaDecay}");
+        Check(c.UnmaskedWeight is >= 0 and <= 1, "unmasked-weight", $"must be in [0, 1], got {Fmt(c.UnmaskedWeight)}");
         Check(c.NoiseOffset >= 0 && double.IsFinite(c.NoiseOffset), "noise-offset", $"must be >= 0, got {Fmt(c.NoiseOffset)}");
         Check(double.IsFinite(c.LogitMean), "logit-mean", $"must be finite, got {Fmt(c.LogitMean)}");
         Check(c.LogitStd > 0 && double.IsFinite(c.LogitStd), "logit-std", $"must be > 0, got {Fmt(c.LogitStd)}");

@@ -1,7 +1,7 @@
 namespace DiffusionPeft.DreamBooth.Data;
 
-/// <summary>One usable training image: its file, caption and decoded size.</summary>
-public sealed record InstanceImage(string Path, string Caption, int Width, int Height);
+/// <summary>One usable training image: its file, caption, decoded size and, for a masked loss, its mask file (null: none).</summary>
+public sealed record InstanceImage(string Path, string Caption, int Width, int Height, string? MaskPath = null);
 
 /// <summary>No usable training image in a folder: raised before any model is loaded.</summary>
 public sealed class NoTrainingImagesException(string message) : ArgumentException(message);
@@ -10,7 +10,8 @@ public sealed class NoTrainingImagesException(string message) : ArgumentExceptio
 /// The images of a folder (.jpg, .jpeg, .png, .webp in any letter case; not recursive), each with the caption
 /// of a <c>.txt</c> file of the same name beside it, else the instance prompt. Every file is decoded once while
 /// scanning, so a file that does not decode is skipped with a warning naming it, and a folder with nothing
-/// decodable fails here, before any model loads.
+/// decodable fails here, before any model loads. <c>NAME-masklabel.png</c> files are masks (OneTrainer's layout),
+/// never training images; with <c>masks</c>, each image's mask is found and checked here too.
 /// </summary>
 public sealed class InstanceDataset
 {
@@ -32,12 +33,25 @@ public sealed class InstanceDataset
         Skipped = skipped;
     }
 
-    public static InstanceDataset Scan(string folder, string prompt, IImageDecoder decoder, Action<string>? warn = null, string role = "instance")
+    /// <summary>The suffix of a mask file: NAME-masklabel.png masks NAME.jpg/.png/... (OneTrainer's naming).</summary>
+    public const string MaskSuffix = "-masklabel.png";
+
+    public static bool IsMask(string path) => System.IO.Path.GetFileName(path).EndsWith(MaskSuffix, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The mask file of an image (NAME-masklabel.png beside it), or null when there is none.</summary>
+    public static string? MaskOf(string imagePath)
+    {
+        var mask = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(imagePath) ?? "", System.IO.Path.GetFileNameWithoutExtension(imagePath) + MaskSuffix);
+        return File.Exists(mask) ? mask : null;
+    }
+
+    public static InstanceDataset Scan(string folder, string prompt, IImageDecoder decoder, Action<string>? warn = null, string role = "instance",
+                                       bool masks = false)
     {
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException($"{role} image folder '{folder}' does not exist");
         var files = Directory.EnumerateFiles(folder)
-            .Where(f => Extensions.Contains(System.IO.Path.GetExtension(f)))
+            .Where(f => Extensions.Contains(System.IO.Path.GetExtension(f)) && !IsMask(f))
             .Order(StringComparer.Ordinal)
             .ToList();
         if (files.Count == 0)
@@ -69,14 +83,42 @@ public sealed class InstanceDataset
                 continue;
             }
             if (string.IsNullOrWhiteSpace(caption)) uncaptioned.Add(file);
-            images.Add(new InstanceImage(file, caption, decoded.Width, decoded.Height));
+            images.Add(new InstanceImage(file, caption, decoded.Width, decoded.Height, masks ? CheckedMaskOf(file, decoded, decoder) : null));
         }
         if (uncaptioned.Count > 0)
             throw new NoTrainingImagesException($"{role} image folder '{folder}': {uncaptioned.Count} of {images.Count} images have no caption " +
                 $"(no NAME.txt beside {string.Join(", ", uncaptioned.Take(3).Select(System.IO.Path.GetFileName))}{(uncaptioned.Count > 3 ? ", ..." : "")}) and no --prompt was given");
         if (images.Count == 0)
             throw new NoTrainingImagesException($"{role} image folder '{folder}': none of its {files.Count} image files decodes ({string.Join(", ", skipped.Select(System.IO.Path.GetFileName))})");
+        if (masks)
+        {
+            int unmasked = images.Count(i => i.MaskPath is null);
+            if (unmasked == images.Count)
+                throw new NoTrainingImagesException($"--masked-loss: {role} image folder '{folder}' has no mask (NAME{MaskSuffix} beside NAME.png: white where the loss counts, black where it does not)");
+            if (unmasked > 0)
+                warn?.Invoke($"--masked-loss: {unmasked} of {images.Count} images in '{folder}' have no {MaskSuffix} file and train on the whole image " +
+                             $"({string.Join(", ", images.Where(i => i.MaskPath is null).Take(3).Select(i => System.IO.Path.GetFileName(i.Path)))}{(unmasked > 3 ? ", ..." : "")})");
+        }
         return new InstanceDataset(folder, images, skipped);
+    }
+
+    /// <summary>The image's mask file, decoded once here so a mask that does not decode or does not fit its image fails before any model loads.</summary>
+    private static string? CheckedMaskOf(string imagePath, DecodedImage image, IImageDecoder decoder)
+    {
+        if (MaskOf(imagePath) is not { } mask) return null;
+        DecodedImage decoded;
+        try
+        {
+            decoded = decoder.Decode(mask);
+            decoded.EnsureValid(mask);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            throw new InvalidDataException($"{mask}: the mask of {System.IO.Path.GetFileName(imagePath)} does not decode ({ex.Message})");
+        }
+        if (decoded.Width != image.Width || decoded.Height != image.Height)
+            throw new InvalidDataException($"{mask}: a {decoded.Width}x{decoded.Height} mask for the {image.Width}x{image.Height} image {System.IO.Path.GetFileName(imagePath)}: a mask must have its image's size");
+        return mask;
     }
 
     /// <summary>The caption in NAME.txt beside the image (kohya's layout), or null when there is none or it is empty.</summary>

@@ -62,6 +62,29 @@ public sealed class TrainingExamples
     }
 
     /// <summary>
+    /// Loss masks [B, 1, h, w] of the items at the latents' size: each mask file cropped (and flipped) by the image's own
+    /// plan, its grey level in [0, 1] averaged over the latent cells (kohya's <c>F.interpolate(mask, mode="area")</c>);
+    /// ones for an image without a mask. Cached like the latents, keyed by the mask file's hash, the plan and the size.
+    /// </summary>
+    public Tensor Masks(IReadOnlyList<int> items, int epoch, long height, long width)
+    {
+        using var scope = NewDisposeScope();
+        var parts = items.Select(i =>
+        {
+            var image = _data[i % _data.Count];
+            if (image.MaskPath is not { } path) return ones(1, 1, height, width);
+            var plan = PlanOf(i, epoch);
+            return _latents.GetOrAdd(TensorCache.Key("mask", FileHash(path), plan, $"{height}x{width}"), () =>
+            {
+                using var pixels = TrainingImageTransform.ToTensor(_decoder.Decode(path), plan);   // [3, H, W] in [-1, 1]
+                using var grey = pixels.add(1f).div_(2f).mean([0], keepdim: true).unsqueeze(0);
+                return nn.functional.adaptive_avg_pool2d(grey, [height, width]);
+            });
+        }).ToArray();
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// Encodes every item's latents (and, with a frozen text encoder, its caption) into the caches now, one image at a
     /// time as <see cref="Moments"/> would, so the values are the same and a resumed run sees what an unbroken one saw.
     /// With a memory cache this keeps 10^4–10^5 small long-lived tensors from being allocated between the training
@@ -77,7 +100,8 @@ public sealed class TrainingExamples
         {
             using (var scope = NewDisposeScope())
             {
-                Moments([i], 0);
+                var moments = Moments([i], 0);
+                if (_config.MaskedLoss) Masks([i], 0, moments.shape[2], moments.shape[3]);
                 if (!_config.TrainTextEncoder) Embeddings([i]);
             }
             if ((i + 1) % report == 0 || i + 1 == count)

@@ -6,7 +6,7 @@ namespace DiffusionPeft.DreamBooth.Training;
 
 /// <summary>
 /// Loss terms of diffusers' training scripts as tensor functions: SNR from alphas_cumprod, min-SNR-γ weights
-/// (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy"), the per-sample weighted
+/// (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy"), the per-sample weighted and masked
 /// MSE, and offset noise.
 /// </summary>
 public static class DiffusionLossTerms
@@ -59,16 +59,29 @@ public static class DiffusionLossTerms
     };
 
     /// <summary>
-    /// MSE in float32, averaged over all but the batch dimension, times the per-sample weights (if any), then
-    /// averaged over the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>.
+    /// MSE in float32, times the per-element <paramref name="mask"/> weights (if any; [B, 1, h, w], broadcast over the
+    /// channels), averaged over all but the batch dimension, times the per-sample weights (if any), then averaged over
+    /// the batch. Without weights this equals <c>F.mse_loss(pred, target, reduction="mean")</c>; with a mask it is kohya's
+    /// <c>apply_masked_loss</c> (the masked-out area counts as zero, not left out of the mean).
     /// </summary>
-    public static Tensor WeightedMse(Tensor prediction, Tensor target, Tensor? weights = null)
+    public static Tensor WeightedMse(Tensor prediction, Tensor target, Tensor? weights = null, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
         var se = (prediction.to_type(ScalarType.Float32) - target.to_type(ScalarType.Float32)).pow(2);
+        if (mask is not null) se = se * mask.to_type(ScalarType.Float32).to(se.device);
         var perSample = se.flatten(1).mean([1]);
         if (weights is not null) perSample = perSample * weights.to_type(ScalarType.Float32);
         return perSample.mean().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Per-element loss weights from masks in [0, 1]: w + (1 − w) · mask, so what a mask leaves out still counts with weight
+    /// <paramref name="unmaskedWeight"/> (OneTrainer's <c>unmasked_weight</c>; 0 is kohya's plain mask).
+    /// </summary>
+    public static Tensor MaskWeights(Tensor masks, double unmaskedWeight)
+    {
+        using var scope = NewDisposeScope();
+        return (masks.to_type(ScalarType.Float32) * (float)(1 - unmaskedWeight) + (float)unmaskedWeight).MoveToOuterDisposeScope();
     }
 
     /// <summary>Offset noise (diffusers: <c>noise += offset * randn(b, c, 1, 1)</c>), drawn from <paramref name="generator"/>.</summary>

@@ -9,7 +9,8 @@ namespace DiffusionPeft.DreamBooth.Training;
 /// DreamBooth's noise-prediction loss, as diffusers' train_dreambooth_lora.py computes it: latents sampled from the
 /// (cached) VAE moments and scaled, Gaussian noise (plus offset noise), uniform (or logit-normal) timesteps in [0, T), the scheduler's
 /// forward process, and an MSE against ε, v or x0. With prior preservation, the batch is instances then their paired
-/// class images; loss = instance loss + prior_weight · class loss. Min-SNR-γ weights the instance loss per sample.
+/// class images; loss = instance loss + prior_weight · class loss. Min-SNR-γ weights the instance loss per sample;
+/// with a masked loss, each instance's mask weights it per latent cell (class images are not masked).
 /// With caption dropout, an instance sample is trained on the empty caption with that probability (classifier-free
 /// guidance). Every random number comes from the training RNG in a fixed order (latent sample, noise, offset,
 /// timesteps, caption dropout).
@@ -58,7 +59,10 @@ public sealed class NoisePredictionObjective(
         var tInstance = timesteps.narrow(0, 0, n);
         if (config.SnrGamma is { } gamma)
             weights = DiffusionLossTerms.MinSnrWeights(DiffusionLossTerms.Snr(schedule.AlphasCumprod, tInstance), gamma, schedule.Prediction);
-        var loss = DiffusionLossTerms.WeightedMse(prediction.narrow(0, 0, n), target.narrow(0, 0, n), weights);
+        var masks = config.MaskedLoss
+            ? DiffusionLossTerms.MaskWeights(instances.Masks(batch.Items, batch.Epoch, latents.shape[2], latents.shape[3]), config.UnmaskedWeight).to(device)
+            : null;
+        var loss = DiffusionLossTerms.WeightedMse(prediction.narrow(0, 0, n), target.narrow(0, 0, n), weights, masks);
         if (classes is not null)
             loss = loss + config.PriorWeight * DiffusionLossTerms.WeightedMse(prediction.narrow(0, n, n), target.narrow(0, n, n));
         return loss.MoveToOuterDisposeScope();

@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 
 namespace DiffusionPeft.Tests.DreamBooth;
 
-/// <summary>Decodes "images" whose file content is "W H" (filled with a gradient); files containing "bad" throw.</summary>
+/// <summary>
+/// Decodes "images" whose file content is "W H" (filled with a gradient), or "W H left" (white left half, black right
+/// half, as a mask); files containing "bad" throw.
+/// </summary>
 internal sealed class FakeDecoder : IImageDecoder
 {
     public List<string> Calls { get; } = [];
@@ -18,7 +21,7 @@ internal sealed class FakeDecoder : IImageDecoder
         var parts = text.Split(' ');
         int w = int.Parse(parts[0]), h = int.Parse(parts[1]);
         var rgb = new byte[w * h * 3];
-        for (int i = 0; i < rgb.Length; i++) rgb[i] = (byte)(i * 7 % 256);
+        for (int i = 0; i < rgb.Length; i++) rgb[i] = parts.Length > 2 && parts[2] == "left" ? (byte)(i / 3 % w < w / 2 ? 255 : 0) : (byte)(i * 7 % 256);
         return new DecodedImage(w, h, rgb);
     }
 }

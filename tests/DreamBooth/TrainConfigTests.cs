@@ -19,7 +19,7 @@ public sealed class TrainConfigTests : IDisposable
         ClassPrompt = "a photo of dog", ClassImages = "class/dog", NumClassImages = 200, PriorWeight = 0.5,
         ValidationPrompts = new EquatableList<string>(["a sks dog on the beach", "'quoted' \"double\""]), ValidateEvery = 50,
         ValidationSeeds = new EquatableList<long>([1, 2, 9_000_000_000]), LrScheduler = LrScheduleKind.CosineWithRestarts,
-        LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, EmaDecay = 0.9995, NoiseOffset = 0.0357, WeightDecay = 0.1,
+        LrWarmupSteps = 11, LrNumCycles = 3, LrPower = 2.5, LrEnd = 1e-9, SnrGamma = 5, EmaDecay = 0.9995, MaskedLoss = true, UnmaskedWeight = 0.15, NoiseOffset = 0.0357, WeightDecay = 0.1,
         TimestepSampling = TimestepSampling.LogitNormal, LogitMean = 0.25, LogitStd = 1.5,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
         SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Qr, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
@@ -32,7 +32,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(58, TrainConfigYaml.Options.Count);
+        Assert.Equal(60, TrainConfigYaml.Options.Count);
     }
 
     [Fact]
