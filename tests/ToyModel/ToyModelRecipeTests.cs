@@ -311,6 +311,24 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void AMaskedLossWritesTheObjectMasksAndTrainsOnThemAndDroppingItRewritesTheData()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetPlainScenes = 2, UnetUnmaskedWeight = 0.2 };
+        var reports = new ToyModelRecipe(_dir, quick).Run();
+        Assert.Equal(2, reports[2].Steps);
+        var data = Path.Combine(_dir, "data", "train");
+        Assert.Equal(6, Directory.GetFiles(data, "*" + DiffusionPeft.ToyWorld.Files.ToyWorldFiles.MaskSuffix).Length);
+        var config = File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml"));
+        Assert.Contains("masked-loss: true", config);
+        Assert.Contains("unmasked-weight: 0.2", config);
+
+        new ToyModelRecipe(_dir, quick with { UnetUnmaskedWeight = null }).Run();
+        Assert.Empty(Directory.GetFiles(data, "*" + DiffusionPeft.ToyWorld.Files.ToyWorldFiles.MaskSuffix));
+        Assert.True(Directory.Exists(Path.Combine(_dir, "unet.stale-1")), "the masked UNet was set aside");
+        Assert.Contains("masked-loss: false", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+    }
+
+    [Fact]
     public void TheUnetCanTrainWithMinSnrWeighting()
     {
         var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = 5 }).Run();

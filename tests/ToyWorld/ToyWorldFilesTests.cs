@@ -1,4 +1,5 @@
 using DiffusionPeft.Core.Imaging;
+using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Subjects;
 using DiffusionPeft.Metrics;
 using DiffusionPeft.ToyWorld;
@@ -57,6 +58,46 @@ public sealed class ToyWorldFilesTests : IDisposable
             Assert.Equal(full, PngText.Get(PngText.Read(paths[k]), ToyWorldFiles.PromptKey));
             Assert.Equal(full, File.ReadAllText(Path.ChangeExtension(paths[k], ".txt")).Trim());
         }
+    }
+
+    [Fact]
+    public void MasksCoverTheObjectsExactlyAndTrainingFindsThemBesideTheirScenes()
+    {
+        var world = new World(3);
+        int fullyCovered = 0;
+        for (long i = 0; i < 200; i++)
+        {
+            var scene = world.Scene(i);
+            var (image, mask) = SceneRenderer.RenderWithMask(scene);
+            Assert.Equal(SceneRenderer.Render(scene).Pixels, image.Pixels);
+            var background = BackgroundPainter.Paint(scene.Background).Pixels;
+            var objectColours = scene.Objects.Where(o => o.Subject is null).Select(o => ToyPalette.Of(o.Colour)).ToHashSet();
+            for (int p = 0; p < mask.Pixels.Length; p += 3)
+            {
+                if (mask.Pixels[p] == 0) Assert.True(image.Pixels.AsSpan(p, 3).SequenceEqual(background.AsSpan(p, 3)), $"scene {i}: an unmasked pixel is not the background's");
+                if (mask.Pixels[p] == 255 && scene.Objects.All(o => o.Subject is null))
+                {
+                    Assert.Contains(new Rgb(image.Pixels[p], image.Pixels[p + 1], image.Pixels[p + 2]), objectColours);
+                    fullyCovered++;
+                }
+            }
+        }
+        Assert.True(fullyCovered > 200 * 20, $"only {fullyCovered} fully covered pixels in 200 scenes");
+
+        // A circle's mask holds its area, pi r^2, to within the edge's rounding.
+        var circle = Enumerable.Range(0, 500).Select(k => world.PlainScene(k)).First(s => s.Objects.First().Shape == ToyShape.Circle);
+        double area = SceneRenderer.RenderWithMask(circle).Mask.Pixels.Where((_, k) => k % 3 == 0).Sum(v => v / 255.0);
+        double r = circle.Objects.First().Extent / 2;
+        Assert.InRange(area / (Math.PI * r * r), 0.97, 1.03);
+
+        var dir = Path.Combine(_dir, "masked");
+        ToyWorldFiles.WriteDataset(dir, 3, 3, masks: true);
+        ToyWorldFiles.WritePlainDataset(dir, 3, 2, masks: true);
+        Assert.Equal(InstanceDataset.MaskSuffix, ToyWorldFiles.MaskSuffix);
+        var scan = InstanceDataset.Scan(dir, "", DiffusionPeft.DreamBooth.StableDiffusion.ImageLoaderDecoder.Instance, masks: true);
+        Assert.Equal(5, scan.Count);
+        Assert.All(scan.Images, image => Assert.NotNull(image.MaskPath));
+        Assert.Equal(SceneRenderer.RenderWithMask(world.PlainScene(1)).Mask.Pixels, ImageLoader.Load(scan.Images[^1].MaskPath!).Pixels);
     }
 
     [Fact]

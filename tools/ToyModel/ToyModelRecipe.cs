@@ -75,6 +75,11 @@ public sealed record ToyModelOptions
     public TimestepSampling UnetTimestepSampling { get; init; } = TimestepSampling.Uniform;
     /// <summary>The UNet stage's weight average (dpeft train --ema-decay): the written model is the average; null: none.</summary>
     public double? UnetEmaDecay { get; init; }
+    /// <summary>
+    /// A masked loss for the UNet stage (dpeft train --masked-loss): the data gets each scene's object mask and the
+    /// background counts with this weight (0: not at all; 1: as without a mask); null: no mask (the shipped model's).
+    /// </summary>
+    public double? UnetUnmaskedWeight { get; init; }
     public int CheckpointEvery { get; init; } = 100;
     public int ValidateEvery { get; init; } = 500;
     /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
@@ -204,14 +209,16 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             // sizes were, the plain scenes were large.
             int images = (int?)written["images"] ?? options.UnetImages, plain = (int?)written["plain_scenes"] ?? 0;
             var plainSizes = (string?)written["plain_sizes"] ?? ToyGrammar.Word(ToySize.Large);
-            if (images == options.UnetImages && plain == options.UnetPlainScenes && (plain == 0 || plainSizes == sizeList)) return;
-            SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes ({plainSizes}) → {options.UnetImages:N0} + " +
-                $"{options.UnetPlainScenes:N0} ({sizeList}))");
+            bool masks = (bool?)written["masks"] ?? false;
+            if (images == options.UnetImages && plain == options.UnetPlainScenes && (plain == 0 || plainSizes == sizeList) && masks == Masked(options)) return;
+            SetAsideStale($"the UNet's data changed ({images:N0} + {plain:N0} plain scenes ({plainSizes}){(masks ? " with masks" : "")} → {options.UnetImages:N0} + " +
+                $"{options.UnetPlainScenes:N0} ({sizeList}){(Masked(options) ? " with masks" : "")})");
             Directory.Delete(DataFolder, recursive: true);
         }
-        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes ({sizeList}) to {DataFolder}");
-        ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages);
-        ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes, sizes);
+        _progress.Info($"writing {options.UnetImages:N0} captioned training images and {options.UnetPlainScenes:N0} plain scenes ({sizeList})" +
+                       $"{(Masked(options) ? ", with their object masks," : "")} to {DataFolder}");
+        ToyWorldFiles.WriteDataset(DataFolder, options.WorldSeed, options.UnetImages, masks: Masked(options));
+        ToyWorldFiles.WritePlainDataset(DataFolder, options.WorldSeed, options.UnetPlainScenes, sizes, Masked(options));
         AtomicFile.WriteAllText(done, wanted.ToJsonString());
     }
 
@@ -368,7 +375,10 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
         ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
         PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType, EmaDecay = options.UnetEmaDecay,
+        MaskedLoss = Masked(options), UnmaskedWeight = options.UnetUnmaskedWeight ?? 0,
     };
+
+    private static bool Masked(ToyModelOptions options) => options.UnetUnmaskedWeight is not null;
 
     /// <summary>
     /// The UNet stage's dtype: fp32 or bf16 as asked; auto is the dtype of the checkpoint the UNet run resumes from, or for a
@@ -394,6 +404,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     private static JsonObject DataMeasurements(ToyModelOptions options) => new()
     {
         ["images"] = options.UnetImages, ["plain_scenes"] = options.UnetPlainScenes, ["plain_sizes"] = ToyGrammar.SizeList(PlainSizes(options)),
+        ["masks"] = Masked(options),
     };
 
     /// <summary>The stage's losses (mean of its first and last 5% of steps) and training time, from its log.jsonl (resumes included).</summary>

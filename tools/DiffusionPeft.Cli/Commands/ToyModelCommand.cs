@@ -43,12 +43,13 @@ public static class ToyModelCommand
         var topAttention = new Option<string?>("--unet-top-attention") { Description = "On 32×32 latents, attention at the UNet's top level too: none (default, the shipped model's: convolutions only), full (self- and cross-attention) or cross_only (also cross-only; both attentions read the caption: no attention over the 1,024 positions). A change moves the old base and UNet aside." };
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
         var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed when an unfinished UNet stage resumes (added, the average starts from the resumed weights); a finished stage is not retrained." };
+        var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). A change rewrites the data and moves a UNet trained on the old aside." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, unetDType, emaDecay, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, unetDType, emaDecay, maskedLoss, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -87,6 +88,15 @@ public static class ToyModelCommand
                     return 2;
                 }
                 options = options with { UnetEmaDecay = decay };
+            }
+            if (r.GetValue(maskedLoss) is { } weightText)
+            {
+                if (!NumberOrNone(weightText, w => w is >= 0 and <= 1, out var weight))
+                {
+                    error.WriteLine($"error: --unet-masked-loss takes the background's weight in [0, 1] or none (got {weightText})");
+                    return 2;
+                }
+                options = options with { UnetUnmaskedWeight = weight };
             }
             if (r.GetValue(timesteps) is { } sampling)
             {

@@ -18,14 +18,18 @@ public static class ToyWorldFiles
 {
     public const string PromptKey = "prompt", FullPromptKey = "full_prompt", SceneKey = "toyworld_scene";
 
+    /// <summary>NAME-masklabel.png beside NAME.png: the scene's object mask, OneTrainer's naming, which dpeft train --masked-loss reads.</summary>
+    public const string MaskSuffix = "-masklabel.png";
+
     /// <summary>
     /// Scenes <paramref name="start"/> .. start + count − 1 of the split as <c>dir/NNNNNNNN.png</c> (the scene index),
     /// each with a kohya-style caption file <c>NNNNNNNN.txt</c> beside it unless <paramref name="captionFiles"/> is
     /// false. The caption (also the PNG's "prompt" chunk) is a partial training caption (variant 0) or the full one;
-    /// the full caption is always in the "full_prompt" chunk. Returns the PNG paths.
+    /// the full caption is always in the "full_prompt" chunk. With <paramref name="masks"/>, each scene's object mask
+    /// too (<see cref="MaskSuffix"/>). Returns the PNG paths.
     /// </summary>
     public static IReadOnlyList<string> WriteDataset(string dir, long worldSeed, int count, SceneSplit split = SceneSplit.Train,
-        long start = 0, CaptionStyle captions = CaptionStyle.Training, bool captionFiles = true)
+        long start = 0, CaptionStyle captions = CaptionStyle.Training, bool captionFiles = true, bool masks = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfNegative(start);
@@ -39,7 +43,7 @@ public static class ToyWorldFiles
         {
             long index = first + k;
             var caption = captions == CaptionStyle.Full ? null : world.TrainingCaption(index).ToText();
-            paths[k] = WriteTrainingScene(Path.Combine(dir, $"{index:D10}.png"), world.Scene(index), caption, $"seed={worldSeed} index={index}", captionFiles);
+            paths[k] = WriteTrainingScene(Path.Combine(dir, $"{index:D10}.png"), world.Scene(index), caption, $"seed={worldSeed} index={index}", captionFiles, masks);
         });
         return paths;
     }
@@ -47,9 +51,10 @@ public static class ToyWorldFiles
     /// <summary>
     /// Plain training scenes 0 .. count − 1 (<see cref="World.PlainScene"/>: one object, large unless other
     /// <paramref name="sizes"/> are given, on a plain background) as <c>dir/plain-NNNNNNNNNN.png</c> with full captions and
-    /// caption files, beside a <see cref="WriteDataset"/> folder's scenes without clashing with them. Returns the PNG paths.
+    /// caption files (and masks, with <paramref name="masks"/>), beside a <see cref="WriteDataset"/> folder's scenes without
+    /// clashing with them. Returns the PNG paths.
     /// </summary>
-    public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count, IReadOnlyList<ToySize>? sizes = null)
+    public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count, IReadOnlyList<ToySize>? sizes = null, bool masks = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, World.HeldOutStart);
@@ -57,16 +62,18 @@ public static class ToyWorldFiles
         Directory.CreateDirectory(dir);
         var paths = new string[count];
         Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k, sizes), null,
-            $"seed={worldSeed} plain={k}", captionFiles: true));
+            $"seed={worldSeed} plain={k}", captionFiles: true, masks));
         return paths;
     }
 
     /// <summary>A scene's PNG with its caption (the full one when <paramref name="caption"/> is null), full caption and scene key, and its caption file.</summary>
-    private static string WriteTrainingScene(string png, ToyScene scene, string? caption, string key, bool captionFiles)
+    private static string WriteTrainingScene(string png, ToyScene scene, string? caption, string key, bool captionFiles, bool masks)
     {
         var full = scene.FullCaption().ToText();
         caption ??= full;
-        PngWriter.Write(png, SceneRenderer.Render(scene), [(PromptKey, caption), (FullPromptKey, full), (SceneKey, key)]);
+        var (image, mask) = SceneRenderer.RenderWithMask(scene);
+        PngWriter.Write(png, image, [(PromptKey, caption), (FullPromptKey, full), (SceneKey, key)]);
+        if (masks) PngWriter.Write(Path.ChangeExtension(png, null) + MaskSuffix, mask);
         if (captionFiles) AtomicFile.WriteAllText(Path.ChangeExtension(png, ".txt"), caption + "\n");
         return png;
     }

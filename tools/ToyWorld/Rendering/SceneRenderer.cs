@@ -16,7 +16,13 @@ public static class SceneRenderer
 {
     private const int Hi = ToyGeometry.HiResSize, S = ToyGeometry.Supersampling;
 
-    public static RgbImage Render(ToyScene scene)
+    public static RgbImage Render(ToyScene scene) => RenderWithMask(scene).Image;
+
+    /// <summary>
+    /// The scene and its object mask: each pixel's grey level is the share of its S x S samples that the objects cover
+    /// (255: all, 0: none, rounded), the same anti-aliasing as the image's edges. A loss mask (dpeft train --masked-loss).
+    /// </summary>
+    public static (RgbImage Image, RgbImage Mask) RenderWithMask(ToyScene scene)
     {
         var background = BackgroundPainter.Paint(scene.Background);
         var labels = new byte[Hi * Hi];
@@ -62,33 +68,35 @@ public static class SceneRenderer
         return touched;
     }
 
-    /// <summary>Each output pixel inside <paramref name="painted"/> (in samples) becomes the rounded mean of its S x S samples.</summary>
-    private static RgbImage Downsample(RgbImage background, byte[] labels, List<Rgb> colours, SKRectI painted)
+    /// <summary>Each output pixel inside <paramref name="painted"/> (in samples) becomes the rounded mean of its S x S samples; the mask, their object share.</summary>
+    private static (RgbImage Image, RgbImage Mask) Downsample(RgbImage background, byte[] labels, List<Rgb> colours, SKRectI painted)
     {
         int n = ToyGeometry.ImageSize;
         var px = (byte[])background.Pixels.Clone();
+        var coverage = new byte[n * n * 3];
         for (int y = painted.Top / S; y < (painted.Bottom + S - 1) / S; y++)
             for (int x = painted.Left / S; x < (painted.Right + S - 1) / S; x++)
             {
                 int o = (y * n + x) * 3;
                 Rgb bg = new(px[o], px[o + 1], px[o + 2]);
                 int r = 0, g = 0, b = 0;
-                bool any = false;
+                int covered = 0;
                 for (int sy = 0; sy < S; sy++)
                     for (int sx = 0; sx < S; sx++)
                     {
                         byte label = labels[(y * S + sy) * Hi + x * S + sx];
-                        any |= label != 0;
+                        if (label != 0) covered++;
                         var c = label == 0 ? bg : colours[label];
                         r += c.R; g += c.G; b += c.B;
                     }
-                if (!any) continue;
+                if (covered == 0) continue;
                 const int half = S * S / 2;
                 px[o] = (byte)((r + half) / (S * S));
                 px[o + 1] = (byte)((g + half) / (S * S));
                 px[o + 2] = (byte)((b + half) / (S * S));
+                coverage[o] = coverage[o + 1] = coverage[o + 2] = (byte)((covered * 255 + half) / (S * S));
             }
-        return new RgbImage(n, n, px);
+        return (new RgbImage(n, n, px), new RgbImage(n, n, coverage));
     }
 
     /// <summary>One reusable 256x256 A8 Skia surface that fills a layer's polygons without anti-aliasing.</summary>
