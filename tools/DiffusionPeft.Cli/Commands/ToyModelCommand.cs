@@ -21,6 +21,7 @@ public static class ToyModelCommand
         var command = new Command("toy-model", "Train the toy-world Stable Diffusion from scratch, measure a model on held-out toy captions, or build the toy world's DINO/CLIP evaluators.");
         command.Subcommands.Add(Train(output, error));
         command.Subcommands.Add(Evaluate(output, error));
+        command.Subcommands.Add(Compare(output));
         command.Subcommands.Add(ToyEvaluatorsCommand.Create(output, error));
         return command;
     }
@@ -200,6 +201,36 @@ public static class ToyModelCommand
             if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out lengths[i]))
                 return null;
         return ToyModelOptions.AreStageLengths(lengths) ? lengths : null;
+    }
+
+    private static Command Compare(TextWriter output)
+    {
+        var a = new Argument<string>("A") { Description = "An evaluation: its folder (OUT of toy-model evaluate) or its evaluation.json." };
+        var b = new Argument<string>("B") { Description = "Another evaluation of the same held-out captions and seeds." };
+        var outFile = new Option<string?>("--out") { Description = "Also write the table to this Markdown file." };
+        var command = new Command("compare", "Compare two toy-model evaluations image by image: per attribute both accuracies, the images only one gets right, McNemar's exact p.")
+        {
+            a, b, outFile,
+        };
+        command.SetAction(r =>
+        {
+            var (pathA, pathB) = (EvaluationJson(r.GetValue(a)!), EvaluationJson(r.GetValue(b)!));
+            var result = ToyModelComparison.Compare(ReadJson(pathA), ReadJson(pathB), pathA, pathB);
+            var md = ToyModelComparison.Markdown(result, pathA, pathB);
+            output.Write(md);
+            if (r.GetValue(outFile) is { } file) Core.IO.AtomicFile.WriteAllText(file, md);
+            return 0;
+        });
+        return command;
+    }
+
+    private static string EvaluationJson(string path) => Directory.Exists(path) ? Path.Combine(path, "evaluation.json") : path;
+
+    private static System.Text.Json.Nodes.JsonObject ReadJson(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such evaluation (give a toy-model evaluate folder or its evaluation.json)");
+        try { return System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)) as System.Text.Json.Nodes.JsonObject ?? throw new InvalidDataException($"{path}: not a JSON object"); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}: not JSON ({e.Message})"); }
     }
 
     private static Command Evaluate(TextWriter output, TextWriter error)
