@@ -27,7 +27,7 @@ public static class ClassImages
         var folder = config.ClassImages ?? throw new InvalidOperationException("prior preservation is off (no --class-images)");
         Directory.CreateDirectory(folder);
         var decodable = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var file in Directory.EnumerateFiles(folder).Where(f => InstanceDataset.Extensions.Contains(Path.GetExtension(f))))
+        foreach (var file in Directory.EnumerateFiles(folder).Where(f => InstanceDataset.Extensions.Contains(Path.GetExtension(f)) && !InstanceDataset.IsMask(f)))
         {
             try { decoder.Decode(file).EnsureValid(file); decodable.Add(Path.GetFileName(file)); }
             catch (Exception ex) when (ex is not OutOfMemoryException) { warn?.Invoke($"class image {file} does not decode ({ex.Message}); it will be ignored or regenerated"); }

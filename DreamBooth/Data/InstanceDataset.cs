@@ -36,7 +36,8 @@ public sealed class InstanceDataset
     /// <summary>The suffix of a mask file: NAME-masklabel.png masks NAME.jpg/.png/... (OneTrainer's naming).</summary>
     public const string MaskSuffix = "-masklabel.png";
 
-    public static bool IsMask(string path) => System.IO.Path.GetFileName(path).EndsWith(MaskSuffix, StringComparison.OrdinalIgnoreCase);
+    /// <summary>Whether a file is a mask by its name (exactly the suffix, as <see cref="MaskOf"/> looks it up).</summary>
+    public static bool IsMask(string path) => System.IO.Path.GetFileName(path).EndsWith(MaskSuffix, StringComparison.Ordinal);
 
     /// <summary>The mask file of an image (NAME-masklabel.png beside it), or null when there is none.</summary>
     public static string? MaskOf(string imagePath)

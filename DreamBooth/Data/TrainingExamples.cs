@@ -9,7 +9,8 @@ namespace DiffusionPeft.DreamBooth.Data;
 /// instance set of different sizes pair up as in diffusers' DreamBoothDataset). Each image is preprocessed and
 /// encoded alone, through the caches, so cached and uncached runs see identical tensors. The key of a latent is
 /// the file's SHA-256, its crop plan (size, corner, flip) and the encoder's identity; of an embedding, the
-/// caption and the text encoder's identity. Text embeddings bypass the cache while the text encoder trains.
+/// caption and the text encoder's identity. Text embeddings bypass the cache while the text encoder trains. Loss masks
+/// (--masked-loss) share the latents' cache.
 /// </summary>
 public sealed class TrainingExamples
 {
@@ -62,24 +63,26 @@ public sealed class TrainingExamples
     }
 
     /// <summary>
-    /// Loss masks [B, 1, h, w] of the items at the latents' size: each mask file cropped (and flipped) by the image's own
-    /// plan, its grey level in [0, 1] averaged over the latent cells (kohya's <c>F.interpolate(mask, mode="area")</c>);
-    /// ones for an image without a mask. Cached like the latents, keyed by the mask file's hash, the plan and the size.
+    /// Loss masks [B, 1, h, w] of the items at the latents' size, on <paramref name="device"/>: each mask file cropped (and
+    /// flipped) by the image's own plan, its grey level (PIL's <c>convert("L")</c> luma) in [0, 1] averaged over the latent
+    /// cells (kohya's <c>F.interpolate(mask, mode="area")</c>); ones for an image without a mask. Cached with the latents,
+    /// keyed by the mask file's hash, the plan and the size.
     /// </summary>
-    public Tensor Masks(IReadOnlyList<int> items, int epoch, long height, long width)
+    public Tensor Masks(IReadOnlyList<int> items, int epoch, long height, long width, Device device)
     {
         using var scope = NewDisposeScope();
         var parts = items.Select(i =>
         {
             var image = _data[i % _data.Count];
-            if (image.MaskPath is not { } path) return ones(1, 1, height, width);
+            if (image.MaskPath is not { } path) return ones(1, 1, height, width, device: device);
             var plan = PlanOf(i, epoch);
             return _latents.GetOrAdd(TensorCache.Key("mask", FileHash(path), plan, $"{height}x{width}"), () =>
             {
                 using var pixels = TrainingImageTransform.ToTensor(_decoder.Decode(path), plan);   // [3, H, W] in [-1, 1]
-                using var grey = pixels.add(1f).div_(2f).mean([0], keepdim: true).unsqueeze(0);
+                using var luma = tensor(new[] { 0.299f, 0.587f, 0.114f }, [3, 1, 1], device: pixels.device);
+                using var grey = pixels.add(1f).div_(2f).mul(luma).sum([0], keepdim: true).clamp_(0f, 1f).unsqueeze(0);
                 return nn.functional.adaptive_avg_pool2d(grey, [height, width]);
-            });
+            }).to(device);   // a disk cache's hit comes back on the model's device, a fresh mask on the CPU
         }).ToArray();
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
@@ -101,7 +104,7 @@ public sealed class TrainingExamples
             using (var scope = NewDisposeScope())
             {
                 var moments = Moments([i], 0);
-                if (_config.MaskedLoss) Masks([i], 0, moments.shape[2], moments.shape[3]);
+                if (_config.MaskedLoss && _data[i].MaskPath is not null) Masks([i], 0, moments.shape[2], moments.shape[3], moments.device);
                 if (!_config.TrainTextEncoder) Embeddings([i]);
             }
             if ((i + 1) % report == 0 || i + 1 == count)

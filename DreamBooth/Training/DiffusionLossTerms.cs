@@ -75,13 +75,13 @@ public static class DiffusionLossTerms
     }
 
     /// <summary>
-    /// Per-element loss weights from masks in [0, 1]: w + (1 − w) · mask, so what a mask leaves out still counts with weight
-    /// <paramref name="unmaskedWeight"/> (OneTrainer's <c>unmasked_weight</c>; 0 is kohya's plain mask).
+    /// Per-element loss weights from masks in [0, 1]: clamp(mask, w, 1), so what a mask leaves out still counts with weight
+    /// <paramref name="unmaskedWeight"/> (OneTrainer's <c>masked_losses</c> with its <c>unmasked_weight</c>; 0 is kohya's plain mask).
     /// </summary>
     public static Tensor MaskWeights(Tensor masks, double unmaskedWeight)
     {
         using var scope = NewDisposeScope();
-        return (masks.to_type(ScalarType.Float32) * (float)(1 - unmaskedWeight) + (float)unmaskedWeight).MoveToOuterDisposeScope();
+        return masks.to_type(ScalarType.Float32).clamp(unmaskedWeight, 1.0).MoveToOuterDisposeScope();
     }
 
     /// <summary>Offset noise (diffusers: <c>noise += offset * randn(b, c, 1, 1)</c>), drawn from <paramref name="generator"/>.</summary>

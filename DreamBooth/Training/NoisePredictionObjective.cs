@@ -60,7 +60,7 @@ public sealed class NoisePredictionObjective(
         if (config.SnrGamma is { } gamma)
             weights = DiffusionLossTerms.MinSnrWeights(DiffusionLossTerms.Snr(schedule.AlphasCumprod, tInstance), gamma, schedule.Prediction);
         var masks = config.MaskedLoss
-            ? DiffusionLossTerms.MaskWeights(instances.Masks(batch.Items, batch.Epoch, latents.shape[2], latents.shape[3]), config.UnmaskedWeight).to(device)
+            ? DiffusionLossTerms.MaskWeights(instances.Masks(batch.Items, batch.Epoch, latents.shape[2], latents.shape[3], device), config.UnmaskedWeight)
             : null;
         var loss = DiffusionLossTerms.WeightedMse(prediction.narrow(0, 0, n), target.narrow(0, 0, n), weights, masks);
         if (classes is not null)

@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace DiffusionPeft.Tests.DreamBooth;
 
 /// <summary>
-/// Decodes "images" whose file content is "W H" (filled with a gradient), or "W H left" (white left half, black right
-/// half, as a mask); files containing "bad" throw.
+/// Decodes "images" whose file content is "W H" (filled with a gradient), or "W H left" / "W H leftN" (white left half
+/// or left N columns, black elsewhere, as a mask); files containing "bad" throw.
 /// </summary>
 internal sealed class FakeDecoder : IImageDecoder
 {
@@ -21,7 +21,8 @@ internal sealed class FakeDecoder : IImageDecoder
         var parts = text.Split(' ');
         int w = int.Parse(parts[0]), h = int.Parse(parts[1]);
         var rgb = new byte[w * h * 3];
-        for (int i = 0; i < rgb.Length; i++) rgb[i] = parts.Length > 2 && parts[2] == "left" ? (byte)(i / 3 % w < w / 2 ? 255 : 0) : (byte)(i * 7 % 256);
+        int? white = parts.Length > 2 && parts[2].StartsWith("left") ? (parts[2] == "left" ? w / 2 : int.Parse(parts[2][4..])) : null;
+        for (int i = 0; i < rgb.Length; i++) rgb[i] = white is { } n ? (byte)(i / 3 % w < n ? 255 : 0) : (byte)(i * 7 % 256);
         return new DecodedImage(w, h, rgb);
     }
 }

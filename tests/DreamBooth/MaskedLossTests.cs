@@ -36,8 +36,8 @@ public sealed class MaskedLossTests : IDisposable
         using var ones1 = ones(2, 1, 1, 2);
         Assert.Equal(DiffusionLossTerms.WeightedMse(pred, target).item<float>(), DiffusionLossTerms.WeightedMse(pred, target, mask: ones1).item<float>());
 
-        using var lifted = DiffusionLossTerms.MaskWeights(mask, 0.1);
-        Assert.Equal(new[] { 1f, 0.1f, 0.55f, 0.325f }, lifted.data<float>().ToArray(), (a, b) => Math.Abs(a - b) < 1e-6);
+        using var lifted = DiffusionLossTerms.MaskWeights(mask, 0.3);   // OneTrainer: clamp(mask, unmasked_weight, 1)
+        Assert.Equal(new[] { 1f, 0.3f, 0.5f, 0.3f }, lifted.data<float>().ToArray(), (a, b) => Math.Abs(a - b) < 1e-6);
         using var plain = DiffusionLossTerms.MaskWeights(mask, 0);
         Assert.Equal(mask.data<float>().ToArray(), plain.data<float>().ToArray());
     }
@@ -89,7 +89,7 @@ public sealed class MaskedLossTests : IDisposable
     public void MasksAreCroppedAndFlippedWithTheirImageAndAveragedDownToTheLatents()
     {
         var dir = Put("m", "a.png", "128 64");            // resized to 128x64 (already), centre-cropped to 64x64: columns 32..95
-        Put("m", "a-masklabel.png", "128 64 left");     // white columns 0..63
+        Put("m", "a-masklabel.png", "128 64 left68");   // white columns 0..67
         Put("m", "b.png", "64 64");                     // no mask: ones
         using var vae = new ToyVae();
         using var cache = new TensorCache(LatentCacheMode.Memory, _dir);
@@ -97,11 +97,12 @@ public sealed class MaskedLossTests : IDisposable
         var examples = Examples(c, vae, cache);
         for (int epoch = 0; epoch < 6; epoch++)
         {
-            using var masks = examples.Masks([0, 1], epoch, 8, 8);
+            using var masks = examples.Masks([0, 1], epoch, 8, 8, CPU);
             Assert.Equal(new long[] { 2, 1, 8, 8 }, masks.shape);
-            // The crop keeps image columns 32..95: latent cells 0..3 white, 4..7 black; mirrored when the plan flips.
+            // The crop keeps image columns 32..95: latent cells 0..3 white, cell 4 (columns 64..71) half white, the rest
+            // black, averaged by area; mirrored when the plan flips.
             var row = masks[0, 0, 3].data<float>().ToArray();
-            float[] expected = [1, 1, 1, 1, 0, 0, 0, 0];
+            float[] expected = [1, 1, 1, 1, 0.5f, 0, 0, 0];
             Assert.Equal(examples.PlanOf(0, epoch).Flip ? expected.Reverse() : expected, row);
             Assert.All(masks[1].data<float>().ToArray(), v => Assert.Equal(1f, v));
         }
@@ -145,7 +146,7 @@ public sealed class MaskedLossTests : IDisposable
     }
 
     [Fact]
-    public void DpeftTrainReadsPngMasksAndABlackMaskTrainsNothing()
+    public void DpeftTrainReadsPngMasksAndABlackMaskGivesZeroLoss()
     {
         var images = AdapterSessionTests.SubjectImages(_dir);
         foreach (var png in Directory.GetFiles(images, "*.png").Where(f => !InstanceDataset.IsMask(f)))

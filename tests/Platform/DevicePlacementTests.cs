@@ -1,7 +1,9 @@
 using DiffusionPeft.Adapters;
 using DiffusionPeft.Cli;
+using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.Tests.DreamBooth;
 using DiffusionPeft.Tests.Golden;
 using TorchSharp;
@@ -108,11 +110,14 @@ public sealed class DevicePlacementTests : IDisposable
         var classes = Path.Combine(_dir, "class");
         Directory.CreateDirectory(classes);
         File.Copy(Directory.GetFiles(images)[0], Path.Combine(classes, "000.png"));   // present: prior preservation generates none
+        var half = new byte[64 * 64 * 3];
+        for (int i = 0; i < half.Length; i++) half[i] = (byte)(i / 3 % 64 < 28 ? 255 : 0);
+        PngWriter.Write(Path.Combine(images, "img0" + InstanceDataset.MaskSuffix), new RgbImage(64, 64, half));   // img1 has none
         var run = Path.Combine(_dir, "run");
         string[] train = ["train", "--model", folder, "--images", images, "--prompt", "a photo of sks ball", "--out", run, "--method", "sdslora",
             "--rank", "2", "--resolution", "64", "--checkpoint-every", "1", "--class-prompt", "a photo of a ball", "--class-images", classes,
             "--num-class-images", "1", "--cache-latents", "disk", "--train-text-encoder", "--gradient-checkpointing", "--noise-offset", "0.1",
-            "--snr-gamma", "5", "--quiet"];
+            "--snr-gamma", "5", "--masked-loss", "true", "--unmasked-weight", "0.1", "--quiet"];
         Dpeft([.. train, "--steps", "2"]);
         Assert.Contains("resumed from", Dpeft([.. train, "--steps", "3", "--resume", "latest"]));
 

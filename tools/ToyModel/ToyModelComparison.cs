@@ -25,7 +25,7 @@ public static class ToyModelComparison
         var right = Results(b, bName);
         var keys = left.Keys.Where(right.ContainsKey).ToList();
         if (keys.Count == 0)
-            throw new InvalidDataException($"{aName} and {bName} share no image (prompt and seed): they were not made on the same held-out captions");
+            throw new InvalidDataException($"{aName} and {bName} share no image (prompt and seed): they were made on other held-out captions (--scenes, --world-seed) or seeds");
         var rows = new List<Row>();
         foreach (var attribute in Enum.GetValues<JudgeAttribute>())
         {
