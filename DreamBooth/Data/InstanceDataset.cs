@@ -88,7 +88,7 @@ public sealed class InstanceDataset
         }
         if (uncaptioned.Count > 0)
             throw new NoTrainingImagesException($"{role} image folder '{folder}': {uncaptioned.Count} of {images.Count} images have no caption " +
-                $"(no NAME.txt beside {string.Join(", ", uncaptioned.Take(3).Select(System.IO.Path.GetFileName))}{(uncaptioned.Count > 3 ? ", ..." : "")}) and no --prompt was given");
+                $"(no NAME.txt beside {FirstNames(uncaptioned)}) and no --prompt was given");
         if (images.Count == 0)
             throw new NoTrainingImagesException($"{role} image folder '{folder}': none of its {files.Count} image files decodes ({string.Join(", ", skipped.Select(System.IO.Path.GetFileName))})");
         if (masks)
@@ -98,10 +98,14 @@ public sealed class InstanceDataset
                 throw new NoTrainingImagesException($"--masked-loss: {role} image folder '{folder}' has no mask (NAME{MaskSuffix} beside NAME.png: white where the loss counts, black where it does not)");
             if (unmasked > 0)
                 warn?.Invoke($"--masked-loss: {unmasked} of {images.Count} images in '{folder}' have no {MaskSuffix} file and train on the whole image " +
-                             $"({string.Join(", ", images.Where(i => i.MaskPath is null).Take(3).Select(i => System.IO.Path.GetFileName(i.Path)))}{(unmasked > 3 ? ", ..." : "")})");
+                             $"({FirstNames(images.Where(i => i.MaskPath is null).Select(i => i.Path).ToList())})");
         }
         return new InstanceDataset(folder, images, skipped);
     }
+
+    /// <summary>The first three files' names, then "..." when there are more.</summary>
+    private static string FirstNames(IReadOnlyList<string> paths) =>
+        string.Join(", ", paths.Take(3).Select(System.IO.Path.GetFileName)) + (paths.Count > 3 ? ", ..." : "");
 
     /// <summary>The image's mask file, decoded once here so a mask that does not decode or does not fit its image fails before any model loads.</summary>
     private static string? CheckedMaskOf(string imagePath, DecodedImage image, IImageDecoder decoder)

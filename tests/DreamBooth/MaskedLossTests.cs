@@ -79,11 +79,8 @@ public sealed class MaskedLossTests : IDisposable
         Steps = 10, Seed = 3, Flip = flip, CheckpointEvery = 0, MaskedLoss = masked, UnmaskedWeight = unmasked, CacheLatents = LatentCacheMode.Memory,
     };
 
-    private static TrainingExamples Examples(TrainConfig c, ToyVae vae, TensorCache cache)
-    {
-        var data = InstanceDataset.Scan(c.Images, c.Prompt, new FakeDecoder(), masks: c.MaskedLoss);
-        return new TrainingExamples(data, data.Images.Select(_ => new Bucket(64, 64)).ToArray(), c, new FakeDecoder(), vae, new ToyText(), cache, cache);
-    }
+    private static TrainingExamples Examples(TrainConfig c, ToyVae vae, TensorCache cache) =>
+        NoisePredictionObjectiveTests.Examples(c, c.Images, c.Prompt, vae, new ToyText(), cache, cache, masks: c.MaskedLoss);
 
     [Fact]
     public void MasksAreCroppedAndFlippedWithTheirImageAndAveragedDownToTheLatents()
@@ -109,23 +106,8 @@ public sealed class MaskedLossTests : IDisposable
         Assert.True(Enumerable.Range(0, 6).Select(e => examples.PlanOf(0, e).Flip).Distinct().Count() == 2, "both flips were drawn");
     }
 
-    private static double[] Losses(TrainConfig c, int batches)
-    {
-        using var vae = new ToyVae();
-        using var cache = new TensorCache(LatentCacheMode.Memory, Path.GetTempPath());
-        var examples = Examples(c, vae, cache);
-        using var schedule = new ToySchedule(PredictionType.Epsilon);
-        using var denoiser = new ToyDenoiser(c.Lr);
-        var objective = new NoisePredictionObjective(c, examples, null, vae, schedule, denoiser);
-        using var rng = new TrainingRng(c.Seed);
-        var order = new DataOrder(examples.Count, c.Batch, c.Seed);
-        return Enumerable.Range(0, batches).Select(i =>
-        {
-            var (epoch, items) = order.Next();
-            using var loss = objective.Loss(new Batch(i, 0, epoch, items), rng);
-            return (double)loss.item<float>();
-        }).ToArray();
-    }
+    private double[] Losses(TrainConfig c, int batches) =>
+        NoisePredictionObjectiveTests.Losses(c, LatentCacheMode.Memory, _dir, PredictionType.Epsilon, batches, out _);
 
     [Fact]
     public void TheObjectiveCountsOnlyWhatTheMaskKeeps()

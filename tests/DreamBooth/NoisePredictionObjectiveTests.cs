@@ -82,14 +82,16 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         Seed = 9, Flip = true, CheckpointEvery = 0, ClassPrompt = classes is null ? null : "a photo of dog", ClassImages = classes,
     };
 
-    private static TrainingExamples Examples(TrainConfig c, string folder, string prompt, ToyVae vae, ToyText text, TensorCache latents, TensorCache embeddings)
+    /// <param name="masks">Scan the folder's masks too (--masked-loss instances; class images are never masked).</param>
+    internal static TrainingExamples Examples(TrainConfig c, string folder, string prompt, ToyVae vae, ToyText text, TensorCache latents, TensorCache embeddings,
+                                              bool masks = false)
     {
-        var data = InstanceDataset.Scan(folder, prompt, new FakeDecoder());
+        var data = InstanceDataset.Scan(folder, prompt, new FakeDecoder(), masks: masks);
         var targets = data.Images.Select(_ => new Bucket(c.Resolution, c.Resolution)).ToArray();
         return new TrainingExamples(data, targets, c, new FakeDecoder(), vae, text, latents, embeddings);
     }
 
-    private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls) =>
+    internal static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls) =>
         Losses(c, mode, cacheDir, prediction, batches, out calls, fill: false, out _);
 
     private static double[] Losses(TrainConfig c, LatentCacheMode mode, string cacheDir, PredictionType prediction, int batches, out (int Vae, int Text) calls,
@@ -99,7 +101,7 @@ public sealed class NoisePredictionObjectiveTests : IDisposable
         var text = new ToyText();
         using var latents = new TensorCache(mode, cacheDir);
         using var embeddings = new TensorCache(mode, cacheDir);
-        var examples = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings);
+        var examples = Examples(c, c.Images, c.Prompt, vae, text, latents, embeddings, masks: c.MaskedLoss);
         var messages = new List<string>();
         if (fill) examples.Fill(messages.Add);
         filled = (vae.Calls, text.Calls);

@@ -181,7 +181,6 @@ public static class ToyModelCommand
         return command;
     }
 
-    /// <summary>"3500" or "2000,3500": a stage's lengths (<see cref="ToyModelOptions.AreStageLengths"/>); null if not.</summary>
     /// <summary>"none" (null) or a number that <paramref name="valid"/> accepts; false for anything else.</summary>
     private static bool NumberOrNone(string text, Func<double, bool> valid, out double? value)
     {
@@ -193,6 +192,7 @@ public static class ToyModelCommand
         return true;
     }
 
+    /// <summary>"3500" or "2000,3500": a stage's lengths (<see cref="ToyModelOptions.AreStageLengths"/>); null if not.</summary>
     private static int[]? StageLengths(string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
