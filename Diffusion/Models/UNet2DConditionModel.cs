@@ -41,6 +41,11 @@ public sealed record UNet2DConditionConfig
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
     public int? TimeEmbeddingDim { get; init; }
+    /// <summary>"text": a pooled text embedding is added to the timestep embedding (diffusers' <c>addition_embed_type</c>,
+    /// <see cref="TextTimeEmbedding"/>, as DeepFloyd IF's UNet); null: none (Stable Diffusion).</summary>
+    public string? AdditionEmbedType { get; init; }
+    /// <summary>Heads of the text embedding's attention pooling (diffusers' <c>addition_embed_type_num_heads</c>).</summary>
+    public int AdditionEmbedTypeNumHeads { get; init; } = 64;
 
     /// <summary>Stable Diffusion 1.5's UNet (runwayml/stable-diffusion-v1-5 unet/config.json).</summary>
     public static UNet2DConditionConfig StableDiffusion15 => new();
@@ -48,6 +53,7 @@ public sealed record UNet2DConditionConfig
     public int NumBlocks => BlockOutChannels.Length;
     public bool OnlyCrossAttentionAt(int block) => OnlyCrossAttention.Length > 0 && OnlyCrossAttention[block];
     public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
+    public bool HasTextTimeEmbedding => AdditionEmbedType == "text";
 
     public static UNet2DConditionConfig Load(string path) => FromJson(ConfigJson.Load(path));
 
@@ -66,7 +72,10 @@ public sealed record UNet2DConditionConfig
             if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw new InvalidDataException($"{src}: up block type '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D).");
 
         RequireAbsent(c, "num_attention_heads", "diffusers 0.25 rejects it too; attention_head_dim gives the head count");
-        RequireAbsent(c, "class_embed_type"); RequireAbsent(c, "num_class_embeds"); RequireAbsent(c, "addition_embed_type");
+        RequireAbsent(c, "class_embed_type"); RequireAbsent(c, "num_class_embeds");
+        var addition = c.StringOrNull("addition_embed_type");
+        if (addition is not (null or "text"))
+            throw new InvalidDataException($"{src}: addition_embed_type '{addition}' is not supported (only \"text\", a pooled text embedding added to the timestep's).");
         RequireAbsent(c, "encoder_hid_dim"); RequireAbsent(c, "encoder_hid_dim_type"); RequireAbsent(c, "time_cond_proj_dim");
         RequireAbsent(c, "timestep_post_act"); RequireAbsent(c, "time_embedding_act_fn"); RequireAbsent(c, "cross_attention_norm");
         RequireAbsent(c, "reverse_transformer_layers_per_block", "asymmetric transformer depths are not supported");
@@ -109,6 +118,8 @@ public sealed record UNet2DConditionConfig
             ConvInKernel = c.Int("conv_in_kernel", 3),
             ConvOutKernel = c.Int("conv_out_kernel", 3),
             TimeEmbeddingDim = c.Has("time_embedding_dim") ? c.Int("time_embedding_dim") : null,
+            AdditionEmbedType = addition,
+            AdditionEmbedTypeNumHeads = c.Int("addition_embed_type_num_heads", 64),
         };
         config.Validate(src);
         return config;
@@ -126,7 +137,18 @@ public sealed record UNet2DConditionConfig
                      ("transformer_layers_per_block", TransformerLayersPerBlock), ("attention_head_dim", NumAttentionHeads) })
             v.Require(values.Length == n, key, $"needs {n} entries (one per block), got {values.Length}");
         v.Require(OnlyCrossAttention.Length is 0 || OnlyCrossAttention.Length == n, "only_cross_attention", $"needs {n} entries (one per block), got {OnlyCrossAttention.Length}");
+        v.Require(AdditionEmbedType is null or "text", "addition_embed_type", $"must be \"text\" or null (got \"{AdditionEmbedType}\")");
         v.ThrowIfAny();
+        if (HasTextTimeEmbedding)
+        {
+            // diffusers builds the text embedding from the one cross_attention_dim; a per-block list fails there too.
+            v.Require(CrossAttentionDim.Distinct().Count() == 1, "cross_attention_dim", "must be one width for every block with addition_embed_type \"text\"");
+            v.InRange("addition_embed_type_num_heads", AdditionEmbedTypeNumHeads, 1, ConfigChecks.MaxWidth);
+            v.ThrowIfAny();
+            v.Require(CrossAttentionDim[0] % AdditionEmbedTypeNumHeads == 0, "addition_embed_type_num_heads",
+                $"({AdditionEmbedTypeNumHeads}) must divide cross_attention_dim ({CrossAttentionDim[0]})");
+            v.ThrowIfAny();
+        }
         v.InRange("sample_size", SampleSize, 1, 1024); // latent pixels: the default image size is 8x this
         v.InRange("in_channels", InChannels, 1, ConfigChecks.MaxWidth);
         v.InRange("out_channels", OutChannels, 1, ConfigChecks.MaxWidth);
@@ -177,6 +199,7 @@ public sealed record UNet2DConditionConfig
             if (UpBlockTypes[i] == "CrossAttnUpBlock2D") total += (LayersPerBlock[m] + 1) * Transformer(m);
         }
         if (HasMidBlock) total += 2 * Resnet(c[^1], c[^1]) + Transformer(n - 1, mid: true);
+        if (HasTextTimeEmbedding) total += 3.0 * CrossAttentionDim[0] * CrossAttentionDim[0] + CrossAttentionDim[0] * temb;   // pooling's k, q, v; proj
         return total;
     }
 
@@ -211,6 +234,8 @@ public sealed record UNet2DConditionConfig
         ["conv_in_kernel"] = ConvInKernel,
         ["conv_out_kernel"] = ConvOutKernel,
         ["time_embedding_dim"] = TimeEmbeddingDim,
+        ["addition_embed_type"] = AdditionEmbedType,
+        ["addition_embed_type_num_heads"] = AdditionEmbedTypeNumHeads,
         ["dual_cross_attention"] = false,
         ["resnet_time_scale_shift"] = "default",
         ["time_embedding_type"] = "positional",
@@ -244,6 +269,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
     private readonly Timesteps time_proj;
     private readonly TimestepEmbedding time_embedding;
+    private readonly TextTimeEmbedding? add_embedding;
     private readonly nn.Module<Tensor, Tensor> conv_in;
     public readonly ModuleList<UNetDownBlock> down_blocks;
     public readonly UNetMidBlock2DCrossAttn? mid_block;
@@ -265,6 +291,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         conv_in = new ShapeAwareConv2d(config.InChannels, boc[0], config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2);
         time_proj = new Timesteps(boc[0], config.FlipSinToCos, config.FreqShift);
         time_embedding = new TimestepEmbedding(boc[0], temb, config.ActFn);
+        if (config.HasTextTimeEmbedding) add_embedding = new TextTimeEmbedding(config.CrossAttentionDim[0], temb, config.AdditionEmbedTypeNumHeads);
 
         var downs = new List<UNetDownBlock>();
         for (int i = 0; i < n; i++)
@@ -338,6 +365,12 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         debug?.Invoke("time_proj", tEmb);
         var emb = time_embedding.call(tEmb);
         debug?.Invoke("time_embedding", emb);
+        if (add_embedding is not null)
+        {
+            var aug = add_embedding.call(encoderHiddenStates.to_type(emb.dtype));
+            debug?.Invoke("add_embedding", aug);
+            emb = emb + aug;
+        }
 
         var h = conv_in.call(sample);
         debug?.Invoke("conv_in", h);

@@ -176,6 +176,24 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void TheTextEmbeddingIsInTheBaseAndChangingItSetsTheUnetAside()
+    {
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTextEmbedding = true };
+        var reports = new ToyModelRecipe(_dir, quick).Run();
+        Assert.True(double.IsFinite(reports[2].LastLoss));
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+        {
+            Assert.True(model.Unet.Config.HasTextTimeEmbedding);
+            Assert.Contains(model.Unet.state_dict().Keys, k => k == "add_embedding.pool.positional_embedding");
+        }
+        var progress = new RecordingProgress();
+        new ToyModelRecipe(_dir, quick with { UnetTextEmbedding = false }, progress).Run();
+        Assert.Contains(progress.Warnings, w => w.Contains("text embedding changed (on → off)") && w.Contains("unet.stale-1"));
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
+            Assert.False(model.Unet.Config.HasTextTimeEmbedding);
+    }
+
+    [Fact]
     public void TheUnetStageTrainsInMixedPrecisionWhenAskedAndWritesAModelThatLoads()
     {
         var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [3], UnetImages = 4, UnetDType = "bf16" };

@@ -45,8 +45,11 @@ public static class ToyModelConfigs
     /// cross-attention at 16×16 and 8×8. On 32×32 latents a convolution-only level [w] goes on top (no attention over
     /// 1,024 positions), so the cross-attention levels stay at 16×16 and 8×8, unless <paramref name="topAttention"/> gives
     /// that level a transformer block too (the caption read where a small object's outline is drawn).
+    /// <paramref name="textEmbedding"/> adds the caption, pooled by attention, to the timestep embedding (diffusers'
+    /// <c>addition_embed_type: "text"</c>, DeepFloyd IF's), so that it reaches every ResNet block of every level.
     /// </summary>
-    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16, TopLevelAttention topAttention = TopLevelAttention.None)
+    public static UNet2DConditionConfig Unet(int textWidth, int width = 32, int latentSize = 16, TopLevelAttention topAttention = TopLevelAttention.None,
+        bool textEmbedding = false)
     {
         RequireLatentSize(latentSize);
         if (topAttention != TopLevelAttention.None && latentSize == 16)
@@ -65,6 +68,7 @@ public static class ToyModelConfigs
             CrossAttentionDim = [.. channels.Select(_ => textWidth)], NumAttentionHeads = [.. channels.Select(_ => heads)],
             TransformerLayersPerBlock = [.. channels.Select(_ => 1)], NormNumGroups = Math.Min(16, width / 2),
             OnlyCrossAttention = topAttention == TopLevelAttention.CrossOnly ? [true, false, false, false] : [],
+            AdditionEmbedType = textEmbedding ? "text" : null, AdditionEmbedTypeNumHeads = Math.Max(1, textWidth / 32),
         };
     }
 

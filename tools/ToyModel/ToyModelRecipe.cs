@@ -49,6 +49,8 @@ public sealed record ToyModelOptions
     public int UnetWidth { get; init; } = 32;
     /// <summary>On 32×32 latents, attention at the UNet's top level too (<see cref="ToyModelConfigs.Unet"/>).</summary>
     public TopLevelAttention UnetTopAttention { get; init; }
+    /// <summary>The caption pooled into the UNet's timestep embedding too (<see cref="ToyModelConfigs.Unet"/>); false: cross-attention only (the shipped model's).</summary>
+    public bool UnetTextEmbedding { get; init; }
     /// <summary>Captioned training images written for the UNet stage (dpeft train --mode full).</summary>
     public int UnetImages { get; init; } = 30_000;
     /// <summary>
@@ -150,6 +152,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             if (layout.BlockOutChannels[0] != options.UnetWidth) SetAsideStale($"the UNet's width changed ({layout.BlockOutChannels[0]} → {options.UnetWidth})");
             else if (options.LatentSize == 32 && TopLevelAttentions.Of(layout) is var top && top != options.UnetTopAttention)
                 SetAsideStale($"the UNet's top-level attention changed ({TrainConfigYaml.EnumName(top)} → {TrainConfigYaml.EnumName(options.UnetTopAttention)})");
+            else if (layout.HasTextTimeEmbedding != options.UnetTextEmbedding)
+                SetAsideStale($"the UNet's text embedding changed ({OnOff(layout.HasTextTimeEmbedding)} → {OnOff(options.UnetTextEmbedding)})");
         }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
@@ -353,7 +357,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         manual_seed(options.Seed + 3);
         var text = CLIPTextModel.FromPretrained(Path.Combine(ClipFolder, "text_encoder"));
         var vae = AutoencoderKL.FromPretrained(Path.Combine(VaeFolder, ModelFolder));
-        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth, options.LatentSize, options.UnetTopAttention));
+        var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(text.Config.HiddenSize, options.UnetWidth, options.LatentSize, options.UnetTopAttention,
+            options.UnetTextEmbedding));
         using var model = new StableDiffusionModel
         {
             TextEncoder = text, Vae = vae, Unet = unet, Tokenizer = tokenizer, SchedulerConfig = ToyModelConfigs.Scheduler(), Name = "toy-world base",
@@ -377,6 +382,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType, EmaDecay = options.UnetEmaDecay,
         MaskedLoss = Masked(options), UnmaskedWeight = options.UnetUnmaskedWeight ?? 0,
     };
+
+    private static string OnOff(bool on) => on ? "on" : "off";
 
     private static bool Masked(ToyModelOptions options) => options.UnetUnmaskedWeight is not null;
 
