@@ -291,7 +291,6 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         conv_in = new ShapeAwareConv2d(config.InChannels, boc[0], config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2);
         time_proj = new Timesteps(boc[0], config.FlipSinToCos, config.FreqShift);
         time_embedding = new TimestepEmbedding(boc[0], temb, config.ActFn);
-        if (config.HasTextTimeEmbedding) add_embedding = new TextTimeEmbedding(config.CrossAttentionDim[0], temb, config.AdditionEmbedTypeNumHeads);
 
         var downs = new List<UNetDownBlock>();
         for (int i = 0; i < n; i++)
@@ -326,6 +325,8 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         conv_norm_out = Layers.GroupNorm(config.NormNumGroups, boc[0], config.NormEps);
         conv_out = new ShapeAwareConv2d(boc[0], config.OutChannels, config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2);
+        // Built last: under one seed, a UNet with the text embedding draws every other initial weight as one without it does.
+        if (config.HasTextTimeEmbedding) add_embedding = new TextTimeEmbedding(config.CrossAttentionDim[0], temb, config.AdditionEmbedTypeNumHeads);
         RegisterComponents();
     }
 

@@ -90,6 +90,18 @@ public sealed class TextTimeEmbeddingTests
     }
 
     [Fact]
+    public void UnderOneSeedEveryOtherInitialWeightIsTheSameWithTheTextEmbeddingAsWithout()
+    {
+        manual_seed(9);
+        using var without = new UNet2DConditionModel(AttentionFree(text: false));
+        manual_seed(9);
+        using var with = new UNet2DConditionModel(AttentionFree(text: true));
+        var other = with.state_dict();
+        foreach (var (name, weight) in without.state_dict())
+            Assert.True(TensorAssert.MaxAbsDiff(weight, other[name]) == 0, $"{name} differs");
+    }
+
+    [Fact]
     public void TrainingReachesTheTextEmbeddingsWeights()
     {
         manual_seed(5);
