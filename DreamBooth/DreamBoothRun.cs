@@ -125,7 +125,8 @@ public sealed class DreamBoothRun
     public TrainResult Train(StableDiffusionModel? model = null, CancellationToken cancellationToken = default)
     {
         if (Instances is null) PrepareData();
-        var owned = model is null ? LoadModel() : null;
+        Dictionary<string, Tensor>? fp32 = null;
+        var owned = model is null ? LoadModel(out fp32) : null;
         try
         {
             var sd = model ?? owned!;
@@ -133,11 +134,9 @@ public sealed class DreamBoothRun
             ITrainingTarget target;
             if (Config.Mode == TrainingMode.Full)
             {
-                // Mixed precision on a model loaded here: the masters start from the checkpoint's fp32 weights, not their bf16 rounding.
-                var fp32 = owned is not null && sd.DType == ScalarType.BFloat16 ? TrainedWeightsInFp32() : null;
                 FullFineTuneTarget full;
                 try { full = new FullFineTuneTarget(sd, Config, fp32); }
-                finally { if (fp32 is not null) foreach (var t in fp32.Values) t.Dispose(); }
+                finally { DisposeAll(fp32); fp32 = null; }
                 _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})" +
                                (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : ""));
                 target = full;
@@ -157,28 +156,41 @@ public sealed class DreamBoothRun
         }
         finally
         {
+            DisposeAll(fp32);
             owned?.Dispose();
         }
     }
 
-    /// <summary>The weights full fine-tuning trains (the UNet's, the text encoder's with --train-text-encoder), loaded in fp32 on the CPU.</summary>
-    private Dictionary<string, Tensor> TrainedWeightsInFp32()
+    private static void DisposeAll(Dictionary<string, Tensor>? tensors)
     {
-        using var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, ScalarType.Float32, CPU, configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
-        var weights = model.Unet.named_parameters().ToDictionary(p => "unet." + p.name, p => p.parameter.detach().clone());
-        if (Config.TrainTextEncoder)
-            foreach (var (name, p) in model.TextEncoder.named_parameters()) weights["text_encoder." + name] = p.detach().clone();
-        return weights;
+        if (tensors is not null) foreach (var t in tensors.Values) t.Dispose();
     }
 
-    private StableDiffusionModel LoadModel()
+    /// <summary>
+    /// Loads the config's model on its device in its dtype. Full fine-tuning in mixed precision loads it once in fp32 on
+    /// the CPU and keeps those weights by parameter name ("unet.conv_in.weight"): the masters start from them, not from
+    /// their bf16 rounding, and the untrained components are written from them (as diffusers' script writes the
+    /// original VAE and text encoder); the model then computes in bf16 on its device.
+    /// </summary>
+    private StableDiffusionModel LoadModel(out Dictionary<string, Tensor>? fp32Weights)
     {
+        fp32Weights = null;
         var device = TorchOptions.ParseDevice(Config.Device);
+        var dtype = TorchOptions.ParseDType(Config.DType);
         if (CudaReproducibility.ForTraining(device) is { } reproducibility) _progress.Info(reproducibility);
-        var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, TorchOptions.ParseDType(Config.DType), device,
+        bool mixed = Config.Mode == TrainingMode.Full && dtype == ScalarType.BFloat16;
+        var model = StableDiffusionLoader.LoadOrEmbedded(Config.Model, mixed ? ScalarType.Float32 : dtype, mixed ? CPU : device,
             configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
         if (model.IsEmbeddedDefault) _progress.Info(EmbeddedDefaultModel.Note("training", model));
-        return model;
+        if (!mixed) return model;
+        // A bf16 save of an untrained component is the bf16 model's own weights: only the trained ones, or all, are kept.
+        bool keepUntrained = Config.SaveDType != SaveDType.Bf16;
+        fp32Weights = new Dictionary<string, Tensor>();
+        foreach (var (prefix, module, trained) in new (string, nn.Module, bool)[]
+                 { ("unet.", model.Unet, true), ("text_encoder.", model.TextEncoder, Config.TrainTextEncoder), ("vae.", model.Vae, false) })
+            if (trained || keepUntrained)
+                foreach (var (name, p) in module.named_parameters()) fp32Weights[prefix + name] = p.detach().clone();
+        return model.PlacedOn(ScalarType.BFloat16, device);
     }
 
     /// <summary>The loop for any target and objective (the SD adapters above, toy objectives in tests): trains and writes the final files.</summary>

@@ -43,6 +43,20 @@ public sealed class StableDiffusionModel : IDisposable
     /// <summary>The sampler key of <see cref="CreateScheduler"/>("default"), for metadata.</summary>
     public string DefaultSamplerKey => SchedulerFactory.ShortNameOf(SchedulerConfig);
 
+    /// <summary>
+    /// Moves the components to <paramref name="dtype"/> on <paramref name="device"/> (in place, as a load in that dtype
+    /// places them) and returns the model that describes them; this object must not be used after.
+    /// </summary>
+    public StableDiffusionModel PlacedOn(ScalarType dtype, Device device)
+    {
+        foreach (nn.Module m in new nn.Module[] { TextEncoder, Unet, Vae }) ModelPlacement.Place(m, dtype, device);
+        return new StableDiffusionModel
+        {
+            TextEncoder = TextEncoder, Unet = Unet, Vae = Vae, Tokenizer = Tokenizer, SchedulerConfig = SchedulerConfig, Name = Name,
+            IdentityFile = IdentityFile, Device = device, DType = dtype, IsEmbeddedDefault = IsEmbeddedDefault, _hash = _hash,
+        };
+    }
+
     public void Dispose()
     {
         TextEncoder.Dispose();

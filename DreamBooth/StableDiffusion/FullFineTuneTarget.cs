@@ -24,10 +24,13 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
     private readonly TrainConfig _config;
     /// <summary>Mixed precision: each trained bf16 weight of the model and its fp32 master (empty in fp32).</summary>
     private readonly (Parameter Model, Parameter Master)[] _masters = [];
+    /// <summary>Mixed precision: the untrained components' fp32 weights as loaded, written in place of their bf16 rounding.</summary>
+    private readonly Dictionary<string, Tensor> _untrainedFp32 = [];
 
-    /// <param name="fp32Weights">Mixed precision: the trained components' weights as loaded in fp32, by parameter name
-    /// ("unet.conv_in.weight"), to start the masters from; without them the masters are the bf16 weights widened (the
-    /// low bits of an fp32 checkpoint lost).</param>
+    /// <param name="fp32Weights">Mixed precision: the model's weights as loaded in fp32, by parameter name
+    /// ("unet.conv_in.weight"; copied, the caller keeps them): the masters start from the trained components', and the
+    /// untrained components' are written with the model (a bf16 model alone would write its rounding). Without them the
+    /// masters are the bf16 weights widened (the low bits of an fp32 checkpoint lost).</param>
     public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config, IReadOnlyDictionary<string, Tensor>? fp32Weights = null)
     {
         if (model.DType is not (ScalarType.Float32 or ScalarType.BFloat16))
@@ -56,6 +59,9 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
                 return (p.Name, master);
             }).ToList())).ToList();
             _masters = masters.ToArray();
+            var trainedNames = trained.SelectMany(g => g.Parameters.Select(p => p.Name)).ToHashSet();
+            foreach (var (name, weight) in fp32Weights ?? new Dictionary<string, Tensor>())
+                if (!trainedNames.Contains(name)) _untrainedFp32[name] = weight.detach().clone();
         }
         ParameterGroups = trained.Select(g => new TrainableGroup(g.Group, g.Parameters, g.Lr)).ToList();
     }
@@ -94,6 +100,7 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
     public void Dispose()
     {
         foreach (var (_, master) in _masters) master.Dispose();
+        foreach (var weight in _untrainedFp32.Values) weight.Dispose();
     }
 
     public void WriteFinal(string runDirectory, long stepsTaken)
@@ -101,7 +108,12 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
         var folder = Path.Combine(runDirectory, ModelFolder);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);   // a finished run rewritten by a longer resume
         var dtype = _config.SaveDType switch { SaveDType.Bf16 => ScalarType.BFloat16, SaveDType.Fp16 => ScalarType.Float16, _ => ScalarType.Float32 };
-        var masters = MixedPrecision ? ParameterGroups.SelectMany(g => g.Parameters).ToDictionary(p => p.Name, p => (Tensor)p.Parameter) : null;
-        DiffusersFolderWriter.Write(_model, folder, dtype, masters);
+        Dictionary<string, Tensor>? overrides = null;
+        if (MixedPrecision)
+        {
+            overrides = new Dictionary<string, Tensor>(_untrainedFp32);
+            foreach (var (name, master) in ParameterGroups.SelectMany(g => g.Parameters)) overrides[name] = master;
+        }
+        DiffusersFolderWriter.Write(_model, folder, dtype, overrides);
     }
 }

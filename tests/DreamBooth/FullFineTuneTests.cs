@@ -113,6 +113,14 @@ public sealed class FullFineTuneTests : IDisposable
             Assert.All(masters, kv => Assert.True(unet[kv.Key["unet.".Length..]].eq(kv.Value).all().item<bool>(), $"{kv.Key} as written"));
             long finer = masters.Values.Sum(t => t.ne(t.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).sum().item<long>());
             Assert.True(finer > masters.Values.Sum(t => t.numel()) / 2, $"only {finer} written weights carry more than bf16 holds");
+            // The untrained VAE and text encoder are written as loaded in fp32 (diffusers writes the original components), not as their bf16 rounding.
+            using var original = StableDiffusionLoader.LoadOrEmbedded(config.Model, ScalarType.Float32);
+            foreach (var (name, mine, theirs) in new[] { ("vae", written.Vae.state_dict(), original.Vae.state_dict()),
+                         ("text_encoder", written.TextEncoder.state_dict(), original.TextEncoder.state_dict()) })
+            {
+                Assert.All(theirs, kv => Assert.True(mine[kv.Key].eq(kv.Value).all().item<bool>(), $"{name}.{kv.Key} as written"));
+                Assert.Contains(theirs.Values, t => t.is_floating_point() && t.ne(t.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).any().item<bool>());
+            }
         }
 
         var halfway = Config("resumed", images) with { DType = "bf16", SaveDType = SaveDType.Fp32, GradAccumulation = 2, Steps = 6 };
