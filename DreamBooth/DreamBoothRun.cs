@@ -183,14 +183,25 @@ public sealed class DreamBoothRun
             configsFrom: Config.ConfigsFrom, tokenizerDir: Config.Tokenizer);
         if (model.IsEmbeddedDefault) _progress.Info(EmbeddedDefaultModel.Note("training", model));
         if (!mixed) return model;
-        // A bf16 save of an untrained component is the bf16 model's own weights: only the trained ones, or all, are kept.
-        bool keepUntrained = Config.SaveDType != SaveDType.Bf16;
-        fp32Weights = new Dictionary<string, Tensor>();
-        foreach (var (prefix, module, trained) in new (string, nn.Module, bool)[]
-                 { ("unet.", model.Unet, true), ("text_encoder.", model.TextEncoder, Config.TrainTextEncoder), ("vae.", model.Vae, false) })
-            if (trained || keepUntrained)
-                foreach (var (name, p) in module.named_parameters()) fp32Weights[prefix + name] = p.detach().clone();
-        return model.PlacedOn(ScalarType.BFloat16, device);
+        try
+        {
+            // Aliases, not copies: moving the model to bf16 replaces its parameters, and these keep the fp32 values alive.
+            // A bf16 save of an untrained component is the bf16 model's own weights: only the trained ones, or all, are kept.
+            bool keepUntrained = Config.SaveDType != SaveDType.Bf16;
+            fp32Weights = new Dictionary<string, Tensor>();
+            foreach (var (prefix, module, trained) in new (string, nn.Module, bool)[]
+                     { ("unet.", model.Unet, true), ("text_encoder.", model.TextEncoder, Config.TrainTextEncoder), ("vae.", model.Vae, false) })
+                if (trained || keepUntrained)
+                    foreach (var (name, p) in module.named_parameters()) fp32Weights[prefix + name] = p.detach();
+            return model.PlacedOn(ScalarType.BFloat16, device);
+        }
+        catch
+        {
+            DisposeAll(fp32Weights);
+            fp32Weights = null;
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The loop for any target and objective (the SD adapters above, toy objectives in tests): trains and writes the final files.</summary>

@@ -141,7 +141,8 @@ public sealed record UNet2DConditionConfig
         v.ThrowIfAny();
         if (HasTextTimeEmbedding)
         {
-            // diffusers builds the text embedding from the one cross_attention_dim; a per-block list fails there too.
+            // diffusers builds the text embedding from cross_attention_dim as given, before it expands a number per block:
+            // it takes one number only (ToJson writes one; an equal-valued list, as this port wrote before, is read here).
             v.Require(CrossAttentionDim.Distinct().Count() == 1, "cross_attention_dim", "must be one width for every block with addition_embed_type \"text\"");
             v.InRange("addition_embed_type_num_heads", AdditionEmbedTypeNumHeads, 1, ConfigChecks.MaxWidth);
             v.ThrowIfAny();
@@ -226,7 +227,7 @@ public sealed record UNet2DConditionConfig
         ["act_fn"] = ActFn,
         ["norm_num_groups"] = NormNumGroups,
         ["norm_eps"] = NormEps,
-        ["cross_attention_dim"] = ConfigJson.Array(CrossAttentionDim),
+        ["cross_attention_dim"] = HasTextTimeEmbedding ? CrossAttentionDim[0] : ConfigJson.Array(CrossAttentionDim),
         ["transformer_layers_per_block"] = ConfigJson.Array(TransformerLayersPerBlock),
         ["attention_head_dim"] = ConfigJson.Array(NumAttentionHeads),
         ["use_linear_projection"] = UseLinearProjection,

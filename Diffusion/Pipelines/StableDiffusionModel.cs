@@ -45,7 +45,8 @@ public sealed class StableDiffusionModel : IDisposable
 
     /// <summary>
     /// Moves the components to <paramref name="dtype"/> on <paramref name="device"/> (in place, as a load in that dtype
-    /// places them) and returns the model that describes them; this object must not be used after.
+    /// places them) and returns the model that describes them; this object must not be used after. A property added to
+    /// this class must be copied here.
     /// </summary>
     public StableDiffusionModel PlacedOn(ScalarType dtype, Device device)
     {

@@ -60,8 +60,9 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
             }).ToList())).ToList();
             _masters = masters.ToArray();
             var trainedNames = trained.SelectMany(g => g.Parameters.Select(p => p.Name)).ToHashSet();
-            foreach (var (name, weight) in fp32Weights ?? new Dictionary<string, Tensor>())
-                if (!trainedNames.Contains(name)) _untrainedFp32[name] = weight.detach().clone();
+            if (fp32Weights is not null)
+                foreach (var (name, weight) in fp32Weights)
+                    if (!trainedNames.Contains(name)) _untrainedFp32[name] = weight.clone();
         }
         ParameterGroups = trained.Select(g => new TrainableGroup(g.Group, g.Parameters, g.Lr)).ToList();
     }

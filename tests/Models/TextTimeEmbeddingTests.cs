@@ -52,6 +52,41 @@ public sealed class TextTimeEmbeddingTests
         }
     }
 
+    /// <summary>norm1 → pool → proj → norm2: at initialisation (LayerNorms without scale or shift) the output is standardized
+    /// per item, and the input per token only counts up to its own scale and offset.</summary>
+    [Fact]
+    public void TheTextEmbeddingIsNormalizedOnTheWayInAndOut()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(4);
+        var embedding = new TextTimeEmbedding(8, 12, heads: 2);
+        var x = randn(3, 5, 8);
+        var y = embedding.call(x);
+        Assert.Equal(new long[] { 3, 12 }, y.shape);
+        TensorAssert.Close(y.mean([1]), zeros(3), 1e-5, 0, "per-item mean");
+        TensorAssert.Close(y.var([1], unbiased: false), ones(3), 1e-3, 0, "per-item variance");
+        TensorAssert.Close(embedding.call(x * 10 + 3), y, 1e-4, 1e-4, "an input scaled and shifted per token");
+        Assert.True(TensorAssert.MaxAbsDiff(embedding.call(x * tensor(new float[] { 1, 2, 3, 4, 5, 6, 7, 8 })), y) > 1e-2, "the features' proportions should count");
+    }
+
+    [Fact]
+    public void ABfloat16UNetWithTheTextEmbeddingTracksFloat32()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(6);
+        using var unet = new UNet2DConditionModel(AttentionFree(text: true));
+        unet.eval();
+        var (x, t, ctx) = (randn(2, 4, 8, 8), tensor(new long[] { 30, 700 }), randn(2, 5, 24));
+        var reference = unet.Forward(x, t, ctx);
+        unet.to(ScalarType.BFloat16);
+        var low = unet.Forward(x.to_type(ScalarType.BFloat16), t, ctx.to_type(ScalarType.BFloat16));
+        Assert.Equal(ScalarType.BFloat16, low.dtype);
+        double rel = TensorAssert.MaxAbsDiff(low, reference) / reference.abs().max().item<float>();
+        Assert.True(rel < 0.05, $"bf16 vs fp32 relative error {rel:E2}");
+    }
+
     [Fact]
     public void TheUNetsTextEmbeddingHasDiffusersKeyNames()
     {
@@ -120,7 +155,12 @@ public sealed class TextTimeEmbeddingTests
         Assert.Equal(4, parsed.AdditionEmbedTypeNumHeads);
         var json = parsed.ToJson();
         Assert.Equal("text", (string?)json["addition_embed_type"]);
+        Assert.Equal(32, (int)json["cross_attention_dim"]!);   // one number: diffusers builds the text embedding from it as given
         Assert.Equal(json.ToJsonString(), UNet2DConditionConfig.FromJson(new ConfigJson("again", json)).ToJson().ToJsonString());
+        // An equal-valued list (this port wrote one before) is read as that one number, and written as it.
+        var listed = ConfigJson.Parse(ConfigText("\"addition_embed_type\": \"text\", \"addition_embed_type_num_heads\": 4"), "unet/config.json");
+        listed.Root["cross_attention_dim"] = JsonNode.Parse("[32, 32]");
+        Assert.Equal(32, (int)UNet2DConditionConfig.FromJson(listed).ToJson()["cross_attention_dim"]!);
         var plain = UNet2DConditionConfig.FromJson(ConfigJson.Parse(ConfigText("\"addition_embed_type\": null"), "unet/config.json"));
         Assert.False(plain.HasTextTimeEmbedding);
         Assert.Null(plain.ToJson()["addition_embed_type"]);

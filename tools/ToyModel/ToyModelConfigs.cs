@@ -60,7 +60,7 @@ public static class ToyModelConfigs
             ? ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
             : [topAttention != TopLevelAttention.None ? "CrossAttnDownBlock2D" : "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
         string[] up = [.. down.Reverse().Select(t => t.Replace("Down", "Up"))];
-        return new()
+        var config = new UNet2DConditionConfig
         {
             SampleSize = latentSize, InChannels = 4, OutChannels = 4,
             BlockOutChannels = channels, LayersPerBlock = [.. channels.Select(_ => 1)],
@@ -68,8 +68,9 @@ public static class ToyModelConfigs
             CrossAttentionDim = [.. channels.Select(_ => textWidth)], NumAttentionHeads = [.. channels.Select(_ => heads)],
             TransformerLayersPerBlock = [.. channels.Select(_ => 1)], NormNumGroups = Math.Min(16, width / 2),
             OnlyCrossAttention = topAttention == TopLevelAttention.CrossOnly ? [true, false, false, false] : [],
-            AdditionEmbedType = textEmbedding ? "text" : null, AdditionEmbedTypeNumHeads = Math.Max(1, textWidth / 32),
         };
+        // The pooling's heads of 32 channels, as the toy text encoder's own (diffusers' default, 64 heads, would leave 2 each).
+        return textEmbedding ? config with { AdditionEmbedType = "text", AdditionEmbedTypeNumHeads = Math.Max(1, textWidth / 32) } : config;
     }
 
     private static void RequireLatentSize(int latentSize)

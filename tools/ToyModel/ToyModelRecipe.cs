@@ -227,7 +227,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     }
 
     /// <summary>
-    /// The VAE or the text encoder trained (on) in this call, or the UNet's width or top-level attention changed: a base folder and UNet run made
+    /// The VAE or the text encoder trained (on) in this call, or the UNet's width, top-level attention, text embedding or data changed: a base folder and UNet run made
     /// before no longer match. They are moved aside (OUT/base.stale-N, OUT/unet.stale-N, OUT/model.stale-N), never deleted, and the
     /// UNet stage starts again from the new pieces.
     /// </summary>

@@ -80,7 +80,7 @@ public sealed class AttentionPooling : nn.Module<Tensor, Tensor>
         if (heads < 1 || embedDim % heads != 0)
             throw new ArgumentException($"AttentionPooling: {heads} heads must divide the width {embedDim}");
         _heads = heads;
-        positional_embedding = new Parameter(randn(1, embedDim) / Math.Sqrt(embedDim));
+        using (var noise = randn(1, embedDim)) positional_embedding = new Parameter(noise / Math.Sqrt(embedDim));
         k_proj = Layers.Linear(embedDim, embedDim);
         q_proj = Layers.Linear(embedDim, embedDim);
         v_proj = Layers.Linear(embedDim, embedDim);
