@@ -22,8 +22,8 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
 
     private readonly StableDiffusionModel _model;
     private readonly TrainConfig _config;
-    /// <summary>Mixed precision: each trained bf16 weight of the model and its fp32 master (empty in fp32).</summary>
-    private readonly (Parameter Model, Parameter Master)[] _masters = [];
+    /// <summary>Mixed precision: the trained weights' fp32 masters (null in fp32).</summary>
+    private readonly MasterWeights? _masters;
     /// <summary>Mixed precision: the untrained components' fp32 weights as loaded, written in place of their bf16 rounding.</summary>
     private readonly Dictionary<string, Tensor> _untrainedFp32 = [];
 
@@ -48,21 +48,12 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
             trained.Add(("text_encoder", config.EffectiveTextEncoderLr, model.TextEncoder.named_parameters().Select(p => ("text_encoder." + p.name, p.parameter)).ToList()));
         if (model.DType == ScalarType.BFloat16)
         {
-            var masters = new List<(Parameter, Parameter)>();
-            trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p =>
-            {
-                var start = fp32Weights is not null && fp32Weights.TryGetValue(p.Name, out var w) ? w : p.Parameter;
-                if (!start.shape.SequenceEqual(p.Parameter.shape))
-                    throw new ArgumentException($"{p.Name}: the fp32 weights are [{string.Join(", ", start.shape)}], the model's [{string.Join(", ", p.Parameter.shape)}]");
-                var master = new Parameter(start.detach().to_type(ScalarType.Float32).to(p.Parameter.device).clone(), requires_grad: true);
-                masters.Add((p.Parameter, master));
-                return (p.Name, master);
-            }).ToList())).ToList();
-            _masters = masters.ToArray();
-            var trainedNames = trained.SelectMany(g => g.Parameters.Select(p => p.Name)).ToHashSet();
+            _masters = new MasterWeights(trained.SelectMany(g => g.Parameters), fp32Weights);
+            var byName = _masters.Masters.ToDictionary(m => m.Name, m => m.Master);
+            trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p => (p.Name, byName[p.Name])).ToList())).ToList();
             if (fp32Weights is not null)
                 foreach (var (name, weight) in fp32Weights)
-                    if (!trainedNames.Contains(name)) _untrainedFp32[name] = weight.clone();
+                    if (!byName.ContainsKey(name)) _untrainedFp32[name] = weight.clone();
         }
         ParameterGroups = trained.Select(g => new TrainableGroup(g.Group, g.Parameters, g.Lr)).ToList();
     }
@@ -72,35 +63,18 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
     public long ParameterCount => ParameterGroups.Sum(g => g.Parameters.Sum(p => p.Parameter.numel()));
 
     /// <summary>True when the model computes in bf16 and the optimizer updates fp32 masters.</summary>
-    public bool MixedPrecision => _masters.Length > 0;
+    public bool MixedPrecision => _masters is not null;
 
-    /// <summary>Each micro-batch's bf16 gradients are added into the masters' fp32 ones (so accumulation sums in fp32, as
-    /// with diffusers' fp32 parameters) and cleared (the optimizer clears only the masters').</summary>
-    public void AfterBackward()
-    {
-        using var _ = no_grad();
-        foreach (var (weight, master) in _masters)
-        {
-            if (weight.grad is not { } g) continue;
-            if (master.grad is { } m) m.add_(g);
-            else master.grad = g.to_type(ScalarType.Float32);
-            g.zero_();
-        }
-    }
+    public void AfterBackward() => _masters?.AfterBackward();
 
     public void OnOptimizerStep(long stepsTaken) => ParametersReplaced();
 
-    /// <summary>Copies the masters into the model's bf16 weights (after a step, or the weight average swapped in or out).</summary>
-    public void ParametersReplaced()
-    {
-        using var _ = no_grad();
-        foreach (var (weight, master) in _masters) weight.copy_(master);
-    }
+    public void ParametersReplaced() => _masters?.CopyToModel();
 
-    /// <summary>Frees the fp32 masters (mixed precision); the model is the caller's.</summary>
+    /// <summary>Frees the fp32 masters and kept weights (mixed precision); the model is the caller's.</summary>
     public void Dispose()
     {
-        foreach (var (_, master) in _masters) master.Dispose();
+        _masters?.Dispose();
         foreach (var weight in _untrainedFp32.Values) weight.Dispose();
     }
 

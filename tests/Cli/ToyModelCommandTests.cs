@@ -25,6 +25,7 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--latent-size", "8", "--latent-size takes 16 or 32 (got 8)")]
     [InlineData("--unet-plain-sizes", "huge", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got huge)")]
     [InlineData("--unet-plain-sizes", "small,,large", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got small,,large)")]
+    [InlineData("--vae-dtype", "fp16", "--vae-dtype takes fp32 or bf16 (got fp16)")]
     [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
     {

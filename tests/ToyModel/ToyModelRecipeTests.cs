@@ -354,10 +354,12 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Contains("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
     }
 
-    [Fact]
-    public void AStageKilledMidwayResumesToTheSameWeights()
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]
+    public void AStageKilledMidwayResumesToTheSameWeights(string vaeDType)
     {
-        var options = Tiny with { ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };
+        var options = Tiny with { ClipSteps = [1], UnetSteps = [1], UnetImages = 4, VaeDType = vaeDType };
         var reference = Path.Combine(_dir, "reference");
         new ToyModelRecipe(reference, options).Run();
         var killed = Path.Combine(_dir, "killed");
@@ -369,6 +371,28 @@ public sealed class ToyModelRecipeTests : IDisposable
         new ToyModelRecipe(killed, options).Run();
         TensorAssert.SameSafetensors(Path.Combine(reference, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"),
             Path.Combine(killed, "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
+    }
+
+    /// <summary>--vae-dtype bf16: the VAE computes in bf16 on fp32 masters (what its checkpoints hold), its loss falls as in
+    /// fp32, and the VAE is measured and written in fp32 (weights a bf16 VAE could not hold).</summary>
+    [Fact]
+    public void TheVaeStageTrainsInMixedPrecisionOnFp32Masters()
+    {
+        var options = Tiny with { ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };
+        var progress = new RecordingProgress();
+        var mixed = new ToyModelRecipe(Path.Combine(_dir, "bf16"), options with { VaeDType = "bf16" }, progress).Run()[0];
+        var plain = new ToyModelRecipe(Path.Combine(_dir, "fp32"), options).Run()[0];
+        Assert.Contains(progress.Infos, m => m.StartsWith("VAE:") && m.Contains("bf16 compute on fp32 master weights"));
+        Assert.True(mixed.LastLoss < mixed.FirstLoss, $"loss {mixed.FirstLoss} → {mixed.LastLoss}");
+        Assert.InRange(mixed.LastLoss / plain.LastLoss, 0.8, 1.25);
+        Assert.InRange((double)mixed.Measurements["heldout_psnr_db"]! - (double)plain.Measurements["heldout_psnr_db"]!, -1.5, 1.5);
+        using var file = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(_dir, "bf16", "vae", ToyModelRecipe.ModelFolder, "diffusion_pytorch_model.safetensors"));
+        var weights = file.Names.Select(n => file.Read(n)).ToList();
+        Assert.All(weights, t => Assert.Equal(TorchSharp.torch.ScalarType.Float32, t.dtype));
+        long finer = weights.Sum(t => t.ne(t.to_type(TorchSharp.torch.ScalarType.BFloat16).to_type(TorchSharp.torch.ScalarType.Float32)).sum().item<long>());
+        Assert.True(finer > weights.Sum(t => t.numel()) / 2, $"only {finer} written weights carry more than bf16 holds");
+        var wrong = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "fp16"), options with { VaeDType = "fp16" }).Run());
+        Assert.Contains("fp32 or bf16", wrong.Message);
     }
 
     private sealed class CancelAtStep(CancellationTokenSource cts, long step) : DiffusionPeft.DreamBooth.Logging.ITrainingProgress

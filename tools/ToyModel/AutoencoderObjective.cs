@@ -14,12 +14,13 @@ public sealed class AutoencoderObjective(AutoencoderKL vae, SceneImages scenes, 
     public Tensor Loss(Batch batch, TrainingRng rng)
     {
         using var scope = NewDisposeScope();
-        var device = vae.parameters().First().device;
-        var x = scenes.Pixels(batch.Items, device);
-        var posterior = vae.Encode(x);
-        var eps = rng.Randn(posterior.Mean.shape, device: device);
-        var reconstruction = vae.Decode(posterior.Mean + posterior.Std * eps);
-        var kl = posterior.Kl().mean() / posterior.Mean[0].numel();
-        return (nn.functional.mse_loss(reconstruction, x) + klWeight * kl).MoveToOuterDisposeScope();
+        var weight = vae.parameters().First();
+        var x = scenes.Pixels(batch.Items, weight.device);
+        // A bf16 VAE (mixed precision) computes in bf16; the noise is drawn and the loss taken in fp32.
+        var posterior = vae.Encode(x.to_type(weight.dtype));
+        var eps = rng.Randn(posterior.Mean.shape, device: weight.device);
+        var reconstruction = vae.Decode(posterior.Mean + posterior.Std * eps.to_type(weight.dtype));
+        var kl = new DiagonalGaussianDistribution(cat([posterior.Mean, posterior.LogVar], 1).to_type(ScalarType.Float32)).Kl().mean() / posterior.Mean[0].numel();
+        return (nn.functional.mse_loss(reconstruction.to_type(ScalarType.Float32), x) + klWeight * kl).MoveToOuterDisposeScope();
     }
 }

@@ -17,6 +17,7 @@ using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Files;
 using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Vocabulary;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.ToyModel;
@@ -38,6 +39,9 @@ public sealed record ToyModelOptions
     /// </summary>
     public IReadOnlyList<int> VaeSteps { get; init; } = [3500];
     public int VaeBatch { get; init; } = 16;
+    /// <summary>The VAE stage's compute: fp32 (the shipped model's) or bf16 (mixed precision on fp32 master weights; fast
+    /// only with AVX512-BF16, AMX or a GPU). Fixed for a stage's run: a resume in the other is refused.</summary>
+    public string VaeDType { get; init; } = "fp32";
     public double VaeLr { get; init; } = 1e-3;
     public int TextWidth { get; init; } = 128;
     public int TextLayers { get; init; } = 4;
@@ -132,6 +136,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
                 throw new ArgumentException($"{stage} stage: its lengths must be positive and increasing step counts, got [{string.Join(", ", lengths)}]");
         if (options.UnetPlainScenes > 0 && options.UnetPlainSizes.Count == 0)
             throw new ArgumentException($"{options.UnetPlainScenes:N0} plain scenes need at least one size to draw their objects from");
+        if (options.VaeDType is not ("fp32" or "bf16"))
+            throw new ArgumentException($"the VAE stage computes in fp32 or bf16 (mixed precision), not {options.VaeDType}");
         if (!ToyModelConfigs.IsLatentSize(options.LatentSize))
             throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
         if (options.UnetTopAttention != TopLevelAttention.None && options.LatentSize != 32)
@@ -271,14 +277,28 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var config = ToyModelConfigs.Vae(options.VaeWidth, options.LatentSize);
         using var vae = new AutoencoderKL(config);
         ModelPlacement.Place(vae, ScalarType.Float32, device);
+        bool mixed = options.VaeDType == "bf16";
         var scenes = new SceneImages(_world, options.PretrainScenes);
         var stage = JsonSerializer.SerializeToNode(new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes })!.AsObject();
         if (options.LatentSize != 16) stage["LatentSize"] = options.LatentSize;   // absent: 16, as in runs made before 32 existed
-        var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { });
-        _progress.Info($"VAE: {target.ParameterCount:N0} weights, {steps} steps of {options.VaeBatch} scenes");
+        if (mixed) stage["VaeDType"] = "bf16";                                   // absent: fp32
+        // Mixed precision: the masters start from the fp32 initialisation, then the VAE computes in bf16.
+        var initial = mixed ? vae.named_parameters().ToDictionary(p => "vae." + p.name, p => p.parameter.detach()) : null;
+        if (mixed) vae.to(ScalarType.BFloat16);
+        using var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { }, initial);
+        if (initial is not null) foreach (var t in initial.Values) t.Dispose();
+        _progress.Info($"VAE: {target.ParameterCount:N0} weights, {steps} steps of {options.VaeBatch} scenes" + (mixed ? "; bf16 compute on fp32 master weights" : ""));
         var run = Train(VaeFolder, Loop(steps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
             scenes.Count, options.VaeBatch, ct);
         if (run is not { } r) return null;
+        if (mixed)
+        {
+            // Measured and written in fp32, from the masters.
+            vae.to(ScalarType.Float32);
+            var own = vae.named_parameters().ToDictionary(p => "vae." + p.name, p => p.parameter);
+            using var noGrad = no_grad();
+            foreach (var (name, master) in target.ParameterGroups.SelectMany(g => g.Parameters)) own[name].copy_(master);
+        }
 
         // diffusers' scaling_factor is 1 / std of the latents (SD: 0.18215); the UNet then sees unit-variance latents.
         using var _ = no_grad();
