@@ -15,7 +15,7 @@ namespace DiffusionPeft.Benchmarks;
 /// </summary>
 public static class ToyModelBenchmark
 {
-    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross_only] [--unet-dtype fp32|bf16] [--pretrain-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
+    public const string Help = "toy-model stage steps: [--vae-width 64] [--vae-batch 16] [--text-width 128] [--clip-batch 128] [--unet-width 32] [--unet-batch 64] [--latent-size 16|32] [--top-attention none|full|cross_only] [--text-embedding] [--unet-dtype fp32|bf16] [--pretrain-dtype fp32|bf16] [--skip-pretrain] [--reps 5] [--threads N]";
 
     public static int Run(string[] args)
     {
@@ -58,14 +58,15 @@ public static class ToyModelBenchmark
         var topText = CliArgs.Value(args, "--top-attention", "none");
         var top = TrainConfigYaml.ParseEnum<TopLevelAttention>(topText)
                   ?? throw new ArgumentException($"--top-attention takes {TrainConfigYaml.EnumNames(typeof(TopLevelAttention))} (got {topText})");
-        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top)))
+        bool textEmbedding = args.Contains("--text-embedding");   // the caption pooled into the timestep embedding too
+        using (var unet = new UNet2DConditionModel(ToyModelConfigs.Unet(Arg("--text-width", 128), Arg("--unet-width", 32), grid, top, textEmbedding)))
         {
             unet.to(dtype);
             var z = randn(ub, 4, grid, grid).to(dtype);
             var t = randint(0, 1000, [ub]);
             var text = randn(ub, 32, Arg("--text-width", 128)).to(dtype);
             long n = unet.parameters().Sum(p => p.numel());
-            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid}, top {TrainConfigYaml.EnumName(top)}, {dtype} ({n:N0} weights), batch {ub}", unet, reps,
+            Time($"UNet width {Arg("--unet-width", 32)}, {grid}×{grid}, top {TrainConfigYaml.EnumName(top)}{(textEmbedding ? ", text embedding" : "")}, {dtype} ({n:N0} weights), batch {ub}", unet, reps,
                 () => (unet.forward(z, t, text) - z).to(ScalarType.Float32).pow(2).mean());
         }
         return 0;
