@@ -28,7 +28,7 @@ public sealed class SignalTests : IDisposable
     ];
 
     [Fact]
-    public void SigTermSavesTheLastStepAndTheRunResumesToTheUninterruptedAdapter()
+    public async Task SigTermSavesTheLastStepAndTheRunResumesToTheUninterruptedAdapter()
     {
         var run = Path.Combine(_dir, "run");
         using var child = Process.Start(new ProcessStartInfo("dotnet", [typeof(SignalTests).Assembly.Location, Mode, .. Train("run", 1_000_000)])
@@ -41,7 +41,7 @@ public sealed class SignalTests : IDisposable
         var waited = Stopwatch.StartNew();
         while (!(File.Exists(log) && LogLines(log) >= 3))
         {
-            if (child.HasExited) Assert.Fail($"the child exited ({child.ExitCode}) before training: {stderr.Result}");
+            if (child.HasExited) Assert.Fail($"the child exited ({child.ExitCode}) before training: {await stderr}");
             Assert.True(waited.Elapsed < TimeSpan.FromMinutes(3), "no training step within 3 minutes");
             Thread.Sleep(20);
         }
@@ -52,10 +52,11 @@ public sealed class SignalTests : IDisposable
             Assert.Fail("SIGTERM did not stop the run within a minute");
         }
 
-        Assert.True(child.ExitCode == 130, $"exit {child.ExitCode}: {stderr.Result}{stdout.Result}");
-        Assert.Contains("terminated (SIGTERM): saving a checkpoint", stderr.Result);
+        string errors = await stderr, output = await stdout;
+        Assert.True(child.ExitCode == 130, $"exit {child.ExitCode}: {errors}{output}");
+        Assert.Contains("terminated (SIGTERM): saving a checkpoint", errors);
         long steps = LogLines(log);
-        var checkpoints = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).ToArray();
+        var checkpoints = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(d => Path.GetFileName(d)!).ToArray();
         Assert.Equal([$"step-{steps:D6}"], checkpoints);   // the interruption's checkpoint: no periodic one is due
         Assert.InRange(steps, 3, 999_999);
 
