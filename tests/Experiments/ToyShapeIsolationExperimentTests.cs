@@ -65,4 +65,31 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         var error = Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--sizes", "large,tiny"], _dir));
         Assert.Contains("--sizes takes small, medium and large", error.Message);
     }
+
+    [Fact]
+    public void OtherTexturesAndAMaskedLossTrainOnThoseScenesWithTheirMasks()
+    {
+        var prompts = ToyShapeIsolationExperiment.Prompts(16, worldSeed: 0, textures: [DiffusionPeft.ToyWorld.Grammar.BackgroundTexture.Striped]);
+        Assert.All(prompts, p => Assert.Matches(@"^a large \w+ \w+ .*, \w+ striped background$", p));
+        Assert.Contains("--textures takes plain, gradient, striped and checked",
+            Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--textures", "plain,dotted"], _dir)).Message);
+        Assert.Contains("--masked-loss takes the background's weight in 0..1",
+            Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--masked-loss", "1.5"], _dir)).Message);
+
+        int code = ToyShapeIsolationExperiment.RunCommand(
+            ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "2", "--prompts", "8", "--textures", "gradient,checked", "--masked-loss", "0.25"], _dir);
+        Assert.Equal(0, code);
+        var data = Path.Combine(_dir, "data");
+        var captions = Directory.GetFiles(data, "*.txt").Select(f => File.ReadAllText(f).Trim()).ToList();
+        Assert.Equal(16, captions.Count);
+        Assert.All(captions, c => Assert.Matches(@"^a large \w+ \w+ .*, \w+ (gradient|checked) background$", c));
+        Assert.Equal(16, Directory.GetFiles(data, "*-masklabel.png").Length);
+        var done = JsonNode.Parse(File.ReadAllText(Path.Combine(data, "done.json")))!;
+        Assert.Equal(("gradient,checked", true), ((string)done["textures"]!, (bool)done["masks"]!));
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
+        Assert.Equal((0.25, "gradient,checked"), ((double)report["unmasked_weight"]!, (string)report["textures"]!));
+        Assert.Equal(16, (int)report["isolated cfg 7.5"]!["n"]!);
+        // The same folder asked for plain scenes is refused: its UNet trained on these.
+        Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16"], _dir));
+    }
 }

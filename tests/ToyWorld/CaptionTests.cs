@@ -26,6 +26,23 @@ public sealed class CaptionTests
     [InlineData("small;large")]
     public void ASizeListWithAnythingButSizeWordsIsRefused(string text) => Assert.Null(ToyGrammar.ParseSizes(text));
 
+    [Theory]
+    [InlineData("plain", new[] { BackgroundTexture.Plain })]
+    [InlineData("checked, Striped,checked", new[] { BackgroundTexture.Checked, BackgroundTexture.Striped })]
+    [InlineData("plain,gradient,striped,checked", new[] { BackgroundTexture.Plain, BackgroundTexture.Gradient, BackgroundTexture.Striped, BackgroundTexture.Checked })]
+    public void TextureListsParseToDistinctTexturesInTheOrderGivenAndFormatBack(string text, BackgroundTexture[] textures)
+    {
+        Assert.Equal(textures, ToyGrammar.ParseTextures(text));
+        Assert.Equal(textures, ToyGrammar.ParseTextures(ToyGrammar.TextureList(textures)));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("dotted")]
+    [InlineData("plain,,striped")]
+    [InlineData("checks")]
+    public void ATextureListWithAnythingButTextureWordsIsRefused(string text) => Assert.Null(ToyGrammar.ParseTextures(text));
+
     [Fact]
     public void FullAndTrainingCaptionsRoundTripThroughTheParser()
     {

@@ -132,6 +132,33 @@ public sealed class ToyWorldSceneTests
     }
 
     [Fact]
+    public void PlainScenesOnOtherTexturesKeepTheirObjectAloneAndTheSplit()
+    {
+        // One texture draws nothing for it: [Plain] is the plain scenes the experiments and the recipe were trained on.
+        Assert.All(Enumerable.Range(0, 50), i => Assert.Equal(World0.PlainScene(i), World0.PlainScene(i, null, [BackgroundTexture.Plain])));
+        BackgroundTexture[] all = [BackgroundTexture.Plain, BackgroundTexture.Gradient, BackgroundTexture.Striped, BackgroundTexture.Checked];
+        var textured = Enumerable.Range(0, 800).Select(i => World0.PlainScene(i, null, all)).ToList();
+        Assert.All(textured, s =>
+        {
+            Assert.Equal(ToySize.Large, s.Main.Size);
+            Assert.Null(s.Second);
+            Assert.Contains(s.Main.Colour, ToyPalette.ObjectColoursOn(s.Background.Colour));
+            Assert.Equal(SceneSplit.Train, SceneSampler.SplitOf(0, s.Main, s.Background));
+        });
+        // Each texture about a quarter (200 ± 5σ).
+        Assert.All(textured.GroupBy(s => s.Background.Texture), g => Assert.InRange(g.Count(), 140, 260));
+        Assert.Equal(4, textured.Select(s => s.Background.Texture).Distinct().Count());
+        Assert.All(Enumerable.Range(0, 100).Select(i => World0.PlainScene(i, [ToySize.Medium], [BackgroundTexture.Striped])),
+            s => Assert.Equal((BackgroundTexture.Striped, ToySize.Medium), (s.Background.Texture, s.Main.Size)));
+        for (int i = 0; i < 100; i++)
+        {
+            var heldOut = World0.PlainScene(World.HeldOutStart + i, null, all);
+            Assert.Equal(SceneSplit.HeldOut, SceneSampler.SplitOf(0, heldOut.Main, heldOut.Background));
+        }
+        Assert.Throws<ArgumentException>(() => World0.PlainScene(0, null, []));
+    }
+
+    [Fact]
     public void EveryAttributeValueOccurs()
     {
         var scenes = Enumerable.Range(0, 2000).Select(i => World0.Scene(i)).ToList();

@@ -37,9 +37,11 @@ public sealed class World
 
     /// <summary>
     /// Plain scene <paramref name="index"/> (<see cref="SceneSampler.SamplePlain"/>): one object alone on a plain background,
-    /// large unless other <paramref name="sizes"/> are given, split as <see cref="Scene"/>'s index.
+    /// large unless other <paramref name="sizes"/> are given (on other <paramref name="textures"/> if given), split as
+    /// <see cref="Scene"/>'s index.
     /// </summary>
-    public ToyScene PlainScene(long index, IReadOnlyList<ToySize>? sizes = null) => SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index), sizes);
+    public ToyScene PlainScene(long index, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null) =>
+        SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index), sizes, textures);
 
     public RgbImage Render(long index) => SceneRenderer.Render(Scene(index));
 

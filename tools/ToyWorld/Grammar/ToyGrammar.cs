@@ -29,6 +29,21 @@ public static class ToyGrammar
     /// <summary>The inverse of <see cref="ParseSizes"/>: "small,medium,large".</summary>
     public static string SizeList(IEnumerable<ToySize> sizes) => string.Join(",", sizes.Select(Word));
 
+    /// <summary>"plain,striped": texture words separated by commas, each once, in the order given; null if any is not a texture word.</summary>
+    public static BackgroundTexture[]? ParseTextures(string text)
+    {
+        var textures = new List<BackgroundTexture>();
+        foreach (var w in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (Enum.GetValues<BackgroundTexture>().Where(t => Word(t) == w.ToLowerInvariant()).ToArray() is not [var texture]) return null;
+            if (!textures.Contains(texture)) textures.Add(texture);
+        }
+        return [.. textures];
+    }
+
+    /// <summary>The inverse of <see cref="ParseTextures"/>: "plain,gradient,striped,checked".</summary>
+    public static string TextureList(IEnumerable<BackgroundTexture> textures) => string.Join(",", textures.Select(Word));
+
     public static string Word(BackgroundTexture t) => t switch
     {
         BackgroundTexture.Plain => PlainWord,

@@ -39,15 +39,20 @@ public static class SceneSampler
     /// A plain scene of the split: one large object (shape, colour, position as <see cref="Sample"/> draws them) alone on
     /// a plain background. Little varies but what a caption names, so the shape word is learnable here when it is not in
     /// the whole world (toy-shape-isolation); the split is kept, so held-out combinations stay unseen. Other
-    /// <paramref name="sizes"/> (drawn uniformly) give the same kind of scene with smaller objects.
+    /// <paramref name="sizes"/> (drawn uniformly) give the same kind of scene with smaller objects, other
+    /// <paramref name="textures"/> (drawn uniformly) the same object on other backgrounds; with one texture nothing is drawn
+    /// for it, so plain scenes are the same whether <paramref name="textures"/> is left out or [Plain].
     /// </summary>
-    public static ToyScene SamplePlain(long worldSeed, long index, SceneSplit split, IReadOnlyList<ToySize>? sizes = null)
+    public static ToyScene SamplePlain(long worldSeed, long index, SceneSplit split, IReadOnlyList<ToySize>? sizes = null,
+        IReadOnlyList<BackgroundTexture>? textures = null)
     {
         sizes ??= [ToySize.Large];
+        textures ??= [BackgroundTexture.Plain];
+        if (textures.Count == 0) throw new ArgumentException("a plain scene needs at least one background texture to draw from", nameof(textures));
         var rng = ToyRandom.Keyed((ulong)worldSeed, RandomStreams.PlainScene, (ulong)index);
         for (int attempt = 0; ; attempt++)
         {
-            var background = SampleBackground(ref rng, BackgroundTexture.Plain);
+            var background = SampleBackground(ref rng, textures.Count == 1 ? textures[0] : rng.Pick(textures));
             var main = SampleObject(ref rng, background.Colour, ToyPalette.ObjectColoursOn(background.Colour), sizes: sizes);
             if (SplitOf(worldSeed, main, background) == split) return new ToyScene(background, main);
             if (attempt > 10_000) throw new InvalidOperationException($"no plain {split} scene found for world seed {worldSeed}, index {index}");

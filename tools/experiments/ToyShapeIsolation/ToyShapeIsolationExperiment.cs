@@ -41,6 +41,8 @@ public static class ToyShapeIsolationExperiment
         int images = 10_000, steps = 3000, prompts = 48, seedsPerPrompt = 2;
         long seed = 0, worldSeed = 0;
         ToySize[] sizes = [ToySize.Large];
+        BackgroundTexture[] textures = [BackgroundTexture.Plain];
+        double? unmaskedWeight = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -56,6 +58,14 @@ public static class ToyShapeIsolationExperiment
                 case "--sizes":
                     var sizeText = Next();
                     sizes = ToyGrammar.ParseSizes(sizeText) ?? throw new ArgumentException($"--sizes takes small, medium and large, separated by commas (got {sizeText})");
+                    break;
+                case "--textures":
+                    var textureText = Next();
+                    textures = ToyGrammar.ParseTextures(textureText) ?? throw new ArgumentException($"--textures takes plain, gradient, striped and checked, separated by commas (got {textureText})");
+                    break;
+                case "--masked-loss":
+                    unmaskedWeight = double.Parse(Next(), CultureInfo.InvariantCulture);
+                    if (unmaskedWeight is not (>= 0 and <= 1)) throw new ArgumentException($"--masked-loss takes the background's weight in 0..1 (got {unmaskedWeight})");
                     break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
@@ -75,10 +85,15 @@ public static class ToyShapeIsolationExperiment
         var done = Path.Combine(data, "done.json");
         // What the data folder holds: a rerun into the same --out resumes only on the same scenes (its UNet run trained on them).
         var sizeList = ToyGrammar.SizeList(sizes);
+        var textureList = ToyGrammar.TextureList(textures);
+        bool plainOnly = textures is [BackgroundTexture.Plain], masked = unmaskedWeight is not null;
         var written = new JsonObject { ["images"] = images, ["world_seed"] = worldSeed, ["sizes"] = sizeList };
+        // Keys only where they differ from the first experiments', so that their data folders are still recognised.
+        if (!plainOnly) written["textures"] = textureList;
+        if (masked) written["masks"] = true;
         if (!File.Exists(done))
         {
-            ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes);
+            ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes, masked, textures);
             AtomicFile.WriteAllText(done, written.ToJsonString());
         }
         else if (File.ReadAllText(done) is var before && before != written.ToJsonString())
@@ -88,19 +103,20 @@ public static class ToyShapeIsolationExperiment
         }
         var run = Path.Combine(outDir, "unet");
         // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
-        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0 }, baseModel, data, run, steps);
+        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight }, baseModel, data, run, steps);
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
-        var evalPrompts = Prompts(prompts, worldSeed, sizes);
+        var evalPrompts = Prompts(prompts, worldSeed, sizes, textures);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
-        md.AppendLine($"# Toy shape isolation: {objects} on a plain background, full captions\n");
+        var backgrounds = plainOnly ? "a plain background" : $"{textureList.Replace(",", ", ")} backgrounds";
+        md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, full captions{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}\n");
         md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
@@ -136,14 +152,14 @@ public static class ToyShapeIsolationExperiment
     }
 
     /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> distinct captions cycling through the eight shapes.</summary>
-    public static List<string> Prompts(int count, long worldSeed, IReadOnlyList<ToySize>? sizes = null)
+    public static List<string> Prompts(int count, long worldSeed, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null)
     {
         var world = new World(worldSeed);
         var shapes = Enum.GetValues<ToyShape>();
         var list = new List<string>();
         for (long i = 0; list.Count < count; i++)
         {
-            var scene = world.PlainScene(World.HeldOutStart + i, sizes);
+            var scene = world.PlainScene(World.HeldOutStart + i, sizes, textures);
             var wanted = shapes[list.Count % shapes.Length];
             var caption = scene.FullCaption().ToText();
             // Held-out combinations of one kind are few (about 45 a shape): a repeated caption would be a repeated image.
