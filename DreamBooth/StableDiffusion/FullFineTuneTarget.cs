@@ -49,11 +49,10 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
         if (model.DType == ScalarType.BFloat16)
         {
             _masters = new MasterWeights(trained.SelectMany(g => g.Parameters), fp32Weights);
-            var byName = _masters.Masters.ToDictionary(m => m.Name, m => m.Master);
-            trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p => (p.Name, byName[p.Name])).ToList())).ToList();
+            trained = trained.Select(g => (g.Group, g.Lr, g.Parameters.Select(p => (p.Name, _masters.MasterOf(p.Name))).ToList())).ToList();
             if (fp32Weights is not null)
                 foreach (var (name, weight) in fp32Weights)
-                    if (!byName.ContainsKey(name)) _untrainedFp32[name] = weight.clone();
+                    if (!_masters.Holds(name)) _untrainedFp32[name] = weight.clone();
         }
         ParameterGroups = trained.Select(g => new TrainableGroup(g.Group, g.Parameters, g.Lr)).ToList();
     }

@@ -41,11 +41,17 @@ public sealed class MasterWeights : IDisposable
             throw;
         }
         _pairs = pairs.ToArray();
-        Masters = masters;
+        _byName = masters.ToDictionary(m => m.Item1, m => m.Item2);
     }
 
-    /// <summary>The fp32 masters by the model weights' names, in their order: what the optimizer trains.</summary>
-    public IReadOnlyList<(string Name, Parameter Master)> Masters { get; }
+    private readonly Dictionary<string, Parameter> _byName;
+
+    /// <summary>The fp32 master of the model weight named <paramref name="name"/>: what the optimizer trains in its place.</summary>
+    public Parameter MasterOf(string name) =>
+        _byName.TryGetValue(name, out var master) ? master : throw new KeyNotFoundException($"no master weight for {name}");
+
+    /// <summary>Whether the model weight named <paramref name="name"/> trains on a master.</summary>
+    public bool Holds(string name) => _byName.ContainsKey(name);
 
     /// <summary>Adds each weight's bf16 gradient into its master's fp32 one (so accumulation sums in fp32, as with
     /// diffusers' fp32 parameters) and clears it (the optimizer clears only the masters').</summary>

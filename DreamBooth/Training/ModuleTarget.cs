@@ -28,8 +28,7 @@ public sealed class ModuleTarget : ITrainingTarget, IDisposable
         if (dtypes is [ScalarType.BFloat16])
         {
             _masters = new MasterWeights(groups.SelectMany(g => g.Parameters), fp32Start);
-            var byName = _masters.Masters.ToDictionary(m => m.Name, m => m.Master);
-            groups = groups.Select(g => (g.Name, g.LearningRate, g.Parameters.Select(p => (p.Name, Parameter: byName[p.Name])).ToList())).ToList();
+            groups = groups.Select(g => (g.Name, g.LearningRate, g.Parameters.Select(p => (p.Name, Parameter: _masters.MasterOf(p.Name))).ToList())).ToList();
         }
         ParameterGroups = groups.Select(g => new TrainableGroup(g.Name, g.Parameters, g.LearningRate)).ToList();
     }
