@@ -15,34 +15,27 @@ public static class ToyGrammar
     public static string Word(ToySize s) => s.ToString().ToLowerInvariant();
 
     /// <summary>"small,large": size words separated by commas, each once, in the order given; null if any is not a size word.</summary>
-    public static ToySize[]? ParseSizes(string text)
-    {
-        var sizes = new List<ToySize>();
-        foreach (var w in text.Split(',', StringSplitOptions.TrimEntries))
-        {
-            if (Enum.GetValues<ToySize>().Where(z => Word(z) == w.ToLowerInvariant()).ToArray() is not [var size]) return null;
-            if (!sizes.Contains(size)) sizes.Add(size);
-        }
-        return [.. sizes];
-    }
+    public static ToySize[]? ParseSizes(string text) => ParseWords<ToySize>(text, Word);
 
     /// <summary>The inverse of <see cref="ParseSizes"/>: "small,medium,large".</summary>
     public static string SizeList(IEnumerable<ToySize> sizes) => string.Join(",", sizes.Select(Word));
 
     /// <summary>"plain,striped": texture words separated by commas, each once, in the order given; null if any is not a texture word.</summary>
-    public static BackgroundTexture[]? ParseTextures(string text)
-    {
-        var textures = new List<BackgroundTexture>();
-        foreach (var w in text.Split(',', StringSplitOptions.TrimEntries))
-        {
-            if (Enum.GetValues<BackgroundTexture>().Where(t => Word(t) == w.ToLowerInvariant()).ToArray() is not [var texture]) return null;
-            if (!textures.Contains(texture)) textures.Add(texture);
-        }
-        return [.. textures];
-    }
+    public static BackgroundTexture[]? ParseTextures(string text) => ParseWords<BackgroundTexture>(text, Word);
 
     /// <summary>The inverse of <see cref="ParseTextures"/>: "plain,gradient,striped,checked".</summary>
     public static string TextureList(IEnumerable<BackgroundTexture> textures) => string.Join(",", textures.Select(Word));
+
+    private static T[]? ParseWords<T>(string text, Func<T, string> word) where T : struct, Enum
+    {
+        var values = new List<T>();
+        foreach (var w in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (Enum.GetValues<T>().Where(v => word(v) == w.ToLowerInvariant()).ToArray() is not [var value]) return null;
+            if (!values.Contains(value)) values.Add(value);
+        }
+        return [.. values];
+    }
 
     public static string Word(BackgroundTexture t) => t switch
     {
