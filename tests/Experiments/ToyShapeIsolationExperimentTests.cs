@@ -75,6 +75,8 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
             Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--textures", "plain,dotted"], _dir)).Message);
         Assert.Contains("--masked-loss takes the background's weight in 0..1",
             Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--masked-loss", "1.5"], _dir)).Message);
+        Assert.Contains("--captions takes full or training",
+            Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--captions", "partial"], _dir)).Message);
 
         int code = ToyShapeIsolationExperiment.RunCommand(
             ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "2", "--prompts", "8", "--textures", "gradient,checked", "--masked-loss", "0.25"], _dir);
@@ -91,5 +93,23 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         Assert.Equal(16, (int)report["isolated cfg 7.5"]!["n"]!);
         // The same folder asked for plain scenes is refused: its UNet trained on these.
         Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16"], _dir));
+    }
+
+    [Fact]
+    public void TrainingCaptionsAreWrittenPartialAndJudgedOnFullOnes()
+    {
+        var before = ToyShapeIsolationExperiment.Prompts(8, worldSeed: 0);
+        int code = ToyShapeIsolationExperiment.RunCommand(
+            ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "24", "--steps", "1", "--prompts", "8", "--captions", "training"], _dir);
+        Assert.Equal(0, code);
+        var captions = Directory.GetFiles(Path.Combine(_dir, "data"), "*.txt").Order().Select(f => File.ReadAllText(f).Trim()).ToList();
+        var world = new DiffusionPeft.ToyWorld.World(0);
+        Assert.Equal(Enumerable.Range(0, 24).Select(k => world.PlainTrainingCaption(k).ToText()), captions);
+        Assert.Contains(captions, c => c != world.PlainScene(captions.IndexOf(c)).FullCaption().ToText());
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
+        Assert.Equal("training", (string)report["captions"]!);
+        var judged = File.ReadAllLines(Path.Combine(_dir, "samples-isolated-cfg1.txt")).Select(l => l[(l.IndexOf(": ", StringComparison.Ordinal) + 2)..]);
+        Assert.Equal(before, judged);   // the judged prompts stay full
+        Assert.Equal("training", (string)JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "data", "done.json")))!["captions"]!);
     }
 }

@@ -159,6 +159,25 @@ public sealed class ToyWorldSceneTests
     }
 
     [Fact]
+    public void PlainScenesTrainingCaptionsLeaveAttributesOutButNeverTheShape()
+    {
+        BackgroundTexture[] textures = [BackgroundTexture.Plain, BackgroundTexture.Striped];
+        var captions = Enumerable.Range(0, 400).Select(i => (Scene: World0.PlainScene(i, null, textures), Caption: World0.PlainTrainingCaption(i, null, textures))).ToList();
+        Assert.All(captions, c =>
+        {
+            var full = c.Scene.FullCaption();
+            Assert.Equal(full.Main.Shape, c.Caption.Main.Shape);
+            Assert.Null(c.Caption.Second);
+            Assert.True(c.Caption.Main.Colour is null || c.Caption.Main.Colour == full.Main.Colour);
+            Assert.True(c.Caption.Main.Position is null || c.Caption.Main.Position == full.Main.Position);
+        });
+        // The training captions' rates (position kept 65%: 260 ± 5σ of 400), and about a fifth complete.
+        Assert.InRange(captions.Count(c => c.Caption.Main.Position is not null), 212, 308);
+        Assert.InRange(captions.Count(c => c.Caption.ToText() == c.Scene.FullCaption().ToText()), 20, 110);
+        Assert.Equal(World0.PlainTrainingCaption(7, null, textures), new World(0).PlainTrainingCaption(7, null, textures));
+    }
+
+    [Fact]
     public void EveryAttributeValueOccurs()
     {
         var scenes = Enumerable.Range(0, 2000).Select(i => World0.Scene(i)).ToList();

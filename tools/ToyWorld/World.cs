@@ -43,6 +43,13 @@ public sealed class World
     public ToyScene PlainScene(long index, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null) =>
         SceneSampler.SamplePlain(Seed, CheckIndex(index), SplitOf(index), sizes, textures);
 
+    /// <summary>A partial training caption (<see cref="TrainingCaptions"/>) of plain scene <paramref name="index"/>, from a stream of its own.</summary>
+    public ToyCaption PlainTrainingCaption(long index, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null)
+    {
+        var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.PlainTrainingCaption, (ulong)CheckIndex(index));
+        return TrainingCaptions.Sample(PlainScene(index, sizes, textures), ref rng);
+    }
+
     public RgbImage Render(long index) => SceneRenderer.Render(Scene(index));
 
     public ToyCaption FullCaption(long index) => Scene(index).FullCaption();

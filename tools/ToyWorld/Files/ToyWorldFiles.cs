@@ -51,18 +51,20 @@ public static class ToyWorldFiles
     /// <summary>
     /// Plain training scenes 0 .. count − 1 (<see cref="World.PlainScene"/>: one object, large unless other
     /// <paramref name="sizes"/> are given, on a plain background unless other <paramref name="textures"/> are) as
-    /// <c>dir/plain-NNNNNNNNNN.png</c> with full captions and caption files (and masks, with <paramref name="masks"/>), beside
-    /// a <see cref="WriteDataset"/> folder's scenes without clashing with them. Returns the PNG paths.
+    /// <c>dir/plain-NNNNNNNNNN.png</c> with full captions (or partial training ones, <see cref="World.PlainTrainingCaption"/>)
+    /// and caption files (and masks, with <paramref name="masks"/>), beside a <see cref="WriteDataset"/> folder's scenes
+    /// without clashing with them. Returns the PNG paths.
     /// </summary>
     public static IReadOnlyList<string> WritePlainDataset(string dir, long worldSeed, int count, IReadOnlyList<ToySize>? sizes = null, bool masks = false,
-        IReadOnlyList<BackgroundTexture>? textures = null)
+        IReadOnlyList<BackgroundTexture>? textures = null, CaptionStyle captions = CaptionStyle.Full)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, World.HeldOutStart);
         var world = new World(worldSeed);
         Directory.CreateDirectory(dir);
         var paths = new string[count];
-        Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k, sizes, textures), null,
+        Parallel.For(0, count, k => paths[k] = WriteTrainingScene(Path.Combine(dir, $"plain-{k:D10}.png"), world.PlainScene(k, sizes, textures),
+            captions == CaptionStyle.Full ? null : world.PlainTrainingCaption(k, sizes, textures).ToText(),
             $"seed={worldSeed} plain={k}", captionFiles: true, masks));
         return paths;
     }

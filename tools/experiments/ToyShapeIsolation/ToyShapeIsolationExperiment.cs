@@ -43,6 +43,7 @@ public static class ToyShapeIsolationExperiment
         ToySize[] sizes = [ToySize.Large];
         BackgroundTexture[] textures = [BackgroundTexture.Plain];
         double? unmaskedWeight = null;
+        var captions = CaptionStyle.Full;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -66,6 +67,13 @@ public static class ToyShapeIsolationExperiment
                 case "--masked-loss":
                     unmaskedWeight = double.Parse(Next(), CultureInfo.InvariantCulture);
                     if (unmaskedWeight is not (>= 0 and <= 1)) throw new ArgumentException($"--masked-loss takes the background's weight in 0..1 (got {unmaskedWeight})");
+                    break;
+                case "--captions":
+                    captions = Next() switch
+                    {
+                        "full" => CaptionStyle.Full, "training" => CaptionStyle.Training,
+                        var other => throw new ArgumentException($"--captions takes full or training (got {other})"),
+                    };
                     break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
@@ -91,9 +99,10 @@ public static class ToyShapeIsolationExperiment
         // Keys only where they differ from the first experiments', so that their data folders are still recognised.
         if (!plainOnly) written["textures"] = textureList;
         if (masked) written["masks"] = true;
+        if (captions == CaptionStyle.Training) written["captions"] = "training";
         if (!File.Exists(done))
         {
-            ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes, masked, textures);
+            ToyWorldFiles.WritePlainDataset(data, worldSeed, images, sizes, masked, textures, captions);
             AtomicFile.WriteAllText(done, written.ToJsonString());
         }
         else if (File.ReadAllText(done) is var before && before != written.ToJsonString())
@@ -110,13 +119,13 @@ public static class ToyShapeIsolationExperiment
         var evalPrompts = Prompts(prompts, worldSeed, sizes, textures);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
         var backgrounds = plainOnly ? "a plain background" : $"{textureList.Replace(",", ", ")} backgrounds";
-        md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, full captions{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}\n");
+        md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, {(captions == CaptionStyle.Full ? "full captions" : "partial training captions (judged on full ones)")}{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}\n");
         md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
