@@ -30,6 +30,8 @@ namespace DiffusionPeft.Experiments.ToyShapeIsolation;
 /// <see cref="World.PlainScene"/>), then judges the shape of its samples for held-out scenes of that kind at guidance 1
 /// and 7.5, beside another model (--compare) on the same prompts and seeds. Shape learned here and not by a whole-world
 /// model: the whole world's variety (or its compute) is what keeps it; at chance here too: the conditioning path itself.
+/// The world's factors can be put back one at a time to find which one it is: other sizes, textured backgrounds, a
+/// loss weighted to the object, partial training captions.
 /// </summary>
 public static class ToyShapeIsolationExperiment
 {
