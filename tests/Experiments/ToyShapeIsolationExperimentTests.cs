@@ -91,6 +91,11 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
         Assert.Equal((0.25, "gradient,checked"), ((double)report["unmasked_weight"]!, (string)report["textures"]!));
         Assert.Equal(16, (int)report["isolated cfg 7.5"]!["n"]!);
+        // Shape per texture: every judged image counted under its caption's texture, and the table in results.md.
+        var byTexture = report["isolated cfg 7.5"]!["shape_by_texture"]!.AsObject();
+        Assert.Equal(["gradient", "checked"], byTexture.Select(kv => kv.Key));
+        Assert.Equal(16, byTexture.Sum(kv => (int)kv.Value!["n"]!));
+        Assert.Contains("shape on gradient [95% Wilson] (n) | shape on checked", File.ReadAllText(Path.Combine(_dir, "results.md")));
         // The same folder asked for plain scenes is refused: its UNet trained on these.
         Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16"], _dir));
     }
