@@ -23,6 +23,7 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
 
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
         Assert.Equal(2, (int)report["steps"]!);
+        Assert.Equal(new DiffusionPeft.ToyModel.ToyModelOptions().UnetLr, (double)report["lr"]!);   // the recipe's UNet rate unless --lr
         foreach (var key in new[] { "isolated cfg 1", "isolated cfg 7.5", "compared cfg 1", "compared cfg 7.5" })
         {
             Assert.Equal(16, (int)report[key]!["n"]!);                                         // 8 prompts × 2 seeds
@@ -75,11 +76,13 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
             Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--textures", "plain,dotted"], _dir)).Message);
         Assert.Contains("--masked-loss takes the background's weight in 0..1",
             Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--masked-loss", "1.5"], _dir)).Message);
+        Assert.Contains("--lr takes a positive learning rate",
+            Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--lr", "0"], _dir)).Message);
         Assert.Contains("--captions takes full or training",
             Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--captions", "partial"], _dir)).Message);
 
         int code = ToyShapeIsolationExperiment.RunCommand(
-            ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "2", "--prompts", "8", "--textures", "gradient,checked", "--masked-loss", "0.25"], _dir);
+            ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "2", "--prompts", "8", "--textures", "gradient,checked", "--masked-loss", "0.25", "--lr", "2e-3"], _dir);
         Assert.Equal(0, code);
         var data = Path.Combine(_dir, "data");
         var captions = Directory.GetFiles(data, "*.txt").Select(f => File.ReadAllText(f).Trim()).ToList();
@@ -90,6 +93,9 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         Assert.Equal(("gradient,checked", true), ((string)done["textures"]!, (bool)done["masks"]!));
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results.json")))!;
         Assert.Equal((0.25, "gradient,checked"), ((double)report["unmasked_weight"]!, (string)report["textures"]!));
+        // --lr is the UNet run's learning rate (the recipe's otherwise), recorded in the report and the run's config.
+        Assert.Equal(2e-3, (double)report["lr"]!);
+        Assert.Contains("lr: 0.002", File.ReadAllLines(Path.Combine(_dir, "unet", "config.yaml")));
         Assert.Equal(16, (int)report["isolated cfg 7.5"]!["n"]!);
         // Shape per texture: every judged image counted under its caption's texture, and the table in results.md.
         var byTexture = report["isolated cfg 7.5"]!["shape_by_texture"]!.AsObject();

@@ -46,6 +46,7 @@ public static class ToyShapeIsolationExperiment
         ToySize[] sizes = [ToySize.Large];
         BackgroundTexture[] textures = [BackgroundTexture.Plain];
         double? unmaskedWeight = null;
+        double lr = new ToyModelOptions().UnetLr;
         var captions = CaptionStyle.Full;
         for (int i = 0; i < args.Length; i++)
         {
@@ -66,6 +67,10 @@ public static class ToyShapeIsolationExperiment
                 case "--textures":
                     var textureText = Next();
                     textures = ToyGrammar.ParseTextures(textureText) ?? throw new ArgumentException($"--textures takes plain, gradient, striped and checked, separated by commas (got {textureText})");
+                    break;
+                case "--lr":
+                    lr = double.Parse(Next(), CultureInfo.InvariantCulture);
+                    if (!(lr > 0)) throw new ArgumentException($"--lr takes a positive learning rate (got {lr})");
                     break;
                 case "--masked-loss":
                     unmaskedWeight = double.Parse(Next(), CultureInfo.InvariantCulture);
@@ -115,21 +120,21 @@ public static class ToyShapeIsolationExperiment
         }
         var run = Path.Combine(outDir, "unet");
         // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
-        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight }, baseModel, data, run, steps);
+        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr }, baseModel, data, run, steps);
         var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
         if (result.Interrupted) return 1;
 
         var evalPrompts = Prompts(prompts, worldSeed, sizes, textures);
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["lr"] = lr, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
         var backgrounds = plainOnly ? "a plain background" : $"{textureList.Replace(",", ", ")} backgrounds";
         md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, {(captions == CaptionStyle.Full ? "full captions" : "partial training captions (judged on full ones)")}{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}\n");
-        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
+        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps at learning rate {lr.ToString(CultureInfo.InvariantCulture)} (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
         md.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
