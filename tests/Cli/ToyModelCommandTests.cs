@@ -19,6 +19,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-ema-decay", "off", "--unet-ema-decay takes a number in (0, 1) or none (got off)")]
     [InlineData("--unet-masked-loss", "1.5", "--unet-masked-loss takes the background's weight in [0, 1] or none (got 1.5)")]
     [InlineData("--unet-masked-loss", "yes", "--unet-masked-loss takes the background's weight in [0, 1] or none (got yes)")]
+    [InlineData("--unet-lr", "0", "--unet-lr takes a positive learning rate (got 0)")]
+    [InlineData("--unet-lr", "fast", "--unet-lr takes a positive learning rate (got fast)")]
     [InlineData("--unet-timestep-sampling", "beta", "--unet-timestep-sampling takes uniform|logit_normal (got beta)")]
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]

@@ -354,6 +354,20 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Contains("snr-gamma: 5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
     }
 
+    [Fact]
+    public void TheUnetStageTrainsAtItsOwnLearningRateAndAnotherRateDoesNotResumeIt()
+    {
+        var options = Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetLr = 1.5e-3 };
+        Assert.Equal(2, new ToyModelRecipe(_dir, options).Run()[2].Steps);
+        var log = File.ReadAllLines(Path.Combine(_dir, "unet", "log.jsonl"));
+        Assert.Contains("lr: 0.0015", File.ReadAllLines(Path.Combine(_dir, "unet", "config.yaml")));
+        // Training on at another rate would silently mix two runs: the trainer refuses it, naming the key; nothing is lost.
+        var error = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
+            () => new ToyModelRecipe(_dir, options with { UnetSteps = [4], UnetLr = 5e-4 }).Run());
+        Assert.Contains("different training settings (lr)", error.Message);
+        Assert.Equal(log, File.ReadAllLines(Path.Combine(_dir, "unet", "log.jsonl")));
+    }
+
     [Theory]
     [InlineData("fp32")]
     [InlineData("bf16")]

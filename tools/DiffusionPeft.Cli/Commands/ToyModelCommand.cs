@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Loading;
@@ -46,13 +47,14 @@ public static class ToyModelCommand
         var vaeDType = new Option<string?>("--vae-dtype") { Description = "The VAE stage's compute: fp32 (default, the shipped model's) or bf16 (mixed precision on fp32 master weights; its forward and backward ran 1.25–1.55× faster than fp32 in the toy benchmark on this project’s CPU with AVX512-BF16; fast only there, with AMX or on a GPU). Fixed for the stage's run: a resume in the other is refused." };
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
         var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed when an unfinished UNet stage resumes (added, the average starts from the resumed weights); a finished stage is not retrained." };
+        var unetLr = new Option<string?>("--unet-lr") { Description = "The UNet stage's peak learning rate (AdamW, cosine after 200 warm-up steps; default: the shipped model's, 5e-4). Another rate on a UNet run already started is refused when it resumes: set the run aside (OUT/unet) to train again." };
         var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). Captions name the background, so 0 would never teach it. Masks on or off rewrites the data and moves a UNet trained on the old aside; another weight needs the UNet run moved aside by hand (a resume refuses it)." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, emaDecay, maskedLoss, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, emaDecay, maskedLoss, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -82,6 +84,15 @@ public static class ToyModelCommand
                     return 2;
                 }
                 options = options with { UnetSnrGamma = gamma };
+            }
+            if (r.GetValue(unetLr) is { } lrText)
+            {
+                if (!double.TryParse(lrText, NumberStyles.Float, CultureInfo.InvariantCulture, out var lr) || !(lr > 0) || !double.IsFinite(lr))
+                {
+                    error.WriteLine($"error: --unet-lr takes a positive learning rate (got {lrText})");
+                    return 2;
+                }
+                options = options with { UnetLr = lr };
             }
             if (r.GetValue(emaDecay) is { } decayText)
             {
@@ -198,7 +209,7 @@ public static class ToyModelCommand
     {
         value = null;
         if (text == "none") return true;
-        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var number) || !valid(number))
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) || !valid(number))
             return false;
         value = number;
         return true;
