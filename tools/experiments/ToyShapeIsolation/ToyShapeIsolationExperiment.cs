@@ -70,7 +70,7 @@ public static class ToyShapeIsolationExperiment
                     break;
                 case "--lr":
                     lr = double.Parse(Next(), CultureInfo.InvariantCulture);
-                    if (!(lr > 0)) throw new ArgumentException($"--lr takes a positive learning rate (got {lr})");
+                    if (!(lr > 0) || !double.IsFinite(lr)) throw new ArgumentException($"--lr takes a positive learning rate (got {lr})");
                     break;
                 case "--masked-loss":
                     unmaskedWeight = double.Parse(Next(), CultureInfo.InvariantCulture);
