@@ -87,7 +87,7 @@ public static class ToyModelCommand
             }
             if (r.GetValue(unetLr) is { } lrText)
             {
-                if (!double.TryParse(lrText, NumberStyles.Float, CultureInfo.InvariantCulture, out var lr) || !(lr > 0) || !double.IsFinite(lr))
+                if (!Number(lrText, l => l > 0 && double.IsFinite(l), out var lr))
                 {
                     error.WriteLine($"error: --unet-lr takes a positive learning rate (got {lrText})");
                     return 2;
@@ -209,11 +209,14 @@ public static class ToyModelCommand
     {
         value = null;
         if (text == "none") return true;
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) || !valid(number))
-            return false;
+        if (!Number(text, valid, out var number)) return false;
         value = number;
         return true;
     }
+
+    /// <summary>A number (invariant culture) that <paramref name="valid"/> accepts; false for anything else.</summary>
+    private static bool Number(string text, Func<double, bool> valid, out double value) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && valid(value);
 
     /// <summary>"3500" or "2000,3500": a stage's lengths (<see cref="ToyModelOptions.AreStageLengths"/>); null if not.</summary>
     private static int[]? StageLengths(string text)
