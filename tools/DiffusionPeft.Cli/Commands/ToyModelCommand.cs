@@ -224,7 +224,7 @@ public static class ToyModelCommand
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var lengths = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out lengths[i]))
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out lengths[i]))
                 return null;
         return ToyModelOptions.AreStageLengths(lengths) ? lengths : null;
     }
