@@ -123,4 +123,37 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         Assert.Equal(before, judged);   // the judged prompts stay full
         Assert.Equal("training", (string)JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "data", "done.json")))!["captions"]!);
     }
+
+    [Fact]
+    public void AnEvalOnlyProbeJudgesTheSamePromptsWithWordsDroppedBesideTheRunsOwnResults()
+    {
+        var full = ToyShapeIsolationExperiment.Prompts(8, worldSeed: 0);
+        var dropped = ToyShapeIsolationExperiment.Prompts(8, worldSeed: 0, drop: new HashSet<string> { "colour", "position" });
+        Assert.Equal(8, dropped.Count);
+        for (int i = 0; i < 8; i++)
+        {
+            var (f, d) = (DiffusionPeft.ToyWorld.Captions.ToyCaption.Parse(full[i]), DiffusionPeft.ToyWorld.Captions.ToyCaption.Parse(dropped[i]));
+            Assert.Equal(f with { Main = f.Main with { Colour = null, Position = null } }, d);   // the same scene's caption, two words fewer
+        }
+        Assert.Contains("--eval-drop takes size, colour, position and background",
+            Assert.Throws<ArgumentException>(() => ToyShapeIsolationExperiment.RunCommand(["--base", _dir, "--eval-drop", "shape"], _dir)).Message);
+        // Nothing trained yet: an eval-only probe is refused, and writes nothing.
+        Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--eval-only"], _dir));
+        Assert.False(File.Exists(Path.Combine(_dir, "results.json")));
+
+        Assert.Equal(0, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "1", "--prompts", "8"], _dir));
+        var own = File.ReadAllText(Path.Combine(_dir, "results.json"));
+        var checkpoints = Directory.GetFileSystemEntries(Path.Combine(_dir, "unet", "checkpoints")).Order().ToList();
+        Assert.Equal(0, ToyShapeIsolationExperiment.RunCommand(
+            ["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "1", "--prompts", "8", "--eval-only", "--eval-drop", "position,colour"], _dir));
+        Assert.Equal(own, File.ReadAllText(Path.Combine(_dir, "results.json")));               // the run's own results untouched
+        Assert.Equal(checkpoints, Directory.GetFileSystemEntries(Path.Combine(_dir, "unet", "checkpoints")).Order());
+        var probe = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "results-no-colour-position.json")))!;
+        Assert.Equal(["colour", "position"], probe["eval_dropped"]!.AsArray().Select(v => (string)v!));
+        Assert.Null(probe["isolated cfg 7.5"]!["colour"]);                                      // no prompt names a colour: no score, not NaN
+        Assert.Equal(16, (int)probe["isolated cfg 7.5"]!["n"]!);
+        var judged = File.ReadAllLines(Path.Combine(_dir, "samples-isolated-no-colour-position-cfg1.txt")).Select(l => l[(l.IndexOf(": ", StringComparison.Ordinal) + 2)..]);
+        Assert.Equal(dropped, judged);
+        Assert.Contains("| isolated | 7.5 |", File.ReadAllText(Path.Combine(_dir, "results-no-colour-position.md")));
+    }
 }

@@ -48,6 +48,8 @@ public static class ToyShapeIsolationExperiment
         double? unmaskedWeight = null;
         double lr = new ToyModelOptions().UnetLr;
         var captions = CaptionStyle.Full;
+        var drop = new HashSet<string>();
+        bool evalOnly = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -83,6 +85,12 @@ public static class ToyShapeIsolationExperiment
                         var other => throw new ArgumentException($"--captions takes full or training (got {other})"),
                     };
                     break;
+                case "--eval-drop":
+                    foreach (var word in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        drop.Add(word is "size" or "colour" or "position" or "background" ? word
+                            : throw new ArgumentException($"--eval-drop takes size, colour, position and background, separated by commas (got {word})"));
+                    break;
+                case "--eval-only": evalOnly = true; break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
@@ -121,19 +129,29 @@ public static class ToyShapeIsolationExperiment
         var run = Path.Combine(outDir, "unet");
         // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
         var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr }, baseModel, data, run, steps);
-        var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
-        if (result.Interrupted) return 1;
+        if (!evalOnly)
+        {
+            var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
+            if (result.Interrupted) return 1;
+        }
+        else if (!Directory.Exists(Path.Combine(run, FullFineTuneTarget.ModelFolder)))
+        {
+            Console.Error.WriteLine($"--eval-only: {run} has no trained model yet; run without it first");
+            return 2;
+        }
 
-        var evalPrompts = Prompts(prompts, worldSeed, sizes, textures);
+        var evalPrompts = Prompts(prompts, worldSeed, sizes, textures, drop);
+        // A probe with words dropped writes beside the run's own results, not over them.
+        string suffix = drop.Count == 0 ? "" : "-no-" + string.Join("-", drop.Order());
         var report = new JsonObject
         {
             ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["lr"] = lr, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
-            ["prompts"] = evalPrompts.Count, ["seeds_per_prompt"] = seedsPerPrompt,
+            ["prompts"] = evalPrompts.Count, ["eval_dropped"] = new JsonArray(drop.Order().Select(d => (JsonNode?)d).ToArray()), ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
         var backgrounds = plainOnly ? "a plain background" : $"{textureList.Replace(",", ", ")} backgrounds";
-        md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, {(captions == CaptionStyle.Full ? "full captions" : "partial training captions (judged on full ones)")}{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}\n");
+        md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, {(captions == CaptionStyle.Full ? "full captions" : "partial training captions (judged on full ones)")}{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}{(drop.Count == 0 ? "" : $"; judged on prompts without their {string.Join(", ", drop.Order())}")}\n");
         md.AppendLine($"{images:N0} training scenes, {steps:N0} steps at learning rate {lr.ToString(CultureInfo.InvariantCulture)} (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
@@ -149,15 +167,16 @@ public static class ToyShapeIsolationExperiment
             foreach (double g in Guidances)
             {
                 var (acc, perTexture, sheet) = Judge(model, evalPrompts, seedsPerPrompt, g, textures);
-                ContactSheet.Write(Path.Combine(outDir, $"samples-{name}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
-                double A(JudgeAttribute a) => acc.Accuracy(a) ?? double.NaN;
+                ContactSheet.Write(Path.Combine(outDir, $"samples-{name}{suffix}-cfg{g.ToString(CultureInfo.InvariantCulture)}.png"), sheet, columns: 8, scale: 2);
+                string A(JudgeAttribute a) => acc.Accuracy(a) is { } v ? (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%" : "–";
                 int n = acc.Count(JudgeAttribute.Shape);
                 var shape = ConfidenceIntervals.Wilson(acc.Correct(JudgeAttribute.Shape), n);
                 var (lo, hi) = (shape.Lower, shape.Upper);
                 report[$"{name} cfg {g.ToString(CultureInfo.InvariantCulture)}"] = new JsonObject
                 {
-                    ["shape"] = A(JudgeAttribute.Shape), ["shape_ci"] = new JsonArray(lo, hi), ["colour"] = A(JudgeAttribute.Colour),
-                    ["position"] = A(JudgeAttribute.Position), ["background_colour"] = A(JudgeAttribute.BackgroundColour), ["n"] = n,
+                    // An attribute no prompt names (a probe's dropped word) has no accuracy: null here, "–" in the table.
+                    ["shape"] = acc.Accuracy(JudgeAttribute.Shape), ["shape_ci"] = new JsonArray(lo, hi), ["colour"] = acc.Accuracy(JudgeAttribute.Colour),
+                    ["position"] = acc.Accuracy(JudgeAttribute.Position), ["background_colour"] = acc.Accuracy(JudgeAttribute.BackgroundColour), ["n"] = n,
                     ["shape_by_texture"] = new JsonObject(textures.Where(t => perTexture[t].Count(JudgeAttribute.Shape) > 0).Order().Select(t => KeyValuePair.Create(ToyGrammar.Word(t),
                         (JsonNode?)new JsonObject { ["shape"] = perTexture[t].Accuracy(JudgeAttribute.Shape), ["n"] = perTexture[t].Count(JudgeAttribute.Shape) }))),
                 };
@@ -165,24 +184,29 @@ public static class ToyShapeIsolationExperiment
                 foreach (var t in textures)
                 {
                     int tn = perTexture[t].Count(JudgeAttribute.Shape);
-                    byTexture.Append(tn == 0 ? " – |" : $" {ShapeCell(perTexture[t])} ({tn}) |");
+                    byTexture.Append(tn == 0 ? " – |" : $" {ShapeCell(ConfidenceIntervals.Wilson(perTexture[t].Correct(JudgeAttribute.Shape), tn))} ({tn}) |");
                 }
                 byTexture.AppendLine();
                 md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {name} | {g} | {ShapeCell(acc)} | {100 * A(JudgeAttribute.Colour):F1}% | {100 * A(JudgeAttribute.Position):F1}% | {100 * A(JudgeAttribute.BackgroundColour):F1}% |"));
-                Console.WriteLine($"{name}, guidance {g}: shape {A(JudgeAttribute.Shape):P1} [{lo:P1}, {hi:P1}], colour {A(JudgeAttribute.Colour):P1}, position {A(JudgeAttribute.Position):P1}");
+                    $"| {name} | {g} | {ShapeCell(shape)} | {A(JudgeAttribute.Colour)} | {A(JudgeAttribute.Position)} | {A(JudgeAttribute.BackgroundColour)} |"));
+                Console.WriteLine($"{name}, guidance {g}: shape {A(JudgeAttribute.Shape)} [{lo:P1}, {hi:P1}], colour {A(JudgeAttribute.Colour)}, position {A(JudgeAttribute.Position)}");
             }
         }
         if (!plainOnly) md.Append(byTexture);
         md.AppendLine("\nChance: shape 12.5%, colour 10%, position 11.1%.");
-        AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
-        Console.WriteLine($"wrote {outDir}/results.md");
+        AtomicFile.WriteAllText(Path.Combine(outDir, $"results{suffix}.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDir, $"results{suffix}.md"), md.ToString());
+        Console.WriteLine($"wrote {outDir}/results{suffix}.md");
         return 0;
     }
 
-    /// <summary>Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> distinct captions cycling through the eight shapes.</summary>
-    public static List<string> Prompts(int count, long worldSeed, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null)
+    /// <summary>
+    /// Held-out plain scenes (combinations no training scene shows), <paramref name="count"/> distinct captions cycling through
+    /// the eight shapes; the words in <paramref name="drop"/> (size, colour, position, background) left out of every caption,
+    /// chosen from the same scenes as the full captions, so that a probe's prompts pair with the run's own.
+    /// </summary>
+    public static List<string> Prompts(int count, long worldSeed, IReadOnlyList<ToySize>? sizes = null, IReadOnlyList<BackgroundTexture>? textures = null,
+        IReadOnlySet<string>? drop = null)
     {
         var world = new World(worldSeed);
         var shapes = Enum.GetValues<ToyShape>();
@@ -196,15 +220,23 @@ public static class ToyShapeIsolationExperiment
             if (scene.Main.Shape != wanted || list.Contains(caption)) continue;
             list.Add(caption);
         }
-        return list;
+        if (drop is null || drop.Count == 0) return list;
+        return list.Select(text =>
+        {
+            var c = ToyCaption.Parse(text);
+            var main = c.Main with
+            {
+                Size = drop.Contains("size") ? null : c.Main.Size,
+                Colour = drop.Contains("colour") ? null : c.Main.Colour,
+                Position = drop.Contains("position") ? null : c.Main.Position,
+            };
+            return (c with { Main = main, Background = drop.Contains("background") ? null : c.Background }).ToText();
+        }).ToList();
     }
 
     /// <summary>Shape's accuracy with its 95% Wilson interval: "45.8% [36.2, 55.8]".</summary>
-    private static string ShapeCell(JudgeAccuracy acc)
-    {
-        var ci = ConfidenceIntervals.Wilson(acc.Correct(JudgeAttribute.Shape), acc.Count(JudgeAttribute.Shape));
-        return string.Create(CultureInfo.InvariantCulture, $"{100 * acc.Accuracy(JudgeAttribute.Shape):F1}% [{100 * ci.Lower:F1}, {100 * ci.Upper:F1}]");
-    }
+    private static string ShapeCell(Interval ci) =>
+        string.Create(CultureInfo.InvariantCulture, $"{100 * ci.Estimate:F1}% [{100 * ci.Lower:F1}, {100 * ci.Upper:F1}]");
 
     private static (JudgeAccuracy All, Dictionary<BackgroundTexture, JudgeAccuracy> ByTexture, List<(RgbImage, string)> Sheet) Judge(
         StableDiffusionModel model, List<string> prompts, int seedsPerPrompt, double guidance, IReadOnlyList<BackgroundTexture> textures)
