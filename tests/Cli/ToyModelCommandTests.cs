@@ -74,4 +74,15 @@ public sealed class ToyModelCommandTests : IDisposable
         Assert.Contains("--classifier-scenes takes 0 (off) or a number of scenes (got -1)", e.ToString());
         Assert.False(Directory.Exists(outDir));
     }
+
+    [Fact]
+    public void AnUnknownSplitIsRefusedBeforeAnythingIsWritten()
+    {
+        var outDir = Path.Combine(_dir, "eval");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, "--split", "validation"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--split takes held-out or train (got validation)", e.ToString());
+        Assert.False(Directory.Exists(outDir));
+    }
 }

@@ -79,6 +79,19 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Contains("Diffusion classifier", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Contains("through the VAE (ceiling)", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
 
+        // On training scenes: their full captions and the captions the UNet trained on, the classifier on the same scenes.
+        var train = ToyModelEvaluation.Run(model, 0, 2, Path.Combine(_dir, "eval-train"), new ToyModelEvaluation.EvaluationSampling(Steps: 2),
+                                           classifierScenes: 1, split: DiffusionPeft.ToyWorld.Scenes.SceneSplit.Train);
+        Assert.Equal((4, DiffusionPeft.ToyWorld.Scenes.SceneSplit.Train), (train.Images, train.Split));
+        Assert.All(train.WordChoices, c => Assert.Equal(1, c.Count));
+        var trainJson = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval-train", "evaluation.json")))!;
+        Assert.Equal(("train", 2), ((string)trainJson["split"]!, (int)trainJson["training_scenes"]!));
+        Assert.Equal("held_out", (string)json["split"]!);
+        Assert.Equal(new DiffusionPeft.ToyWorld.World(0).TrainingPrompts(2).Select(p => p.Text), trainJson["images"]!.AsArray().Select(r => (string)r!["prompt"]!));
+        var trainMd = File.ReadAllText(Path.Combine(_dir, "eval-train", "evaluation.md"));
+        Assert.Contains("judge accuracy on training scenes' captions", trainMd);
+        Assert.Contains("| the caption it trained on |", trainMd);
+
         // A rerun finds every stage done and changes nothing.
         var again = new ToyModelRecipe(_dir, Tiny, progress).Run();
         Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));

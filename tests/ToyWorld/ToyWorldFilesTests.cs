@@ -174,6 +174,23 @@ public sealed class ToyWorldFilesTests : IDisposable
     }
 
     [Fact]
+    public void TrainingPromptsAreEachScenesFullCaptionAndTheCaptionItsDataFileGivesIt()
+    {
+        var dir = Path.Combine(_dir, "train");
+        ToyWorldFiles.WriteDataset(dir, 3, 6);
+        var prompts = new World(3).TrainingPrompts(6);
+        Assert.Equal(12, prompts.Count);
+        for (int i = 0; i < 6; i++)
+        {
+            Assert.Equal((i, true), (prompts[2 * i].SceneIndex, prompts[2 * i].IsFull));
+            Assert.Equal((i, false), (prompts[2 * i + 1].SceneIndex, prompts[2 * i + 1].IsFull));
+            Assert.Equal(new World(3).Scene(i).FullCaption().ToText(), prompts[2 * i].Text);
+            Assert.Equal(File.ReadAllText(Path.Combine(dir, $"{i:D10}.txt")).Trim(), prompts[2 * i + 1].Text);   // what the UNet trained on
+            Assert.Equal(SceneSplit.Train, World.SplitOf(prompts[2 * i].SceneIndex));
+        }
+    }
+
+    [Fact]
     public void HeldOutPromptsAndContactSheetsAreWritten()
     {
         var prompts = Path.Combine(_dir, "heldout.tsv");

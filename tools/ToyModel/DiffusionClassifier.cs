@@ -5,6 +5,7 @@ using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Captions;
 using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Judge;
+using DiffusionPeft.ToyWorld.Scenes;
 using static TorchSharp.torch;
 
 namespace DiffusionPeft.ToyModel;
@@ -35,13 +36,14 @@ public static class DiffusionClassifier
     public const int NoisesPerTimestep = 2;
     public static IReadOnlyList<JudgeAttribute> Attributes { get; } = [JudgeAttribute.Shape, JudgeAttribute.Colour, JudgeAttribute.Size, JudgeAttribute.Position];
 
-    /// <summary>The first <paramref name="scenes"/> held-out scenes' full captions, each attribute (default: <see cref="Attributes"/>) in turn.</summary>
+    /// <summary>The first <paramref name="scenes"/> held-out (or training) scenes' full captions, each attribute (default: <see cref="Attributes"/>) in turn.</summary>
     public static IReadOnlyList<WordChoice> Run(StableDiffusionModel model, long worldSeed, int scenes, long seed = 0, int batch = 32,
-                                                IReadOnlyList<JudgeAttribute>? attributes = null, Action<int, int>? progress = null)
+                                                IReadOnlyList<JudgeAttribute>? attributes = null, Action<int, int>? progress = null,
+                                                SceneSplit split = SceneSplit.HeldOut)
     {
         attributes ??= Attributes;
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
-        var heldOut = new SceneImages(new World(worldSeed), scenes, World.HeldOutStart);
+        var sceneImages = new SceneImages(new World(worldSeed), scenes, split == SceneSplit.HeldOut ? World.HeldOutStart : 0);
         var correct = new int[attributes.Count];
         var correctAt = attributes.Select(_ => new int[Timesteps.Count]).ToArray();
         using var parts = new StableDiffusionParts(model);
@@ -49,10 +51,10 @@ public static class DiffusionClassifier
         {
             using var scope = NewDisposeScope();
             var chunk = Enumerable.Range(start, Math.Min(batch, scenes - start)).ToArray();
-            var captions = chunk.Select(i => heldOut.World.FullCaption(heldOut.SceneIndex(i))).ToArray();
+            var captions = chunk.Select(i => sceneImages.World.FullCaption(sceneImages.SceneIndex(i))).ToArray();
             Tensor latents;
             using (no_grad())
-                latents = model.Vae.Encode(heldOut.Pixels(chunk, model.Device).to_type(model.DType)).Mode().to_type(ScalarType.Float32) * model.Vae.Config.ScalingFactor;
+                latents = model.Vae.Encode(sceneImages.Pixels(chunk, model.Device).to_type(model.DType)).Mode().to_type(ScalarType.Float32) * model.Vae.Config.ScalingFactor;
             for (int a = 0; a < attributes.Count; a++)
             {
                 var candidates = captions.Select(c => Candidates(c, attributes[a])).ToArray();
@@ -70,7 +72,7 @@ public static class DiffusionClassifier
             }
             progress?.Invoke(start + chunk.Length, scenes);
         }
-        var first = heldOut.World.FullCaption(heldOut.SceneIndex(0));
+        var first = sceneImages.World.FullCaption(sceneImages.SceneIndex(0));
         return attributes.Select((a, i) => new WordChoice(a, correct[i], scenes, Candidates(first, a).Count, correctAt[i])).ToList();
     }
 

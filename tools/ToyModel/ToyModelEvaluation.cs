@@ -8,6 +8,7 @@ using DiffusionPeft.ToyWorld;
 using DiffusionPeft.ToyWorld.Captions;
 using DiffusionPeft.ToyWorld.Grammar;
 using DiffusionPeft.ToyWorld.Judge;
+using DiffusionPeft.ToyWorld.Scenes;
 using DiffusionPeft.ToyWorld.Files;
 
 namespace DiffusionPeft.ToyModel;
@@ -18,7 +19,10 @@ namespace DiffusionPeft.ToyModel;
 /// attribute the caption mentions. Beside it, the ceiling the VAE allows: the held-out scene itself, encoded and decoded
 /// by the model's VAE, judged on the same caption (a UNet can do no better than the decoder can draw). Optionally, the
 /// <see cref="DiffusionClassifier"/> on the first held-out scenes: whether the UNet's denoising depends on each word at
-/// all. Images and a report (JSON + Markdown) go to the output folder.
+/// all. Images and a report (JSON + Markdown) go to the output folder. With <see cref="SceneSplit.Train"/> the same is
+/// done on the first training scenes, with the captions the UNet trained on: what the model draws for scenes it saw,
+/// beside the held-out combinations it never saw (a model that draws the first far better than the second learned the
+/// scenes rather than the words).
 /// </summary>
 public static class ToyModelEvaluation
 {
@@ -38,7 +42,8 @@ public static class ToyModelEvaluation
     /// <param name="BySize">All captions' scores grouped by the size word the caption gives its main object
     /// (<see cref="SizeGroups"/>: large, medium, small, and "not said").</param>
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
-                                IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes, IReadOnlyDictionary<string, JudgeAccuracy> BySize);
+                                IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes, IReadOnlyDictionary<string, JudgeAccuracy> BySize,
+                                SceneSplit Split = SceneSplit.HeldOut);
 
     /// <summary>The groups of <see cref="Result.BySize"/>, largest first.</summary>
     public static IReadOnlyList<string> SizeGroups { get; } =
@@ -47,12 +52,13 @@ public static class ToyModelEvaluation
     public const string NoSizeGroup = "not said";
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, EvaluationSampling? sampling = null,
-                             Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null)
+                             Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null,
+                             SceneSplit split = SceneSplit.HeldOut)
     {
         sampling ??= new EvaluationSampling();
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
-        var prompts = world.HeldOutPrompts(scenes);
+        var prompts = split == SceneSplit.HeldOut ? world.HeldOutPrompts(scenes) : world.TrainingPrompts(scenes);
         Directory.CreateDirectory(outDirectory);
         var full = new JudgeAccuracy();
         var partial = new JudgeAccuracy();
@@ -106,11 +112,11 @@ public static class ToyModelEvaluation
             progress?.Invoke(Math.Min(start + sampling.Batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
-        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress) : [];
-        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes, bySize);
+        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress, split: split) : [];
+        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes, bySize, split);
         var report = new JsonObject
         {
-            ["model"] = model.Name, ["world_seed"] = worldSeed, ["held_out_scenes"] = scenes, ["steps"] = sampling.Steps, ["guidance"] = sampling.Guidance,
+            ["model"] = model.Name, ["world_seed"] = worldSeed, ["split"] = SplitName(split), [split == SceneSplit.HeldOut ? "held_out_scenes" : "training_scenes"] = scenes, ["steps"] = sampling.Steps, ["guidance"] = sampling.Guidance,
             ["guidance_rescale"] = sampling.GuidanceRescale, ["guidance_interval"] = sampling.Interval.ToString(),
             ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip),
             ["shape_confusion"] = Json(shapes),
@@ -175,11 +181,16 @@ public static class ToyModelEvaluation
         return o;
     }
 
+    public static string SplitName(SceneSplit split) => split == SceneSplit.HeldOut ? "held_out" : "train";
+
     public static string Markdown(string model, Result result)
     {
         var (full, partial, all, vaeRoundTrip) = (result.Full, result.Partial, result.All, result.VaeRoundTrip);
-        var sb = new StringBuilder($"# {model}: judge accuracy on held-out captions\n\n" +
-                                   "| attribute | full captions | partial captions | all | the held-out scenes through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
+        var (captions, partialColumn, scenes) = result.Split == SceneSplit.HeldOut
+            ? ("held-out captions", "partial captions", "the held-out scenes")
+            : ("training scenes' captions (scenes the UNet trained on)", "the caption it trained on", "the training scenes");
+        var sb = new StringBuilder($"# {model}: judge accuracy on {captions}\n\n" +
+                                   $"| attribute | full captions | {partialColumn} | all | {scenes} through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
         foreach (var a in Enum.GetValues<JudgeAttribute>())
             if (all.Accuracy(a) is not null)
                 sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");

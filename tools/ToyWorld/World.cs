@@ -71,10 +71,10 @@ public sealed class World
     /// Evaluation prompts from held-out scenes 0..<paramref name="scenes"/>−1: per scene its full caption, then a
     /// partial one (a training-style caption that differs from the full one).
     /// </summary>
-    public IReadOnlyList<HeldOutPrompt> HeldOutPrompts(int scenes)
+    public IReadOnlyList<EvaluationPrompt> HeldOutPrompts(int scenes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(scenes);
-        var prompts = new List<HeldOutPrompt>(2 * scenes);
+        var prompts = new List<EvaluationPrompt>(2 * scenes);
         for (int i = 0; i < scenes; i++)
         {
             long index = HeldOutStart + i;
@@ -83,8 +83,25 @@ public sealed class World
             var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.HeldOutCaption, (ulong)index);
             var partial = TrainingCaptions.Sample(scene, ref rng);
             for (int k = 0; k < 100 && partial with { Connector = BackgroundConnector.Comma } == full; k++) partial = TrainingCaptions.Sample(scene, ref rng);
-            prompts.Add(new HeldOutPrompt(full.ToText(), true, index));
-            prompts.Add(new HeldOutPrompt(partial.ToText(), false, index));
+            prompts.Add(new EvaluationPrompt(full.ToText(), true, index));
+            prompts.Add(new EvaluationPrompt(partial.ToText(), false, index));
+        }
+        return prompts;
+    }
+
+    /// <summary>
+    /// Evaluation prompts from training scenes 0..<paramref name="scenes"/>−1, the recipe's UNet data: per scene its full
+    /// caption, then the caption its data file gives it (<see cref="TrainingCaption"/>, variant 0; it may be the full one).
+    /// Beside <see cref="HeldOutPrompts"/>, what a model draws for scenes it trained on against combinations it never saw.
+    /// </summary>
+    public IReadOnlyList<EvaluationPrompt> TrainingPrompts(int scenes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(scenes);
+        var prompts = new List<EvaluationPrompt>(2 * scenes);
+        for (long i = 0; i < scenes; i++)
+        {
+            prompts.Add(new EvaluationPrompt(FullCaption(i).ToText(), true, i));
+            prompts.Add(new EvaluationPrompt(TrainingCaption(i).ToText(), false, i));
         }
         return prompts;
     }

@@ -7,6 +7,7 @@ using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.ToyModel;
 using DiffusionPeft.ToyWorld.Grammar;
+using DiffusionPeft.ToyWorld.Scenes;
 
 namespace DiffusionPeft.Cli.Commands;
 
@@ -263,7 +264,12 @@ public static class ToyModelCommand
     {
         var model = new Option<string?>("--model") { Description = "A toy-world model folder (default: the embedded default)." };
         var outDir = new Option<string>("--out") { Description = "Images and evaluation.json / evaluation.md.", Required = true };
-        var scenes = new Option<int>("--scenes") { Description = "Held-out scenes (two prompts each: full and partial caption).", DefaultValueFactory = _ => 200 };
+        var scenes = new Option<int>("--scenes") { Description = "Scenes of the split (two prompts each: the full caption and a partial one).", DefaultValueFactory = _ => 200 };
+        var split = new Option<string>("--split")
+        {
+            Description = "held-out (default): scenes whose combinations no training scene shows; train: the first training scenes with the captions the UNet trained on (did it learn the words or the scenes?).",
+            DefaultValueFactory = _ => "held-out",
+        };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 25 };
         var guidance = GuidanceOptions.Create();
         var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
@@ -275,7 +281,7 @@ public static class ToyModelCommand
         };
         var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
         {
-            model, outDir, scenes, steps, worldSeed, device, classifier,
+            model, outDir, scenes, split, steps, worldSeed, device, classifier,
         };
         guidance.AddTo(command);
         command.SetAction(r =>
@@ -284,6 +290,15 @@ public static class ToyModelCommand
             {
                 error.WriteLine($"error: --classifier-scenes takes 0 (off) or a number of scenes (got {r.GetValue(classifier)})");
                 return 2;
+            }
+            SceneSplit sceneSplit;
+            switch (r.GetValue(split))
+            {
+                case "held-out": sceneSplit = SceneSplit.HeldOut; break;
+                case "train": sceneSplit = SceneSplit.Train; break;
+                case var other:
+                    error.WriteLine($"error: --split takes held-out or train (got {other})");
+                    return 2;
             }
             using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
             var progress = new ProgressLine(error, "images", false);
@@ -296,7 +311,7 @@ public static class ToyModelCommand
                     progress.Report(done, "judging");
                     if (done == total && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // the classifier runs next
                 },
-                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"));
+                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"), split: sceneSplit);
             output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
