@@ -13,7 +13,7 @@ namespace DiffusionPeft.Cli.Commands;
 
 /// <summary>
 /// `dpeft toy-model train`: reproduces the toy Stable Diffusion from nothing (world → VAE → text encoder → UNet);
-/// `dpeft toy-model evaluate`: the scene judge's accuracy per attribute on held-out captions;
+/// `dpeft toy-model evaluate`: the scene judge's accuracy per attribute on held-out (or training) captions;
 /// `dpeft toy-model evaluators`: the toy world's ONNX DINO / CLIP (<see cref="ToyEvaluatorsCommand"/>).
 /// </summary>
 public static class ToyModelCommand
@@ -279,7 +279,7 @@ public static class ToyModelCommand
             Description = "Held-out scenes for the diffusion classifier (does the UNet's denoising depend on the shape, colour, size, position word?); 0: off.",
             DefaultValueFactory = _ => 96,
         };
-        var command = new Command("evaluate", "Generate held-out toy captions and score them attribute by attribute with the scene judge.")
+        var command = new Command("evaluate", "Generate held-out toy captions (or, with --split train, training scenes' captions) and score them attribute by attribute with the scene judge.")
         {
             model, outDir, scenes, split, steps, worldSeed, device, classifier,
         };
