@@ -91,6 +91,13 @@ public sealed class ToyModelRecipeTests : IDisposable
         var trainMd = File.ReadAllText(Path.Combine(_dir, "eval-train", "evaluation.md"));
         Assert.Contains("judge accuracy on training scenes' captions", trainMd);
         Assert.Contains("| the caption it trained on |", trainMd);
+        // No scenes: the diffusion classifier alone, and no empty tables of images.
+        var classifierOnly = ToyModelEvaluation.Run(model, 0, 0, Path.Combine(_dir, "eval-classifier"), new ToyModelEvaluation.EvaluationSampling(Steps: 2), classifierScenes: 1);
+        Assert.Equal((0, 4), (classifierOnly.Images, classifierOnly.WordChoices.Count));
+        var classifierMd = File.ReadAllText(Path.Combine(_dir, "eval-classifier", "evaluation.md"));
+        Assert.Contains("Diffusion classifier", classifierMd);
+        Assert.DoesNotContain("By the size", classifierMd);
+        Assert.DoesNotContain("| attribute |", classifierMd);
 
         // A rerun finds every stage done and changes nothing.
         var again = new ToyModelRecipe(_dir, Tiny, progress).Run();

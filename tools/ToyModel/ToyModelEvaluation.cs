@@ -189,11 +189,16 @@ public static class ToyModelEvaluation
         var (captions, partialColumn, scenes) = result.Split == SceneSplit.HeldOut
             ? ("held-out captions", "partial captions", "the held-out scenes")
             : ("training scenes' captions (scenes the UNet trained on)", "the caption it trained on", "the training scenes");
-        var sb = new StringBuilder($"# {model}: judge accuracy on {captions}\n\n" +
-                                   $"| attribute | full captions | {partialColumn} | all | {scenes} through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
-        foreach (var a in Enum.GetValues<JudgeAttribute>())
-            if (all.Accuracy(a) is not null)
-                sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");
+        var sb = new StringBuilder($"# {model}: judge accuracy on {captions}\n\n");
+        // --scenes 0 runs the diffusion classifier alone: no image, so no table of images.
+        if (result.Images == 0) sb.Append("No images judged (--scenes 0).\n");
+        else
+        {
+            sb.Append($"| attribute | full captions | {partialColumn} | all | {scenes} through the VAE (ceiling) |\n|---|---:|---:|---:|---:|\n");
+            foreach (var a in Enum.GetValues<JudgeAttribute>())
+                if (all.Accuracy(a) is not null)
+                    sb.Append($"| {a} | {Pct(full, a)} | {Pct(partial, a)} | {Pct(all, a)} | {Pct(vaeRoundTrip, a)} |\n");
+        }
         if (result.WordChoices.Count > 0)
         {
             var timesteps = DiffusionClassifier.Timesteps;
@@ -204,6 +209,7 @@ public static class ToyModelEvaluation
                 sb.Append($"| {c.Attribute} | {100 * c.Accuracy:F1}% | {100 * c.Chance:F1}% | {c.Count} | " +
                           string.Join(" | ", timesteps.Select((_, i) => $"{100 * c.AccuracyAt(i):F1}%")) + " |\n");
         }
+        if (result.Images == 0) return sb.ToString();
         sb.Append("\n## By the size the caption names its main object (all captions)\n\n" +
                   "| size | images | shape | colour | position | size read |\n|---|---:|---:|---:|---:|---:|\n");
         foreach (var g in SizeGroups)
