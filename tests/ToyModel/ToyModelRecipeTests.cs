@@ -102,6 +102,30 @@ public sealed class ToyModelRecipeTests : IDisposable
         // A rerun finds every stage done and changes nothing.
         var again = new ToyModelRecipe(_dir, Tiny, progress).Run();
         Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));
+
+        // Its tokenizer, VAE and text encoder taken as another run's finished stages: only the UNet's data and stage run.
+        var modelDir = Path.Combine(_dir, ToyModelRecipe.ModelFolder);
+        var adoptedDir = Path.Combine(_dir, "adopted");
+        var adopting = Tiny with { ComponentsFrom = modelDir, UnetSteps = [4] };
+        var adopted = new ToyModelRecipe(adoptedDir, adopting).Run();
+        Assert.Equal([int.MaxValue, int.MaxValue, 4], adopted.Select(r => r.Steps));
+        Assert.Equal(Path.GetFullPath(modelDir), (string)adopted[0].Measurements["source"]!);
+        foreach (var part in new[] { "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/vocab.json" })
+            Assert.Equal(File.ReadAllBytes(Path.Combine(modelDir, part)), File.ReadAllBytes(Path.Combine(adoptedDir, ToyModelRecipe.ModelFolder, part)));
+        Assert.Equal(adopted.Select(r => r.LastLoss), new ToyModelRecipe(adoptedDir, adopting).Run().Select(r => r.LastLoss));   // the same source again: done
+        // A run that trained its own (or took another model's) is refused, and nothing in it changes.
+        var vaeBefore = File.ReadAllBytes(Path.Combine(_dir, "vae", "done.json"));
+        Assert.Contains("already holds a vae stage (trained here)",
+            Assert.Throws<ArgumentException>(() => new ToyModelRecipe(_dir, Tiny with { ComponentsFrom = Path.Combine(adoptedDir, ToyModelRecipe.ModelFolder) }).Run()).Message);
+        Assert.Equal(vaeBefore, File.ReadAllBytes(Path.Combine(_dir, "vae", "done.json")));
+        Assert.Contains("taken from", Assert.Throws<ArgumentException>(() =>
+            new ToyModelRecipe(adoptedDir, Tiny with { ComponentsFrom = Path.Combine(adoptedDir, ToyModelRecipe.ModelFolder) }).Run()).Message);
+        Assert.Contains("not a toy model folder to take components from (no tokenizer/vocab.json)",
+            Assert.Throws<FileNotFoundException>(() => new ToyModelRecipe(Path.Combine(_dir, "x"), Tiny with { ComponentsFrom = Path.Combine(_dir, "vae") }).Run()).Message);
+        // The embedded model's VAE makes 32×32 latents: a 16×16 recipe cannot take it.
+        Assert.Contains("VAE has 32×32 latents, not 16×16: take its components with --latent-size 32",
+            Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "y"), Tiny with { ComponentsFrom = EmbeddedDefaultModel.Keyword }).Run()).Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "y", "vae")));
     }
 
     /// <summary>32×32 latents: the VAE downsamples 2×, the UNet gains a convolution level on top; the chain trains and loads; the grid is fixed for a run.</summary>

@@ -66,6 +66,12 @@ public sealed record ToyModelOptions
     /// <summary>The sizes the plain scenes' objects are drawn from, uniformly (large: the shipped model's).</summary>
     public IReadOnlyList<ToySize> UnetPlainSizes { get; init; } = [ToySize.Large];
     public IReadOnlyList<int> UnetSteps { get; init; } = [8000];
+    /// <summary>
+    /// A toy model folder (or <see cref="EmbeddedDefaultModel.Keyword"/>) whose tokenizer, VAE and text encoder the recipe
+    /// takes as finished stages, so that only the UNet's data and stage run: the UNet retrained on the shipped components.
+    /// Null: every stage from nothing.
+    /// </summary>
+    public string? ComponentsFrom { get; init; }
     public int UnetBatch { get; init; } = 32;
     public double UnetLr { get; init; } = 5e-4;
     public double CaptionDropout { get; init; } = 0.1;
@@ -146,6 +152,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             throw new ArgumentException($"{VaeFolder} holds a VAE with {trained}×{trained} latents, not {options.LatentSize}×{options.LatentSize}: " +
                                         "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
         Directory.CreateDirectory(_out);
+        if (options.ComponentsFrom is { } from) AdoptComponents(from);
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
         var device = TorchOptions.ParseDevice(options.Device);
@@ -354,6 +361,44 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             ["heldout_shape_top1"] = Math.Round(retrieval.ShapeTop1, 4),
             ["chance"] = Math.Round(1.0 / retrieval.Candidates, 4), ["parameters"] = target.ParameterCount,
         });
+    }
+
+    /// <summary>
+    /// Takes <paramref name="from"/>'s tokenizer, VAE and text encoder as this run's finished stages (their done.json
+    /// names the source and counts as any length). A run that has them already keeps them when they came from the same
+    /// folder; one that trained its own, or took another model's, is refused: nothing is overwritten.
+    /// </summary>
+    private void AdoptComponents(string from)
+    {
+        var source = from == EmbeddedDefaultModel.Keyword ? EmbeddedDefaultModel.Folder : Path.GetFullPath(from);
+        (string Part, string Check)[] parts = [("tokenizer", "vocab.json"), ("vae", "config.json"), ("text_encoder", "config.json")];
+        foreach (var (part, check) in parts)
+            if (!File.Exists(Path.Combine(source, part, check)))
+                throw new FileNotFoundException($"{from}: not a toy model folder to take components from (no {part}/{check})", Path.Combine(source, part, check));
+        var vaeConfig = AutoencoderKLConfig.Load(Path.Combine(source, "vae", "config.json"));
+        int latents = vaeConfig.SampleSize / vaeConfig.DownsampleFactor;
+        if (latents != options.LatentSize)
+            throw new ArgumentException($"{from}'s VAE has {latents}×{latents} latents, not {options.LatentSize}×{options.LatentSize}: take its components with --latent-size {latents}");
+        foreach (var (stage, folder, part, inner) in new[] { ("vae", VaeFolder, "vae", ModelFolder), ("clip", ClipFolder, "text_encoder", "text_encoder") })
+        {
+            var done = Path.Combine(folder, DoneFile);
+            if (Directory.Exists(folder))
+            {
+                var had = File.Exists(done) ? JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done)) : null;
+                if (had?.Measurements["source"]?.GetValue<string>() == source) continue;
+                throw new ArgumentException($"{folder} already holds a {stage} stage ({(had is null ? "unfinished" : had.Measurements["source"] is { } other ? $"taken from {other}" : "trained here")}): " +
+                                            $"components from {from} need a new --out");
+            }
+            if (Directory.Exists(folder + ".adopting")) Directory.Delete(folder + ".adopting", recursive: true);   // a copy cut short
+            CopyDirectory(Path.Combine(source, part), Path.Combine(folder + ".adopting", inner));
+            AtomicFile.WriteAllText(Path.Combine(folder + ".adopting", DoneFile), JsonSerializer.Serialize(
+                new StageReport(stage, int.MaxValue, 0, 0, 0, new JsonObject { ["source"] = source }), new JsonSerializerOptions { WriteIndented = true }));
+            Directory.Move(folder + ".adopting", folder);
+        }
+        if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) CopyDirectory(Path.Combine(source, "tokenizer"), TokenizerFolder);
+        else if (Directory.EnumerateFiles(Path.Combine(source, "tokenizer")).Any(f => !File.Exists(Path.Combine(TokenizerFolder, Path.GetFileName(f)))
+                     || !File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(TokenizerFolder, Path.GetFileName(f))))))
+            throw new ArgumentException($"{TokenizerFolder} holds another tokenizer than {from}'s: components from {from} need a new --out");
     }
 
     /// <summary>The latent grid of the VAE this run trained; null before it has one (an unfinished VAE stage's checkpoints carry it in their settings, which refuse a resume with another).</summary>

@@ -50,12 +50,13 @@ public static class ToyModelCommand
         var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed when an unfinished UNet stage resumes (added, the average starts from the resumed weights); a finished stage is not retrained." };
         var unetLr = new Option<string?>("--unet-lr") { Description = "The UNet stage's peak learning rate (AdamW, cosine after 200 warm-up steps; default: the shipped model's, 5e-4). Another rate on a UNet run already started is refused when it resumes: set the run aside (OUT/unet) to train again." };
         var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). Captions name the background, so 0 would never teach it. Masks on or off rewrites the data and moves a UNet trained on the old aside; another weight needs the UNet run moved aside by hand (a resume refuses it)." };
+        var componentsFrom = new Option<string?>("--components-from") { Description = "Take the tokenizer, VAE and text encoder of this toy model folder (\"embedded\": the embedded default) as finished stages, so that only the UNet's data and stage run: the UNet retrained on those components. Refused on a run that trained (or took) others." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, emaDecay, maskedLoss, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, emaDecay, maskedLoss, componentsFrom, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -173,6 +174,7 @@ public static class ToyModelCommand
                 options = options with { UnetTopAttention = top };
             }
             if (r.GetValue(textEmbedding)) options = options with { UnetTextEmbedding = true };
+            if (r.GetValue(componentsFrom) is { } components) options = options with { ComponentsFrom = components };
             if (r.GetValue(vaeDType) is { } vaeDTypeText)
             {
                 if (vaeDTypeText.Trim().ToLowerInvariant() is not ("fp32" or "bf16"))
@@ -198,7 +200,9 @@ public static class ToyModelCommand
             var recipe = new ToyModelRecipe(r.GetValue(outDir)!, options, progress);
             var reports = recipe.Run(ctrlC.Token);
             foreach (var s in reports)
-                output.WriteLine($"{s.Stage}: {s.Steps} steps, loss {s.FirstLoss:G4} → {s.LastLoss:G4}, {s.Seconds / 60:F1} min; {s.Measurements.ToJsonString()}");
+                output.WriteLine(s.Measurements["source"] is { } source
+                    ? $"{s.Stage}: taken from {source}"
+                    : $"{s.Stage}: {s.Steps} steps, loss {s.FirstLoss:G4} → {s.LastLoss:G4}, {s.Seconds / 60:F1} min; {s.Measurements.ToJsonString()}");
             output.WriteLine($"toy model written to {recipe.Model} ({reports.Sum(s => s.Seconds) / 60:F0} min of training)");
             return 0;
         });
