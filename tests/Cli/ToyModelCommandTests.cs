@@ -64,25 +64,16 @@ public sealed class ToyModelCommandTests : IDisposable
         Assert.False(Directory.Exists(run));
     }
 
-    [Fact]
-    public void ANegativeClassifierSceneCountIsRefusedBeforeAnythingIsWritten()
+    [Theory]
+    [InlineData("--classifier-scenes", "-1", "--classifier-scenes takes 0 (off) or a number of scenes (got -1)")]
+    [InlineData("--split", "validation", "--split takes held-out or train (got validation)")]
+    public void ABadEvaluateOptionIsRefusedBeforeAnythingIsWritten(string option, string value, string message)
     {
         var outDir = Path.Combine(_dir, "eval");
         var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, "--classifier-scenes", "-1"], o, e);
+        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, option, value], o, e);
         Assert.Equal(2, code);
-        Assert.Contains("--classifier-scenes takes 0 (off) or a number of scenes (got -1)", e.ToString());
-        Assert.False(Directory.Exists(outDir));
-    }
-
-    [Fact]
-    public void AnUnknownSplitIsRefusedBeforeAnythingIsWritten()
-    {
-        var outDir = Path.Combine(_dir, "eval");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, "--split", "validation"], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains("--split takes held-out or train (got validation)", e.ToString());
+        Assert.Contains(message, e.ToString());
         Assert.False(Directory.Exists(outDir));
     }
 }
