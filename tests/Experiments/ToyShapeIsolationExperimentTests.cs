@@ -140,6 +140,7 @@ public sealed class ToyShapeIsolationExperimentTests : IDisposable
         // Nothing trained yet: an eval-only probe is refused, and writes nothing.
         Assert.Equal(2, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--eval-only"], _dir));
         Assert.False(File.Exists(Path.Combine(_dir, "results.json")));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "data")));
 
         Assert.Equal(0, ToyShapeIsolationExperiment.RunCommand(["--base", EmbeddedDefaultModel.Folder, "--out", _dir, "--images", "16", "--steps", "1", "--prompts", "8"], _dir));
         var own = File.ReadAllText(Path.Combine(_dir, "results.json"));

@@ -107,6 +107,13 @@ public static class ToyShapeIsolationExperiment
 
         var data = Path.Combine(outDir, "data");
         var done = Path.Combine(data, "done.json");
+        var run = Path.Combine(outDir, "unet");
+        // A probe judges a trained run again: with nothing trained it is refused before any data is written.
+        if (evalOnly && !Directory.Exists(Path.Combine(run, FullFineTuneTarget.ModelFolder)))
+        {
+            Console.Error.WriteLine($"--eval-only: {run} has no trained model yet; run without it first");
+            return 2;
+        }
         // What the data folder holds: a rerun into the same --out resumes only on the same scenes (its UNet run trained on them).
         var sizeList = ToyGrammar.SizeList(sizes);
         var textureList = ToyGrammar.TextureList(textures);
@@ -126,18 +133,12 @@ public static class ToyShapeIsolationExperiment
             Console.Error.WriteLine($"{data} holds other scenes ({before}) than asked ({written.ToJsonString()}): give another --out");
             return 2;
         }
-        var run = Path.Combine(outDir, "unet");
-        // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
-        var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr }, baseModel, data, run, steps);
         if (!evalOnly)
         {
+            // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
+            var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr }, baseModel, data, run, steps);
             var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
             if (result.Interrupted) return 1;
-        }
-        else if (!Directory.Exists(Path.Combine(run, FullFineTuneTarget.ModelFolder)))
-        {
-            Console.Error.WriteLine($"--eval-only: {run} has no trained model yet; run without it first");
-            return 2;
         }
 
         var evalPrompts = Prompts(prompts, worldSeed, sizes, textures, drop);
