@@ -21,6 +21,7 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-masked-loss", "yes", "--unet-masked-loss takes the background's weight in [0, 1] or none (got yes)")]
     [InlineData("--unet-lr", "0", "--unet-lr takes a positive learning rate (got 0)")]
     [InlineData("--unet-lr", "fast", "--unet-lr takes a positive learning rate (got fast)")]
+    [InlineData("--unet-batch", "0", "--unet-batch takes a batch of at least 1 (got 0)")]
     [InlineData("--unet-timestep-sampling", "beta", "--unet-timestep-sampling takes uniform|logit_normal (got beta)")]
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]

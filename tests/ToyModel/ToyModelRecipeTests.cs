@@ -399,7 +399,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
-    public void TheUnetStageTrainsAtItsOwnLearningRateAndAnotherRateDoesNotResumeIt()
+    public void TheUnetStageTrainsAtItsOwnLearningRateAndAnotherRateOrBatchDoesNotResumeIt()
     {
         var options = Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetLr = 1.5e-3 };
         Assert.Equal(2, new ToyModelRecipe(_dir, options).Run()[2].Steps);
@@ -409,6 +409,10 @@ public sealed class ToyModelRecipeTests : IDisposable
         var error = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
             () => new ToyModelRecipe(_dir, options with { UnetSteps = [4], UnetLr = 5e-4 }).Run());
         Assert.Contains("different training settings (lr)", error.Message);
+        // So would another batch (--unet-batch).
+        error = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
+            () => new ToyModelRecipe(_dir, options with { UnetSteps = [4], UnetBatch = options.UnetBatch + 1 }).Run());
+        Assert.Contains("different training settings (batch)", error.Message);
         Assert.Equal(log, File.ReadAllLines(Path.Combine(_dir, "unet", "log.jsonl")));
     }
 
