@@ -245,19 +245,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
 
     /// <summary>Builds the model from a diffusers vae folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
     public static AutoencoderKL FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
-        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
-
-    private static AutoencoderKL FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
-    {
-        var configPath = Path.Combine(folder, "config.json");
-        var config = AutoencoderKLConfig.Load(configPath);
-        using var weights = ComponentWeights.Open(folder, variant);
-        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
-        var model = new AutoencoderKL(config);
-        try { StateDictLoader.Load(model, weights); }
-        catch { model.Dispose(); throw; }
-        return ModelPlacement.Place(model, dtype, device);
-    }
+        PretrainedComponent.Load(folder, dtype, device, variant, AutoencoderKLConfig.Load, c => c.MinimumParameters(), c => new AutoencoderKL(c), (m, w) => StateDictLoader.Load(m, w));
 
     public void LoadWeights(string safetensorsPath)
     {

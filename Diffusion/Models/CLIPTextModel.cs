@@ -152,19 +152,7 @@ public sealed class CLIPTextModel : nn.Module<Tensor, Tensor>
 
     /// <summary>A transformers text-encoder folder: config.json + model[.variant].safetensors (or shards), see <see cref="ComponentWeights"/>.</summary>
     public static CLIPTextModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
-        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
-
-    private static CLIPTextModel FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
-    {
-        var configPath = Path.Combine(folder, "config.json");
-        var config = ClipTextConfig.Load(configPath);
-        using var weights = ComponentWeights.Open(folder, variant);
-        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
-        var model = new CLIPTextModel(config);
-        try { model.LoadWeights(weights); }
-        catch { model.Dispose(); throw; }
-        return ModelPlacement.Place(model, dtype, device);
-    }
+        PretrainedComponent.Load(folder, dtype, device, variant, ClipTextConfig.Load, c => c.MinimumParameters(), c => new CLIPTextModel(c), (m, w) => m.LoadWeights(w));
 }
 
 /// <summary>transformers' CLIPTextTransformer: embeddings, encoder, final_layer_norm.</summary>

@@ -410,19 +410,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
     /// <summary>Builds the model from a diffusers unet folder: config.json + diffusion_pytorch_model[.variant].safetensors or its shards, see <see cref="ComponentWeights"/>.</summary>
     public static UNet2DConditionModel FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null, string? variant = null) =>
-        InvalidInput.Guard(() => FromPretrainedChecked(folder, dtype, device, variant));
-
-    private static UNet2DConditionModel FromPretrainedChecked(string folder, ScalarType dtype, Device? device, string? variant)
-    {
-        var configPath = Path.Combine(folder, "config.json");
-        var config = UNet2DConditionConfig.Load(configPath);
-        using var weights = ComponentWeights.Open(folder, variant);
-        ModelSize.EnsureWeightsCanHold(config.MinimumParameters(), weights, configPath);
-        var model = new UNet2DConditionModel(config);
-        try { StateDictLoader.Load(model, weights); }
-        catch { model.Dispose(); throw; }
-        return ModelPlacement.Place(model, dtype, device);
-    }
+        PretrainedComponent.Load(folder, dtype, device, variant, UNet2DConditionConfig.Load, c => c.MinimumParameters(), c => new UNet2DConditionModel(c), (m, w) => StateDictLoader.Load(m, w));
 
     public void LoadWeights(string safetensorsPath)
     {
