@@ -1,3 +1,5 @@
+using DiffusionPeft.Core.Numerics;
+
 namespace DiffusionPeft.DreamBooth.Data;
 
 /// <summary>Where the data order stands: the epoch and the next batch of that epoch.</summary>

@@ -1,3 +1,4 @@
+using DiffusionPeft.Core.Numerics;
 using DiffusionPeft.DreamBooth.Config;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,8 +1,9 @@
-namespace DiffusionPeft.DreamBooth.Data;
+namespace DiffusionPeft.Core.Numerics;
 
 /// <summary>
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny counter-based generator we control completely, so data order and
-/// augmentation are a pure function of (seed, epoch, item) and need no saved state to resume.
+/// augmentation are a pure function of (seed, epoch, item) and need no saved state to resume, and the toy world's
+/// scenes are the same on every machine and .NET version (never System.Random or hash codes).
 /// </summary>
 public struct SplitMix64(ulong state)
 {
@@ -22,7 +23,7 @@ public struct SplitMix64(ulong state)
     /// <summary>Uniform integer in [0, n), unbiased (rejection).</summary>
     public int NextInt(int n)
     {
-        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n));
+        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), $"n must be positive, got {n}");
         ulong bound = (ulong)n, limit = ulong.MaxValue - ulong.MaxValue % bound;
         ulong x;
         do x = NextUInt64(); while (x >= limit);
@@ -30,9 +31,12 @@ public struct SplitMix64(ulong state)
     }
 
     /// <summary>A generator keyed by several values (seed, stream, epoch, item...), each mixed in turn.</summary>
-    public static SplitMix64 Keyed(params ulong[] keys)
+    public static SplitMix64 Keyed(params ReadOnlySpan<ulong> keys) => KeyedFrom(0x6A09E667F3BCC909UL, keys);
+
+    /// <summary>As <see cref="Keyed"/> from another starting state: one family of streams per origin.</summary>
+    public static SplitMix64 KeyedFrom(ulong origin, ReadOnlySpan<ulong> keys)
     {
-        var g = new SplitMix64(0x6A09E667F3BCC909UL);
+        var g = new SplitMix64(origin);
         foreach (var k in keys) g = new SplitMix64(g.NextUInt64() ^ k);
         return g;
     }
