@@ -131,14 +131,16 @@ public sealed class DreamBoothRun
         {
             var sd = model ?? owned!;
             PrepareClassImages(new PipelineClassImageSampler(sd, Config.Resolution), Config.Batch, cancellationToken);
+            using var training = new StableDiffusionTraining(this, sd, _progress.Warning, _progress.Info);
             ITrainingTarget target;
             if (Config.Mode == TrainingMode.Full)
             {
                 FullFineTuneTarget full;
-                try { full = new FullFineTuneTarget(sd, Config, fp32); }
+                try { full = new FullFineTuneTarget(sd, Config, fp32, training.Whitening); }
                 finally { DisposeAll(fp32); fp32 = null; }
                 _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})" +
-                               (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : ""));
+                               (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : "") +
+                               (training.Whitening is null ? "" : "; on whitened text states"));
                 target = full;
             }
             else
@@ -149,9 +151,9 @@ public sealed class DreamBoothRun
             }
             using var disposableTarget = target as IDisposable;   // full fine-tuning's fp32 masters
             IValidationSampler? validation = Config.ValidateEvery > 0
-                ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution)
+                ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution,
+                    prepare: training.Whitening is { } whitening ? () => whitening.FoldedInto(sd.Unet) : null)
                 : null;
-            using var training = new StableDiffusionTraining(this, sd, _progress.Warning);
             return TrainWith(target, training.Objective, validation, cancellationToken: cancellationToken);
         }
         finally

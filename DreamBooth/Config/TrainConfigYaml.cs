@@ -258,6 +258,7 @@ public static class TrainConfigYaml
         "sds-basis" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.SdsLora,
         "loraplus-ratio" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.LoraPlus,
         "unmasked-weight" => c.MaskedLoss,
+        "whiten-conditioning" => c.Mode == TrainingMode.Full,
         _ when AdapterKeys.Contains(key) => c.Mode == TrainingMode.Adapter,
         _ => true,
     };
@@ -323,6 +324,8 @@ public static class TrainConfigYaml
             "cached latents freeze random crops: use --crop center or --cache-latents none");
         Check(!(c.Buckets && c.PriorPreservation), "buckets", "aspect-ratio buckets with prior preservation are not supported yet (class images would need their own buckets)");
         Check(c.PlotEvery >= 1, "plot-every", $"must be >= 1, got {c.PlotEvery}");
+        Check(!c.WhitenConditioning || (c.Mode == TrainingMode.Full && !c.TrainTextEncoder), "whiten-conditioning",
+            "is for --mode full with a frozen text encoder (without --train-text-encoder)");
 
         if (errors.Count > 0)
             throw new TrainConfigException((source is null ? "invalid training configuration" : $"{source}: invalid training configuration") +

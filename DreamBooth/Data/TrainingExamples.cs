@@ -22,12 +22,16 @@ public sealed class TrainingExamples
     private readonly IPromptEncoder _text;
     private readonly TensorCache _latents, _embeddings;
     private readonly Dictionary<string, string> _fileHashes = new(StringComparer.Ordinal);
+    private readonly Func<Tensor, Tensor>? _conditioning;
 
+    /// <param name="conditioning">Applied to every caption's states after the cache (--whiten-conditioning); null: none.</param>
     public TrainingExamples(InstanceDataset data, IReadOnlyList<Bucket> targets, TrainConfig config, IImageDecoder decoder,
-                            ILatentEncoder vae, IPromptEncoder text, TensorCache latents, TensorCache embeddings)
+                            ILatentEncoder vae, IPromptEncoder text, TensorCache latents, TensorCache embeddings,
+                            Func<Tensor, Tensor>? conditioning = null)
     {
         if (targets.Count != data.Count) throw new ArgumentException("one target size per image");
         (_data, _targets, _config, _decoder, _vae, _text, _latents, _embeddings) = (data, targets, config, decoder, vae, text, latents, embeddings);
+        _conditioning = conditioning;
     }
 
     public int Count => _data.Count;
@@ -130,7 +134,8 @@ public sealed class TrainingExamples
             using var _ = no_grad();
             return _text.Encode([c]);
         })).ToArray();
-        return cat(parts, 0).MoveToOuterDisposeScope();
+        var states = cat(parts, 0);
+        return (_conditioning is null ? states : _conditioning(states)).MoveToOuterDisposeScope();
     }
 
     private string FileHash(string path)

@@ -26,17 +26,21 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
     private readonly MasterWeights? _masters;
     /// <summary>Mixed precision: the untrained components' fp32 weights as loaded, written in place of their bf16 rounding.</summary>
     private readonly Dictionary<string, Tensor> _untrainedFp32 = [];
+    /// <summary>--whiten-conditioning: folded into the written UNet's cross-attention keys and values (null: none).</summary>
+    private readonly ConditioningWhitening? _whitening;
 
     /// <param name="fp32Weights">Mixed precision: the model's weights as loaded in fp32, by parameter name
     /// ("unet.conv_in.weight"; copied, the caller keeps them): the masters start from the trained components', and the
     /// untrained components' are written with the model (a bf16 model alone would write its rounding). Without them the
     /// masters are the bf16 weights widened (the low bits of an fp32 checkpoint lost).</param>
-    public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config, IReadOnlyDictionary<string, Tensor>? fp32Weights = null)
+    public FullFineTuneTarget(StableDiffusionModel model, TrainConfig config, IReadOnlyDictionary<string, Tensor>? fp32Weights = null,
+        ConditioningWhitening? whitening = null)
     {
         if (model.DType is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"full fine-tuning trains in float32, or in bfloat16 with float32 master weights; got {model.DType}");
         _model = model;
         _config = config;
+        _whitening = whitening;
         foreach (var p in model.Vae.parameters()) p.requires_grad = false;
         foreach (var p in model.TextEncoder.parameters()) p.requires_grad = config.TrainTextEncoder;
         foreach (var p in model.Unet.parameters()) p.requires_grad = true;
@@ -87,6 +91,16 @@ public sealed class FullFineTuneTarget : ITrainingTarget, IDisposable
         {
             overrides = new Dictionary<string, Tensor>(_untrainedFp32);
             foreach (var (name, master) in ParameterGroups.SelectMany(g => g.Parameters)) overrides[name] = master;
+        }
+        using var scope = NewDisposeScope();
+        if (_whitening is not null)
+        {
+            overrides ??= [];
+            foreach (var (name, projection) in ConditioningWhitening.ContextProjections(_model.Unet))
+            {
+                var key = $"unet.{name}.weight";
+                overrides[key] = _whitening.Fold(overrides.TryGetValue(key, out var master) ? master : projection.weight!.detach());
+            }
         }
         DiffusersFolderWriter.Write(_model, folder, dtype, overrides);
     }

@@ -7,15 +7,17 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 
 /// <summary>
 /// Validation images with the adapters as they are at a step: every validation prompt × seed, saved as
-/// validation/step-000123/p0-s42.png (written atomically).
+/// validation/step-000123/p0-s42.png (written atomically). <paramref name="prepare"/>, when given, readies the model
+/// for drawing until what it returns is disposed (the whitening folded in: <see cref="ConditioningWhitening.FoldedInto"/>).
 /// </summary>
 public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
-                                              int resolution, int steps = 25, double guidance = 7.5) : IValidationSampler
+                                              int resolution, int steps = 25, double guidance = 7.5, Func<IDisposable>? prepare = null) : IValidationSampler
 {
     public static string FileName(long step, int prompt, long seed) => Path.Combine($"step-{step:D6}", $"p{prompt}-s{seed}.png");
 
     public void Validate(long step, string outputDirectory, CancellationToken cancellationToken)
     {
+        using var prepared = prepare?.Invoke();
         using var scheduler = model.CreateScheduler("default");
         var pipeline = new StableDiffusionPipeline(model, scheduler);
         for (int p = 0; p < prompts.Count; p++)

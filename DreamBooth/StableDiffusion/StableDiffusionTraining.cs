@@ -2,6 +2,7 @@ using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Training;
+using static TorchSharp.torch;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 
@@ -16,8 +17,10 @@ public sealed class StableDiffusionTraining : IDisposable
     public TensorCache LatentCache { get; }
     public TensorCache TextCache { get; }
     public NoisePredictionObjective Objective { get; }
+    /// <summary>--whiten-conditioning's whitening (read from the run folder or computed there); null without it.</summary>
+    public ConditioningWhitening? Whitening { get; }
 
-    public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, Action<string>? warn = null)
+    public StableDiffusionTraining(DreamBoothRun run, StableDiffusionModel model, Action<string>? warn = null, Action<string>? info = null)
     {
         var config = run.Config;
         var instances = run.Instances ?? throw new InvalidOperationException("call DreamBoothRun.PrepareData first");
@@ -29,9 +32,16 @@ public sealed class StableDiffusionTraining : IDisposable
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
         LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
         TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);
-        var examples = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache);
+        if (config.WhitenConditioning)
+        {
+            ConditioningWhitening.ContextProjections(model.Unet);   // refuses a UNet it cannot fold into before any work
+            var captions = instances.Images.Concat(run.Classes?.Images ?? []).Select(i => i.Caption).Append("").ToList();
+            Whitening = ConditioningWhitening.LoadOrCompute(run.RunDirectory, captions, Parts.Encode, model.Device, info);
+        }
+        Func<Tensor, Tensor>? conditioning = Whitening is { } w ? w.Apply : null;
+        var examples = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache, conditioning);
         TrainingExamples? classes = run.Classes is { } c
-            ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache)
+            ? new TrainingExamples(c, c.Images.Select(_ => new Bucket(config.Resolution, config.Resolution)).ToArray(), config, run.Decoder, Parts, Parts, LatentCache, TextCache, conditioning)
             : null;
         Objective = new NoisePredictionObjective(config, examples, classes, Parts, Parts, Parts);
     }
@@ -51,6 +61,7 @@ public sealed class StableDiffusionTraining : IDisposable
     {
         LatentCache.Dispose();
         TextCache.Dispose();
+        Whitening?.Dispose();
         Parts.Dispose();
     }
 }

@@ -32,6 +32,13 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The attentions that read the caption's states, by child name: attn2, and attn1 in a cross-only block.</summary>
+    public IEnumerable<(Attention Attention, string Name)> ContextAttentions()
+    {
+        if (_onlyCrossAttention) yield return (attn1, nameof(attn1));
+        yield return (attn2, nameof(attn2));
+    }
+
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates)
     {
         using var scope = NewDisposeScope();

@@ -49,7 +49,7 @@ public static class ToyShapeIsolationExperiment
         double lr = new ToyModelOptions().UnetLr;
         var captions = CaptionStyle.Full;
         var drop = new HashSet<string>();
-        bool evalOnly = false;
+        bool evalOnly = false, whiten = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -91,6 +91,7 @@ public static class ToyShapeIsolationExperiment
                             : throw new ArgumentException($"--eval-drop takes size, colour, position and background, separated by commas (got {word})"));
                     break;
                 case "--eval-only": evalOnly = true; break;
+                case "--whiten-conditioning": whiten = true; break;
                 case "--world-seed": worldSeed = World.CheckSeed(long.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 case "--threads": TorchSharp.torch.set_num_threads(int.Parse(Next(), CultureInfo.InvariantCulture)); break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
@@ -136,7 +137,7 @@ public static class ToyShapeIsolationExperiment
         if (!evalOnly)
         {
             // The recipe's UNet stage exactly (the plain v loss), but for the data and its validation images.
-            var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr }, baseModel, data, run, steps);
+            var config = ToyModelRecipe.UnetStage(new ToyModelOptions { Seed = seed, ValidateEvery = 0, UnetUnmaskedWeight = unmaskedWeight, UnetLr = lr, UnetWhitenConditioning = whiten }, baseModel, data, run, steps);
             var result = DreamBoothRun.Run(config, new ConsoleProgress(), CancellationToken.None);
             if (result.Interrupted) return 1;
         }
@@ -146,14 +147,14 @@ public static class ToyShapeIsolationExperiment
         string suffix = drop.Count == 0 ? "" : "-no-" + string.Join("-", drop.Order());
         var report = new JsonObject
         {
-            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["lr"] = lr, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
+            ["commit"] = commit.ToString(), ["images"] = images, ["steps"] = steps, ["lr"] = lr, ["whiten_conditioning"] = whiten, ["seed"] = seed, ["world_seed"] = worldSeed, ["sizes"] = sizeList, ["textures"] = textureList, ["captions"] = captions == CaptionStyle.Full ? "full" : "training", ["unmasked_weight"] = unmaskedWeight, ["base"] = baseModel, ["compare"] = compare,
             ["prompts"] = evalPrompts.Count, ["eval_dropped"] = new JsonArray(drop.Order().Select(d => (JsonNode?)d).ToArray()), ["seeds_per_prompt"] = seedsPerPrompt,
         };
         var md = new StringBuilder();
         var objects = sizes is [ToySize.Large] ? "one large object" : $"one object ({string.Join(", ", sizes).ToLowerInvariant()})";
         var backgrounds = plainOnly ? "a plain background" : $"{textureList.Replace(",", ", ")} backgrounds";
         md.AppendLine($"# Toy shape isolation: {objects} on {backgrounds}, {(captions == CaptionStyle.Full ? "full captions" : "partial training captions (judged on full ones)")}{(masked ? $", loss masked to the object (background weight {unmaskedWeight})" : "")}{(drop.Count == 0 ? "" : $"; judged on prompts without their {string.Join(", ", drop.Order())}")}\n");
-        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps at learning rate {lr.ToString(CultureInfo.InvariantCulture)} (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
+        md.AppendLine($"{images:N0} training scenes, {steps:N0} steps at learning rate {lr.ToString(CultureInfo.InvariantCulture)}{(whiten ? " on whitened text states" : "")} (the recipe's UNet stage otherwise), {evalPrompts.Count} held-out prompts × {seedsPerPrompt} seeds, commit {commit}." +
                       (compare is null ? "\n" : $" Compared: {compare}.\n"));
         md.AppendLine("| model | guidance | shape [95% Wilson] | colour | position | background colour |");
         md.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
