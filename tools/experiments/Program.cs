@@ -3,20 +3,24 @@ using DiffusionPeft.Experiments.Claims;
 using DiffusionPeft.Experiments.DreamBoothTable;
 using DiffusionPeft.Experiments.ToyClipShape;
 using DiffusionPeft.Experiments.ToyShapeIsolation;
+using DiffusionPeft.Experiments.ToyTextStates;
 using TorchSharp;
 
 // dotnet run -c Release --project tools/experiments -- claims [--quick] [--only KEY[,KEY]] [--out DIR] [--workers N] [--model DIR --planted-prompt P --planted-held-out-prompt P] [--planted-span inputs|random]
 // dotnet run -c Release --project tools/experiments -- toy-clip-shape [--steps N] [--threads N] [--seed S] [--out DIR] [--quick]
 // dotnet run -c Release --project tools/experiments -- toy-shape-isolation --base RUN/base [--compare MODEL] [--images N] [--steps N] [--lr X] [--whiten-conditioning] [--prompts N] [--seed S] [--world-seed W] [--sizes large[,medium,small]] [--textures plain[,gradient,striped,checked]] [--masked-loss W] [--captions full|training] [--threads N] [--out DIR]
+// dotnet run -c Release --project tools/experiments -- toy-text-states [--model DIR] [--captions N] [--world-seed W] [--out DIR]
 // dotnet run -c Release --project tools/experiments -- dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--common-lr X|none] [--summarize]
 if (args.Length > 0 && args[0] == "dreambooth") return DreamBoothTableCommand.Run(args[1..], RepoRoot());
 if (args.Length > 0 && args[0] == "toy-shape-isolation") return ToyShapeIsolationExperiment.RunCommand(args[1..], RepoRoot());
+if (args.Length > 0 && args[0] == "toy-text-states") return ToyTextStatesExperiment.RunCommand(args[1..], RepoRoot());
 if (args.Length > 0 && args[0] == "toy-clip-shape") return ToyClipShapeExperiment.RunCommand(args[1..], RepoRoot());
 if (args.Length == 0 || args[0] != "claims")
 {
     Console.Error.WriteLine("usage: experiments claims [--quick] [--only " + string.Join(",", ClaimsReport.Order) + "] [--out DIR] [--workers N] [--model DIR]\n" +
                             "       experiments toy-clip-shape [--steps N] [--threads N] [--seed S] [--out DIR] [--quick]\n" +
                             "       experiments toy-shape-isolation --base RUN/base [--compare MODEL] [--images N] [--steps N] [--lr X] [--whiten-conditioning] [--prompts N] [--seed S] [--world-seed W] [--sizes large[,medium,small]] [--textures plain[,gradient,striped,checked]] [--masked-loss W] [--captions full|training] [--threads N] [--out DIR]\n" +
+                            "       experiments toy-text-states [--model DIR] [--captions N] [--world-seed W] [--out DIR]\n" +
                             "       experiments dreambooth [--quick] [--out DIR] [--model DIR] [--evaluators DIR] [--seeds 0,1,2] [--subjects a,b] [--steps N] [--common-lr X|none] [--summarize]");
     return 2;
 }
