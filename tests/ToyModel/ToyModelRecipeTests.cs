@@ -391,6 +391,15 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void TheUnetCanTrainOnWhitenedTextStates()
+    {
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetWhitenConditioning = true }).Run();
+        Assert.Equal(2, reports[2].Steps);
+        Assert.Contains("whiten-conditioning: true", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+        Assert.True(File.Exists(Path.Combine(_dir, "unet", DiffusionPeft.DreamBooth.StableDiffusion.ConditioningWhitening.FileName)));
+    }
+
+    [Fact]
     public void TheUnetCanTrainWithMinSnrWeighting()
     {
         var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetSnrGamma = 5 }).Run();
