@@ -29,15 +29,15 @@ public sealed class StableDiffusionTraining : IDisposable
         Parts = new StableDiffusionParts(model);
         WarnAboutLongCaptions(model, instances.Images.Concat(run.Classes?.Images ?? []), warn);
         model.Unet.GradientCheckpointing = config.GradientCheckpointing;
-        var cacheDir = Path.Combine(run.RunDirectory, "cache");
-        LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
-        TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);
         if (config.WhitenConditioning)
         {
-            ConditioningWhitening.ContextProjections(model.Unet);   // refuses a UNet it cannot fold into before any work
+            ConditioningWhitening.ContextProjections(model.Unet);   // refuses a UNet it cannot fold into, before the caches open
             var captions = instances.Images.Concat(run.Classes?.Images ?? []).Select(i => i.Caption).Append("").ToList();
             Whitening = ConditioningWhitening.LoadOrCompute(run.RunDirectory, captions, Parts.Encode, model.Device, info);
         }
+        var cacheDir = Path.Combine(run.RunDirectory, "cache");
+        LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);
+        TextCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "text"), warn, model.Device);
         Func<Tensor, Tensor>? conditioning = Whitening is { } w ? w.Apply : null;
         var examples = new TrainingExamples(instances, run.TargetSizes, config, run.Decoder, Parts, Parts, LatentCache, TextCache, conditioning);
         TrainingExamples? classes = run.Classes is { } c
