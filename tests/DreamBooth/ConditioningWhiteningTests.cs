@@ -1,4 +1,3 @@
-using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.DreamBooth;
@@ -63,24 +62,7 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.Contains(file, error.Message);
     }
 
-    private string Images()
-    {
-        var dir = Directory.CreateDirectory(Path.Combine(_dir, "images")).FullName;
-        foreach (var (name, red, left) in new[] { ("a", true, true), ("b", false, true), ("c", true, false), ("d", false, false) })
-        {
-            var px = new byte[64 * 64 * 3];
-            for (int y = 0; y < 64; y++)
-                for (int x = 0; x < 64; x++)
-                {
-                    bool inside = y is >= 20 and < 44 && (left ? x is >= 4 and < 28 : x is >= 36 and < 60);
-                    int i = (y * 64 + x) * 3;
-                    (px[i], px[i + 1], px[i + 2]) = inside ? (red ? ((byte)220, (byte)30, (byte)30) : ((byte)30, (byte)60, (byte)220)) : ((byte)240, (byte)240, (byte)240);
-                }
-            PngWriter.Write(Path.Combine(dir, name + ".png"), new RgbImage(64, 64, px));
-            File.WriteAllText(Path.Combine(dir, name + ".txt"), $"a {(red ? "red" : "blue")} square on the {(left ? "left" : "right")}");
-        }
-        return dir;
-    }
+    private string Images() => CaptionedSquares.Write(Path.Combine(_dir, "images"));
 
     private TrainConfig Config(string images) => new()
     {

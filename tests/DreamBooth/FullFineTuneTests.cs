@@ -1,4 +1,3 @@
-using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth;
@@ -16,26 +15,8 @@ public sealed class FullFineTuneTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("dpeft-full-").FullName;
     public void Dispose() => Directory.Delete(_dir, true);
 
-    /// <summary>Four 64 px images, each with its own caption file: a red or blue square on the left or right.</summary>
-    private string CaptionedFolder(bool captions = true)
-    {
-        var dir = Directory.CreateDirectory(Path.Combine(_dir, captions ? "captioned" : "bare")).FullName;
-        foreach (var (name, red, left) in new[] { ("a", true, true), ("b", false, true), ("c", true, false), ("d", false, false) })
-        {
-            var px = new byte[64 * 64 * 3];
-            for (int y = 0; y < 64; y++)
-                for (int x = 0; x < 64; x++)
-                {
-                    bool inside = y is >= 20 and < 44 && (left ? x is >= 4 and < 28 : x is >= 36 and < 60);
-                    int i = (y * 64 + x) * 3;
-                    (px[i], px[i + 1], px[i + 2]) = inside ? (red ? ((byte)220, (byte)30, (byte)30) : ((byte)30, (byte)60, (byte)220)) : ((byte)240, (byte)240, (byte)240);
-                }
-            PngWriter.Write(Path.Combine(dir, name + ".png"), new RgbImage(64, 64, px));
-            if (captions) File.WriteAllText(Path.Combine(dir, name + ".txt"), $"a {(red ? "red" : "blue")} square on the {(left ? "left" : "right")}" +
-                (name == "d" ? ", drawn in the most careful and deliberate way by someone with a lot of time" : ""));
-        }
-        return dir;
-    }
+    private string CaptionedFolder(bool captions = true) =>
+        CaptionedSquares.Write(Path.Combine(_dir, captions ? "captioned" : "bare"), captions, longLastCaption: true);
 
     private TrainConfig Config(string run, string images) => new()
     {
