@@ -55,8 +55,18 @@ public sealed class ConditioningWhitening : IDisposable
         return whitening;
     }
 
-    /// <summary>P from the captions' states: the second moment over every position, accumulated in fp64.</summary>
+    /// <summary>P from the captions' states' <see cref="SecondMoment"/>.</summary>
     public static ConditioningWhitening Compute(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (values, vectors) = linalg.eigh(SecondMoment(captions, encode));
+        double floor = RelativeEpsilon * values.max().item<double>();
+        var p = vectors.matmul(diag(values.add(floor).rsqrt())).matmul(vectors.t());
+        return new ConditioningWhitening(p.to(ScalarType.Float32).to(device).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>E[h hᵀ] [D, D] over every position of the captions' states (encoded 256 at a time), in fp64 on the CPU.</summary>
+    public static Tensor SecondMoment(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode)
     {
         if (captions.Count == 0) throw new ArgumentException("conditioning whitening needs at least one caption");
         using var scope = NewDisposeScope();
@@ -71,11 +81,7 @@ public sealed class ConditioningWhitening : IDisposable
             moment = moment is null ? m : moment.add_(m);
             rows += x.shape[0];
         }
-        moment = moment!.div_(rows);
-        var (values, vectors) = linalg.eigh(moment);
-        double floor = RelativeEpsilon * values.max().item<double>();
-        var p = vectors.matmul(diag(values.add(floor).rsqrt())).matmul(vectors.t());
-        return new ConditioningWhitening(p.to(ScalarType.Float32).to(device).MoveToOuterDisposeScope());
+        return moment!.div_(rows).MoveToOuterDisposeScope();
     }
 
     /// <summary>The states the UNet trains on: <paramref name="states"/> [.., D] · P, in their dtype.</summary>

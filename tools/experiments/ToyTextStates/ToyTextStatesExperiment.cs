@@ -116,16 +116,9 @@ public static class ToyTextStatesExperiment
 
     private static SpectrumStats Spectrum(IReadOnlyList<string> captions, Func<IReadOnlyList<string>, Tensor> encode)
     {
-        using var scope = NewDisposeScope();
-        Tensor? moment = null; long rows = 0;
-        foreach (var chunk in captions.Chunk(256))
-        {
-            var x = encode(chunk).to(ScalarType.Float64);
-            x = x.reshape(-1, x.shape[^1]);
-            moment = moment is null ? x.t().matmul(x) : moment.add_(x.t().matmul(x));
-            rows += x.shape[0];
-        }
-        var values = linalg.eigvalsh(moment!.div_(rows)).data<double>().ToArray().OrderDescending().ToArray();
+        using var moment = ConditioningWhitening.SecondMoment(captions, encode);
+        using var eigen = linalg.eigvalsh(moment);
+        var values = eigen.data<double>().ToArray().OrderDescending().ToArray();
         return new SpectrumStats(values[0], values[values.Length / 2], values[^1], values.Take(4).Sum() / values.Sum());
     }
 
