@@ -32,10 +32,11 @@ public sealed class ConditioningWhitening : IDisposable
 
     /// <summary>
     /// The run's whitening: read from <paramref name="runDirectory"/>'s <see cref="FileName"/>, or computed from
-    /// <paramref name="captions"/>' states (encoded in batches) and written there atomically.
+    /// <paramref name="captions"/>' states (encoded in batches) and written there atomically. A stored matrix that is not
+    /// square, not finite, or (given <paramref name="width"/>, the text encoder's) of another width is refused, naming the file.
     /// </summary>
     public static ConditioningWhitening LoadOrCompute(string runDirectory, IReadOnlyCollection<string> captions,
-        Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null)
+        Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null, int? width = null)
     {
         var path = Path.Combine(runDirectory, FileName);
         if (File.Exists(path))
@@ -45,13 +46,18 @@ public sealed class ConditioningWhitening : IDisposable
             using var stored = file.Read(MatrixKey);
             if (stored.dim() != 2 || stored.shape[0] != stored.shape[1])
                 throw new InvalidDataException($"{path}: '{MatrixKey}' is not a square matrix ({string.Join("×", stored.shape)})");
+            if (width is { } w && stored.shape[0] != w)
+                throw new InvalidDataException($"{path}: a {stored.shape[0]}×{stored.shape[0]} whitening for a text encoder of width {w} (from another model?)");
+            if (!stored.isfinite().all().item<bool>())
+                throw new InvalidDataException($"{path}: '{MatrixKey}' holds NaN or infinite values");
             return new ConditioningWhitening(stored.to(ScalarType.Float32).to(device));
         }
         var whitening = Compute(captions, encode, device);
-        info?.Invoke($"conditioning whitening from {captions.Count:N0} captions' states written to {path}");
         Directory.CreateDirectory(runDirectory);
-        SafetensorsWriter.Write(path, new Dictionary<string, Tensor> { [MatrixKey] = whitening._matrix.cpu() },
-            new Dictionary<string, string> { ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        using (var cpu = whitening._matrix.cpu())
+            SafetensorsWriter.Write(path, new Dictionary<string, Tensor> { [MatrixKey] = cpu },
+                new Dictionary<string, string> { ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        info?.Invoke($"conditioning whitening from {captions.Count:N0} captions' states written to {path}");
         return whitening;
     }
 

@@ -56,6 +56,8 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.True(File.Exists(file));
         using var again = ConditioningWhitening.LoadOrCompute(_dir, ["other captions entirely"], Encode, CPU);
         Assert.True(first.Matrix.eq(again.Matrix).all().item<bool>(), "a resume reads the run's own whitening, not a new one");
+        var wrongWidth = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU, width: 16));
+        Assert.Contains("8×8 whitening for a text encoder of width 16", wrongWidth.Message);
         first.Dispose();
         File.WriteAllBytes(file, [1, 2, 3]);
         var error = Assert.ThrowsAny<Exception>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU));
