@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using DiffusionPeft.Core.IO;
-using DiffusionPeft.Core.Text;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.DreamBooth.StableDiffusion;
@@ -53,12 +52,11 @@ public static class ToyTextStatesExperiment
         using var sd = EmbeddedDefaultModel.IsRequested(model) ? EmbeddedDefaultModel.Create(model) : StableDiffusionLoader.Load(model!);
         var world = new World(worldSeed);
         var training = Enumerable.Range(0, captions).Select(i => world.TrainingCaption(i).ToText()).Append("").ToList();
+        using var parts = new StableDiffusionParts(sd);   // the states training caches: what the UNet reads
         Tensor Encode(IReadOnlyList<string> texts)
         {
-            var ids = texts.SelectMany(t => sd.Tokenizer.EncodeForModel(t).InputIds).ToArray();
             using var _ = no_grad();
-            using var batch = tensor(ids).reshape(texts.Count, -1);
-            return sd.TextEncoder.forward(batch);
+            return parts.Encode(texts);
         }
         using var whitening = ConditioningWhitening.Compute(training, Encode, CPU);
         var spectrum = Spectrum(training, Encode);
