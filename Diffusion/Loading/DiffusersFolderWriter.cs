@@ -19,7 +19,11 @@ public static class DiffusersFolderWriter
     /// <param name="dtype">Dtype of the weight files (float32 or bfloat16/float16 for small folders); null: the model's.</param>
     /// <param name="overrides">Tensors written in place of the model's, by component and key ("unet.conv_in.weight"):
     /// full fine-tuning's fp32 master weights of a model that computes in bf16.</param>
-    public static void Write(StableDiffusionModel model, string folder, ScalarType? dtype = null, IReadOnlyDictionary<string, Tensor>? overrides = null)
+    /// <param name="fp32Keys">Keys (as in <paramref name="overrides"/>) written in float32 whatever <paramref name="dtype"/>:
+    /// weights whose rounding costs far more than the others' (conditioning whitening's folded projections). Loaders
+    /// cast each tensor to the model's dtype, diffusers' too.</param>
+    public static void Write(StableDiffusionModel model, string folder, ScalarType? dtype = null, IReadOnlyDictionary<string, Tensor>? overrides = null,
+        IReadOnlySet<string>? fp32Keys = null)
     {
         var target = Path.GetFullPath(folder);
         if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
@@ -37,8 +41,10 @@ public static class DiffusersFolderWriter
             using var scope = NewDisposeScope();
             var tensors = module.state_dict().ToDictionary(kv => kv.Key, kv =>
             {
-                var value = overrides is not null && overrides.TryGetValue($"{component}.{kv.Key}", out var o) ? o : kv.Value;
-                return value.detach().to_type(dtype ?? value.dtype).cpu();
+                var key = $"{component}.{kv.Key}";
+                var value = overrides is not null && overrides.TryGetValue(key, out var o) ? o : kv.Value;
+                var written = fp32Keys is not null && fp32Keys.Contains(key) ? ScalarType.Float32 : dtype ?? value.dtype;
+                return value.detach().to_type(written).cpu();
             });
             SafetensorsWriter.Write(Path.Combine(temp, rel), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         }

@@ -12,15 +12,16 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// largest eigenvalue). The UNet reads the caption only through linear maps of these states (its cross-attention keys
 /// and values), so this changes nothing the UNet can express, only how fast gradient descent finds it (input whitening
 /// as preconditioning: LeCun et al. 1998, "Efficient BackProp"): a contrastively trained text encoder's states are
-/// dominated by a few directions (the toy model's: eigenvalues from 24 down to a median of 0.03), and words its image
-/// tower saw little of differ only along the faint ones ("circle" and "square" move the toy caption's states 6%,
-/// whitened 29%). P is computed once at the run's start and kept in the run folder (a resume reads it back, so it is
+/// dominated by a few directions (the toy model's: eigenvalues from 25.8 down to a median of 0.029), and words its image
+/// tower saw little of differ only along the faint ones ("circle" and "square" move the toy caption's states 5.9%,
+/// whitened 25%: docs/experiments/toy-text-states). P is computed once at the run's start and kept in the run folder (a resume reads it back, so it is
 /// exact), and the model is written with each key and value weight W as W·P, so it reads the text encoder as it is.
 /// </summary>
 public sealed class ConditioningWhitening : IDisposable
 {
     public const string FileName = "conditioning-whitening.safetensors";
     private const string MatrixKey = "whitening";
+    private const string CaptionsHashKey = "captions_sha256";
     private const double RelativeEpsilon = 1e-4;
 
     private readonly Tensor _matrix;
@@ -33,39 +34,66 @@ public sealed class ConditioningWhitening : IDisposable
     /// <summary>
     /// The run's whitening: read from <paramref name="runDirectory"/>'s <see cref="FileName"/>, or computed from
     /// <paramref name="captions"/>' states (encoded in batches) and written there atomically. A stored matrix that is not
-    /// square, not finite, or (given <paramref name="width"/>, the text encoder's) of another width is refused, naming the file.
+    /// square, not finite, of another width (given <paramref name="width"/>, the text encoder's) or computed from other
+    /// captions (the run's data changed under it) is refused, naming the file.
     /// </summary>
     public static ConditioningWhitening LoadOrCompute(string runDirectory, IReadOnlyCollection<string> captions,
         Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null, int? width = null)
     {
         var path = Path.Combine(runDirectory, FileName);
+        var captionsHash = CaptionsHash(captions);
         if (File.Exists(path))
         {
-            using var file = SafetensorsFile.Open(path);
-            if (!file.Names.Contains(MatrixKey)) throw new InvalidDataException($"{path}: no '{MatrixKey}' tensor");
-            using var stored = file.Read(MatrixKey);
-            if (stored.dim() != 2 || stored.shape[0] != stored.shape[1])
-                throw new InvalidDataException($"{path}: '{MatrixKey}' is not a square matrix ({string.Join("×", stored.shape)})");
-            if (width is { } w && stored.shape[0] != w)
-                throw new InvalidDataException($"{path}: a {stored.shape[0]}×{stored.shape[0]} whitening for a text encoder of width {w} (from another model?)");
-            if (!stored.isfinite().all().item<bool>())
-                throw new InvalidDataException($"{path}: '{MatrixKey}' holds NaN or infinite values");
-            return new ConditioningWhitening(stored.to(ScalarType.Float32).to(device));
+            var stored = Read(path, device, width);
+            // Files written before the hash was kept have none and are read as they are.
+            if (SafetensorsFile.ReadHeader(path).Metadata.TryGetValue(CaptionsHashKey, out var storedHash) && storedHash != captionsHash)
+            {
+                stored.Dispose();
+                throw new InvalidDataException($"{path}: computed from other captions than this run's {captions.Count:N0} (the training data changed since the run began); " +
+                                               "start the run in a new folder, or delete this file and the run's checkpoints to start over");
+            }
+            return stored;
         }
         var whitening = Compute(captions, encode, device);
         Directory.CreateDirectory(runDirectory);
         using (var cpu = whitening._matrix.cpu())
             SafetensorsWriter.Write(path, new Dictionary<string, Tensor> { [MatrixKey] = cpu },
-                new Dictionary<string, string> { ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                new Dictionary<string, string> { ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), [CaptionsHashKey] = captionsHash });
         info?.Invoke($"conditioning whitening from {captions.Count:N0} captions' states written to {path}");
         return whitening;
     }
 
+    /// <summary>A whitening file as written by <see cref="LoadOrCompute"/>; one that is not square, not finite or (given
+    /// <paramref name="width"/>) of another width is refused, naming the file.</summary>
+    public static ConditioningWhitening Read(string path, Device device, int? width = null)
+    {
+        using var file = SafetensorsFile.Open(path);
+        if (!file.Names.Contains(MatrixKey)) throw new InvalidDataException($"{path}: no '{MatrixKey}' tensor");
+        using var stored = file.Read(MatrixKey);
+        if (stored.dim() != 2 || stored.shape[0] != stored.shape[1])
+            throw new InvalidDataException($"{path}: '{MatrixKey}' is not a square matrix ({string.Join("×", stored.shape)})");
+        if (width is { } w && stored.shape[0] != w)
+            throw new InvalidDataException($"{path}: a {stored.shape[0]}×{stored.shape[0]} whitening for a text encoder of width {w} (from another model?)");
+        if (!stored.isfinite().all().item<bool>())
+            throw new InvalidDataException($"{path}: '{MatrixKey}' holds NaN or infinite values");
+        return new ConditioningWhitening(stored.to(ScalarType.Float32).to(device));
+    }
+
+    private static string CaptionsHash(IEnumerable<string> captions) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\u0000", captions))));
+
     /// <summary>P from the captions' states' <see cref="SecondMoment"/>.</summary>
     public static ConditioningWhitening Compute(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode, Device device)
     {
+        using var moment = SecondMoment(captions, encode);
+        return FromMoment(moment, device);
+    }
+
+    /// <summary>P from a second moment [D, D] (<see cref="SecondMoment"/>'s).</summary>
+    public static ConditioningWhitening FromMoment(Tensor moment, Device device)
+    {
         using var scope = NewDisposeScope();
-        var (values, vectors) = linalg.eigh(SecondMoment(captions, encode));
+        var (values, vectors) = linalg.eigh(moment);
         double floor = RelativeEpsilon * values.max().item<double>();
         var p = vectors.matmul(diag(values.add(floor).rsqrt())).matmul(vectors.t());
         return new ConditioningWhitening(p.to(ScalarType.Float32).to(device).MoveToOuterDisposeScope());
@@ -75,23 +103,33 @@ public sealed class ConditioningWhitening : IDisposable
     public static Tensor SecondMoment(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode)
     {
         if (captions.Count == 0) throw new ArgumentException("conditioning whitening needs at least one caption");
-        using var scope = NewDisposeScope();
         Tensor? moment = null;
         long rows = 0;
-        foreach (var chunk in captions.Chunk(256))
+        try
         {
-            using var _ = no_grad();
-            var states = encode(chunk).to(ScalarType.Float64).cpu();
-            var x = states.reshape(-1, states.shape[^1]);
-            var m = x.t().matmul(x);
-            moment = moment is null ? m : moment.add_(m);
-            rows += x.shape[0];
+            foreach (var chunk in captions.Chunk(256))
+            {
+                using var scope = NewDisposeScope();   // one batch's states at a time, on the encoder's device and here
+                using var _ = no_grad();
+                var x = encode(chunk).to(ScalarType.Float64).cpu();
+                x = x.reshape(-1, x.shape[^1]);
+                moment ??= zeros(x.shape[1], x.shape[1], ScalarType.Float64).MoveToOuterDisposeScope();
+                moment.add_(x.t().matmul(x));
+                rows += x.shape[0];
+            }
         }
-        return moment!.div_(rows).MoveToOuterDisposeScope();
+        catch { moment?.Dispose(); throw; }
+        return moment!.div_(rows);
     }
 
-    /// <summary>The states the UNet trains on: <paramref name="states"/> [.., D] · P, in their dtype.</summary>
-    public Tensor Apply(Tensor states) => states.matmul(_matrix.to(states.dtype).to(states.device));
+    /// <summary>The states the UNet trains on: <paramref name="states"/> [.., D] · P, in their dtype (the product in fp32:
+    /// P rounded to bf16 would not be the P folded into the written model).</summary>
+    public Tensor Apply(Tensor states)
+    {
+        if (states.dtype == ScalarType.Float32) return states.matmul(_matrix.to(states.device));
+        using var scope = NewDisposeScope();
+        return states.to(ScalarType.Float32).matmul(_matrix.to(states.device)).to(states.dtype).MoveToOuterDisposeScope();
+    }
 
     /// <summary>
     /// Every projection of <paramref name="unet"/> that reads the caption's states, by parameter name ("down_blocks.1.…
@@ -130,13 +168,21 @@ public sealed class ConditioningWhitening : IDisposable
     public IDisposable FoldedInto(UNet2DConditionModel unet)
     {
         var kept = new List<(Linear Projection, Tensor Weight)>();
-        using (no_grad())
-            foreach (var (_, projection) in ContextProjections(unet))
-            {
-                kept.Add((projection, projection.weight!.detach().clone()));
-                using var folded = Fold(projection.weight!);
-                projection.weight!.copy_(folded);
-            }
+        try
+        {
+            using (no_grad())
+                foreach (var (_, projection) in ContextProjections(unet))
+                {
+                    kept.Add((projection, projection.weight!.detach().clone()));
+                    using var folded = Fold(projection.weight!);
+                    projection.weight!.copy_(folded);
+                }
+        }
+        catch
+        {
+            new Restore(kept).Dispose();   // an error part-way (out of memory in validation) leaves the trained weights as they were
+            throw;
+        }
         return new Restore(kept);
     }
 

@@ -46,16 +46,27 @@ public sealed class ConditioningWhiteningTests : IDisposable
         using var a = x[0]; using var b = a + 0.05f * linalg.qr(randn(8, 8, generator: new Generator(3))).Q[.., 6];
         float before = ((a - b).norm() / a.norm()).item<float>(), after = ((whitening.Apply(a) - whitening.Apply(b)).norm() / whitening.Apply(a).norm()).item<float>();
         Assert.True(after > 10 * before, $"a faint difference {before} → {after}");
+
+        // bf16 states (mixed precision) are whitened by the fp32 P the model is written with, then rounded once.
+        using var half = x.to(ScalarType.BFloat16);
+        using var whiteHalf = whitening.Apply(half);
+        Assert.Equal(ScalarType.BFloat16, whiteHalf.dtype);
+        using var exact = half.to(ScalarType.Float32).matmul(p).to(ScalarType.BFloat16);
+        Assert.True(whiteHalf.eq(exact).all().item<bool>(), "the product is taken in fp32");
     }
 
     [Fact]
     public void ARunKeepsItsWhiteningAndReadsItBackExactly()
     {
-        var first = ConditioningWhitening.LoadOrCompute(_dir, ["a", "bb", "ccc", ""], Encode, CPU);
+        string[] captions = ["a", "bb", "ccc", ""];
+        var first = ConditioningWhitening.LoadOrCompute(_dir, captions, Encode, CPU);
         var file = Path.Combine(_dir, ConditioningWhitening.FileName);
         Assert.True(File.Exists(file));
-        using var again = ConditioningWhitening.LoadOrCompute(_dir, ["other captions entirely"], Encode, CPU);
+        using var again = ConditioningWhitening.LoadOrCompute(_dir, captions, _ => throw new InvalidOperationException("read, not computed"), CPU);
         Assert.True(first.Matrix.eq(again.Matrix).all().item<bool>(), "a resume reads the run's own whitening, not a new one");
+        var changed = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, ["other captions entirely"], Encode, CPU));
+        Assert.Contains(file, changed.Message);
+        Assert.Contains("computed from other captions", changed.Message);
         var wrongWidth = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU, width: 16));
         Assert.Contains("8×8 whitening for a text encoder of width 16", wrongWidth.Message);
         first.Dispose();
@@ -83,7 +94,7 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.Equal(6, result.Steps);
         Assert.True(File.Exists(Path.Combine(config.Out, "validation", "step-000006", "p0-s5.png")), "validation drew with the whitening folded in");
 
-        using var whitening = ConditioningWhitening.LoadOrCompute(config.Out, [], _ => throw new InvalidOperationException("read, not computed"), CPU);
+        using var whitening = ConditioningWhitening.Read(Path.Combine(config.Out, ConditioningWhitening.FileName), CPU);
         using var written = StableDiffusionLoader.Load(Path.Combine(config.Out, FullFineTuneTarget.ModelFolder));
         using var sample = randn(2, 4, 8, 8, generator: new Generator(1));
         using var t = tensor(new long[] { 10, 700 });

@@ -58,8 +58,9 @@ public static class ToyTextStatesExperiment
             using var _ = no_grad();
             return parts.Encode(texts);
         }
-        using var whitening = ConditioningWhitening.Compute(training, Encode, CPU);
-        var spectrum = Spectrum(training, Encode);
+        using var moment = ConditioningWhitening.SecondMoment(training, Encode);   // the captions encoded once
+        using var whitening = ConditioningWhitening.FromMoment(moment, CPU);
+        var spectrum = Spectrum(moment);
 
         var report = new JsonObject
         {
@@ -112,9 +113,8 @@ public static class ToyTextStatesExperiment
 
     private sealed record SpectrumStats(double Max, double Median, double Min, double Top4Share);
 
-    private static SpectrumStats Spectrum(IReadOnlyList<string> captions, Func<IReadOnlyList<string>, Tensor> encode)
+    private static SpectrumStats Spectrum(Tensor moment)
     {
-        using var moment = ConditioningWhitening.SecondMoment(captions, encode);
         using var eigen = linalg.eigvalsh(moment);
         var values = eigen.data<double>().ToArray().OrderDescending().ToArray();
         return new SpectrumStats(values[0], values[values.Length / 2], values[^1], values.Take(4).Sum() / values.Sum());
