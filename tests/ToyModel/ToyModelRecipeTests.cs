@@ -1,3 +1,4 @@
+using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Training;
@@ -118,8 +119,20 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Contains("already holds a vae stage (trained here)",
             Assert.Throws<ArgumentException>(() => new ToyModelRecipe(_dir, Tiny with { ComponentsFrom = Path.Combine(adoptedDir, ToyModelRecipe.ModelFolder) }).Run()).Message);
         Assert.Equal(vaeBefore, File.ReadAllBytes(Path.Combine(_dir, "vae", "done.json")));
-        Assert.Contains("taken from", Assert.Throws<ArgumentException>(() =>
-            new ToyModelRecipe(adoptedDir, Tiny with { ComponentsFrom = Path.Combine(adoptedDir, ToyModelRecipe.ModelFolder) }).Run()).Message);
+        // The same files from another path (a rebuilt dpeft's embedded folder) are the same components; other files are not.
+        var copy = Path.Combine(_dir, "copy");
+        foreach (var file in Directory.EnumerateFiles(modelDir, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(copy, Path.GetRelativePath(modelDir, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        Assert.Equal(4, new ToyModelRecipe(adoptedDir, adopting with { ComponentsFrom = copy }).Run()[2].Steps);
+        var vaeWeights = Path.Combine(copy, "vae", "diffusion_pytorch_model.safetensors");
+        var bytes = File.ReadAllBytes(vaeWeights);
+        bytes[^1] ^= 0x40;   // one weight's last byte: a different VAE
+        File.WriteAllBytes(vaeWeights, bytes);
+        Assert.Contains("taken from", Assert.Throws<ArgumentException>(() => new ToyModelRecipe(adoptedDir, adopting with { ComponentsFrom = copy }).Run()).Message);
         Assert.Contains("not a toy model folder to take components from (no tokenizer/vocab.json)",
             Assert.Throws<FileNotFoundException>(() => new ToyModelRecipe(Path.Combine(_dir, "x"), Tiny with { ComponentsFrom = Path.Combine(_dir, "vae") }).Run()).Message);
         // The embedded model's VAE makes 32×32 latents: a 16×16 recipe cannot take it.
@@ -397,6 +410,16 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(2, reports[2].Steps);
         Assert.Contains("whiten-conditioning: true", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
         Assert.True(File.Exists(Path.Combine(_dir, "unet", DiffusionPeft.DreamBooth.StableDiffusion.ConditioningWhitening.FileName)));
+        // The folder is bf16 but the folded keys and values are kept in fp32 (their bf16 rounding costs ~8× a plain weight's).
+        var (entries, _) = SafetensorsFile.ReadHeader(Path.Combine(_dir, ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors"));
+        var fp32 = entries.Where(e => e.Value.DType == SafetensorsDType.F32).Select(e => e.Key).Order().ToList();
+        Assert.NotEmpty(fp32);
+        Assert.All(fp32, k => Assert.Matches(@"\.attn[12]\.to_[kv]\.weight$", k));
+        Assert.Contains(entries, e => e.Key.EndsWith(".attn2.to_q.weight") && e.Value.DType == SafetensorsDType.BF16);
+
+        var both = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "both"), Tiny with { UnetWhitenConditioning = true, UnetTextEmbedding = true }).Run());
+        Assert.Contains("use one of them", both.Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "both")), "refused before anything is written");
     }
 
     [Fact]

@@ -150,6 +150,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             throw new ArgumentException($"the latent grid must be 16 or 32, got {options.LatentSize}");
         if (options.UnetTopAttention != TopLevelAttention.None && options.LatentSize != 32)
             throw new ArgumentException("top-level attention is for 32×32 latents (on 16×16 the top level has cross-attention already)");
+        if (options.UnetWhitenConditioning && options.UnetTextEmbedding)
+            throw new ArgumentException("--unet-whiten-conditioning folds the whitening into the cross-attention, and --unet-text-embedding reads the caption outside it: use one of them");
         if (TrainedLatentSize() is { } trained && trained != options.LatentSize)
             throw new ArgumentException($"{VaeFolder} holds a VAE with {trained}×{trained} latents, not {options.LatentSize}×{options.LatentSize}: " +
                                         "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
@@ -367,8 +369,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
 
     /// <summary>
     /// Takes <paramref name="from"/>'s tokenizer, VAE and text encoder as this run's finished stages (their done.json
-    /// names the source and counts as any length). A run that has them already keeps them when they came from the same
-    /// folder; one that trained its own, or took another model's, is refused: nothing is overwritten.
+    /// names the source and counts as any length). A run that has them already keeps them when they are the source's,
+    /// file for file (the same model from another path, e.g. a rebuilt dpeft's embedded folder); one that trained its
+    /// own, or took another model's, is refused: nothing is overwritten.
     /// </summary>
     private void AdoptComponents(string from)
     {
@@ -387,7 +390,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             if (Directory.Exists(folder))
             {
                 var had = File.Exists(done) ? JsonSerializer.Deserialize<StageReport>(File.ReadAllText(done)) : null;
-                if (had?.Measurements["source"]?.GetValue<string>() == source) continue;
+                if (had?.Measurements["source"] is not null && SameFiles(Path.Combine(source, part), Path.Combine(folder, inner))) continue;
                 throw new ArgumentException($"{folder} already holds a {stage} stage ({(had is null ? "unfinished" : had.Measurements["source"] is { } other ? $"taken from {other}" : "trained here")}): " +
                                             $"components from {from} need a new --out");
             }
@@ -398,10 +401,14 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
             Directory.Move(folder + ".adopting", folder);
         }
         if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) CopyDirectory(Path.Combine(source, "tokenizer"), TokenizerFolder);
-        else if (Directory.EnumerateFiles(Path.Combine(source, "tokenizer")).Any(f => !File.Exists(Path.Combine(TokenizerFolder, Path.GetFileName(f)))
-                     || !File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(TokenizerFolder, Path.GetFileName(f))))))
+        else if (!SameFiles(Path.Combine(source, "tokenizer"), TokenizerFolder))
             throw new ArgumentException($"{TokenizerFolder} holds another tokenizer than {from}'s: components from {from} need a new --out");
     }
+
+    /// <summary>Whether every file of <paramref name="source"/> is in <paramref name="copy"/>, byte for byte.</summary>
+    private static bool SameFiles(string source, string copy) =>
+        Directory.EnumerateFiles(source).All(f => File.Exists(Path.Combine(copy, Path.GetFileName(f)))
+                                                  && File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(copy, Path.GetFileName(f)))));
 
     /// <summary>The latent grid of the VAE this run trained; null before it has one (an unfinished VAE stage's checkpoints carry it in their settings, which refuse a resume with another).</summary>
     private int? TrainedLatentSize()
