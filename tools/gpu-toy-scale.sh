@@ -32,7 +32,10 @@ fi
 DPEFT="dotnet $APP/dpeft.dll"
 TIME_STEPS=40
 if (( QUICK )); then BATCH=4; TIME_STEPS=6; MAX_STEPS=12; SCENES=4; CLASSIFIER=2; EVAL_RESERVE=60; fi
-TRAIN=(toy-model train --device "$DEV" --components-from embedded --unet-top-attention cross-only --unet-batch "$BATCH" --unet-lr "$LR" --quiet)
+# Checkpoints every 1,000 steps and no validation images: the timing run has neither, so the real run's steps cost what
+# was timed (the work folder does not come back from the device anyway; the last step is always written).
+TRAIN=(toy-model train --device "$DEV" --components-from embedded --unet-top-attention cross-only --unet-batch "$BATCH" --unet-lr "$LR"
+       --checkpoint-every 1000 --validate-every 0 --quiet)
 (( WHITEN )) && TRAIN+=(--unet-whiten-conditioning)
 (( QUICK )) && TRAIN+=(--miniature --latent-size 32)   # the embedded components have 32×32 latents
 log "device $DEV, batch $BATCH, lr $LR, whitened text states $WHITEN, budget ${BUDGET}s; $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
@@ -62,20 +65,11 @@ s=$(date +%s)
 $DPEFT "${TRAIN[@]}" --out "$W/run" --unet-steps "$steps" >> "$OUT/log.txt" 2>&1 || { log "FAIL training"; exit 1; }
 log "trained $steps steps in $(( $(date +%s) - s ))s"
 cp "$W/run/unet/log.jsonl" "$OUT/unet-log.jsonl"; cp "$W/run/unet/loss.png" "$OUT/" 2>/dev/null
-tar -C "$W/run" -cf "$OUT/model.tar" model
+tar -C "$W/run" -cf "$OUT/.model.tar.tmp" model && mv "$OUT/.model.tar.tmp" "$OUT/model.tar"
 
-# 3. The judge on both splits (the diffusion classifier on the held-out split only).
-for split in held-out train; do
-  dir=$OUT/${split/-/}; classifier=$CLASSIFIER; [[ $split == train ]] && classifier=0
-  s=$(date +%s)
-  $DPEFT toy-model evaluate --model "$W/run/model" --device "$DEV" --split "$split" --scenes "$SCENES" --classifier-scenes "$classifier" \
-    --out "$W/eval-$split" >> "$OUT/log.txt" 2>&1 || { log "FAIL evaluate $split"; continue; }
-  mkdir -p "$dir"; cp "$W/eval-$split"/evaluation.{json,md} "$dir/"
-  ls "$W/eval-$split"/*.png | head -32 | xargs -I{} cp {} "$dir/"
-  log "evaluated $split in $(( $(date +%s) - s ))s"
-done
-
-python3 - "$OUT" "$steps" "$BATCH" "$LR" "$rate" "$DEV" "$WHITEN" <<'PY' | tee -a "$OUT/log.txt"
+# The summary, rewritten after each split: a call cut short by the time limit keeps what was judged.
+summarize() {
+python3 - "$OUT" "$steps" "$BATCH" "$LR" "$rate" "$DEV" "$WHITEN" <<'PY' >> "$OUT/log.txt"
 import json, os, sys
 out, steps, batch, lr, rate, dev, whiten = sys.argv[1:]
 result = {"device": dev, "steps": int(steps), "batch": int(batch), "lr": float(lr), "whiten_conditioning": whiten == "1", "seconds_per_step": float(rate),
@@ -92,8 +86,29 @@ for split in ("heldout", "train"):
     result["splits"][split] = row
     cell = lambda v: f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "–"
     lines.append(f"| {split} | " + " | ".join(cell(row[k]) for k in ("Shape", "Colour", "Position", "Size", "ClassifierShape")) + " |")
-json.dump(result, open(os.path.join(out, "results.json"), "w"), indent=2)
-open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+def write(name, text):   # atomically: a kill leaves the old file or the new one
+    tmp = os.path.join(out, "." + name + ".tmp")
+    with open(tmp, "w") as f: f.write(text)
+    os.replace(tmp, os.path.join(out, name))
+write("results.json", json.dumps(result, indent=2))
+write("summary.md", "\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
+}
+
+summarize   # the run's facts before any split is judged
+
+# 3. The judge on both splits (the diffusion classifier on the held-out split only).
+for split in held-out train; do
+  dir=$OUT/${split/-/}; classifier=$CLASSIFIER; [[ $split == train ]] && classifier=0
+  s=$(date +%s)
+  $DPEFT toy-model evaluate --model "$W/run/model" --device "$DEV" --split "$split" --scenes "$SCENES" --classifier-scenes "$classifier" \
+    --out "$W/eval-$split" >> "$OUT/log.txt" 2>&1 || { log "FAIL evaluate $split"; continue; }
+  mkdir -p "$dir"; cp "$W/eval-$split"/evaluation.{json,md} "$dir/"
+  ls "$W/eval-$split"/*.png | head -32 | xargs -I{} cp {} "$dir/"
+  log "evaluated $split in $(( $(date +%s) - s ))s"
+  summarize
+done
+
+cat "$OUT/summary.md" 2>/dev/null
 log "done"

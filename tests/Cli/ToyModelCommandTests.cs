@@ -22,6 +22,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-lr", "0", "--unet-lr takes a positive learning rate (got 0)")]
     [InlineData("--unet-lr", "fast", "--unet-lr takes a positive learning rate (got fast)")]
     [InlineData("--unet-batch", "0", "--unet-batch takes a batch of at least 1 (got 0)")]
+    [InlineData("--checkpoint-every", "0", "--checkpoint-every takes a step count of at least 1 (got 0)")]
+    [InlineData("--validate-every", "-1", "--validate-every takes a step count, or 0 for none (got -1)")]
     [InlineData("--unet-timestep-sampling", "beta", "--unet-timestep-sampling takes uniform|logit_normal (got beta)")]
     [InlineData("--unet-width", "24", "--unet-width takes a positive multiple of 16 (got 24)")]
     [InlineData("--unet-width", "0", "--unet-width takes a positive multiple of 16 (got 0)")]

@@ -53,12 +53,14 @@ public static class ToyModelCommand
         var unetBatch = new Option<int?>("--unet-batch") { Description = "The UNet stage's batch (default: the shipped model's, 32; a GPU is used well at 128–512, with a higher --unet-lr). Another batch on a UNet run already started is refused when it resumes." };
         var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). Captions name the background, so 0 would never teach it. Masks on or off rewrites the data and moves a UNet trained on the old aside; another weight needs the UNet run moved aside by hand (a resume refuses it)." };
         var componentsFrom = new Option<string?>("--components-from") { Description = "Take the tokenizer, VAE and text encoder of this toy model folder (\"embedded\": the embedded default) as finished stages, so that only the UNet's data and stage run: the UNet retrained on those components. Refused on a run that trained (or took) others." };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Each stage's checkpoint interval in steps (default 100; a run's last step is always kept). May change on a resume." };
+        var validateEvery = new Option<int?>("--validate-every") { Description = "The UNet stage's validation images every N steps (default 500; 0: none). May change on a resume." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, unetBatch, whiten, emaDecay, maskedLoss, componentsFrom, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, unetBatch, whiten, emaDecay, maskedLoss, componentsFrom, checkpointEvery, validateEvery, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -106,6 +108,24 @@ public static class ToyModelCommand
                     return 2;
                 }
                 options = options with { UnetBatch = batch };
+            }
+            if (r.GetValue(checkpointEvery) is { } every)
+            {
+                if (every < 1)
+                {
+                    error.WriteLine($"error: --checkpoint-every takes a step count of at least 1 (got {every})");
+                    return 2;
+                }
+                options = options with { CheckpointEvery = every };
+            }
+            if (r.GetValue(validateEvery) is { } validate)
+            {
+                if (validate < 0)
+                {
+                    error.WriteLine($"error: --validate-every takes a step count, or 0 for none (got {validate})");
+                    return 2;
+                }
+                options = options with { ValidateEvery = validate };
             }
             if (r.GetValue(emaDecay) is { } decayText)
             {
