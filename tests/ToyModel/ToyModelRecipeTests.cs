@@ -416,6 +416,10 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.NotEmpty(fp32);
         Assert.All(fp32, k => Assert.Matches(@"\.attn[12]\.to_[kv]\.weight$", k));
         Assert.Contains(entries, e => e.Key.EndsWith(".attn2.to_q.weight") && e.Value.DType == SafetensorsDType.BF16);
+        using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))   // the mixed folder loads, every weight as written
+        using (var file = SafetensorsFile.Open(Path.Combine(_dir, ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors")))
+        using (var stored = file.Read(fp32[0]))
+            Assert.True(model.Unet.state_dict()[fp32[0]].eq(stored).all().item<bool>());
 
         var both = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "both"), Tiny with { UnetWhitenConditioning = true, UnetTextEmbedding = true }).Run());
         Assert.Contains("use one of them", both.Message);
