@@ -44,9 +44,10 @@ public sealed class ConditioningWhitening : IDisposable
         var captionsHash = CaptionsHash(captions);
         if (File.Exists(path))
         {
-            var stored = Read(path, device, width);
+            using var file = SafetensorsFile.Open(path);
+            var stored = Read(file, path, device, width);
             // Files written before the hash was kept have none and are read as they are.
-            if (SafetensorsFile.ReadHeader(path).Metadata.TryGetValue(CaptionsHashKey, out var storedHash) && storedHash != captionsHash)
+            if (file.Metadata.TryGetValue(CaptionsHashKey, out var storedHash) && storedHash != captionsHash)
             {
                 stored.Dispose();
                 throw new InvalidDataException($"{path}: computed from other captions than this run's {captions.Count:N0} (the training data changed since the run began); " +
@@ -68,6 +69,11 @@ public sealed class ConditioningWhitening : IDisposable
     public static ConditioningWhitening Read(string path, Device device, int? width = null)
     {
         using var file = SafetensorsFile.Open(path);
+        return Read(file, path, device, width);
+    }
+
+    private static ConditioningWhitening Read(SafetensorsFile file, string path, Device device, int? width)
+    {
         if (!file.Names.Contains(MatrixKey)) throw new InvalidDataException($"{path}: no '{MatrixKey}' tensor");
         using var stored = file.Read(MatrixKey);
         if (stored.dim() != 2 || stored.shape[0] != stored.shape[1])
