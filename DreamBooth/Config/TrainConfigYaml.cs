@@ -259,6 +259,7 @@ public static class TrainConfigYaml
         "loraplus-ratio" => c.Mode == TrainingMode.Adapter && c.Method == AdapterMethod.LoraPlus,
         "unmasked-weight" => c.MaskedLoss,
         "whiten-conditioning" => c.Mode == TrainingMode.Full,
+        "whiten-strength" => c.Mode == TrainingMode.Full && c.WhitenConditioning,
         _ when AdapterKeys.Contains(key) => c.Mode == TrainingMode.Adapter,
         _ => true,
     };
@@ -326,6 +327,7 @@ public static class TrainConfigYaml
         Check(c.PlotEvery >= 1, "plot-every", $"must be >= 1, got {c.PlotEvery}");
         Check(!c.WhitenConditioning || (c.Mode == TrainingMode.Full && !c.TrainTextEncoder), "whiten-conditioning",
             "is for --mode full with a frozen text encoder (without --train-text-encoder)");
+        Check(c.WhitenStrength > 0 && c.WhitenStrength <= 1, "whiten-strength", $"must be in (0, 1], got {Fmt(c.WhitenStrength)}");
 
         if (errors.Count > 0)
             throw new TrainConfigException((source is null ? "invalid training configuration" : $"{source}: invalid training configuration") +

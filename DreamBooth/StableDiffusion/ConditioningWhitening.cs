@@ -16,12 +16,15 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// tower saw little of differ only along the faint ones ("circle" and "square" move the toy caption's states 5.9%,
 /// whitened 25%: docs/experiments/toy-text-states). P is computed once at the run's start and kept in the run folder (a resume reads it back, so it is
 /// exact), and the model is written with each key and value weight W as W·P, so it reads the text encoder as it is.
+/// --whiten-strength α &lt; 1 whitens part-way: P = (E[h hᵀ] + εI)^(-α/2), each direction's variance λ becoming about
+/// λ^(1-α) (0.5: the spread of the spectrum halved in log scale; the strong directions kept stronger than the faint ones).
 /// </summary>
 public sealed class ConditioningWhitening : IDisposable
 {
     public const string FileName = "conditioning-whitening.safetensors";
     private const string MatrixKey = "whitening";
     private const string CaptionsHashKey = "captions_sha256";
+    private const string StrengthKey = "strength";
     private const double RelativeEpsilon = 1e-4;
 
     private readonly Tensor _matrix;
@@ -34,32 +37,41 @@ public sealed class ConditioningWhitening : IDisposable
     /// <summary>
     /// The run's whitening: read from <paramref name="runDirectory"/>'s <see cref="FileName"/>, or computed from
     /// <paramref name="captions"/>' states (encoded in batches) and written there atomically. A stored matrix that is not
-    /// square, not finite, of another width (given <paramref name="width"/>, the text encoder's) or computed from other
-    /// captions (the run's data changed under it) is refused, naming the file.
+    /// square, not finite, of another width (given <paramref name="width"/>, the text encoder's), computed from other
+    /// captions (the run's data changed under it) or of another <paramref name="strength"/> is refused, naming the file.
     /// </summary>
     public static ConditioningWhitening LoadOrCompute(string runDirectory, IReadOnlyCollection<string> captions,
-        Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null, int? width = null)
+        Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null, int? width = null, double strength = 1.0)
     {
         var path = Path.Combine(runDirectory, FileName);
         var captionsHash = CaptionsHash(captions);
+        var strengthText = strength.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (File.Exists(path))
         {
             using var file = SafetensorsFile.Open(path);
             var stored = Read(file, path, device, width);
-            // Files written before the hash was kept have none and are read as they are.
+            // Files written before the hash and the strength were kept have neither and are read as they are (strength 1).
+            string? fault = null;
             if (file.Metadata.TryGetValue(CaptionsHashKey, out var storedHash) && storedHash != captionsHash)
+                fault = $"computed from other captions than this run's {captions.Count:N0} (the training data changed since the run began)";
+            else if ((file.Metadata.TryGetValue(StrengthKey, out var storedStrength) ? storedStrength : "1") != strengthText)
+                fault = $"a whitening of strength {storedStrength ?? "1"}, and this run asks for {strengthText}";
+            if (fault is not null)
             {
                 stored.Dispose();
-                throw new InvalidDataException($"{path}: computed from other captions than this run's {captions.Count:N0} (the training data changed since the run began); " +
-                                               "start the run in a new folder, or delete this file and the run's checkpoints to start over");
+                throw new InvalidDataException($"{path}: {fault}; start the run in a new folder, or delete this file and the run's checkpoints to start over");
             }
             return stored;
         }
-        var whitening = Compute(captions, encode, device);
+        var whitening = Compute(captions, encode, device, strength);
         Directory.CreateDirectory(runDirectory);
         using (var cpu = whitening._matrix.cpu())
             SafetensorsWriter.Write(path, new Dictionary<string, Tensor> { [MatrixKey] = cpu },
-                new Dictionary<string, string> { ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), [CaptionsHashKey] = captionsHash });
+                new Dictionary<string, string>
+                {
+                    ["captions"] = captions.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), [CaptionsHashKey] = captionsHash,
+                    [StrengthKey] = strengthText,
+                });
         info?.Invoke($"conditioning whitening from {captions.Count:N0} captions' states written to {path}");
         return whitening;
     }
@@ -85,23 +97,32 @@ public sealed class ConditioningWhitening : IDisposable
         return new ConditioningWhitening(stored.to(ScalarType.Float32).to(device));
     }
 
+    private static void CheckStrength(double strength)
+    {
+        if (!(strength > 0 && strength <= 1))
+            throw new ArgumentOutOfRangeException(nameof(strength), strength, "the whitening's strength must be in (0, 1]");
+    }
+
     private static string CaptionsHash(IEnumerable<string> captions) =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\u0000", captions))));
 
     /// <summary>P from the captions' states' <see cref="SecondMoment"/>.</summary>
-    public static ConditioningWhitening Compute(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode, Device device)
+    public static ConditioningWhitening Compute(IReadOnlyCollection<string> captions, Func<IReadOnlyList<string>, Tensor> encode, Device device, double strength = 1.0)
     {
+        CheckStrength(strength);
         using var moment = SecondMoment(captions, encode);
-        return FromMoment(moment, device);
+        return FromMoment(moment, device, strength);
     }
 
-    /// <summary>P from a second moment [D, D] (<see cref="SecondMoment"/>'s).</summary>
-    public static ConditioningWhitening FromMoment(Tensor moment, Device device)
+    /// <summary>P = (M + εI)^(-α/2) from a second moment M [D, D] (<see cref="SecondMoment"/>'s), α = <paramref name="strength"/>.</summary>
+    public static ConditioningWhitening FromMoment(Tensor moment, Device device, double strength = 1.0)
     {
+        CheckStrength(strength);
         using var scope = NewDisposeScope();
         var (values, vectors) = linalg.eigh(moment);
         double floor = RelativeEpsilon * values.max().item<double>();
-        var p = vectors.matmul(diag(values.add(floor).rsqrt())).matmul(vectors.t());
+        var scales = strength == 1.0 ? values.add(floor).rsqrt() : values.add(floor).pow(-strength / 2);
+        var p = vectors.matmul(diag(scales)).matmul(vectors.t());
         return new ConditioningWhitening(p.to(ScalarType.Float32).to(device).MoveToOuterDisposeScope());
     }
 

@@ -33,7 +33,7 @@ public sealed class StableDiffusionTraining : IDisposable
         {
             ConditioningWhitening.ContextProjections(model.Unet);   // refuses a UNet it cannot fold into, before the caches open
             var captions = instances.Images.Concat(run.Classes?.Images ?? []).Select(i => i.Caption).Append("").ToList();
-            Whitening = ConditioningWhitening.LoadOrCompute(run.RunDirectory, captions, Parts.Encode, model.Device, info, model.TextEncoder.Config.HiddenSize);
+            Whitening = ConditioningWhitening.LoadOrCompute(run.RunDirectory, captions, Parts.Encode, model.Device, info, model.TextEncoder.Config.HiddenSize, config.WhitenStrength);
         }
         var cacheDir = Path.Combine(run.RunDirectory, "cache");
         LatentCache = new TensorCache(config.CacheLatents, Path.Combine(cacheDir, "latents"), warn, model.Device);

@@ -21,6 +21,7 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-masked-loss", "yes", "--unet-masked-loss takes the background's weight in [0, 1] or none (got yes)")]
     [InlineData("--unet-lr", "0", "--unet-lr takes a positive learning rate (got 0)")]
     [InlineData("--unet-lr", "fast", "--unet-lr takes a positive learning rate (got fast)")]
+    [InlineData("--unet-whiten-strength", "0.5", "--unet-whiten-strength is for --unet-whiten-conditioning")]
     [InlineData("--unet-batch", "0", "--unet-batch takes a batch of at least 1 (got 0)")]
     [InlineData("--checkpoint-every", "0", "--checkpoint-every takes a step count of at least 1 (got 0)")]
     [InlineData("--validate-every", "-1", "--validate-every takes a step count, or 0 for none (got -1)")]
@@ -53,6 +54,20 @@ public sealed class ToyModelCommandTests : IDisposable
         int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention", value], o, e);
         Assert.Equal(2, code);
         Assert.Contains(message, e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1.5")]
+    [InlineData("half")]
+    public void AWhiteningStrengthOutsideZeroToOneIsRefusedBeforeAnythingIsWritten(string value)
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-whiten-conditioning", "--unet-whiten-strength", value], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains($"--unet-whiten-strength takes a number in (0, 1] (got {value})", e.ToString());
         Assert.False(Directory.Exists(run));
     }
 

@@ -56,6 +56,27 @@ public sealed class ConditioningWhiteningTests : IDisposable
     }
 
     [Fact]
+    public void HalfStrengthIsTheSquareRootOfTheFullWhiteningAndHalvesTheLogSpectrum()
+    {
+        var captions = Enumerable.Range(0, 400).Select(i => $"caption {i}").ToList();
+        using var moment = ConditioningWhitening.SecondMoment(captions, Encode);
+        using var full = ConditioningWhitening.FromMoment(moment, CPU);
+        using var half = ConditioningWhitening.FromMoment(moment, CPU, strength: 0.5);
+        using var squared = half.Matrix.matmul(half.Matrix);
+        Assert.True((squared - full.Matrix).abs().max().item<float>() < 1e-3f * full.Matrix.abs().max().item<float>(), "P(½)² = P(1)");
+        // Each direction's second moment λ becomes λ / √(λ + floor): the strongest (100) 10, the 0.25 one about 0.5.
+        using var x = Encode(captions).reshape(-1, 8);
+        using var w = half.Apply(x);
+        var values = linalg.eigvalsh(w.t().matmul(w) / x.shape[0]);
+        var before = linalg.eigvalsh(x.t().matmul(x) / x.shape[0]);
+        Assert.InRange(values.max().item<float>(), 9.5f, 10.5f);
+        double spread = Math.Log(values.max().item<float>() / values[3].item<float>()), spreadBefore = Math.Log(before.max().item<float>() / before[3].item<float>());
+        Assert.InRange(spread / spreadBefore, 0.45, 0.55);
+        foreach (var bad in new[] { 0.0, -0.5, 1.5, double.NaN })
+            Assert.Throws<ArgumentOutOfRangeException>(() => ConditioningWhitening.FromMoment(moment, CPU, bad));
+    }
+
+    [Fact]
     public void ARunKeepsItsWhiteningAndReadsItBackExactly()
     {
         string[] captions = ["a", "bb", "ccc", ""];
@@ -69,6 +90,9 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.Contains("computed from other captions", changed.Message);
         var wrongWidth = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU, width: 16));
         Assert.Contains("8×8 whitening for a text encoder of width 16", wrongWidth.Message);
+        var otherStrength = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, captions, Encode, CPU, strength: 0.5));
+        Assert.Contains(file, otherStrength.Message);
+        Assert.Contains("strength 1, and this run asks for 0.5", otherStrength.Message);
         first.Dispose();
         File.WriteAllBytes(file, [1, 2, 3]);
         var error = Assert.ThrowsAny<Exception>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU));
@@ -127,6 +151,9 @@ public sealed class ConditioningWhiteningTests : IDisposable
         var textEncoder = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(config with { TrainTextEncoder = true }));
         Assert.Contains("--whiten-conditioning", textEncoder.Message);
         TrainConfigYaml.Validate(config);
+        TrainConfigYaml.Validate(config with { WhitenStrength = 0.5 });
+        var strength = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(config with { WhitenStrength = 0 }));
+        Assert.Contains("--whiten-strength: must be in (0, 1], got 0", strength.Message);
         using var unet = new UNet2DConditionModel(DiffusionPeft.ToyModel.ToyModelConfigs.Unet(64, 16, 16, textEmbedding: true));
         var pooled = Assert.Throws<NotSupportedException>(() => ConditioningWhitening.ContextProjections(unet));
         Assert.Contains("addition_embed_type", pooled.Message);

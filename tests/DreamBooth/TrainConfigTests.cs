@@ -23,7 +23,7 @@ public sealed class TrainConfigTests : IDisposable
         TimestepSampling = TimestepSampling.LogitNormal, LogitMean = 0.25, LogitStd = 1.5,
         AdamBeta1 = 0.8, AdamBeta2 = 0.95, AdamEpsilon = 1e-6, MaxGradNorm = 0, LoraPlusRatio = 4, SingLoraRampSteps = 77,
         SingLoraInitScale = 0.25, SdsBasis = DiffusionPeft.Adapters.SdsBasis.Qr, TrainTextEncoder = true, DType = "bf16", Device = "cuda:1", CacheLatents = LatentCacheMode.None,
-        GradientCheckpointing = true, PlotEvery = 3, Mode = TrainingMode.Full, CaptionDropout = 0.1, SaveDType = SaveDType.Bf16, WhitenConditioning = true,
+        GradientCheckpointing = true, PlotEvery = 3, Mode = TrainingMode.Full, CaptionDropout = 0.1, SaveDType = SaveDType.Bf16, WhitenConditioning = true, WhitenStrength = 0.5,
     };
 
     [Fact]
@@ -32,7 +32,7 @@ public sealed class TrainConfigTests : IDisposable
         var defaults = new TrainConfig();
         var same = TrainConfigYaml.Options.Where(o => Equals(o.Property.GetValue(defaults), o.Property.GetValue(Everything))).Select(o => o.Key).ToArray();
         Assert.Empty(same);
-        Assert.Equal(61, TrainConfigYaml.Options.Count);
+        Assert.Equal(62, TrainConfigYaml.Options.Count);
     }
 
     [Fact]

@@ -89,6 +89,8 @@ public sealed record ToyModelOptions
     public double? UnetEmaDecay { get; init; }
     /// <summary>Train the UNet on the text encoder's states whitened (dpeft train --whiten-conditioning, <c>ConditioningWhitening</c>); false: as they are (the shipped model's).</summary>
     public bool UnetWhitenConditioning { get; init; }
+    /// <summary>How far the whitening goes (dpeft train --whiten-strength; 1: fully).</summary>
+    public double UnetWhitenStrength { get; init; } = 1.0;
     /// <summary>
     /// A masked loss for the UNet stage (dpeft train --masked-loss): the data gets each scene's object mask and the
     /// background counts with this weight (0: not at all; 1: as without a mask); null: no mask (the shipped model's).
@@ -454,7 +456,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         CheckpointEvery = options.CheckpointEvery, Keep = 2, Resume = "latest", SaveDType = SaveDType.Bf16, Device = options.Device,
         ValidateEvery = options.ValidateEvery, ValidationPrompts = new(ToyModelEvaluation.ValidationPrompts), ValidationSeeds = new([1, 2]),
         PlotEvery = 25, CacheLatents = LatentCacheMode.Memory, DType = options.UnetDType, EmaDecay = options.UnetEmaDecay,
-        WhitenConditioning = options.UnetWhitenConditioning,
+        WhitenConditioning = options.UnetWhitenConditioning, WhitenStrength = options.UnetWhitenStrength,
         MaskedLoss = Masked(options), UnmaskedWeight = options.UnetUnmaskedWeight ?? 0,
     };
 
