@@ -328,6 +328,7 @@ public static class TrainConfigYaml
         Check(!c.WhitenConditioning || (c.Mode == TrainingMode.Full && !c.TrainTextEncoder), "whiten-conditioning",
             "is for --mode full with a frozen text encoder (without --train-text-encoder)");
         Check(c.WhitenStrength > 0 && c.WhitenStrength <= 1, "whiten-strength", $"must be in (0, 1], got {Fmt(c.WhitenStrength)}");
+        Check(c.WhitenConditioning || c.WhitenStrength == 1, "whiten-strength", "is for --whiten-conditioning");
 
         if (errors.Count > 0)
             throw new TrainConfigException((source is null ? "invalid training configuration" : $"{source}: invalid training configuration") +

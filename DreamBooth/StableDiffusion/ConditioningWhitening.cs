@@ -43,6 +43,7 @@ public sealed class ConditioningWhitening : IDisposable
     public static ConditioningWhitening LoadOrCompute(string runDirectory, IReadOnlyCollection<string> captions,
         Func<IReadOnlyList<string>, Tensor> encode, Device device, Action<string>? info = null, int? width = null, double strength = 1.0)
     {
+        CheckStrength(strength);
         var path = Path.Combine(runDirectory, FileName);
         var captionsHash = CaptionsHash(captions);
         var strengthText = strength.ToString("R", System.Globalization.CultureInfo.InvariantCulture);

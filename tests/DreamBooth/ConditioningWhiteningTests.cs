@@ -67,8 +67,8 @@ public sealed class ConditioningWhiteningTests : IDisposable
         // Each direction's second moment λ becomes λ / √(λ + floor): the strongest (100) 10, the 0.25 one about 0.5.
         using var x = Encode(captions).reshape(-1, 8);
         using var w = half.Apply(x);
-        var values = linalg.eigvalsh(w.t().matmul(w) / x.shape[0]);
-        var before = linalg.eigvalsh(x.t().matmul(x) / x.shape[0]);
+        using var values = linalg.eigvalsh(w.t().matmul(w) / x.shape[0]);
+        using var before = linalg.eigvalsh(x.t().matmul(x) / x.shape[0]);
         Assert.InRange(values.max().item<float>(), 9.5f, 10.5f);
         double spread = Math.Log(values.max().item<float>() / values[3].item<float>()), spreadBefore = Math.Log(before.max().item<float>() / before[3].item<float>());
         Assert.InRange(spread / spreadBefore, 0.45, 0.55);
@@ -94,6 +94,24 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.Contains(file, otherStrength.Message);
         Assert.Contains("strength 1, and this run asks for 0.5", otherStrength.Message);
         first.Dispose();
+        // A file written before the strength was kept holds none: it is full whitening, read back at 1 and refused at 0.5.
+        using (var moment = ConditioningWhitening.SecondMoment(captions, Encode))
+        using (var full = ConditioningWhitening.FromMoment(moment, CPU))
+        using (var cpu = full.Matrix.cpu())
+            DiffusionPeft.Diffusion.IO.SafetensorsWriter.Write(file, new Dictionary<string, Tensor> { ["whitening"] = cpu });
+        using (var old = ConditioningWhitening.LoadOrCompute(_dir, captions, _ => throw new InvalidOperationException("read, not computed"), CPU))
+            Assert.True(old.Matrix.eq(again.Matrix).all().item<bool>());
+        var oldAtHalf = Assert.Throws<InvalidDataException>(() => ConditioningWhitening.LoadOrCompute(_dir, captions, Encode, CPU, strength: 0.5));
+        Assert.Contains("strength 1, and this run asks for 0.5", oldAtHalf.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ConditioningWhitening.LoadOrCompute(_dir, captions, Encode, CPU, strength: double.NaN));
+        // A part-way whitening is kept with its strength and read back by a run that asks for the same.
+        var partDir = Path.Combine(_dir, "part");
+        using (var part = ConditioningWhitening.LoadOrCompute(partDir, captions, Encode, CPU, strength: 0.3))
+        using (var partAgain = ConditioningWhitening.LoadOrCompute(partDir, captions, _ => throw new InvalidOperationException("read, not computed"), CPU, strength: 0.3))
+        {
+            Assert.True(part.Matrix.eq(partAgain.Matrix).all().item<bool>());
+            Assert.False(part.Matrix.allclose(again.Matrix, rtol: 1e-2, atol: 1e-3), "0.3 is not the full whitening");
+        }
         File.WriteAllBytes(file, [1, 2, 3]);
         var error = Assert.ThrowsAny<Exception>(() => ConditioningWhitening.LoadOrCompute(_dir, ["a"], Encode, CPU));
         Assert.Contains(file, error.Message);
@@ -152,6 +170,8 @@ public sealed class ConditioningWhiteningTests : IDisposable
         Assert.Contains("--whiten-conditioning", textEncoder.Message);
         TrainConfigYaml.Validate(config);
         TrainConfigYaml.Validate(config with { WhitenStrength = 0.5 });
+        var unused = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(config with { WhitenConditioning = false, WhitenStrength = 0.5 }));
+        Assert.Contains("--whiten-strength: is for --whiten-conditioning", unused.Message);
         var strength = Assert.Throws<TrainConfigException>(() => TrainConfigYaml.Validate(config with { WhitenStrength = 0 }));
         Assert.Contains("--whiten-strength: must be in (0, 1], got 0", strength.Message);
         using var unet = new UNet2DConditionModel(DiffusionPeft.ToyModel.ToyModelConfigs.Unet(64, 16, 16, textEmbedding: true));

@@ -152,6 +152,9 @@ public sealed class TrainConfigTests : IDisposable
         var full = lora with { Mode = TrainingMode.Full };
         Assert.Empty(TrainConfigYaml.TrainingDifferences(full, full with { Rank = 16, Alpha = 3, Method = AdapterMethod.Dora }));
         Assert.Equal(new[] { "lr" }, TrainConfigYaml.TrainingDifferences(full, full with { Lr = 1 }));
+        Assert.Empty(TrainConfigYaml.TrainingDifferences(full, full with { WhitenStrength = 0.5 }));   // no whitening: its strength is unused
+        var whitened = full with { WhitenConditioning = true };
+        Assert.Equal(new[] { "whiten-strength" }, TrainConfigYaml.TrainingDifferences(whitened, whitened with { WhitenStrength = 0.5 }));
         Assert.Equal(new[] { "method" }, TrainConfigYaml.TrainingDifferences(lora, sing));
     }
 

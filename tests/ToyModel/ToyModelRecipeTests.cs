@@ -406,10 +406,12 @@ public sealed class ToyModelRecipeTests : IDisposable
     [Fact]
     public void TheUnetCanTrainOnWhitenedTextStates()
     {
-        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetWhitenConditioning = true }).Run();
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetWhitenConditioning = true, UnetWhitenStrength = 0.5 }).Run();
         Assert.Equal(2, reports[2].Steps);
         Assert.Contains("whiten-conditioning: true", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
-        Assert.True(File.Exists(Path.Combine(_dir, "unet", DiffusionPeft.DreamBooth.StableDiffusion.ConditioningWhitening.FileName)));
+        Assert.Contains("whiten-strength: 0.5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
+        using (var whiteningFile = SafetensorsFile.Open(Path.Combine(_dir, "unet", DiffusionPeft.DreamBooth.StableDiffusion.ConditioningWhitening.FileName)))
+            Assert.Equal("0.5", whiteningFile.Metadata["strength"]);
         // The folder is bf16 but the folded keys and values are kept in fp32 (their bf16 rounding costs ~8× a plain weight's).
         var (entries, _) = SafetensorsFile.ReadHeader(Path.Combine(_dir, ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors"));
         var fp32 = entries.Where(e => e.Value.DType == SafetensorsDType.F32).Select(e => e.Key).Order().ToList();
