@@ -16,6 +16,7 @@ OUT=${OUT:-/tmp/toy-scale-out}; mkdir -p "$OUT"
 DEV=${DEV:-cuda}; QUICK=${QUICK:-0}; BUDGET=${BUDGET:-540}
 BATCH=${BATCH:-256}; LR=${LR:-1.5e-3}; MAX_STEPS=${MAX_STEPS:-30000}; SCENES=${SCENES:-200}; CLASSIFIER=${CLASSIFIER:-96}
 WHITEN=${WHITEN:-0}   # 1: --unet-whiten-conditioning as well (dpeft train --whiten-conditioning)
+WHITEN_STRENGTH=${WHITEN_STRENGTH:-1}   # with WHITEN=1: --unet-whiten-strength (1: fully; 0.5: part-way)
 EVAL_RESERVE=${EVAL_RESERVE:-150}   # seconds kept for the two evaluations and the copies
 W=${WORK:-/tmp/toy-scale-work}; rm -rf "$W"; mkdir -p "$W"
 T0=$(date +%s)
@@ -36,9 +37,9 @@ if (( QUICK )); then BATCH=4; TIME_STEPS=6; MAX_STEPS=12; SCENES=4; CLASSIFIER=2
 # was timed (the work folder does not come back from the device anyway; the last step is always written).
 TRAIN=(toy-model train --device "$DEV" --components-from embedded --unet-top-attention cross-only --unet-batch "$BATCH" --unet-lr "$LR"
        --checkpoint-every 1000 --validate-every 0 --quiet)
-(( WHITEN )) && TRAIN+=(--unet-whiten-conditioning)
+(( WHITEN )) && TRAIN+=(--unet-whiten-conditioning --unet-whiten-strength "$WHITEN_STRENGTH")
 (( QUICK )) && TRAIN+=(--miniature --latent-size 32)   # the embedded components have 32×32 latents
-log "device $DEV, batch $BATCH, lr $LR, whitened text states $WHITEN, budget ${BUDGET}s; $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+log "device $DEV, batch $BATCH, lr $LR, whitened text states $WHITEN (strength $WHITEN_STRENGTH), budget ${BUDGET}s; $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 
 # 1. The UNet's data and base, and a short run that times a step (the data and base are kept for the real run).
 log "timing run: $TIME_STEPS steps"
@@ -69,12 +70,13 @@ tar -C "$W/run" -cf "$OUT/.model.tar.tmp" model && mv "$OUT/.model.tar.tmp" "$OU
 
 # The summary, rewritten after each split: a call cut short by the time limit keeps what was judged.
 summarize() {
-python3 - "$OUT" "$steps" "$BATCH" "$LR" "$rate" "$DEV" "$WHITEN" <<'PY' >> "$OUT/log.txt"
+python3 - "$OUT" "$steps" "$BATCH" "$LR" "$rate" "$DEV" "$WHITEN" "$WHITEN_STRENGTH" <<'PY' >> "$OUT/log.txt"
 import json, os, sys
-out, steps, batch, lr, rate, dev, whiten = sys.argv[1:]
-result = {"device": dev, "steps": int(steps), "batch": int(batch), "lr": float(lr), "whiten_conditioning": whiten == "1", "seconds_per_step": float(rate),
+out, steps, batch, lr, rate, dev, whiten, strength = sys.argv[1:]
+result = {"device": dev, "steps": int(steps), "batch": int(batch), "lr": float(lr), "whiten_conditioning": whiten == "1",
+          "whiten_strength": float(strength) if whiten == "1" else None, "seconds_per_step": float(rate),
           "scenes_seen_vs_recipe": int(steps) * int(batch) / (8000 * 32), "splits": {}}
-lines = [f"# toy UNet at scale ({dev}): {steps} steps × {batch} scenes, lr {lr}{', whitened text states' if whiten == '1' else ''}, {float(rate):.3f} s a step",
+lines = [f"# toy UNet at scale ({dev}): {steps} steps × {batch} scenes, lr {lr}{f', whitened text states (strength {strength})' if whiten == '1' else ''}, {float(rate):.3f} s a step",
          f"{result['scenes_seen_vs_recipe']:.1f}× the scenes the recipe's UNet sees; shipped model (held-out): shape 21.8%, colour 83.9%, position 74.1%", "",
          "| split | shape | colour | position | size | classifier, shape |", "|---|---|---|---|---|---|"]
 for split in ("heldout", "train"):
