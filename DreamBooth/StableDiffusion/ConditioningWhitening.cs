@@ -122,6 +122,7 @@ public sealed class ConditioningWhitening : IDisposable
         using var scope = NewDisposeScope();
         var (values, vectors) = linalg.eigh(moment);
         double floor = RelativeEpsilon * values.max().item<double>();
+        // rsqrt at 1, as before the strength existed: a from-nothing rerun of a full-whitening run gets the same P bit for bit.
         var scales = strength == 1.0 ? values.add(floor).rsqrt() : values.add(floor).pow(-strength / 2);
         var p = vectors.matmul(diag(scales)).matmul(vectors.t());
         return new ConditioningWhitening(p.to(ScalarType.Float32).to(device).MoveToOuterDisposeScope());
