@@ -11,7 +11,8 @@ namespace DiffusionPeft.Diffusion.Loading;
 /// <summary>
 /// Writes a loaded <see cref="StableDiffusionModel"/> as a diffusers pipeline folder that <see cref="StableDiffusionLoader"/>
 /// (and diffusers' <c>StableDiffusionPipeline.from_pretrained</c>) reads: model_index.json, unet/, vae/, text_encoder/
-/// (config.json + safetensors with the upstream key names), tokenizer/ and scheduler/. The folder is built beside the
+/// (config.json + safetensors with the upstream key names), tokenizer/, scheduler/ and the model's own sampling defaults
+/// (generation_config.json) where it has them. The folder is built beside the
 /// target and renamed into place, so a kill leaves either nothing or the whole folder.
 /// </summary>
 public static class DiffusersFolderWriter
@@ -71,6 +72,7 @@ public static class DiffusersFolderWriter
         Weights(Path.Combine("text_encoder", "model.safetensors"), "text_encoder", model.TextEncoder);
         model.Tokenizer.Save(Path.Combine(temp, "tokenizer"));
         AtomicFile.WriteAllText(Path.Combine(temp, "scheduler", "scheduler_config.json"), model.SchedulerConfig.ToJsonText());
+        model.Generation?.Write(temp);
 
         if (Directory.Exists(target)) Directory.Delete(target);
         Directory.Move(temp, target);

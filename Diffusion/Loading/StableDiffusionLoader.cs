@@ -47,6 +47,8 @@ public static class StableDiffusionLoader
         var textConfig = ClipTextConfig.From(ckpt.TextEncoderConfig);
         var schedulerConfig = SchedulerConfig.FromJson(ckpt.SchedulerConfig);
         var tokenizer = ClipTokenizer.FromFolder(tokenizerFolder);
+        // A folder's own sampling defaults; a single file has none, unless the folder its configs come from does.
+        var generation = Directory.Exists(path) ? GenerationConfig.Read(path) : configsFrom is not null ? GenerationConfig.Read(configsFrom) : null;
         if (tokenizer.MaxId >= textConfig.VocabSize)
             throw new InvalidDataException($"{tokenizerFolder}: the tokenizer has ids up to {tokenizer.MaxId}, but the text encoder ({ckpt.TextEncoderConfig.Source}) " +
                                            $"has only {textConfig.VocabSize} embeddings (vocab_size).");
@@ -80,6 +82,7 @@ public static class StableDiffusionLoader
                 Device = device ?? CPU,
                 DType = dtype,
                 IsEmbeddedDefault = embeddedName is not null,
+                Generation = generation,
             };
         }
         catch

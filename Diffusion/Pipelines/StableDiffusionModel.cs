@@ -22,6 +22,11 @@ public sealed class StableDiffusionModel : IDisposable
     public Device Device { get; init; } = CPU;
     public ScalarType DType { get; init; } = ScalarType.Float32;
     public bool IsEmbeddedDefault { get; init; }
+    /// <summary>The model's own sampling defaults (its folder's generation_config.json), or null when it names none.</summary>
+    public GenerationConfig? Generation { get; init; }
+
+    /// <summary>The guidance scale a call that names none uses: the model's own, else Stable Diffusion's 7.5.</summary>
+    public double DefaultGuidanceScale => Generation?.GuidanceScale ?? GenerationConfig.StableDiffusionGuidanceScale;
 
     /// <summary>Image pixels per latent pixel: 2^(VAE blocks - 1), 8 for Stable Diffusion.</summary>
     public int VaeScaleFactor => Vae.Config.DownsampleFactor;
@@ -54,7 +59,7 @@ public sealed class StableDiffusionModel : IDisposable
         return new StableDiffusionModel
         {
             TextEncoder = TextEncoder, Unet = Unet, Vae = Vae, Tokenizer = Tokenizer, SchedulerConfig = SchedulerConfig, Name = Name,
-            IdentityFile = IdentityFile, Device = device, DType = dtype, IsEmbeddedDefault = IsEmbeddedDefault, _hash = _hash,
+            IdentityFile = IdentityFile, Device = device, DType = dtype, IsEmbeddedDefault = IsEmbeddedDefault, Generation = Generation, _hash = _hash,
         };
     }
 

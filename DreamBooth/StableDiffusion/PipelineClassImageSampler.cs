@@ -5,9 +5,14 @@ using DiffusionPeft.Core.Imaging;
 
 namespace DiffusionPeft.DreamBooth.StableDiffusion;
 
-/// <summary>Class images from the base model (call it before the adapters are injected, or with them disabled).</summary>
-public sealed class PipelineClassImageSampler(StableDiffusionModel model, int resolution, int steps = 30, double guidance = 7.5) : IClassImageSampler
+/// <summary>
+/// Class images from the base model (call it before the adapters are injected, or with them disabled), at the model's
+/// default guidance unless <paramref name="guidance"/> names one.
+/// </summary>
+public sealed class PipelineClassImageSampler(StableDiffusionModel model, int resolution, int steps = 30, double? guidance = null) : IClassImageSampler
 {
+    private readonly double _guidance = guidance ?? model.DefaultGuidanceScale;
+
     public void Generate(string prompt, IReadOnlyList<ClassImageRequest> batch, CancellationToken cancellationToken)
     {
         using var scheduler = model.CreateScheduler("default");
@@ -15,10 +20,10 @@ public sealed class PipelineClassImageSampler(StableDiffusionModel model, int re
         using var result = pipeline.Run(new PipelineCall
         {
             Prompts = batch.Select(_ => prompt).ToArray(), Seeds = batch.Select(r => r.Seed).ToArray(),
-            Width = resolution, Height = resolution, Steps = steps, GuidanceScale = guidance,
+            Width = resolution, Height = resolution, Steps = steps, GuidanceScale = _guidance,
         });
         var images = ImageTensors.ToRgb(result.Images);
         for (int i = 0; i < batch.Count; i++)
-            PngWriter.Write(batch[i].Path, images[i], [("parameters", $"{prompt}\nSteps: {steps}, CFG scale: {guidance}, Seed: {batch[i].Seed}, Size: {resolution}x{resolution}, Model: {model.Name}")]);
+            PngWriter.Write(batch[i].Path, images[i], [("parameters", $"{prompt}\nSteps: {steps}, CFG scale: {_guidance.ToString(System.Globalization.CultureInfo.InvariantCulture)}, Seed: {batch[i].Seed}, Size: {resolution}x{resolution}, Model: {model.Name}")]);
     }
 }

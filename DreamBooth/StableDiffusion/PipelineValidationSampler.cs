@@ -9,10 +9,13 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// Validation images with the adapters as they are at a step: every validation prompt × seed, saved as
 /// validation/step-000123/p0-s42.png (written atomically). <paramref name="prepare"/>, when given, readies the model
 /// for drawing until what it returns is disposed (the whitening folded in: <see cref="ConditioningWhitening.FoldedInto"/>).
+/// Guidance null: the model's default (<see cref="StableDiffusionModel.DefaultGuidanceScale"/>).
 /// </summary>
 public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
-                                              int resolution, int steps = 25, double guidance = 7.5, Func<IDisposable>? prepare = null) : IValidationSampler
+                                              int resolution, int steps = 25, double? guidance = null, Func<IDisposable>? prepare = null) : IValidationSampler
 {
+    private readonly double _guidance = guidance ?? model.DefaultGuidanceScale;
+
     public static string FileName(long step, int prompt, long seed) => Path.Combine($"step-{step:D6}", $"p{prompt}-s{seed}.png");
 
     public void Validate(long step, string outputDirectory, CancellationToken cancellationToken)
@@ -26,12 +29,12 @@ public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadO
             using var result = pipeline.Run(new PipelineCall
             {
                 Prompts = seeds.Select(_ => prompts[p]).ToArray(), Seeds = seeds.ToArray(),
-                Width = resolution, Height = resolution, Steps = steps, GuidanceScale = guidance,
+                Width = resolution, Height = resolution, Steps = steps, GuidanceScale = _guidance,
             });
             var images = ImageTensors.ToRgb(result.Images);
             for (int s = 0; s < seeds.Count; s++)
                 PngWriter.Write(Path.Combine(outputDirectory, FileName(step, p, seeds[s])), images[s],
-                    [("parameters", $"{prompts[p]}\nSteps: {steps}, CFG scale: {guidance}, Seed: {seeds[s]}, Size: {resolution}x{resolution}, Training step: {step}")]);
+                    [("parameters", $"{prompts[p]}\nSteps: {steps}, CFG scale: {_guidance.ToString(System.Globalization.CultureInfo.InvariantCulture)}, Seed: {seeds[s]}, Size: {resolution}x{resolution}, Training step: {step}")]);
         }
     }
 }

@@ -118,6 +118,34 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheModelsOwnGuidanceIsTheDefaultAndCfgOrAPromptLineOverridesIt()
+    {
+        var folder = DiffusionPeft.Tests.Pipelines.GenerationConfigTests.CopyOfEmbeddedModel(Path.Combine(_dir, "model"));
+        new DiffusionPeft.Diffusion.Pipelines.GenerationConfig(2.5).Write(folder);
+        var prompts = Path.Combine(_dir, "cfg.jsonl");
+        File.WriteAllLines(prompts, ["""{"prompt": "a red circle", "cfg": 4}""", "a blue square"]);
+        string Cfg(string outDir, string slug)
+        {
+            var parameters = PngText.Get(PngText.Read(Path.Combine(outDir, slug, "000-s0.png")), "parameters")!;
+            return parameters.Split(", ").Single(p => p.StartsWith("CFG scale: "))["CFG scale: ".Length..];
+        }
+        var own = Path.Combine(_dir, "own");
+        var r = Dpeft("generate", "--model", folder, "--prompts", prompts, "--steps", "1", "--out", own, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(("4", "2.5"), (Cfg(own, "0001-a-red-circle"), Cfg(own, "0002-a-blue-square")));
+        var given = Path.Combine(_dir, "given");
+        r = Dpeft("generate", "--model", folder, "--prompts", prompts, "--steps", "1", "--cfg", "6", "--out", given, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(("4", "6"), (Cfg(given, "0001-a-red-circle"), Cfg(given, "0002-a-blue-square")));
+
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), "{\"guidance_scale\": \"high\"}");
+        var bad = Dpeft("generate", "--model", folder, "--prompt", "x", "--steps", "1", "--out", Path.Combine(_dir, "bad"), "--quiet");
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains(Path.Combine(folder, "generation_config.json"), bad.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "bad")) && Directory.EnumerateFiles(Path.Combine(_dir, "bad"), "*", SearchOption.AllDirectories).Any());
+    }
+
+    [Fact]
     public void PerLineSizesInAPromptFileWinOverTheModelsNativeSize()
     {
         var prompts = Path.Combine(_dir, "sizes.jsonl");

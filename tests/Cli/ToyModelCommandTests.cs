@@ -85,6 +85,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [Theory]
     [InlineData("--classifier-scenes", "-1", "--classifier-scenes takes 0 (off) or a number of scenes (got -1)")]
     [InlineData("--split", "validation", "--split takes held-out or train (got validation)")]
+    [InlineData("--first-scene", "-1", "--first-scene -1 with --scenes 200 does not fit the split's")]
+    [InlineData("--first-scene", "1073741800", "--first-scene 1073741800 with --scenes 200 does not fit the split's 1073741824 scenes")]
     public void ABadEvaluateOptionIsRefusedBeforeAnythingIsWritten(string option, string value, string message)
     {
         var outDir = Path.Combine(_dir, "eval");

@@ -80,6 +80,17 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Contains("Diffusion classifier", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
         Assert.Contains("through the VAE (ceiling)", File.ReadAllText(Path.Combine(_dir, "eval", "evaluation.md")));
 
+        // From a later scene: the same prompts and seeds as the longer run's images there (disjoint ranges are separate sets;
+        // overlapping ones pair in toy-model compare), and the range in the report.
+        var later = ToyModelEvaluation.Run(model, 0, 1, Path.Combine(_dir, "eval-later"), new ToyModelEvaluation.EvaluationSampling(Steps: 2), firstScene: 2);
+        Assert.Equal((2, 2L), (later.Images, later.FirstScene));
+        var laterJson = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "eval-later", "evaluation.json")))!;
+        Assert.Equal(2, (long)laterJson["first_scene"]!);
+        Assert.Equal(rows.Skip(4).Select(r => ((string)r!["prompt"]!, (long)r["seed"]!)),
+                     laterJson["images"]!.AsArray().Select(r => ((string)r!["prompt"]!, (long)r["seed"]!)));
+        Assert.Contains("(scenes 2..2 of the split)", File.ReadAllText(Path.Combine(_dir, "eval-later", "evaluation.md")));
+        Assert.Equal(model.DefaultGuidanceScale, (double)json["guidance"]!);
+
         // On training scenes: their full captions and the captions the UNet trained on, the classifier on the same scenes.
         var train = ToyModelEvaluation.Run(model, 0, 2, Path.Combine(_dir, "eval-train"), new ToyModelEvaluation.EvaluationSampling(Steps: 2),
                                            classifierScenes: 1, split: DiffusionPeft.ToyWorld.Scenes.SceneSplit.Train);

@@ -190,6 +190,21 @@ public sealed class ToyWorldSceneTests
     }
 
     [Fact]
+    public void APromptRangeFromALaterSceneIsTheTailOfTheLongerRange()
+    {
+        Assert.Equal(World0.HeldOutPrompts(5).Skip(6), World0.HeldOutPrompts(2, first: 3));
+        Assert.Equal(World.HeldOutStart + 3, World0.HeldOutPrompts(1, first: 3)[0].SceneIndex);
+        Assert.Equal(World0.TrainingPrompts(4).Skip(2), World0.TrainingPrompts(3, first: 1).Take(6));
+        Assert.Equal(5, World0.TrainingPrompts(1, first: 5)[1].SceneIndex);
+        // Past either split's end, or before its start: refused, naming the range.
+        var late = Assert.Throws<ArgumentOutOfRangeException>(() => World0.TrainingPrompts(2, first: World.HeldOutStart - 1));
+        Assert.Contains("do not fit", late.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => World0.HeldOutPrompts(1, first: World.MaxIndex - World.HeldOutStart + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => World0.HeldOutPrompts(1, first: -1));
+        Assert.Single(World0.HeldOutPrompts(1, first: World.MaxIndex - World.HeldOutStart), p => p.IsFull);
+    }
+
+    [Fact]
     public void HeldOutPromptsHaveAFullAndAPartialCaptionPerScene()
     {
         var prompts = World0.HeldOutPrompts(50);

@@ -36,14 +36,14 @@ public static class DiffusionClassifier
     public const int NoisesPerTimestep = 2;
     public static IReadOnlyList<JudgeAttribute> Attributes { get; } = [JudgeAttribute.Shape, JudgeAttribute.Colour, JudgeAttribute.Size, JudgeAttribute.Position];
 
-    /// <summary>The first <paramref name="scenes"/> held-out (or training) scenes' full captions, each attribute (default: <see cref="Attributes"/>) in turn.</summary>
+    /// <summary><paramref name="scenes"/> held-out (or training) scenes' full captions from scene <paramref name="firstScene"/> of the split, each attribute (default: <see cref="Attributes"/>) in turn.</summary>
     public static IReadOnlyList<WordChoice> Run(StableDiffusionModel model, long worldSeed, int scenes, long seed = 0, int batch = 32,
                                                 IReadOnlyList<JudgeAttribute>? attributes = null, Action<int, int>? progress = null,
-                                                SceneSplit split = SceneSplit.HeldOut)
+                                                SceneSplit split = SceneSplit.HeldOut, long firstScene = 0)
     {
         attributes ??= Attributes;
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
-        var sceneImages = new SceneImages(new World(worldSeed), scenes, split == SceneSplit.HeldOut ? World.HeldOutStart : 0);
+        var sceneImages = new SceneImages(new World(worldSeed), scenes, (split == SceneSplit.HeldOut ? World.HeldOutStart : 0) + firstScene);
         var correct = new int[attributes.Count];
         var correctAt = attributes.Select(_ => new int[Timesteps.Count]).ToArray();
         using var parts = new StableDiffusionParts(model);

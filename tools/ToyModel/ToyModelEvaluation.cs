@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -15,7 +16,7 @@ namespace DiffusionPeft.ToyModel;
 
 /// <summary>
 /// How well a model draws what held-out captions say, read back by the scene judge: per held-out scene its full
-/// caption and a partial one, one image each (fixed seeds, the model's default sampler, guidance 7.5), accuracy per
+/// caption and a partial one, one image each (fixed seeds, the model's default sampler and guidance), accuracy per
 /// attribute the caption mentions. Beside it, the ceiling the VAE allows: the held-out scene itself, encoded and decoded
 /// by the model's VAE, judged on the same caption (a UNet can do no better than the decoder can draw). Optionally, the
 /// <see cref="DiffusionClassifier"/> on the first held-out scenes: whether the UNet's denoising depends on each word at
@@ -32,8 +33,9 @@ public static class ToyModelEvaluation
         "a red circle", "a blue square on the left", "a large yellow star at the top right, plain purple background", "a green heart on a white background",
     ];
 
-    /// <summary>How the held-out captions are sampled: the model's default sampler with these settings; image k of the run uses seed + k.</summary>
-    public sealed record EvaluationSampling(int Steps = 25, double Guidance = 7.5, double GuidanceRescale = 0, GuidanceInterval? Interval = null,
+    /// <summary>How the held-out captions are sampled: the model's default sampler with these settings (guidance null: the
+    /// model's default, <see cref="StableDiffusionModel.DefaultGuidanceScale"/>); scene j's two captions use seed + 2j and seed + 2j + 1.</summary>
+    public sealed record EvaluationSampling(int Steps = 25, double? Guidance = null, double GuidanceRescale = 0, GuidanceInterval? Interval = null,
                                             long Seed = 0, int Batch = 16)
     {
         public GuidanceInterval Interval { get; init; } = Interval ?? GuidanceInterval.Always;
@@ -43,7 +45,7 @@ public static class ToyModelEvaluation
     /// (<see cref="SizeGroups"/>: large, medium, small, and "not said").</param>
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
                                 IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes, IReadOnlyDictionary<string, JudgeAccuracy> BySize,
-                                SceneSplit Split = SceneSplit.HeldOut);
+                                SceneSplit Split = SceneSplit.HeldOut, long FirstScene = 0, double? Guidance = null);
 
     /// <summary>The groups of <see cref="Result.BySize"/>, largest first.</summary>
     public static IReadOnlyList<string> SizeGroups { get; } =
@@ -53,12 +55,16 @@ public static class ToyModelEvaluation
 
     public static Result Run(StableDiffusionModel model, long worldSeed, int scenes, string outDirectory, EvaluationSampling? sampling = null,
                              Action<int, int>? progress = null, int classifierScenes = 0, Action<int, int>? classifierProgress = null,
-                             SceneSplit split = SceneSplit.HeldOut)
+                             SceneSplit split = SceneSplit.HeldOut, long firstScene = 0)
     {
         sampling ??= new EvaluationSampling();
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
-        var prompts = split == SceneSplit.HeldOut ? world.HeldOutPrompts(scenes) : world.TrainingPrompts(scenes);
+        double guidance = sampling.Guidance ?? model.DefaultGuidanceScale;
+        var prompts = split == SceneSplit.HeldOut ? world.HeldOutPrompts(scenes, firstScene) : world.TrainingPrompts(scenes, firstScene);
+        // Scene j's full and partial captions get seeds 2j and 2j + 1 (plus the sampling seed), whichever range is run,
+        // so that overlapping ranges make the same images and pair in toy-model compare.
+        long seedBase = sampling.Seed + 2 * firstScene;
         Directory.CreateDirectory(outDirectory);
         var full = new JudgeAccuracy();
         var partial = new JudgeAccuracy();
@@ -75,8 +81,8 @@ public static class ToyModelEvaluation
             var chunk = prompts.Skip(start).Take(sampling.Batch).ToList();
             using var generated = pipeline.Run(new PipelineCall
             {
-                Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => sampling.Seed + start + k).ToArray(),
-                Width = 64, Height = 64, Steps = sampling.Steps, GuidanceScale = sampling.Guidance,
+                Prompts = chunk.Select(p => p.Text).ToArray(), Seeds = chunk.Select((_, k) => seedBase + start + k).ToArray(),
+                Width = 64, Height = 64, Steps = sampling.Steps, GuidanceScale = guidance,
                 GuidanceRescale = sampling.GuidanceRescale, Interval = sampling.Interval,
             });
             var images = ImageTensors.ToRgb(generated.Images);
@@ -105,18 +111,18 @@ public static class ToyModelEvaluation
                 PngWriter.Write(Path.Combine(outDirectory, file), images[k], [("prompt", chunk[k].Text)]);
                 rows.Add(new JsonObject
                 {
-                    ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = sampling.Seed + start + k,
+                    ["file"] = file, ["prompt"] = chunk[k].Text, ["full"] = chunk[k].IsFull, ["seed"] = seedBase + start + k,
                     ["results"] = Json(score), ["main_read"] = Json(score.MainReading), ["vae_round_trip_results"] = Json(ceiling),
                 });
             }
             progress?.Invoke(Math.Min(start + sampling.Batch, prompts.Count), prompts.Count);
         }
         if (samples.Count > 0) ContactSheet.Write(Path.Combine(outDirectory, SamplesFile), samples, columns: 8, scale: 2);
-        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress, split: split) : [];
-        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes, bySize, split);
+        var choices = classifierScenes > 0 ? DiffusionClassifier.Run(model, worldSeed, classifierScenes, sampling.Seed, progress: classifierProgress, split: split, firstScene: firstScene) : [];
+        var result = new Result(full, partial, all, roundTrip, prompts.Count, choices, shapes, bySize, split, firstScene, guidance);
         var report = new JsonObject
         {
-            ["model"] = model.Name, ["world_seed"] = worldSeed, ["split"] = SplitName(split), [split == SceneSplit.HeldOut ? "held_out_scenes" : "training_scenes"] = scenes, ["steps"] = sampling.Steps, ["guidance"] = sampling.Guidance,
+            ["model"] = model.Name, ["world_seed"] = worldSeed, ["split"] = SplitName(split), [split == SceneSplit.HeldOut ? "held_out_scenes" : "training_scenes"] = scenes, ["first_scene"] = firstScene, ["steps"] = sampling.Steps, ["guidance"] = guidance,
             ["guidance_rescale"] = sampling.GuidanceRescale, ["guidance_interval"] = sampling.Interval.ToString(),
             ["sampler"] = model.DefaultSamplerKey, ["full"] = Json(full), ["partial"] = Json(partial), ["all"] = Json(all), ["vae_round_trip"] = Json(roundTrip),
             ["shape_confusion"] = Json(shapes),
@@ -189,7 +195,9 @@ public static class ToyModelEvaluation
         var (captions, partialColumn, scenes) = result.Split == SceneSplit.HeldOut
             ? ("held-out captions", "partial captions", "the held-out scenes")
             : ("training scenes' captions (scenes the UNet trained on)", "the caption it trained on", "the training scenes");
-        var sb = new StringBuilder($"# {model}: judge accuracy on {captions}\n\n");
+        var range = result.FirstScene > 0 ? $" (scenes {result.FirstScene}..{result.FirstScene + result.Images / 2 - 1} of the split)" : "";
+        var sb = new StringBuilder($"# {model}: judge accuracy on {captions}{range}\n\n");
+        if (result.Guidance is { } scale) sb.Append($"Guidance {scale.ToString(CultureInfo.InvariantCulture)}.\n\n");
         // --scenes 0 runs the diffusion classifier alone: no image, so no table of images.
         if (result.Images == 0) sb.Append("No images judged (--scenes 0).\n");
         else

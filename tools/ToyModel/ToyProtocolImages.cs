@@ -8,8 +8,8 @@ using DiffusionPeft.ToyWorld.Subjects;
 
 namespace DiffusionPeft.ToyModel;
 
-/// <summary>How the toy protocol's prompts are sampled: images per prompt (seeds Seed, Seed + 1, ...), steps, guidance.</summary>
-public sealed record ProtocolSampling(int ImagesPerPrompt, long Seed, int Steps, double GuidanceScale = 7.5);
+/// <summary>How the toy protocol's prompts are sampled: images per prompt (seeds Seed, Seed + 1, ...), steps, guidance (null: the model's default).</summary>
+public sealed record ProtocolSampling(int ImagesPerPrompt, long Seed, int Steps, double? GuidanceScale = null);
 
 /// <summary>
 /// The toy DreamBooth protocol's prompts for one subject, generated with or without an adapter and scored: toy DINO /
@@ -25,7 +25,7 @@ public static class ToyProtocolImages
         var plan = new GenerationPlan(ToyDreamBoothPrompts.Templates.Select(t => new GenerationOptions
         {
             Prompt = ToyDreamBoothPrompts.Fill(t, subject), Count = sampling.ImagesPerPrompt, Seed = sampling.Seed, Steps = sampling.Steps,
-            GuidanceScale = sampling.GuidanceScale, Width = 64, Height = 64, BatchSize = Math.Max(1, sampling.ImagesPerPrompt), Adapters = adapters,
+            GuidanceScale = sampling.GuidanceScale ?? model.DefaultGuidanceScale, Width = 64, Height = 64, BatchSize = Math.Max(1, sampling.ImagesPerPrompt), Adapters = adapters,
         }).ToList(), Path.Combine(folder, subject.Name));
         new BatchGenerator(model) { ApplyAdapters = s => ActiveAdapters.Apply(model, s, progress.Warning) }.Run(plan, Shard.All, progress, cancel);
         return plan;

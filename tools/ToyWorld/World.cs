@@ -68,16 +68,17 @@ public sealed class World
     public ToyScene SubjectHeldOut(ToySubject subject, int i) => SubjectScenes.HeldOut(Seed, subject, i);
 
     /// <summary>
-    /// Evaluation prompts from held-out scenes 0..<paramref name="scenes"/>−1: per scene its full caption, then a
-    /// partial one (a training-style caption that differs from the full one).
+    /// Evaluation prompts from held-out scenes <paramref name="first"/>..first + <paramref name="scenes"/>−1: per scene its
+    /// full caption, then a partial one (a training-style caption that differs from the full one). Disjoint ranges are
+    /// separate sets of the same kind: settings chosen on one (a validation set) are measured on another.
     /// </summary>
-    public IReadOnlyList<EvaluationPrompt> HeldOutPrompts(int scenes)
+    public IReadOnlyList<EvaluationPrompt> HeldOutPrompts(int scenes, long first = 0)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(scenes);
+        CheckRange(scenes, first, MaxIndex - HeldOutStart + 1);
         var prompts = new List<EvaluationPrompt>(2 * scenes);
         for (int i = 0; i < scenes; i++)
         {
-            long index = HeldOutStart + i;
+            long index = HeldOutStart + first + i;
             var scene = Scene(index);
             var full = scene.FullCaption();
             var rng = ToyRandom.Keyed((ulong)Seed, RandomStreams.HeldOutCaption, (ulong)index);
@@ -90,20 +91,27 @@ public sealed class World
     }
 
     /// <summary>
-    /// Evaluation prompts from training scenes 0..<paramref name="scenes"/>−1, the recipe's UNet data: per scene its full
+    /// Evaluation prompts from training scenes <paramref name="first"/>..first + <paramref name="scenes"/>−1, the recipe's UNet data: per scene its full
     /// caption, then the caption its data file gives it (<see cref="TrainingCaption"/>, variant 0; it may be the full one).
     /// Beside <see cref="HeldOutPrompts"/>, what a model draws for scenes it trained on against combinations it never saw.
     /// </summary>
-    public IReadOnlyList<EvaluationPrompt> TrainingPrompts(int scenes)
+    public IReadOnlyList<EvaluationPrompt> TrainingPrompts(int scenes, long first = 0)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(scenes);
+        CheckRange(scenes, first, HeldOutStart);
         var prompts = new List<EvaluationPrompt>(2 * scenes);
-        for (long i = 0; i < scenes; i++)
+        for (long i = first; i < first + scenes; i++)
         {
             prompts.Add(new EvaluationPrompt(FullCaption(i).ToText(), true, i));
             prompts.Add(new EvaluationPrompt(TrainingCaption(i).ToText(), false, i));
         }
         return prompts;
+    }
+
+    private static void CheckRange(int scenes, long first, long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(scenes);
+        if (first < 0 || first > count - scenes)
+            throw new ArgumentOutOfRangeException(nameof(first), first, $"the split has scenes 0..{count - 1}: {scenes} from scene {first} do not fit");
     }
 
     private static long CheckIndex(long index) =>

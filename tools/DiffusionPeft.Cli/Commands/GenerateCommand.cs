@@ -56,7 +56,6 @@ public static class GenerateCommand
                     Seed = r.GetValue(seed),
                     Steps = r.GetValue(steps),
                     Sampler = r.GetValue(sampler)!,
-                    GuidanceScale = guidance.ScaleOf(r),
                     GuidanceRescale = guidance.RescaleOf(r),
                     GuidanceInterval = guidance.IntervalOf(r),
                     ClipSkip = r.GetValue(clipSkip),
@@ -66,6 +65,7 @@ public static class GenerateCommand
                 },
                 Width = r.GetValue(width),
                 Height = r.GetValue(height),
+                GuidanceScale = guidance.ScaleOf(r),
                 OutputDir = r.GetValue(outDir)!,
                 Device = r.GetValue(device)!,
                 DType = r.GetValue(dtype)!,
@@ -88,6 +88,8 @@ public sealed record GenerateJob
     public required GenerationOptions Defaults { get; init; }
     public int? Width { get; init; }
     public int? Height { get; init; }
+    /// <summary>--cfg, or null: the model's own default (prompt-file lines may still set theirs).</summary>
+    public double? GuidanceScale { get; init; }
     public required string OutputDir { get; init; }
     public string Device { get; init; } = "cpu";
     public string DType { get; init; } = TorchOptions.AutoDType;

@@ -15,8 +15,8 @@ public static class GenerateRunner
         var device = TorchOptions.ParseDevice(job.Device);
         var dtype = TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}"));
         ModelArguments.Check(job.Model);
-        // The model's native size is only known once it is loaded; validate with a stand-in now, read again after.
-        var prompts = ReadPrompts(WithSize(job, job.Model is null ? 64 : 512));
+        // The model's native size and default guidance are only known once it is loaded; validate with stand-ins now, read again after.
+        var prompts = ReadPrompts(WithModelDefaults(job, job.Model is null ? 64 : 512, GenerationConfig.StableDiffusionGuidanceScale));
         foreach (var p in prompts)
         {
             if (p.Sampler is not ("" or "default") && !SchedulerFactory.Names.Contains(p.Sampler) && !SchedulerFactory.ClassNames.Contains(p.Sampler))
@@ -26,8 +26,8 @@ public static class GenerateRunner
         }
 
         using var model = ModelArguments.Load(job.Model, dtype, device, error, "generating", job.Variant, job.ConfigsFrom, job.Tokenizer);
-        if (job.Width is null || job.Height is null)
-            prompts = ReadPrompts(WithSize(job, model.NativeResolution)); // per-line width/height overrides still win
+        if (job.Width is null || job.Height is null || job.GuidanceScale is null)
+            prompts = ReadPrompts(WithModelDefaults(job, model.NativeResolution, model.DefaultGuidanceScale)); // per-line overrides still win
 
         var plan = new GenerationPlan(prompts, job.OutputDir);
         var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
@@ -38,8 +38,8 @@ public static class GenerateRunner
         return 0;
     }
 
-    private static GenerateJob WithSize(GenerateJob job, int native) =>
-        job with { Defaults = job.Defaults with { Width = job.Width ?? native, Height = job.Height ?? native } };
+    private static GenerateJob WithModelDefaults(GenerateJob job, int native, double guidance) =>
+        job with { Defaults = job.Defaults with { Width = job.Width ?? native, Height = job.Height ?? native, GuidanceScale = job.GuidanceScale ?? guidance } };
 
     internal static IReadOnlyList<GenerationOptions> ReadPrompts(GenerateJob job)
     {

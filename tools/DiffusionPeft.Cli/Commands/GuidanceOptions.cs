@@ -6,13 +6,16 @@ namespace DiffusionPeft.Cli.Commands;
 /// <summary>The classifier-free guidance options shared by generate and toy-model evaluate: --cfg, --cfg-rescale, --cfg-interval.</summary>
 public sealed class GuidanceOptions
 {
-    public required Option<double> Scale { get; init; }
+    public required Option<double?> Scale { get; init; }
     public required Option<double> Rescale { get; init; }
     public required Option<string?> Interval { get; init; }
 
     public static GuidanceOptions Create() => new()
     {
-        Scale = new Option<double>("--cfg") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 },
+        Scale = new Option<double?>("--cfg")
+        {
+            Description = "Classifier-free guidance scale (default: the model's own, its generation_config.json's guidance_scale; 7.5 for a model without one).",
+        },
         Rescale = new Option<double>("--cfg-rescale")
         {
             Description = "diffusers' guidance_rescale φ in [0, 1]: pulls the guided prediction's spread back toward the conditional one's (0.7 in Lin et al. 2024). 0: off.",
@@ -31,7 +34,8 @@ public sealed class GuidanceOptions
         c.Options.Add(Interval);
     }
 
-    public double ScaleOf(ParseResult r) => r.GetValue(Scale);
+    /// <summary>The scale given, or null: the model's default (<see cref="StableDiffusionModel.DefaultGuidanceScale"/>), known once it is loaded.</summary>
+    public double? ScaleOf(ParseResult r) => r.GetValue(Scale);
 
     public double RescaleOf(ParseResult r) => r.GetValue(Rescale);
 

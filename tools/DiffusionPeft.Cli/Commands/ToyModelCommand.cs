@@ -321,6 +321,11 @@ public static class ToyModelCommand
             Description = "held-out (default): scenes whose combinations no training scene shows; train: the first training scenes with the captions the UNet trained on (did it learn the words or the scenes?).",
             DefaultValueFactory = _ => "held-out",
         };
+        var firstScene = new Option<long>("--first-scene")
+        {
+            Description = "Start at this scene of the split (default 0): disjoint ranges are separate sets, e.g. choose settings on scenes 200–399 (--first-scene 200) and report on 0–199. Scene j's captions get seeds 2j and 2j+1 in any range.",
+            DefaultValueFactory = _ => 0,
+        };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 25 };
         var guidance = GuidanceOptions.Create();
         var worldSeed = new Option<long>("--world-seed") { DefaultValueFactory = _ => 0 };
@@ -332,7 +337,7 @@ public static class ToyModelCommand
         };
         var command = new Command("evaluate", "Generate held-out toy captions (or, with --split train, training scenes' captions) and score them attribute by attribute with the scene judge.")
         {
-            model, outDir, scenes, split, steps, worldSeed, device, classifier,
+            model, outDir, scenes, split, firstScene, steps, worldSeed, device, classifier,
         };
         guidance.AddTo(command);
         command.SetAction(r =>
@@ -351,6 +356,12 @@ public static class ToyModelCommand
                     error.WriteLine($"error: --split takes held-out or train (got {other})");
                     return 2;
             }
+            long splitSize = sceneSplit == SceneSplit.HeldOut ? ToyWorld.World.MaxIndex - ToyWorld.World.HeldOutStart + 1 : ToyWorld.World.HeldOutStart;
+            if (r.GetValue(firstScene) < 0 || r.GetValue(firstScene) > splitSize - r.GetValue(scenes))
+            {
+                error.WriteLine($"error: --first-scene {r.GetValue(firstScene)} with --scenes {r.GetValue(scenes)} does not fit the split's {splitSize} scenes");
+                return 2;
+            }
             using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
             var progress = new ProgressLine(error, "images", false);
             progress.Start(2 * r.GetValue(scenes));
@@ -362,7 +373,7 @@ public static class ToyModelCommand
                     progress.Report(done, "judging");
                     if (done == total && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // the classifier runs next
                 },
-                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"), split: sceneSplit);
+                classifierScenes: r.GetValue(classifier), classifierProgress: (done, _) => classifierProgress.Report(done, "diffusion classifier"), split: sceneSplit, firstScene: r.GetValue(firstScene));
             output.Write(ToyModelEvaluation.Markdown(sd.Name, result));
             output.WriteLine($"report: {Path.GetFullPath(Path.Combine(r.GetValue(outDir)!, "evaluation.md"))}");
             return 0;
