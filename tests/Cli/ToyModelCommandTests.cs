@@ -21,7 +21,6 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-masked-loss", "yes", "--unet-masked-loss takes the background's weight in [0, 1] or none (got yes)")]
     [InlineData("--unet-lr", "0", "--unet-lr takes a positive learning rate (got 0)")]
     [InlineData("--unet-lr", "fast", "--unet-lr takes a positive learning rate (got fast)")]
-    [InlineData("--unet-whiten-strength", "0.5", "--unet-whiten-strength is for --unet-whiten-conditioning")]
     [InlineData("--unet-batch", "0", "--unet-batch takes a batch of at least 1 (got 0)")]
     [InlineData("--checkpoint-every", "0", "--checkpoint-every takes a step count of at least 1 (got 0)")]
     [InlineData("--validate-every", "-1", "--validate-every takes a step count, or 0 for none (got -1)")]
@@ -32,6 +31,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--unet-plain-sizes", "huge", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got huge)")]
     [InlineData("--unet-plain-sizes", "small,,large", "--unet-plain-sizes takes small, medium and/or large, separated by commas (got small,,large)")]
     [InlineData("--vae-dtype", "fp16", "--vae-dtype takes fp32 or bf16 (got fp16)")]
+    [InlineData("--default-cfg", "-1", "--default-cfg takes a guidance scale >= 0 (got -1)")]
+    [InlineData("--default-cfg", "high", "--default-cfg takes a guidance scale >= 0 (got high)")]
     [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
     public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
     {
@@ -54,6 +55,17 @@ public sealed class ToyModelCommandTests : IDisposable
         int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention", value], o, e);
         Assert.Equal(2, code);
         Assert.Contains(message, e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+
+    [Fact]
+    public void AWhiteningStrengthWithWhiteningTurnedOffIsRefusedBeforeAnythingIsWritten()
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-whiten-conditioning", "false", "--unet-whiten-strength", "0.5"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--unet-whiten-strength is for --unet-whiten-conditioning", e.ToString());
         Assert.False(Directory.Exists(run));
     }
 

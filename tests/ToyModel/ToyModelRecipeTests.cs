@@ -40,6 +40,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(16, model.Unet.Config.SampleSize);
         Assert.Equal(4, model.VaeScaleFactor);
         Assert.Equal(32, model.Tokenizer.MaxLength);
+        Assert.Equal(Tiny.GuidanceScale, model.DefaultGuidanceScale);   // the recipe's default guidance, in the folder's generation_config.json
 
         // The judge's evaluation runs on it, with the VAE's ceiling judged on the same captions.
         var classified = new List<(int, int)>();
@@ -114,6 +115,14 @@ public sealed class ToyModelRecipeTests : IDisposable
         // A rerun finds every stage done and changes nothing.
         var again = new ToyModelRecipe(_dir, Tiny, progress).Run();
         Assert.Equal(reports.Select(r => r.LastLoss), again.Select(r => r.LastLoss));
+        // Another default guidance on the finished run: that file rewritten, nothing trained.
+        var unetWeights = Path.Combine(_dir, ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors");
+        var stamp = File.GetLastWriteTimeUtc(unetWeights);
+        var regraded = new ToyModelRecipe(_dir, Tiny with { GuidanceScale = 5.5 }, progress).Run();
+        Assert.Equal(reports.Select(r => r.LastLoss), regraded.Select(r => r.LastLoss));
+        Assert.Equal(new DiffusionPeft.Diffusion.Pipelines.GenerationConfig(5.5), DiffusionPeft.Diffusion.Pipelines.GenerationConfig.Read(Path.Combine(_dir, ToyModelRecipe.ModelFolder)));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(unetWeights));
+        new ToyModelRecipe(_dir, Tiny, progress).Run();
 
         // Its tokenizer, VAE and text encoder taken as another run's finished stages: only the UNet's data and stage run.
         var modelDir = Path.Combine(_dir, ToyModelRecipe.ModelFolder);
@@ -246,7 +255,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     [Fact]
     public void TheTextEmbeddingIsInTheBaseAndChangingItSetsTheUnetAside()
     {
-        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTextEmbedding = true };
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4, UnetTextEmbedding = true, UnetWhitenConditioning = false };
         var reports = new ToyModelRecipe(_dir, quick).Run();
         Assert.True(double.IsFinite(reports[2].LastLoss));
         using (var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder)))
@@ -378,7 +387,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     [Fact]
     public void WithAWeightAverageTheModelIsTheAverage()
     {
-        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [3], UnetImages = 4, UnetEmaDecay = 0.5 }).Run();
+        var reports = new ToyModelRecipe(_dir, Tiny with { ClipSteps = [1], UnetSteps = [3], UnetImages = 4, UnetEmaDecay = 0.5, UnetWhitenConditioning = false }).Run();   // unwhitened: the folder holds the average as it is
         Assert.Equal(3, reports[2].Steps);
         Assert.Contains("ema-decay: 0.5", File.ReadAllText(Path.Combine(_dir, "unet", "config.yaml")));
         using var average = DiffusionPeft.Diffusion.IO.SafetensorsFile.Open(Path.Combine(_dir, "unet", "checkpoints", "step-000003", EmaWeights.FileName));

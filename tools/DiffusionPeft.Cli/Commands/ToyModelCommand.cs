@@ -49,19 +49,20 @@ public static class ToyModelCommand
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
         var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed when an unfinished UNet stage resumes (added, the average starts from the resumed weights); a finished stage is not retrained." };
         var unetLr = new Option<string?>("--unet-lr") { Description = "The UNet stage's peak learning rate (AdamW, cosine after 200 warm-up steps; default: the shipped model's, 5e-4). Another rate on a UNet run already started is refused when it resumes: set the run aside (OUT/unet) to train again." };
-        var whiten = new Option<bool>("--unet-whiten-conditioning") { Description = "Train the UNet on the text encoder's states whitened, folded into its cross-attention when written (dpeft train --whiten-conditioning; default: off, the shipped model's). Fixed for a UNet run: a finished UNet stage is not retrained, so compare in a new --out (with --components-from)." };
+        var whiten = new Option<bool>("--unet-whiten-conditioning") { Description = "Train the UNet on the text encoder's states whitened, folded into its cross-attention when written (dpeft train --whiten-conditioning; default: on, the shipped model's; --unet-whiten-conditioning false: the states as they are, the models before it). Fixed for a UNet run: a finished UNet stage is not retrained, so compare in a new --out (with --components-from)." };
         var whitenStrength = new Option<string?>("--unet-whiten-strength") { Description = "With --unet-whiten-conditioning: how far to whiten, α in (0, 1] (dpeft train --whiten-strength; default 1, fully; 0.5: part-way, the strong directions kept stronger than the faint ones). Fixed for a UNet run: a finished UNet stage is not retrained, so try another strength in a new --out (with --components-from)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "The UNet stage's batch (default: the shipped model's, 32; a GPU is used well at 128–512, with a higher --unet-lr). Another batch on a UNet run already started is refused when it resumes." };
         var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). Captions name the background, so 0 would never teach it. Masks on or off rewrites the data and moves a UNet trained on the old aside; another weight needs the UNet run moved aside by hand (a resume refuses it)." };
         var componentsFrom = new Option<string?>("--components-from") { Description = "Take the tokenizer, VAE and text encoder of this toy model folder (\"embedded\": the embedded default) as finished stages, so that only the UNet's data and stage run: the UNet retrained on those components. Refused on a run that trained (or took) others." };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Each stage's checkpoint interval in steps (default 100; a run's last step is always kept). May change on a resume." };
+        var defaultCfg = new Option<string?>("--default-cfg") { Description = "The guidance scale written into the model as its default (generation_config.json), used by generate, toy-model evaluate and the demo unless told otherwise (default: the shipped model's, 4, chosen on validation scenes). Another value on a finished run rewrites that file alone." };
         var validateEvery = new Option<int?>("--validate-every") { Description = "The UNet stage's validation images every N steps (default 500; 0: none). May change on a resume." };
         var miniature = new Option<bool>("--miniature") { Description = "A few dozen steps per stage on tiny widths: a smoke test of the whole chain." };
         var quiet = new Option<bool>("--quiet");
         var threads = new Option<int?>("--threads") { Description = "CPU threads for torch (default: all cores; 1 is faster on a machine busy with other work)." };
         var command = new Command("train", "Reproduce the toy model: VAE, contrastive text encoder, UNet; resumable (rerun the same command).")
         {
-            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, unetBatch, whiten, whitenStrength, emaDecay, maskedLoss, componentsFrom, checkpointEvery, validateEvery, miniature, quiet, threads,
+            outDir, device, seed, worldSeed, vaeSteps, clipSteps, unetSteps, snrGamma, timesteps, unetWidth, latentSize, plainScenes, plainSizes, topAttention, textEmbedding, vaeDType, unetDType, unetLr, unetBatch, whiten, whitenStrength, emaDecay, maskedLoss, componentsFrom, defaultCfg, checkpointEvery, validateEvery, miniature, quiet, threads,
         };
         command.SetAction(r =>
         {
@@ -118,6 +119,15 @@ public static class ToyModelCommand
                     return 2;
                 }
                 options = options with { CheckpointEvery = every };
+            }
+            if (r.GetValue(defaultCfg) is { } cfgText)
+            {
+                if (!Number(cfgText, g => g >= 0 && double.IsFinite(g), out var cfg))
+                {
+                    error.WriteLine($"error: --default-cfg takes a guidance scale >= 0 (got {cfgText})");
+                    return 2;
+                }
+                options = options with { GuidanceScale = cfg };
             }
             if (r.GetValue(validateEvery) is { } validate)
             {
@@ -206,7 +216,7 @@ public static class ToyModelCommand
                 options = options with { UnetTopAttention = top };
             }
             if (r.GetValue(textEmbedding)) options = options with { UnetTextEmbedding = true };
-            if (r.GetValue(whiten)) options = options with { UnetWhitenConditioning = true };
+            if (r.GetResult(whiten) is not null) options = options with { UnetWhitenConditioning = r.GetValue(whiten) };
             if (r.GetValue(whitenStrength) is { } strengthText)
             {
                 if (!Number(strengthText, a => a > 0 && a <= 1, out var strength))
