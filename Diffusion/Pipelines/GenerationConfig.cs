@@ -18,7 +18,7 @@ public sealed record GenerationConfig(double GuidanceScale)
     /// <summary>The scale used where neither the command nor the model names one: diffusers' default for SD 1.x.</summary>
     public const double StableDiffusionGuidanceScale = 7.5;
 
-    /// <summary>The folder's config, or null when it has none; a malformed file throws, naming it and the fault.</summary>
+    /// <summary>The folder's config, or null when it has none (or one without guidance_scale); a malformed file throws, naming it and the fault.</summary>
     public static GenerationConfig? Read(string folder)
     {
         var path = Path.Combine(folder, FileName);
@@ -27,8 +27,10 @@ public sealed record GenerationConfig(double GuidanceScale)
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})."); }
         if (root is not JsonObject o) throw new InvalidDataException($"{path}: expected a JSON object.");
+        // transformers' file may hold other keys only: then the model names no guidance of its own.
+        if (o["guidance_scale"] is null) return null;
         if (o["guidance_scale"] is not JsonValue v || !v.TryGetValue<double>(out double scale))
-            throw new InvalidDataException($"{path}: needs a number \"guidance_scale\".");
+            throw new InvalidDataException($"{path}: \"guidance_scale\" must be a number.");
         if (!double.IsFinite(scale) || scale < 0)
             throw new InvalidDataException($"{path}: guidance_scale must be a finite number >= 0 (got {scale.ToString(CultureInfo.InvariantCulture)}).");
         return new GenerationConfig(scale);

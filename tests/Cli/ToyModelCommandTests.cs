@@ -97,13 +97,19 @@ public sealed class ToyModelCommandTests : IDisposable
     [Theory]
     [InlineData("--classifier-scenes", "-1", "--classifier-scenes takes 0 (off) or a number of scenes (got -1)")]
     [InlineData("--split", "validation", "--split takes held-out or train (got validation)")]
-    [InlineData("--first-scene", "-1", "--first-scene -1 with --scenes 200 does not fit the split's")]
-    [InlineData("--first-scene", "1073741800", "--first-scene 1073741800 with --scenes 200 does not fit the split's 1073741824 scenes")]
-    public void ABadEvaluateOptionIsRefusedBeforeAnythingIsWritten(string option, string value, string message)
+    [InlineData("--first-scene", "-1", "--first-scene -1 with --scenes 200 and --classifier-scenes 96 does not fit the split's")]
+    [InlineData("--first-scene", "1073741700", "--first-scene 1073741700 with --scenes 200 and --classifier-scenes 96 does not fit the split's 1073741824 scenes")]
+    public void ABadEvaluateOptionIsRefusedBeforeAnythingIsWritten(string option, string value, string message) => EvaluateIsRefused([option, value], message);
+
+    [Fact]
+    public void AFirstSceneTheClassifiersScenesRunPastIsRefusedToo() =>
+        EvaluateIsRefused(["--scenes", "1", "--classifier-scenes", "96", "--first-scene", "1073741800"], "--classifier-scenes 96 does not fit the split's 1073741824 scenes");
+
+    private void EvaluateIsRefused(string[] options, string message)
     {
         var outDir = Path.Combine(_dir, "eval");
         var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, option, value], o, e);
+        int code = Program.Run(["toy-model", "evaluate", "--out", outDir, .. options], o, e);
         Assert.Equal(2, code);
         Assert.Contains(message, e.ToString());
         Assert.False(Directory.Exists(outDir));

@@ -40,7 +40,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(16, model.Unet.Config.SampleSize);
         Assert.Equal(4, model.VaeScaleFactor);
         Assert.Equal(32, model.Tokenizer.MaxLength);
-        Assert.Equal(Tiny.GuidanceScale, model.DefaultGuidanceScale);   // the recipe's default guidance, in the folder's generation_config.json
+        Assert.Equal(ToyModelOptions.DefaultGuidanceScale, model.DefaultGuidanceScale);   // the recipe's default guidance, in the folder's generation_config.json
 
         // The judge's evaluation runs on it, with the VAE's ceiling judged on the same captions.
         var classified = new List<(int, int)>();
@@ -122,7 +122,8 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(reports.Select(r => r.LastLoss), regraded.Select(r => r.LastLoss));
         Assert.Equal(new DiffusionPeft.Diffusion.Pipelines.GenerationConfig(5.5), DiffusionPeft.Diffusion.Pipelines.GenerationConfig.Read(Path.Combine(_dir, ToyModelRecipe.ModelFolder)));
         Assert.Equal(stamp, File.GetLastWriteTimeUtc(unetWeights));
-        new ToyModelRecipe(_dir, Tiny, progress).Run();
+        new ToyModelRecipe(_dir, Tiny, progress).Run();   // a rerun without one keeps the run's scale
+        Assert.Equal(new DiffusionPeft.Diffusion.Pipelines.GenerationConfig(5.5), DiffusionPeft.Diffusion.Pipelines.GenerationConfig.Read(Path.Combine(_dir, ToyModelRecipe.ModelFolder)));
 
         // Its tokenizer, VAE and text encoder taken as another run's finished stages: only the UNet's data and stage run.
         var modelDir = Path.Combine(_dir, ToyModelRecipe.ModelFolder);

@@ -195,7 +195,7 @@ public static class ToyModelEvaluation
         var (captions, partialColumn, scenes) = result.Split == SceneSplit.HeldOut
             ? ("held-out captions", "partial captions", "the held-out scenes")
             : ("training scenes' captions (scenes the UNet trained on)", "the caption it trained on", "the training scenes");
-        var range = result.FirstScene > 0 ? $" (scenes {result.FirstScene}..{result.FirstScene + result.Images / 2 - 1} of the split)" : "";
+        var range = result.FirstScene > 0 && result.Images > 0 ? $" (scenes {result.FirstScene}..{result.FirstScene + result.Images / 2 - 1} of the split)" : "";
         var sb = new StringBuilder($"# {model}: judge accuracy on {captions}{range}\n\n");
         if (result.Guidance is { } scale) sb.Append($"Guidance {scale.ToString(CultureInfo.InvariantCulture)}.\n\n");
         // --scenes 0 runs the diffusion classifier alone: no image, so no table of images.

@@ -98,11 +98,16 @@ public sealed record ToyModelOptions
     public double? UnetUnmaskedWeight { get; init; }
     /// <summary>
     /// The guidance scale written into the model's generation_config.json (<see cref="GenerationConfig"/>): what generate,
-    /// toy-model evaluate and the demo use when not told otherwise. 4: of 1.5, 2, 3, 4, 5 and 7.5, the scale at which the
-    /// whitened UNet (runs/toy22) drew colour, position and shape best on average on the validation scenes (held-out
-    /// 200–399), not on the 0–199 its scores are reported on. Another value on a finished run rewrites that file alone.
+    /// toy-model evaluate and the demo use when not told otherwise. Null: the run's own (its base folder's file), or
+    /// <see cref="DefaultGuidanceScale"/> for a run without one. A value on a finished run rewrites that file alone.
     /// </summary>
-    public double GuidanceScale { get; init; } = 4;
+    public double? GuidanceScale { get; init; }
+
+    /// <summary>
+    /// 4: of 1.5, 2, 3, 4, 5 and 7.5, the scale at which the whitened UNet (runs/toy22) drew colour, position and shape
+    /// best on average on the validation scenes (held-out 200–399), not on the 0–199 its scores are reported on.
+    /// </summary>
+    public const double DefaultGuidanceScale = 4;
     public int CheckpointEvery { get; init; } = 100;
     public int ValidateEvery { get; init; } = 500;
     /// <summary>Held-out scenes the VAE's PSNR is measured on.</summary>
@@ -183,7 +188,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
-        var generation = new GenerationConfig(options.GuidanceScale);
+        // Given, it is written; not given, a run keeps the scale it has (a rerun changes nothing), a run without one gets the default.
+        var generation = options.GuidanceScale is { } scale ? new GenerationConfig(scale)
+            : GenerationConfig.Read(BaseFolder) ?? new GenerationConfig(ToyModelOptions.DefaultGuidanceScale);
         generation.Write(BaseFolder);   // the UNet stage's validation images use it too
         var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
         reports.Add(unet);

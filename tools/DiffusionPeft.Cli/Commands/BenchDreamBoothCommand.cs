@@ -28,7 +28,7 @@ public static class BenchDreamBoothCommand
         var seed = new Option<long>("--seed") { Description = "Image k of every prompt uses seed + k.", DefaultValueFactory = _ => 0 };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 30 };
         var sampler = new Option<string>("--sampler") { DefaultValueFactory = _ => "dpm++2m_karras" };
-        var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 7.5 };
+        var cfg = new Option<double?>("--cfg") { Description = "Classifier-free guidance scale (default: the model's own, generation_config.json's; 7.5 without one)." };
         var size = new Option<int?>("--size") { Description = "Image size (default: the model's native size)." };
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 4 };
         var label = new Option<string>("--label") { Description = "Names the run in reports.", DefaultValueFactory = _ => "bench" };

@@ -23,7 +23,8 @@ public sealed record BenchDreamBoothJob
     public long Seed { get; init; }
     public int Steps { get; init; } = 30;
     public string Sampler { get; init; } = "dpm++2m_karras";
-    public double GuidanceScale { get; init; } = 7.5;
+    /// <summary>Null: the model's default (<see cref="StableDiffusionModel.DefaultGuidanceScale"/>).</summary>
+    public double? GuidanceScale { get; init; }
     public int? Size { get; init; }
     public int BatchSize { get; init; } = 4;
     public string Label { get; init; } = "bench";
@@ -63,7 +64,7 @@ public static class BenchDreamBoothRunner
                 var prompts = protocol.PromptsFor(s, job.Identifier).Select(p => new GenerationOptions
                 {
                     Prompt = p, Count = job.ImagesPerPrompt, Seed = job.Seed, Steps = job.Steps, Sampler = job.Sampler,
-                    GuidanceScale = job.GuidanceScale, Width = px, Height = px, BatchSize = job.BatchSize, Adapters = specsBySubject[s.Folder],
+                    GuidanceScale = job.GuidanceScale ?? sd.DefaultGuidanceScale, Width = px, Height = px, BatchSize = job.BatchSize, Adapters = specsBySubject[s.Folder],
                 }).ToList();
                 foreach (var p in prompts) p.Validate($"subject {s.Folder}");
                 var plan = new GenerationPlan(prompts, Path.Combine(generatedRoot, s.Folder));
