@@ -18,6 +18,9 @@ public sealed record GenerationConfig(double GuidanceScale)
     /// <summary>The scale used where neither the command nor the model names one: diffusers' default for SD 1.x.</summary>
     public const double StableDiffusionGuidanceScale = 7.5;
 
+    /// <summary>What a guidance scale may be: finite and at least 0.</summary>
+    public static bool IsValidScale(double scale) => double.IsFinite(scale) && scale >= 0;
+
     /// <summary>The folder's config, or null when it has none (or one without guidance_scale); a malformed file throws, naming it and the fault.</summary>
     public static GenerationConfig? Read(string folder)
     {
@@ -31,7 +34,7 @@ public sealed record GenerationConfig(double GuidanceScale)
         if (o["guidance_scale"] is null) return null;
         if (o["guidance_scale"] is not JsonValue v || !v.TryGetValue<double>(out double scale))
             throw new InvalidDataException($"{path}: \"guidance_scale\" must be a number.");
-        if (!double.IsFinite(scale) || scale < 0)
+        if (!IsValidScale(scale))
             throw new InvalidDataException($"{path}: guidance_scale must be a finite number >= 0 (got {scale.ToString(CultureInfo.InvariantCulture)}).");
         return new GenerationConfig(scale);
     }
@@ -39,7 +42,7 @@ public sealed record GenerationConfig(double GuidanceScale)
     /// <summary>Writes the file into <paramref name="folder"/> atomically.</summary>
     public void Write(string folder)
     {
-        if (!double.IsFinite(GuidanceScale) || GuidanceScale < 0)
+        if (!IsValidScale(GuidanceScale))
             throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "a guidance scale must be finite and >= 0");
         var json = new JsonObject { ["guidance_scale"] = GuidanceScale };
         AtomicFile.WriteAllText(Path.Combine(folder, FileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

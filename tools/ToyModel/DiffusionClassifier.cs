@@ -43,7 +43,7 @@ public static class DiffusionClassifier
     {
         attributes ??= Attributes;
         if (scenes < 1) throw new ArgumentOutOfRangeException(nameof(scenes), $"the diffusion classifier needs at least one scene, got {scenes}");
-        var sceneImages = new SceneImages(new World(worldSeed), scenes, (split == SceneSplit.HeldOut ? World.HeldOutStart : 0) + firstScene);
+        var sceneImages = new SceneImages(new World(worldSeed), scenes, World.FirstIndex(split) + firstScene);
         var correct = new int[attributes.Count];
         var correctAt = attributes.Select(_ => new int[Timesteps.Count]).ToArray();
         using var parts = new StableDiffusionParts(model);

@@ -45,7 +45,7 @@ public static class ToyModelEvaluation
     /// (<see cref="SizeGroups"/>: large, medium, small, and "not said").</param>
     public sealed record Result(JudgeAccuracy Full, JudgeAccuracy Partial, JudgeAccuracy All, JudgeAccuracy VaeRoundTrip, int Images,
                                 IReadOnlyList<WordChoice> WordChoices, ShapeConfusion Shapes, IReadOnlyDictionary<string, JudgeAccuracy> BySize,
-                                SceneSplit Split = SceneSplit.HeldOut, long FirstScene = 0, double? Guidance = null);
+                                SceneSplit Split = SceneSplit.HeldOut, long FirstScene = 0, double Guidance = GenerationConfig.StableDiffusionGuidanceScale);
 
     /// <summary>The groups of <see cref="Result.BySize"/>, largest first.</summary>
     public static IReadOnlyList<string> SizeGroups { get; } =
@@ -197,7 +197,7 @@ public static class ToyModelEvaluation
             : ("training scenes' captions (scenes the UNet trained on)", "the caption it trained on", "the training scenes");
         var range = result.FirstScene > 0 && result.Images > 0 ? $" (scenes {result.FirstScene}..{result.FirstScene + result.Images / 2 - 1} of the split)" : "";
         var sb = new StringBuilder($"# {model}: judge accuracy on {captions}{range}\n\n");
-        if (result.Guidance is { } scale) sb.Append($"Guidance {scale.ToString(CultureInfo.InvariantCulture)}.\n\n");
+        sb.Append($"Guidance {result.Guidance.ToString(CultureInfo.InvariantCulture)}.\n\n");
         // --scenes 0 runs the diffusion classifier alone: no image, so no table of images.
         if (result.Images == 0) sb.Append("No images judged (--scenes 0).\n");
         else

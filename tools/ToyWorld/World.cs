@@ -25,15 +25,21 @@ public sealed class World
     public static long CheckSeed(long seed) =>
         seed is < 0 or > MaxSeed ? throw new ArgumentOutOfRangeException(nameof(seed), seed, $"a toy-world seed must be in 0..{MaxSeed}, got {seed}") : seed;
 
+    /// <summary>The index of a split's first scene: 0 for training, <see cref="HeldOutStart"/> for held-out.</summary>
+    public static long FirstIndex(SceneSplit split) => split == SceneSplit.Train ? 0 : HeldOutStart;
+
+    /// <summary>How many scenes a split has (2^30 each).</summary>
+    public static long SceneCount(SceneSplit split) => split == SceneSplit.Train ? HeldOutStart : MaxIndex - HeldOutStart + 1;
+
     public static SceneSplit SplitOf(long index) => CheckIndex(index) < HeldOutStart ? SceneSplit.Train : SceneSplit.HeldOut;
 
     public ToyScene Scene(long index) => SceneSampler.Sample(Seed, CheckIndex(index), SplitOf(index));
 
     /// <summary>Training scene <paramref name="i"/> (= <see cref="Scene"/>(i)).</summary>
-    public ToyScene TrainScene(long i) => Scene(CheckSplitOffset(i, HeldOutStart));
+    public ToyScene TrainScene(long i) => Scene(CheckSplitOffset(i, SceneCount(SceneSplit.Train)));
 
     /// <summary>Held-out scene <paramref name="i"/> (= <see cref="Scene"/>(HeldOutStart + i)).</summary>
-    public ToyScene HeldOutScene(long i) => Scene(HeldOutStart + CheckSplitOffset(i, MaxIndex - HeldOutStart + 1));
+    public ToyScene HeldOutScene(long i) => Scene(HeldOutStart + CheckSplitOffset(i, SceneCount(SceneSplit.HeldOut)));
 
     /// <summary>
     /// Plain scene <paramref name="index"/> (<see cref="SceneSampler.SamplePlain"/>): one object alone on a plain background,
@@ -74,7 +80,7 @@ public sealed class World
     /// </summary>
     public IReadOnlyList<EvaluationPrompt> HeldOutPrompts(int scenes, long first = 0)
     {
-        CheckRange(scenes, first, MaxIndex - HeldOutStart + 1);
+        CheckRange(scenes, first, SceneCount(SceneSplit.HeldOut));
         var prompts = new List<EvaluationPrompt>(2 * scenes);
         for (int i = 0; i < scenes; i++)
         {
@@ -97,7 +103,7 @@ public sealed class World
     /// </summary>
     public IReadOnlyList<EvaluationPrompt> TrainingPrompts(int scenes, long first = 0)
     {
-        CheckRange(scenes, first, HeldOutStart);
+        CheckRange(scenes, first, SceneCount(SceneSplit.Train));
         var prompts = new List<EvaluationPrompt>(2 * scenes);
         for (long i = first; i < first + scenes; i++)
         {

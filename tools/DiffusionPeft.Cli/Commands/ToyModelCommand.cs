@@ -122,7 +122,7 @@ public static class ToyModelCommand
             }
             if (r.GetValue(defaultCfg) is { } cfgText)
             {
-                if (!Number(cfgText, g => g >= 0 && double.IsFinite(g), out var cfg))
+                if (!Number(cfgText, GenerationConfig.IsValidScale, out var cfg))
                 {
                     error.WriteLine($"error: --default-cfg takes a guidance scale >= 0 (got {cfgText})");
                     return 2;
@@ -366,7 +366,7 @@ public static class ToyModelCommand
                     error.WriteLine($"error: --split takes held-out or train (got {other})");
                     return 2;
             }
-            long splitSize = sceneSplit == SceneSplit.HeldOut ? ToyWorld.World.MaxIndex - ToyWorld.World.HeldOutStart + 1 : ToyWorld.World.HeldOutStart;
+            long splitSize = ToyWorld.World.SceneCount(sceneSplit);
             int furthest = Math.Max(r.GetValue(scenes), r.GetValue(classifier));   // the images' scenes and the classifier's start at the same scene
             if (r.GetValue(firstScene) < 0 || r.GetValue(firstScene) > splitSize - furthest)
             {

@@ -34,8 +34,8 @@ public static class ToyWorldFiles
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfNegative(start);
         var world = new World(worldSeed);
-        long first = (split == SceneSplit.Train ? 0 : World.HeldOutStart) + start;
-        long end = split == SceneSplit.Train ? World.HeldOutStart : World.MaxIndex + 1;
+        long first = World.FirstIndex(split) + start;
+        long end = World.FirstIndex(split) + World.SceneCount(split);
         if (first + count > end) throw new ArgumentOutOfRangeException(nameof(count), $"the {split} split has no scenes {start}..{start + count - 1}");
         Directory.CreateDirectory(dir);
         var paths = new string[count];
