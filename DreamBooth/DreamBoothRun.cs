@@ -133,6 +133,7 @@ public sealed class DreamBoothRun
             PrepareClassImages(new PipelineClassImageSampler(sd, Config.Resolution), Config.Batch, cancellationToken);
             using var training = new StableDiffusionTraining(this, sd, _progress.Warning, _progress.Info);
             ITrainingTarget target;
+            string trained;
             if (Config.Mode == TrainingMode.Full)
             {
                 FullFineTuneTarget full;
@@ -142,17 +143,19 @@ public sealed class DreamBoothRun
                                (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : "") +
                                (training.Whitening is null ? "" : "; on whitened text states"));
                 target = full;
+                trained = $"full fine-tuning ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})";
             }
             else
             {
                 target = Adapters = new AdapterSession(sd, Config);
+                trained = $"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}";
                 _progress.Info($"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}: " +
                                string.Join("; ", Adapters.Reports.Select(r => r.ToString().Split('\n')[0])));
             }
             using var disposableTarget = target as IDisposable;   // full fine-tuning's fp32 masters
             IValidationSampler? validation = Config.ValidateEvery > 0
                 ? new PipelineValidationSampler(sd, Config.ValidationPrompts, Config.EffectiveValidationSeeds, Config.Resolution,
-                    prepare: training.Whitening is { } whitening ? () => whitening.FoldedInto(sd.Unet) : null)
+                    prepare: training.Whitening is { } whitening ? () => whitening.FoldedInto(sd.Unet) : null, trained: trained)
                 : null;
             return TrainWith(target, training.Objective, validation, cancellationToken: cancellationToken);
         }

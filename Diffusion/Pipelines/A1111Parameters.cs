@@ -11,24 +11,47 @@ public static class A1111Parameters
 {
     public static string Format(GenerationOptions o, long seed, string modelName, string? modelHash, string samplerName)
     {
-        var sb = new StringBuilder(o.Prompt);
-        if (!string.IsNullOrEmpty(o.NegativePrompt)) sb.Append("\nNegative prompt: ").Append(o.NegativePrompt);
-        var pairs = new List<string>
-        {
-            $"Steps: {o.Steps}",
-            $"Sampler: {samplerName}",
-            $"CFG scale: {o.GuidanceScale.ToString(CultureInfo.InvariantCulture)}",
-            $"Seed: {seed}",
-            $"Size: {o.Width}x{o.Height}",
-        };
-        if (modelHash is not null) pairs.Add($"Model hash: {modelHash}");
-        pairs.Add($"Model: {Quote(modelName)}");
+        var pairs = Common(o.Steps, samplerName, o.GuidanceScale, seed, o.Width, o.Height, modelName, modelHash);
         if (o.ClipSkip > 0) pairs.Add($"Clip skip: {o.ClipSkip + 1}"); // A1111 counts the last layer as 1
         if (o.GuidanceRescale != 0) pairs.Add($"CFG Rescale phi: {o.GuidanceRescale.ToString(CultureInfo.InvariantCulture)}");   // the CFG-rescale extension's key
         if (!o.GuidanceInterval.IsAlways) pairs.Add($"Guidance interval: {Quote(o.GuidanceInterval.ToString())}");
         if (o.Eta != 0) pairs.Add($"Eta: {o.Eta.ToString(CultureInfo.InvariantCulture)}");
         if (o.Adapters.Count > 0)
             pairs.Add("Lora weights: " + Quote(string.Join(", ", o.Adapters.Select(a => $"{Path.GetFileNameWithoutExtension(a.Path)}: {a.Scale.ToString(CultureInfo.InvariantCulture)}"))));
+        return Compose(o.Prompt, o.NegativePrompt, pairs);
+    }
+
+    /// <summary>
+    /// An image drawn by the pipeline with <paramref name="model"/>'s own scheduler and no negative prompt (DreamBooth's
+    /// validation and class images), with <paramref name="extra"/> pairs after the model (a training step, the adapter).
+    /// </summary>
+    public static string Format(string prompt, int steps, double guidanceScale, long seed, int width, int height,
+                                StableDiffusionModel model, params (string Key, string Value)[] extra)
+    {
+        var pairs = Common(steps, SamplerDisplayName(model.DefaultSamplerKey), guidanceScale, seed, width, height, model.Name, model.ShortHash);
+        pairs.AddRange(extra.Select(e => $"{e.Key}: {Quote(e.Value)}"));
+        return Compose(prompt, "", pairs);
+    }
+
+    private static List<string> Common(int steps, string samplerName, double guidanceScale, long seed, int width, int height, string modelName, string? modelHash)
+    {
+        var pairs = new List<string>
+        {
+            $"Steps: {steps}",
+            $"Sampler: {samplerName}",
+            $"CFG scale: {guidanceScale.ToString(CultureInfo.InvariantCulture)}",
+            $"Seed: {seed}",
+            $"Size: {width}x{height}",
+        };
+        if (modelHash is not null) pairs.Add($"Model hash: {modelHash}");
+        pairs.Add($"Model: {Quote(modelName)}");
+        return pairs;
+    }
+
+    private static string Compose(string prompt, string negativePrompt, List<string> pairs)
+    {
+        var sb = new StringBuilder(prompt);
+        if (!string.IsNullOrEmpty(negativePrompt)) sb.Append("\nNegative prompt: ").Append(negativePrompt);
         pairs.Add("Version: dpeft");
         sb.Append('\n').Append(string.Join(", ", pairs));
         return sb.ToString();

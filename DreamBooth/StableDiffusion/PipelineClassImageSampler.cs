@@ -24,6 +24,6 @@ public sealed class PipelineClassImageSampler(StableDiffusionModel model, int re
         });
         var images = ImageTensors.ToRgb(result.Images);
         for (int i = 0; i < batch.Count; i++)
-            PngWriter.Write(batch[i].Path, images[i], [("parameters", $"{prompt}\nSteps: {steps}, CFG scale: {_guidance.ToString(System.Globalization.CultureInfo.InvariantCulture)}, Seed: {batch[i].Seed}, Size: {resolution}x{resolution}, Model: {model.Name}")]);
+            PngWriter.Write(batch[i].Path, images[i], [("parameters", A1111Parameters.Format(prompt, steps, _guidance, batch[i].Seed, resolution, resolution, model))]);
     }
 }

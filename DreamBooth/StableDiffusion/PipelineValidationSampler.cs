@@ -9,12 +9,21 @@ namespace DiffusionPeft.DreamBooth.StableDiffusion;
 /// Validation images with the adapters as they are at a step: every validation prompt × seed, saved as
 /// validation/step-000123/p0-s42.png (written atomically). <paramref name="prepare"/>, when given, readies the model
 /// for drawing until what it returns is disposed (the whitening folded in: <see cref="ConditioningWhitening.FoldedInto"/>).
-/// Guidance null: the model's default (<see cref="StableDiffusionModel.DefaultGuidanceScale"/>).
+/// Guidance null: the model's default (<see cref="StableDiffusionModel.DefaultGuidanceScale"/>). Each PNG's A1111
+/// <c>parameters</c> names the prompt, seed, sampler, model, the training step and <paramref name="trained"/> (what trains).
 /// </summary>
 public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
-                                              int resolution, int steps = 25, double? guidance = null, Func<IDisposable>? prepare = null) : IValidationSampler
+                                              int resolution, int steps = 25, double? guidance = null, Func<IDisposable>? prepare = null,
+                                              string? trained = null) : IValidationSampler
 {
     private readonly double _guidance = guidance ?? model.DefaultGuidanceScale;
+
+    /// <summary>The pairs naming what is trained, at which step: "Training step" and, when given, "Trained" (the adapter or "full fine-tuning").</summary>
+    private (string, string)[] Trained(long step)
+    {
+        var pair = ("Training step", step.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return trained is null ? [pair] : [pair, ("Trained", trained)];
+    }
 
     public static string FileName(long step, int prompt, long seed) => Path.Combine($"step-{step:D6}", $"p{prompt}-s{seed}.png");
 
@@ -34,7 +43,7 @@ public sealed class PipelineValidationSampler(StableDiffusionModel model, IReadO
             var images = ImageTensors.ToRgb(result.Images);
             for (int s = 0; s < seeds.Count; s++)
                 PngWriter.Write(Path.Combine(outputDirectory, FileName(step, p, seeds[s])), images[s],
-                    [("parameters", $"{prompts[p]}\nSteps: {steps}, CFG scale: {_guidance.ToString(System.Globalization.CultureInfo.InvariantCulture)}, Seed: {seeds[s]}, Size: {resolution}x{resolution}, Training step: {step}")]);
+                    [("parameters", A1111Parameters.Format(prompts[p], steps, _guidance, seeds[s], resolution, resolution, model, Trained(step)))]);
         }
     }
 }

@@ -111,17 +111,27 @@ public sealed class TinyStableDiffusionTrainingTests : IDisposable
             ClassPrompt = "a photo of dog", ClassImages = Path.Combine(_dir, "class"), NumClassImages = 3, PriorWeight = 0.7,
             ValidationPrompts = new EquatableList<string>(["sks dog on a beach"]), ValidationSeeds = new EquatableList<long>([1, 2]), ValidateEvery = 2,
         };
-        var validation = new PipelineValidationSampler(model, config.ValidationPrompts, config.EffectiveValidationSeeds, config.Resolution, steps: 2);
-        var (result, _, progress, m) = Train(config, validation: validation, classes: new PipelineClassImageSampler(model, config.Resolution, steps: 2));
+        var validation = new PipelineValidationSampler(model, config.ValidationPrompts, config.EffectiveValidationSeeds, config.Resolution, steps: 2, trained: "lora rank 4");
+        var (result, _, progress, m) = Train(config, validation: validation, classes: new PipelineClassImageSampler(model, config.Resolution, steps: 2, guidance: 6));
+        string modelPairs = (model.ShortHash is { } hash ? $"Model hash: {hash}, " : "") + $"Model: {model.Name}";
         m.Dispose();
         Assert.Equal(4, result.Steps);
         Assert.Equal(3, Directory.GetFiles(config.ClassImages!, "class-*.png").Length);
         Assert.Contains("class images 3/3", progress.Infos);
         var decoded = ImageLoader.Load(Path.Combine(config.ClassImages!, "class-00000.png"));
         Assert.Equal((64, 64), (decoded.Width, decoded.Height));
+        // A1111's parameters line, sampler included (the model's own scheduler: the untrained toy model keeps SD 1.x's PNDM).
+        var classSeed = PngText.Get(PngText.Read(Path.Combine(config.ClassImages!, "class-00000.png")), "parameters")!.Split(", Seed: ")[1].Split(',')[0];
+        Assert.Equal($"a photo of dog\nSteps: 2, Sampler: PLMS, CFG scale: 6, Seed: {classSeed}, Size: 64x64, {modelPairs}, Version: dpeft",
+            PngText.Get(PngText.Read(Path.Combine(config.ClassImages!, "class-00000.png")), "parameters"));
         foreach (var step in new[] { 2, 4 })
             foreach (var seed in new[] { 1, 2 })
-                Assert.True(File.Exists(Path.Combine(config.Out, "validation", PipelineValidationSampler.FileName(step, 0, seed))));
+            {
+                var png = Path.Combine(config.Out, "validation", PipelineValidationSampler.FileName(step, 0, seed));
+                Assert.True(File.Exists(png));
+                Assert.Equal($"sks dog on a beach\nSteps: 2, Sampler: PLMS, CFG scale: {model.DefaultGuidanceScale.ToString(System.Globalization.CultureInfo.InvariantCulture)}, Seed: {seed}, Size: 64x64, {modelPairs}, " +
+                             $"Training step: {step}, Trained: lora rank 4, Version: dpeft", PngText.Get(PngText.Read(png), "parameters"));
+            }
 
         var again = new FakeClassSampler();
         Assert.Equal(0, ClassImages.Generate(config, ImageLoaderDecoder.Instance, again, 2)); // generated once
