@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using DiffusionPeft.Diffusion.IO;
 using DiffusionPeft.Diffusion.Loading;
+using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.Tests.Golden;
 using DiffusionPeft.Tests.IO;
 using TorchSharp;
@@ -168,6 +169,35 @@ public sealed class SingleFileCheckpointTests(ITestOutputHelper output) : IDispo
         });
         Assert.True(JsonNode.DeepEquals(otherHeads, other.UNet.Root["attention_head_dim"]), $"UNet heads: {other.UNet.Root["attention_head_dim"]?.ToJsonString()}");
         Assert.Equal(textDefault + 1, other.TextEncoder.Int("num_attention_heads"));
+    }
+
+    /// <summary>
+    /// A single file carries no generation_config.json: the model's default guidance is its --configs-from folder's, and
+    /// without one there, none (so SD's 7.5); a malformed one there is refused naming it.
+    /// </summary>
+    [Theory, MemberData(nameof(Cases))]
+    public void TheDefaultGuidanceIsTheConfigsFromFolders(string caseName)
+    {
+        string source = SourceFolder(caseName), folder = Path.Combine(_tmp.Path, "configs");
+        foreach (var file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(folder, Path.GetRelativePath(source, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        var generation = Path.Combine(folder, GenerationConfig.FileName);
+        File.Delete(generation);
+        using (var none = StableDiffusionLoader.Load(Checkpoint(caseName), configsFrom: folder))
+        {
+            Assert.Null(none.Generation);
+            Assert.Equal(GenerationConfig.StableDiffusionGuidanceScale, none.DefaultGuidanceScale);
+        }
+        new GenerationConfig(3.25).Write(folder);
+        using (var model = StableDiffusionLoader.Load(Checkpoint(caseName), configsFrom: folder))
+            Assert.Equal(3.25, model.DefaultGuidanceScale);
+        File.WriteAllText(generation, "{\"guidance_scale\": \"high\"}");
+        var e = Assert.ThrowsAny<Exception>(() => StableDiffusionLoader.Load(Checkpoint(caseName), configsFrom: folder));
+        Assert.Contains(generation, e.Message);
     }
 
     /// <summary>configsFrom fills in everything shapes cannot tell (norm groups, scaling factor, token ids...); what shapes tell still wins.</summary>
