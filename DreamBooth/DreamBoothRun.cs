@@ -149,8 +149,7 @@ public sealed class DreamBoothRun
             {
                 target = Adapters = new AdapterSession(sd, Config);
                 trained = $"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}";
-                _progress.Info($"{TrainConfigYaml.EnumName(Config.Method)} rank {Config.Rank}: " +
-                               string.Join("; ", Adapters.Reports.Select(r => r.ToString().Split('\n')[0])));
+                _progress.Info($"{trained}: " + string.Join("; ", Adapters.Reports.Select(r => r.ToString().Split('\n')[0])));
             }
             using var disposableTarget = target as IDisposable;   // full fine-tuning's fp32 masters
             IValidationSampler? validation = Config.ValidateEvery > 0
