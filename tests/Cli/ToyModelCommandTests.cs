@@ -69,6 +69,24 @@ public sealed class ToyModelCommandTests : IDisposable
         Assert.False(Directory.Exists(run));
     }
 
+    /// <summary>
+    /// Whitening is on unless --unet-whiten-conditioning false says otherwise: the text embedding, which needs it off, is
+    /// refused without that flag and with a bare flag, before anything is written.
+    /// </summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("--unet-whiten-conditioning")]
+    [InlineData("--unet-whiten-conditioning true")]
+    public void WhiteningIsOnByDefaultSoTheTextEmbeddingAloneIsRefused(string whitening)
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-text-embedding", .. whitening.Split(' ', StringSplitOptions.RemoveEmptyEntries)], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains("--unet-whiten-conditioning false for the text embedding", e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
+
     [Theory]
     [InlineData("0")]
     [InlineData("1.5")]
