@@ -34,40 +34,19 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--default-cfg", "-1", "--default-cfg takes a guidance scale >= 0 (got -1)")]
     [InlineData("--default-cfg", "high", "--default-cfg takes a guidance scale >= 0 (got high)")]
     [InlineData("--unet-steps", "6000,6000", "--unet-steps takes step counts of at least 1, increasing, separated by commas (got 6000,6000)")]
-    public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message)
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", flag, value], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains(message, e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void BadSettingsAreRefusedWithTheFlagAndNothingIsWritten(string flag, string value, string message) =>
+        TrainIsRefused([flag, value], message);
 
     [Theory]
     [InlineData("full", "--unet-top-attention is for 32×32 latents")]
     [InlineData("cross-only", "--unet-top-attention is for 32×32 latents")]
     [InlineData("everywhere", "--unet-top-attention takes none|full|cross_only (got everywhere)")]
-    public void TopLevelAttentionOn16LatentsOrUnknownIsRefusedBeforeAnythingIsWritten(string value, string message)
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-top-attention", value], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains(message, e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void TopLevelAttentionOn16LatentsOrUnknownIsRefusedBeforeAnythingIsWritten(string value, string message) =>
+        TrainIsRefused(["--unet-top-attention", value], message);
 
     [Fact]
-    public void AWhiteningStrengthWithWhiteningTurnedOffIsRefusedBeforeAnythingIsWritten()
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-whiten-conditioning", "false", "--unet-whiten-strength", "0.5"], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains("--unet-whiten-strength is for --unet-whiten-conditioning", e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void AWhiteningStrengthWithWhiteningTurnedOffIsRefusedBeforeAnythingIsWritten() =>
+        TrainIsRefused(["--unet-whiten-conditioning", "false", "--unet-whiten-strength", "0.5"], "--unet-whiten-strength is for --unet-whiten-conditioning");
 
     /// <summary>
     /// Whitening is on unless --unet-whiten-conditioning false says otherwise: the text embedding, which needs it off, is
@@ -77,40 +56,19 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("")]
     [InlineData("--unet-whiten-conditioning")]
     [InlineData("--unet-whiten-conditioning true")]
-    public void WhiteningIsOnByDefaultSoTheTextEmbeddingAloneIsRefused(string whitening)
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-text-embedding", .. whitening.Split(' ', StringSplitOptions.RemoveEmptyEntries)], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains("--unet-whiten-conditioning false for the text embedding", e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void WhiteningIsOnByDefaultSoTheTextEmbeddingAloneIsRefused(string whitening) =>
+        TrainIsRefused(["--unet-text-embedding", .. whitening.Split(' ', StringSplitOptions.RemoveEmptyEntries)], "--unet-whiten-conditioning false for the text embedding");
 
     [Theory]
     [InlineData("0")]
     [InlineData("1.5")]
     [InlineData("half")]
-    public void AWhiteningStrengthOutsideZeroToOneIsRefusedBeforeAnythingIsWritten(string value)
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-whiten-conditioning", "--unet-whiten-strength", value], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains($"--unet-whiten-strength takes a number in (0, 1] (got {value})", e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void AWhiteningStrengthOutsideZeroToOneIsRefusedBeforeAnythingIsWritten(string value) =>
+        TrainIsRefused(["--unet-whiten-conditioning", "--unet-whiten-strength", value], $"--unet-whiten-strength takes a number in (0, 1] (got {value})");
 
     [Fact]
-    public void AUnetDTypeOtherThanFp32OrBf16IsRefusedBeforeAnythingIsWritten()
-    {
-        var run = Path.Combine(_dir, "run");
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", "--unet-dtype", "fp16"], o, e);
-        Assert.Equal(2, code);
-        Assert.Contains("--unet-dtype takes fp32, bf16 or auto (got fp16)", e.ToString());
-        Assert.False(Directory.Exists(run));
-    }
+    public void AUnetDTypeOtherThanFp32OrBf16IsRefusedBeforeAnythingIsWritten() =>
+        TrainIsRefused(["--unet-dtype", "fp16"], "--unet-dtype takes fp32, bf16 or auto (got fp16)");
 
     [Theory]
     [InlineData("--classifier-scenes", "-1", "--classifier-scenes takes 0 (off) or a number of scenes (got -1)")]
@@ -122,6 +80,17 @@ public sealed class ToyModelCommandTests : IDisposable
     [Fact]
     public void AFirstSceneTheClassifiersScenesRunPastIsRefusedToo() =>
         EvaluateIsRefused(["--scenes", "1", "--classifier-scenes", "96", "--first-scene", "1073741800"], "--classifier-scenes 96 does not fit the split's 1073741824 scenes");
+
+    /// <summary>The miniature recipe with <paramref name="options"/> exits 2 with <paramref name="message"/> and writes nothing.</summary>
+    private void TrainIsRefused(string[] options, string message)
+    {
+        var run = Path.Combine(_dir, "run");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["toy-model", "train", "--out", run, "--miniature", "--quiet", .. options], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains(message, e.ToString());
+        Assert.False(Directory.Exists(run));
+    }
 
     private void EvaluateIsRefused(string[] options, string message)
     {
