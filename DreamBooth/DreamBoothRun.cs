@@ -139,11 +139,12 @@ public sealed class DreamBoothRun
                 FullFineTuneTarget full;
                 try { full = new FullFineTuneTarget(sd, Config, fp32, training.Whitening); }
                 finally { DisposeAll(fp32); fp32 = null; }
-                _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})" +
+                var parts = string.Join(", ", full.ParameterGroups.Select(g => g.Name));
+                _progress.Info($"full fine-tuning: {full.ParameterCount:N0} weights ({parts})" +
                                (full.MixedPrecision ? "; bf16 compute on fp32 master weights" : "") +
                                (training.Whitening is null ? "" : "; on whitened text states"));
                 target = full;
-                trained = $"full fine-tuning ({string.Join(", ", full.ParameterGroups.Select(g => g.Name))})";
+                trained = $"full fine-tuning ({parts})";
             }
             else
             {
