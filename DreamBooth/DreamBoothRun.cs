@@ -3,6 +3,7 @@ using DiffusionPeft.Core.IO;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Pipelines;
+using DiffusionPeft.DreamBooth.Checkpoints;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
@@ -86,6 +87,7 @@ public sealed class DreamBoothRun
         TargetSizes = instances.Images
             .Select(im => Buckets?.For(im.Width, im.Height) ?? new Bucket(Config.Resolution, Config.Resolution))
             .ToArray();
+        ResumeCheckpoint.RefuseWhatTheTrainerWould(Config);   // before config.yaml is rewritten: it describes the checkpoints beside it
         Directory.CreateDirectory(RunDirectory);
         TrainConfigYaml.Save(Config, Path.Combine(RunDirectory, TrainConfigYaml.ResolvedFileName));
         _progress.Info($"{instances.Count} training images in {Config.Images}; run folder {RunDirectory}");

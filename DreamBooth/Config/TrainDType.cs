@@ -26,18 +26,6 @@ public static class TrainDType
     }
 
     /// <summary>The dtype recorded in the checkpoint a resume will start from; null when there is none.</summary>
-    public static string? CheckpointDType(TrainConfig config)
-    {
-        if (config.Resume is not { } resume || string.IsNullOrWhiteSpace(config.Out)) return null;
-        var checkpoints = Path.Combine(Path.GetFullPath(config.Out), "checkpoints");
-        if (!Directory.Exists(checkpoints)) return null;
-        var store = new CheckpointStore(checkpoints);
-        string? folder;
-        try { folder = resume.Trim().Equals("latest", StringComparison.OrdinalIgnoreCase) ? store.Latest() : store.Resolve(resume); }
-        catch (Exception e) when (e is InvalidCheckpointException or DirectoryNotFoundException) { return null; }   // the trainer reports it
-        var saved = folder is null ? null : Path.Combine(folder, TrainConfigYaml.ResolvedFileName);
-        if (saved is null || !File.Exists(saved)) return null;
-        var dtype = TrainConfigYaml.Load(saved, validate: false).DType;
-        return TorchOptions.IsAuto(dtype) ? null : dtype;
-    }
+    public static string? CheckpointDType(TrainConfig config) =>
+        ResumeCheckpoint.Settings(config)?.DType is { } dtype && !TorchOptions.IsAuto(dtype) ? dtype : null;
 }

@@ -103,8 +103,7 @@ public sealed class Trainer : IDisposable
         }
         if (lastCheckpoint is null && _store.Latest() is { } stale)
             // Starting over beside another run's checkpoints would let "keep the newest K" delete the new ones.
-            throw new InvalidCheckpointException($"{_store.Directory} already holds checkpoints (newest: {Path.GetFileName(stale)}); " +
-                                                 "pass --resume latest to continue that run, or choose another --out");
+            throw new InvalidCheckpointException(ResumeCheckpoint.CheckpointsAlready(_store.Directory, stale));
         _target.OnOptimizerStep(Step);
         _objective.Prepare((_config.Steps - Step) * _config.GradAccumulation * _order.BatchSize, _progress.Info, cancellationToken);
 
@@ -257,8 +256,7 @@ public sealed class Trainer : IDisposable
                 try { differences = _settings.DifferencesFrom(savedConfigPath); why = string.Join(", ", differences); }
                 catch (Exception ex) when (ex is TrainConfigException or System.Text.Json.JsonException or IOException) { why = $"unknown options: {ex.Message}"; }
             if (differences is not { Count: 0 })
-                throw new InvalidCheckpointException($"{folder}: written by a run with different training settings ({why}); " +
-                                                     "resume with the same settings, or start a new run folder");
+                throw new InvalidCheckpointException(ResumeCheckpoint.OtherSettings(folder, why));
         }
         var parameters = Path.Combine(folder, ParametersFile);
         if (!File.Exists(parameters) && File.Exists(Path.Combine(folder, LegacyParametersFile))) parameters = Path.Combine(folder, LegacyParametersFile);

@@ -69,9 +69,11 @@ public sealed class TrainCommandTests : IDisposable
         TensorAssert.SameSafetensors(Path.Combine(run, "adapter.safetensors"), Path.Combine(_dir, "split", "adapter.safetensors"));
 
         // Resuming with different training settings is refused, naming them.
+        var splitConfig = File.ReadAllText(Path.Combine(_dir, "split", "config.yaml"));
         var changed = Dpeft(Common("split", 6, "singlora", ("--resume", "latest"), ("--lr", "1e-3")));
         Assert.Equal(2, changed.Code);
-        Assert.Contains("lr", changed.Err);
+        Assert.Contains("different training settings (lr)", changed.Err);
+        Assert.Equal(splitConfig, File.ReadAllText(Path.Combine(_dir, "split", "config.yaml")));   // refused before the run's config is rewritten
     }
 
     [Fact]
