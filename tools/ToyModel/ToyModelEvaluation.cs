@@ -39,6 +39,11 @@ public static class ToyModelEvaluation
                                             long Seed = 0, int Batch = 16)
     {
         public GuidanceInterval Interval { get; init; } = Interval ?? GuidanceInterval.Always;
+
+        /// <summary>The ranges generate enforces (steps 1..1000, a finite guidance ≥ 0, a rescale in [0, 1]), with its messages.</summary>
+        public void Validate(string where) =>
+            new GenerationOptions { Prompt = "a toy-world caption", Steps = Steps, GuidanceScale = Guidance ?? 0, GuidanceRescale = GuidanceRescale, Width = 64, Height = 64 }
+                .Validate(where);
     }
 
     /// <param name="BySize">All captions' scores grouped by the size word the caption gives its main object
@@ -58,6 +63,8 @@ public static class ToyModelEvaluation
                              SceneSplit split = SceneSplit.HeldOut, long firstScene = 0)
     {
         sampling ??= new EvaluationSampling();
+        sampling.Validate("toy-model evaluate");
+        if (scenes < 0) throw new ArgumentOutOfRangeException(nameof(scenes), $"scenes must be 0 (the diffusion classifier alone) or more, got {scenes}");
         if (classifierScenes < 0) throw new ArgumentOutOfRangeException(nameof(classifierScenes), $"classifier scenes must be 0 (off) or more, got {classifierScenes}");
         var world = new World(worldSeed);
         double guidance = sampling.Guidance ?? model.DefaultGuidanceScale;
