@@ -210,7 +210,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     public void ANewUnetWidthSetsTheOldBaseAndUnetAsideAndKeepsTheVaeAndTextEncoder()
     {
         var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
-        var first = new ToyModelRecipe(_dir, quick).Run();
+        var first = new ToyModelRecipe(_dir, quick with { GuidanceScale = 6 }).Run();
         var progress = new RecordingProgress();
         var wider = new ToyModelRecipe(_dir, quick with { UnetWidth = 32 }, progress).Run();
         Assert.Equal(first[0].LastLoss, wider[0].LastLoss);                  // VAE and text encoder untouched
@@ -220,6 +220,7 @@ public sealed class ToyModelRecipeTests : IDisposable
         using var model = StableDiffusionLoader.Load(Path.Combine(_dir, ToyModelRecipe.ModelFolder));
         Assert.Equal(16, old.Unet.Config.BlockOutChannels[0]);
         Assert.Equal([32, 64, 64], model.Unet.Config.BlockOutChannels);
+        Assert.Equal(6, model.DefaultGuidanceScale);   // the run keeps its guidance though its base moved aside
     }
 
     [Fact]
@@ -314,6 +315,23 @@ public sealed class ToyModelRecipeTests : IDisposable
         var error = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "bad"), quick with { VaeSteps = [24, 16] }).Run());
         Assert.Contains("VAE stage", error.Message);
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
+    }
+
+    [Fact]
+    public void UnetLengthsAsAListAreTheSameAsTrainingOnInASecondRunWithTheRunsOwnWarmUp()
+    {
+        // The warm-up is min(200, steps / 10): 1 for 10 steps, 3 for 30. A run keeps the one it started with, which is
+        // part of its trajectory, so training on to 30 is neither refused nor another schedule.
+        var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [10], UnetImages = 4 };
+        var twoRuns = Path.Combine(_dir, "two-runs");
+        new ToyModelRecipe(twoRuns, quick).Run();
+        new ToyModelRecipe(twoRuns, quick with { UnetSteps = [30] }).Run();
+        var oneRun = Path.Combine(_dir, "one-run");
+        var reports = new ToyModelRecipe(oneRun, quick with { UnetSteps = [10, 30] }).Run();
+        Assert.Equal(30, reports[2].Steps);
+        Assert.Contains("lr-warmup-steps: 1", File.ReadAllLines(Path.Combine(oneRun, "unet", "config.yaml")));
+        var unet = Path.Combine(ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors");
+        TensorAssert.SameSafetensors(Path.Combine(twoRuns, unet), Path.Combine(oneRun, unet));
     }
 
     [Fact]
@@ -472,7 +490,14 @@ public sealed class ToyModelRecipeTests : IDisposable
         error = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
             () => new ToyModelRecipe(_dir, options with { UnetSteps = [4], UnetBatch = options.UnetBatch + 1 }).Run());
         Assert.Contains("different training settings (batch)", error.Message);
+        // A finished stage asked for no more steps is not kept under another rate without a word either.
+        error = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
+            () => new ToyModelRecipe(_dir, options with { UnetLr = 5e-4 }).Run());
+        Assert.Contains("different training settings (lr)", error.Message);
         Assert.Equal(log, File.ReadAllLines(Path.Combine(_dir, "unet", "log.jsonl")));
+        Assert.True(File.Exists(Path.Combine(_dir, "unet", ToyModelRecipe.DoneFile)));                        // still finished
+        Assert.Contains("lr: 0.0015", File.ReadAllLines(Path.Combine(_dir, "unet", "config.yaml")));   // still describes its checkpoints
+        Assert.Equal(2, new ToyModelRecipe(_dir, options).Run()[2].Steps);                               // and reruns as it was
     }
 
     [Theory]
@@ -514,6 +539,14 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.True(finer > weights.Sum(t => t.numel()) / 2, $"only {finer} written weights carry more than bf16 holds");
         var wrong = Assert.Throws<ArgumentException>(() => new ToyModelRecipe(Path.Combine(_dir, "fp16"), options with { VaeDType = "fp16" }).Run());
         Assert.Contains("fp32 or bf16", wrong.Message);
+        // The finished bf16 stage is not kept under fp32 without a word, nor under another seed: refused, naming them.
+        var done = File.ReadAllText(Path.Combine(_dir, "bf16", "vae", ToyModelRecipe.DoneFile));
+        var other = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(() => new ToyModelRecipe(Path.Combine(_dir, "bf16"), options).Run());
+        Assert.Contains("different training settings (VaeDType)", other.Message);
+        other = Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(
+            () => new ToyModelRecipe(Path.Combine(_dir, "bf16"), options with { VaeDType = "bf16", Seed = 1 }).Run());
+        Assert.Contains("different training settings (Seed)", other.Message);
+        Assert.Equal(done, File.ReadAllText(Path.Combine(_dir, "bf16", "vae", ToyModelRecipe.DoneFile)));
     }
 
     private sealed class CancelAtStep(CancellationTokenSource cts, long step) : DiffusionPeft.DreamBooth.Logging.ITrainingProgress

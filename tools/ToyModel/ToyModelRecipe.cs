@@ -8,6 +8,7 @@ using DiffusionPeft.Diffusion.Loading;
 using DiffusionPeft.Diffusion.Models;
 using DiffusionPeft.Diffusion.Pipelines;
 using DiffusionPeft.DreamBooth;
+using DiffusionPeft.DreamBooth.Checkpoints;
 using DiffusionPeft.DreamBooth.Config;
 using DiffusionPeft.DreamBooth.Data;
 using DiffusionPeft.DreamBooth.Logging;
@@ -171,9 +172,12 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
                                         "a new latent grid needs a new VAE, text encoder runs can be copied (give another --out)");
         Directory.CreateDirectory(_out);
         if (options.ComponentsFrom is { } from) AdoptComponents(from);
-        if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) ToyVocabulary.Write(TokenizerFolder);
+        var runGuidance = GenerationConfig.Read(BaseFolder);   // read before a set-aside moves the base, so the run keeps its scale
+        if (!Directory.Exists(TokenizerFolder)) WriteTokenizer();
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
         var device = TorchOptions.ParseDevice(options.Device);
+        RefuseOtherStageSettings(VaeFolder, VaeSettings(options.VaeSteps[^1]));
+        RefuseOtherStageSettings(ClipFolder, ClipSettings(options.ClipSteps[^1]));
         var (vae, vaeTrained) = Stage(VaeFolder, options.VaeSteps, steps => TrainVae(device, steps, cancellationToken));
         var (clip, clipTrained) = Stage(ClipFolder, options.ClipSteps, steps => TrainClip(tokenizer, device, steps, cancellationToken));
         var reports = new List<StageReport> { vae, clip };
@@ -190,8 +194,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
         // Given, it is written; not given, a run keeps the scale it has (a rerun changes nothing), a run without one gets the default.
         var generation = options.GuidanceScale is { } scale ? new GenerationConfig(scale)
-            : GenerationConfig.Read(BaseFolder) ?? new GenerationConfig(ToyModelOptions.DefaultGuidanceScale);
+            : runGuidance ?? new GenerationConfig(ToyModelOptions.DefaultGuidanceScale);
         generation.Write(BaseFolder);   // the UNet stage's validation images use it too
+        RefuseOtherUnetSettings();
         var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
         reports.Add(unet);
         if (unetTrained && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained (on): the old model is stale
@@ -287,8 +292,35 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     };
 
     /// <summary>A stage's settings; its step count may change on resume (as dpeft train's --steps), e.g. to train a stage longer.</summary>
-    private static JsonRunSettings Settings(object stage) =>
-        JsonRunSettings.Of(stage, ["VaeSteps", "ClipSteps", "DinoSteps"], fileName: "stage.json");
+    private static JsonRunSettings Settings(JsonObject stage) => new(stage, ["VaeSteps", "ClipSteps", "DinoSteps"], fileName: "stage.json");
+
+    private JsonRunSettings VaeSettings(int steps)
+    {
+        var stage = JsonSerializer.SerializeToNode(new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes })!.AsObject();
+        if (options.LatentSize != 16) stage["LatentSize"] = options.LatentSize;   // absent: 16, as in runs made before 32 existed
+        if (options.VaeDType == "bf16") stage["VaeDType"] = "bf16";              // absent: fp32
+        return Settings(stage);
+    }
+
+    private JsonRunSettings ClipSettings(int steps) => Settings(JsonSerializer.SerializeToNode(new
+    {
+        stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, ClipSteps = steps, options.ClipBatch, options.ClipLr, options.PretrainScenes,
+    })!.AsObject());
+
+    /// <summary>
+    /// A stage keeps its settings (seeds, dtype): others are refused, naming them, finished or not, before anything in it
+    /// changes, as the trainer refuses them on a resume; a finished stage would otherwise be kept as it is without a word.
+    /// Adopted stages (--components-from) have no checkpoints and are checked by their files.
+    /// </summary>
+    private static void RefuseOtherStageSettings(string folder, IRunSettings asked)
+    {
+        var checkpoints = Path.Combine(folder, "checkpoints");
+        if (!Directory.Exists(checkpoints) || new CheckpointStore(checkpoints).Latest() is not { } latest) return;
+        var saved = Path.Combine(latest, asked.FileName);
+        if (File.Exists(saved) && asked.DifferencesFrom(saved) is { Count: > 0 } differences)
+            throw new InvalidCheckpointException(ResumeCheckpoint.OtherSettings(latest, string.Join(", ", differences)) +
+                                                 $" (or move {folder} aside to train the stage again)");
+    }
 
     /// <summary>Trains with the project's loop, resuming from the stage's last checkpoint; null when interrupted.</summary>
     private TrainResult? Train(string folder, TrainingLoop loop, IRunSettings settings, ITrainingTarget target,
@@ -309,16 +341,13 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         ModelPlacement.Place(vae, ScalarType.Float32, device);
         bool mixed = options.VaeDType == "bf16";
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = JsonSerializer.SerializeToNode(new { stage = "vae", options.WorldSeed, options.Seed, options.VaeWidth, VaeSteps = steps, options.VaeBatch, options.VaeLr, options.PretrainScenes })!.AsObject();
-        if (options.LatentSize != 16) stage["LatentSize"] = options.LatentSize;   // absent: 16, as in runs made before 32 existed
-        if (mixed) stage["VaeDType"] = "bf16";                                   // absent: fp32
         // Mixed precision: the masters start from the fp32 initialisation, then the VAE computes in bf16.
         var initial = mixed ? vae.named_parameters().ToDictionary(p => "vae." + p.name, p => p.parameter.detach()) : null;
         if (mixed) vae.to(ScalarType.BFloat16);
         using var target = new ModuleTarget([("vae", vae, options.VaeLr)], (_, _) => { }, initial);
         if (initial is not null) foreach (var t in initial.Values) t.Dispose();
         _progress.Info($"VAE: {target.ParameterCount:N0} weights, {steps} steps of {options.VaeBatch} scenes" + (mixed ? "; bf16 compute on fp32 master weights" : ""));
-        var run = Train(VaeFolder, Loop(steps, options.VaeLr, 1), Settings(stage), target, new AutoencoderObjective(vae, scenes),
+        var run = Train(VaeFolder, Loop(steps, options.VaeLr, 1), VaeSettings(steps), target, new AutoencoderObjective(vae, scenes),
             scenes.Count, options.VaeBatch, ct);
         if (run is not { } r) return null;
         if (mixed)
@@ -342,7 +371,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var final = new AutoencoderKL(config with { ScalingFactor = 1 / std });
         final.load_state_dict(vae.state_dict());
         SaveComponent(Path.Combine(VaeFolder, ModelFolder), final.Config.ToJson(), final, "diffusion_pytorch_model.safetensors");
-        return Report("vae", VaeFolder, r, new JsonObject { ["heldout_psnr_db"] = Math.Round(psnr, 2), ["scaling_factor"] = 1 / std, ["parameters"] = target.ParameterCount });
+        return StageLog.Report("vae", VaeFolder, r, new JsonObject { ["heldout_psnr_db"] = Math.Round(psnr, 2), ["scaling_factor"] = 1 / std, ["parameters"] = target.ParameterCount });
     }
 
     /// <summary>Mean PSNR (dB, pixels in [0, 1]) of decode(posterior mode) over held-out scenes.</summary>
@@ -368,17 +397,16 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         using var clip = new ToyClip(textConfig, options.TextWidth);
         ModelPlacement.Place(clip, ScalarType.Float32, device);
         var scenes = new SceneImages(_world, options.PretrainScenes);
-        var stage = new { stage = "clip", options.WorldSeed, options.Seed, options.TextWidth, options.TextLayers, ClipSteps = steps, options.ClipBatch, options.ClipLr, options.PretrainScenes };
         var target = new ModuleTarget([("clip", clip, options.ClipLr)], (_, _) => { });
         _progress.Info($"text encoder + image tower: {target.ParameterCount:N0} weights, {steps} steps of {options.ClipBatch} pairs");
         var objective = new ContrastiveObjective(clip, scenes, tokenizer);
-        var run = Train(ClipFolder, Loop(steps, options.ClipLr, 2), Settings(stage), target, objective, scenes.Count, options.ClipBatch, ct);
+        var run = Train(ClipFolder, Loop(steps, options.ClipLr, 2), ClipSettings(steps), target, objective, scenes.Count, options.ClipBatch, ct);
         if (run is not { } r) return null;
 
         var retrieval = ToyClipRetrieval.HeldOut(clip, objective, _world, options.EvalScenes, device);
         SaveComponent(Path.Combine(ClipFolder, ModelFolder), textConfig.ToJson(), clip, "toy_clip.safetensors");
         SaveComponent(Path.Combine(ClipFolder, "text_encoder"), textConfig.ToJson(), clip.text_model, "model.safetensors");
-        return Report("clip", ClipFolder, r, new JsonObject
+        return StageLog.Report("clip", ClipFolder, r, new JsonObject
         {
             ["heldout_caption_top1"] = Math.Round(retrieval.CaptionTop1, 4), ["heldout_image_top1"] = Math.Round(retrieval.ImageTop1, 4),
             ["heldout_shape_top1"] = Math.Round(retrieval.ShapeTop1, 4),
@@ -419,7 +447,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
                 new StageReport(stage, int.MaxValue, 0, 0, 0, new JsonObject { ["source"] = source }), new JsonSerializerOptions { WriteIndented = true }));
             Directory.Move(folder + ".adopting", folder);
         }
-        if (!File.Exists(Path.Combine(TokenizerFolder, "vocab.json"))) CopyDirectory(Path.Combine(source, "tokenizer"), TokenizerFolder);
+        if (!Directory.Exists(TokenizerFolder)) CopyDirectory(Path.Combine(source, "tokenizer"), TokenizerFolder);
         else if (!SameFiles(Path.Combine(source, "tokenizer"), TokenizerFolder))
             throw new ArgumentException($"{TokenizerFolder} holds another tokenizer than {from}'s: components from {from} need a new --out");
     }
@@ -492,11 +520,36 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
                ?? TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
     }
 
+    /// <summary>
+    /// The UNet stage's config for <paramref name="steps"/>, with the dtype and warm-up of the run already started: its
+    /// warm-up, min(200, steps / 10) of the length it started with, shapes the trajectory, so a longer length keeps it.
+    /// </summary>
+    private TrainConfig UnetStageOfRun(int steps)
+    {
+        var config = UnetStage(options with { UnetDType = UnetDTypeOfRun(steps) }, BaseFolder, DataFolder, UnetRun, steps);
+        return ResumeCheckpoint.Settings(config) is { } started ? config with { LrWarmupSteps = started.LrWarmupSteps } : config;
+    }
+
+    /// <summary>
+    /// A UNet run keeps its settings: another rate, batch, loss or dtype is refused, naming them, before anything changes,
+    /// also on a finished stage, which would otherwise be kept as it is without a word. Its folders (model, images) are
+    /// OUT's own, which the base and data checks cover, so an OUT moved elsewhere still reruns.
+    /// </summary>
+    private void RefuseOtherUnetSettings()
+    {
+        var asked = UnetStageOfRun(options.UnetSteps[^1]);
+        if (ResumeCheckpoint.Settings(asked) is not { } started) return;
+        var differences = TrainConfigYaml.TrainingDifferences(started, asked).Except(["model", "images"]).ToList();
+        if (differences.Count > 0)
+            throw new InvalidCheckpointException($"{UnetRun}: trained with different training settings ({string.Join(", ", differences)}); " +
+                                                 "give its settings, or move it aside to train the UNet again");
+    }
+
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
-        var result = DreamBoothRun.Run(UnetStage(options with { UnetDType = UnetDTypeOfRun(steps) }, BaseFolder, DataFolder, UnetRun, steps), _progress, ct);
+        var result = DreamBoothRun.Run(UnetStageOfRun(steps), _progress, ct);
         if (result.Interrupted) return null;
-        return Report("unet", UnetRun, result, DataMeasurements(options));
+        return StageLog.Report("unet", UnetRun, result, DataMeasurements(options));
     }
 
     /// <summary>The plain scenes' sizes in the grammar's order, so that the data is a function of the set named.</summary>
@@ -508,15 +561,6 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         ["masks"] = Masked(options),
     };
 
-    /// <summary>The stage's losses (mean of its first and last 5% of steps) and training time, from its log.jsonl (resumes included).</summary>
-    private static StageReport Report(string stage, string folder, TrainResult result, JsonObject measurements)
-    {
-        var lines = File.ReadLines(Path.Combine(folder, TrainingLog.FileName)).Select(l => JsonNode.Parse(l)!).ToList();
-        var losses = lines.Select(l => (double)l["loss"]!).ToList();
-        int n = Math.Max(1, losses.Count / 20);
-        double seconds = lines.Count == 0 ? 0 : (double)lines[^1]["elapsed_s"]!;
-        return new StageReport(stage, (int)result.Steps, losses.Take(n).Average(), losses.TakeLast(n).Average(), seconds, measurements);
-    }
 
     /// <summary>A diffusers/transformers component folder: config.json and the module's weights.</summary>
     private static void SaveComponent(string folder, JsonObject config, nn.Module module, string weightsName)
@@ -526,6 +570,15 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         using var scope = NewDisposeScope();
         SafetensorsWriter.Write(Path.Combine(folder, weightsName), module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu()),
             new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>OUT/tokenizer, whole or not at all: its four files are written beside it, then the folder renamed.</summary>
+    private void WriteTokenizer()
+    {
+        var temp = TokenizerFolder + ".tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        ToyVocabulary.Write(temp);
+        Directory.Move(temp, TokenizerFolder);
     }
 
     private static void CopyDirectory(string from, string to)

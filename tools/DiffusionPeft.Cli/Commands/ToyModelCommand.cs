@@ -39,7 +39,7 @@ public static class ToyModelCommand
         var unetSteps = new Option<string?>("--unet-steps") { Description = "UNet optimizer steps (default: the shipped model's); a list as --vae-steps. More on a finished UNet trains it on." };
         var snrGamma = new Option<string?>("--unet-snr-gamma") { Description = "The UNet's min-SNR γ, or none for the plain v loss (default: none, the shipped model's)." };
         var timesteps = new Option<string?>("--unet-timestep-sampling") { Description = "uniform (default, the shipped model's) or logit_normal (SD3's: more timesteps at mid noise)." };
-        var unetWidth = new Option<int?>("--unet-width") { Description = "The UNet's first block width, a multiple of 16 (blocks [w, 2w, 2w]; default: the shipped model's, 32). A new width on a run made with another moves its base and UNet aside." };
+        var unetWidth = new Option<int?>("--unet-width") { Description = "The UNet's first block width, a multiple of 16 (blocks [w, w, 2w, 2w] on 32×32 latents, [w, 2w, 2w] on 16×16; default: the shipped model's, 32). A new width on a run made with another moves its base and UNet aside." };
         var latentSize = new Option<int?>("--latent-size") { Description = "The latent grid: 32 (default, the shipped model's: the VAE downsamples 2×; the UNet has a level of convolutions on top) or 16 (4×, the models before it). Fixed for a run: another needs another --out." };
         var plainScenes = new Option<int?>("--unet-plain-scenes") { Description = "Scenes of one large object on a plain background (full captions) mixed into the UNet's training data, to teach shape (default: the shipped model's, 15000; 0: none). Another count rewrites the data and moves a UNet trained on the old aside." };
         var plainSizes = new Option<string?>("--unet-plain-sizes") { Description = "The sizes of the plain scenes' objects, drawn uniformly: small, medium and/or large, separated by commas (default: the shipped model's, large). Other sizes rewrite the data and move a UNet trained on the old aside." };
@@ -48,10 +48,10 @@ public static class ToyModelCommand
         var vaeDType = new Option<string?>("--vae-dtype") { Description = "The VAE stage's compute: fp32 (default, the shipped model's) or bf16 (mixed precision on fp32 master weights; its forward and backward ran 1.25–1.55× faster than fp32 in the toy benchmark on this project’s CPU with AVX512-BF16; fast only there, with AMX or on a GPU). Fixed for the stage's run: a resume in the other is refused." };
         var unetDType = new Option<string?>("--unet-dtype") { Description = "The UNet stage's compute: fp32 (default, the shipped model's), bf16 (mixed precision: bf16 forward and backward on fp32 master weights; fast only on GPUs and CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is fast, else fp32; a resumed UNet run keeps its own). Fixed for a UNet run: another needs the UNet run moved aside." };
         var emaDecay = new Option<string?>("--unet-ema-decay") { Description = "Keep an exponential moving average of the UNet's weights with this maximum decay and write it as the model (dpeft train --ema-decay), or none (default, the shipped model's). May be added or changed when an unfinished UNet stage resumes (added, the average starts from the resumed weights); a finished stage is not retrained." };
-        var unetLr = new Option<string?>("--unet-lr") { Description = "The UNet stage's peak learning rate (AdamW, cosine after 200 warm-up steps; default: the shipped model's, 5e-4). Another rate on a UNet run already started is refused when it resumes: set the run aside (OUT/unet) to train again." };
-        var whiten = new Option<bool?>("--unet-whiten-conditioning") { Description = "Train the UNet on the text encoder's states whitened, folded into its cross-attention when written (dpeft train --whiten-conditioning; default: on, the shipped model's; --unet-whiten-conditioning false: the states as they are, the models before it). Fixed for a UNet run: a finished UNet stage is not retrained, so compare in a new --out (with --components-from)." };
-        var whitenStrength = new Option<string?>("--unet-whiten-strength") { Description = "With --unet-whiten-conditioning: how far to whiten, α in (0, 1] (dpeft train --whiten-strength; default 1, fully; 0.5: part-way, the strong directions kept stronger than the faint ones). Fixed for a UNet run: a finished UNet stage is not retrained, so try another strength in a new --out (with --components-from)." };
-        var unetBatch = new Option<int?>("--unet-batch") { Description = "The UNet stage's batch (default: the shipped model's, 32; a GPU is used well at 128–512, with a higher --unet-lr). Another batch on a UNet run already started is refused when it resumes." };
+        var unetLr = new Option<string?>("--unet-lr") { Description = "The UNet stage's peak learning rate (AdamW, cosine after 200 warm-up steps; default: the shipped model's, 5e-4). Another rate on a UNet run already started, finished or not, is refused: set the run aside (move OUT/unet) to train again." };
+        var whiten = new Option<bool?>("--unet-whiten-conditioning") { Description = "Train the UNet on the text encoder's states whitened, folded into its cross-attention when written (dpeft train --whiten-conditioning; default: on, the shipped model's; --unet-whiten-conditioning false: the states as they are, the models before it). Fixed for a UNet run (another is refused, finished or not): compare in a new --out (with --components-from)." };
+        var whitenStrength = new Option<string?>("--unet-whiten-strength") { Description = "With --unet-whiten-conditioning: how far to whiten, α in (0, 1] (dpeft train --whiten-strength; default 1, fully; 0.5: part-way, the strong directions kept stronger than the faint ones). Fixed for a UNet run (another is refused, finished or not): try another strength in a new --out (with --components-from)." };
+        var unetBatch = new Option<int?>("--unet-batch") { Description = "The UNet stage's batch (default: the shipped model's, 32; a GPU is used well at 128–512, with a higher --unet-lr). Another batch on a UNet run already started, finished or not, is refused." };
         var maskedLoss = new Option<string?>("--unet-masked-loss") { Description = "Train the UNet with a masked loss (dpeft train --masked-loss): the data gets each scene's object mask, and the background counts with this weight in [0, 1]; or none (default, the shipped model's). Captions name the background, so 0 would never teach it. Masks on or off rewrites the data and moves a UNet trained on the old aside; another weight needs the UNet run moved aside by hand (a resume refuses it)." };
         var componentsFrom = new Option<string?>("--components-from") { Description = "Take the tokenizer, VAE and text encoder of this toy model folder (\"embedded\": the embedded default) as finished stages, so that only the UNet's data and stage run: the UNet retrained on those components. Refused on a run that trained (or took) others." };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Each stage's checkpoint interval in steps (default 100; a run's last step is always kept). May change on a resume." };
@@ -358,6 +358,11 @@ public static class ToyModelCommand
                 error.WriteLine($"error: --classifier-scenes takes 0 (off) or a number of scenes (got {r.GetValue(classifier)})");
                 return 2;
             }
+            if (r.GetValue(scenes) < 0)
+            {
+                error.WriteLine($"error: --scenes takes 0 (the diffusion classifier alone) or a number of scenes (got {r.GetValue(scenes)})");
+                return 2;
+            }
             SceneSplit sceneSplit;
             switch (r.GetValue(split))
             {
@@ -374,11 +379,13 @@ public static class ToyModelCommand
                 error.WriteLine($"error: --first-scene {r.GetValue(firstScene)} with --scenes {r.GetValue(scenes)} and --classifier-scenes {r.GetValue(classifier)} does not fit the split's {splitSize} scenes");
                 return 2;
             }
+            var sampling = new ToyModelEvaluation.EvaluationSampling(r.GetValue(steps), guidance.ScaleOf(r), guidance.RescaleOf(r), guidance.IntervalOf(r));
+            sampling.Validate("toy-model evaluate");   // before the model loads and anything is written
             using var sd = ModelArguments.Load(r.GetValue(model), TorchSharp.torch.ScalarType.Float32, TorchOptions.ParseDevice(r.GetValue(device)!), error, "evaluating");
             var progress = new ProgressLine(error, "images", false);
             progress.Start(2 * r.GetValue(scenes));
             var classifierProgress = new ProgressLine(error, "classifier scenes", false);
-            var sampling = new ToyModelEvaluation.EvaluationSampling(r.GetValue(steps), guidance.ScaleOf(r), guidance.RescaleOf(r), guidance.IntervalOf(r));
+            if (r.GetValue(scenes) == 0 && r.GetValue(classifier) > 0) classifierProgress.Start(r.GetValue(classifier));   // no images: the classifier runs at once
             var result = ToyModelEvaluation.Run(sd, r.GetValue(worldSeed), r.GetValue(scenes), r.GetValue(outDir)!, sampling,
                 progress: (done, total) =>
                 {
