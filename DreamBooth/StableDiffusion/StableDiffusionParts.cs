@@ -26,8 +26,6 @@ public sealed class StableDiffusionParts : ILatentEncoder, IPromptEncoder, IDeno
         Identity = $"{id}|{Diffusion.TorchOptions.Name(model.DType)}";
     }
 
-    public StableDiffusionModel Model => _model;
-
     /// <summary>The base model's weights and dtype: part of every cache key.</summary>
     public string Identity { get; }
 

@@ -14,7 +14,6 @@ public sealed class SceneImages(World world, int count, long first = 0)
 
     public World World { get; } = world;
     public int Count => _pixels.Length;
-    public long First => first;
 
     public long SceneIndex(int item) => first + item;
 
@@ -30,8 +29,7 @@ public sealed class SceneImages(World world, int count, long first = 0)
         using var scope = NewDisposeScope();
         var batch = new byte[items.Count * 64 * 64 * 3];
         for (int k = 0; k < items.Count; k++) Image(items[k]).Pixels.CopyTo(batch, k * 64 * 64 * 3);
-        var hwc = tensor(batch, [items.Count, 64, 64, 3], ScalarType.Byte);
-        var x = hwc.permute(0, 3, 1, 2).to_type(ScalarType.Float32) / 127.5f - 1f;
-        return (device is null ? x : x.to(device)).contiguous().MoveToOuterDisposeScope();
+        var x = ScenePixels.Unit(batch, items.Count, 64, 64);
+        return (device is null ? x : x.to(device)).MoveToOuterDisposeScope();
     }
 }
