@@ -303,11 +303,7 @@ public sealed class ToyModelRecipeTests : IDisposable
     public void StageLengthsAsAListAreTheSameAsTrainingOnInASecondRun()
     {
         var quick = Tiny with { VaeSteps = [16], ClipSteps = [1], UnetSteps = [1], UnetImages = 4 };
-        var twoRuns = Path.Combine(_dir, "two-runs");
-        new ToyModelRecipe(twoRuns, quick).Run();
-        new ToyModelRecipe(twoRuns, quick with { VaeSteps = [24] }).Run();
-        var oneRun = Path.Combine(_dir, "one-run");
-        var reports = new ToyModelRecipe(oneRun, quick with { VaeSteps = [16, 24] }).Run();
+        var (twoRuns, oneRun, reports) = TwoRunsAndAList(quick, quick with { VaeSteps = [24] }, quick with { VaeSteps = [16, 24] });
         Assert.Equal(24, reports[0].Steps);
         Assert.False(Directory.Exists(Path.Combine(oneRun, "unet.stale-1")));   // the UNet trained once, on the last VAE
         foreach (var file in new[] { Path.Combine("vae", "diffusion_pytorch_model.safetensors"), Path.Combine("unet", "diffusion_pytorch_model.safetensors") })
@@ -323,15 +319,21 @@ public sealed class ToyModelRecipeTests : IDisposable
         // The warm-up is min(200, steps / 10): 1 for 10 steps, 3 for 30. A run keeps the one it started with, which is
         // part of its trajectory, so training on to 30 is neither refused nor another schedule.
         var quick = Tiny with { VaeSteps = [4], ClipSteps = [1], UnetSteps = [10], UnetImages = 4 };
-        var twoRuns = Path.Combine(_dir, "two-runs");
-        new ToyModelRecipe(twoRuns, quick).Run();
-        new ToyModelRecipe(twoRuns, quick with { UnetSteps = [30] }).Run();
-        var oneRun = Path.Combine(_dir, "one-run");
-        var reports = new ToyModelRecipe(oneRun, quick with { UnetSteps = [10, 30] }).Run();
+        var (twoRuns, oneRun, reports) = TwoRunsAndAList(quick, quick with { UnetSteps = [30] }, quick with { UnetSteps = [10, 30] });
         Assert.Equal(30, reports[2].Steps);
         Assert.Contains("lr-warmup-steps: 1", File.ReadAllLines(Path.Combine(oneRun, "unet", "config.yaml")));
         var unet = Path.Combine(ToyModelRecipe.ModelFolder, "unet", "diffusion_pytorch_model.safetensors");
         TensorAssert.SameSafetensors(Path.Combine(twoRuns, unet), Path.Combine(oneRun, unet));
+    }
+
+    /// <summary><paramref name="first"/> then <paramref name="then"/> in one folder, <paramref name="asList"/> in another: both folders and the list's reports.</summary>
+    private (string TwoRuns, string OneRun, IReadOnlyList<StageReport> Reports) TwoRunsAndAList(ToyModelOptions first, ToyModelOptions then, ToyModelOptions asList)
+    {
+        var twoRuns = Path.Combine(_dir, "two-runs");
+        new ToyModelRecipe(twoRuns, first).Run();
+        new ToyModelRecipe(twoRuns, then).Run();
+        var oneRun = Path.Combine(_dir, "one-run");
+        return (twoRuns, oneRun, new ToyModelRecipe(oneRun, asList).Run());
     }
 
     [Fact]
