@@ -3,6 +3,11 @@ namespace DiffusionPeft.Core.Imaging;
 /// <summary>Contact sheets and thumbnails.</summary>
 public static class ImageGrid
 {
+    /// <summary>The contact sheet generate writes beside each prompt's images: not one of them, so evaluations skip it.</summary>
+    public const string FileName = "grid.png";
+
+    public static bool IsContactSheet(string path) => Path.GetFileName(path) == FileName;
+
     /// <summary>
     /// Tiles <paramref name="images"/> row-major into <paramref name="columns"/> columns on a background, each in a
     /// cell the size of the largest image, centred; <paramref name="gap"/> pixels between and around cells.

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using DiffusionPeft.Core.Imaging;
 using DiffusionPeft.Core.IO;
@@ -10,7 +9,7 @@ public interface IGenerationProgress
 {
     void Start(int pendingImages, int alreadyDone);
     void Step(int step, int steps);
-    void ImagesWritten(IReadOnlyList<PlannedImage> images, double secondsPerImage);
+    void ImagesWritten(IReadOnlyList<PlannedImage> images);
     void Warning(string message);
 }
 
@@ -22,9 +21,6 @@ public interface IGenerationProgress
 public sealed class BatchGenerator(StableDiffusionModel model)
 {
     public StableDiffusionModel Model { get; } = model;
-
-    /// <summary>Appended to every image's metadata (e.g. which adapters are active).</summary>
-    public IReadOnlyDictionary<string, string> ExtraMetadata { get; init; } = new Dictionary<string, string>();
 
     /// <summary>Puts a batch's adapters on the model; disposing the result takes them off. Needed when any prompt names adapters.</summary>
     public Func<IReadOnlyList<AdapterSpec>, IDisposable>? ApplyAdapters { get; init; }
@@ -54,7 +50,6 @@ public sealed class BatchGenerator(StableDiffusionModel model)
                     }
                     activeSpecs = o.Adapters;
                 }
-                var clock = Stopwatch.StartNew();
                 using var scheduler = Model.CreateScheduler(o.Sampler);
                 var pipeline = new StableDiffusionPipeline(Model, scheduler) { Warn = progress.Warning };
                 using var result = pipeline.Run(new PipelineCall
@@ -70,9 +65,12 @@ public sealed class BatchGenerator(StableDiffusionModel model)
                 for (int k = 0; k < batch.Count; k++)
                     if (!File.Exists(batch[k].PngPath)) { Write(batch[k], images[k]); missing.Add(batch[k]); }
                 written += missing.Count;
-                progress.ImagesWritten(missing, clock.Elapsed.TotalSeconds / batch.Count);
+                progress.ImagesWritten(missing);
                 WriteGridIfComplete(plan, batch[0].PromptIndex);
             }
+            // A grid lost to a kill after its prompt's last image: no batch of that prompt is left to write it.
+            foreach (int prompt in plan.ForShard(shard).Select(i => i.PromptIndex).Distinct())
+                if (!File.Exists(Path.Combine(plan.PromptDir(prompt), ImageGrid.FileName))) WriteGridIfComplete(plan, prompt);
         }
         finally
         {
@@ -81,12 +79,12 @@ public sealed class BatchGenerator(StableDiffusionModel model)
         return written;
     }
 
-    public string SamplerKey(GenerationOptions o) => o.Sampler is "" or "default" ? Model.DefaultSamplerKey : o.Sampler;
+    public string SamplerKey(GenerationOptions o) => Model.SamplerKey(o.Sampler);
 
     private void Write(PlannedImage item, RgbImage image)
     {
-        var o = item.Options;
-        var sampler = SamplerKey(o);
+        var sampler = SamplerKey(item.Options);
+        var o = sampler == "ddim" ? item.Options : item.Options with { Eta = 0 };   // only DDIM uses eta (StableDiffusionPipeline): others record none
         var parameters = A1111Parameters.Format(o, item.Seed, Model.Name, Model.ShortHash, A1111Parameters.SamplerDisplayName(sampler));
         var sidecar = new Dictionary<string, object?>
         {
@@ -97,7 +95,6 @@ public sealed class BatchGenerator(StableDiffusionModel model)
             ["adapters"] = o.Adapters.Select(a => new { path = a.Path, scale = a.Scale }).ToList(),
             ["prompt_index"] = item.PromptIndex, ["image_index"] = item.ImageIndex, ["file"] = Path.GetFileName(item.PngPath),
         };
-        foreach (var (k, v) in ExtraMetadata) sidecar[k] = v;
         var chunks = new List<(string, string)> { ("parameters", parameters), ("dpeft", JsonSerializer.Serialize(sidecar)) };
         Directory.CreateDirectory(Path.GetDirectoryName(item.PngPath)!);
         // Sidecar first: a PNG on disk (the rerun marker) always has its sidecar.
@@ -112,6 +109,6 @@ public sealed class BatchGenerator(StableDiffusionModel model)
         if (items.Count < 2 || !items.All(i => File.Exists(i.PngPath))) return;
         var images = items.Select(i => ImageLoader.Load(i.PngPath)).ToList();
         int columns = (int)Math.Ceiling(Math.Sqrt(images.Count));
-        PngWriter.Write(Path.Combine(plan.PromptDir(promptIndex), "grid.png"), ImageGrid.Compose(images, columns, gap: 4));
+        PngWriter.Write(Path.Combine(plan.PromptDir(promptIndex), ImageGrid.FileName), ImageGrid.Compose(images, columns, gap: 4));
     }
 }

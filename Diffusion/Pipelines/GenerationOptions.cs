@@ -1,3 +1,5 @@
+using DiffusionPeft.Diffusion.Schedulers;
+
 namespace DiffusionPeft.Diffusion.Pipelines;
 
 /// <summary>An adapter to apply while generating: a file and its strength (`FILE[:scale]` on the command line).</summary>
@@ -50,9 +52,9 @@ public sealed record GenerationOptions
             Width > 4096 || Height > 4096 ? $"width and height must be at most 4096 (got {Width}x{Height})" :
             BatchSize < 1 ? $"batch must be at least 1 (got {BatchSize})" :
             ClipSkip < 0 ? $"clip-skip must be >= 0 (got {ClipSkip})" :
-            double.IsNaN(GuidanceScale) || GuidanceScale < 0 ? $"cfg must be >= 0 (got {GuidanceScale})" :
+            !GenerationConfig.IsValidScale(GuidanceScale) ? $"cfg must be a finite number >= 0 (got {GuidanceScale})" :
             !(Eta >= 0 && Eta <= 1) ? $"eta must be in [0, 1] (got {Eta})" :
-            double.IsInfinity(GuidanceScale) ? $"cfg must be finite (got {GuidanceScale})" :
+            !SchedulerFactory.IsKnown(Sampler) ? $"unknown sampler '{Sampler}' (valid: default, {string.Join(", ", SchedulerFactory.Names)}, or a diffusers class name)" :
             !(GuidanceRescale >= 0 && GuidanceRescale <= 1) ? $"cfg-rescale must be in [0, 1] (got {GuidanceRescale})" :
             Adapters.FirstOrDefault(a => string.IsNullOrWhiteSpace(a.Path) || !double.IsFinite(a.Scale)) is { } bad ? $"adapter '{bad}' needs a file and a finite scale" :
             null;

@@ -43,7 +43,10 @@ public sealed class StableDiffusionModel : IDisposable
     public string? FullHash => IdentityFile is null ? null : _hash ??= FileHash.Sha256(IdentityFile);
 
     public IScheduler CreateScheduler(string sampler) =>
-        sampler is "" or "default" ? SchedulerFactory.FromConfig(SchedulerConfig) : SchedulerFactory.Create(sampler, SchedulerConfig);
+        SchedulerFactory.IsDefault(sampler) ? SchedulerFactory.FromConfig(SchedulerConfig) : SchedulerFactory.Create(sampler, SchedulerConfig);
+
+    /// <summary>The short name of the scheduler <see cref="CreateScheduler"/>(<paramref name="sampler"/>) makes, for metadata.</summary>
+    public string SamplerKey(string sampler) => SchedulerFactory.KeyOf(sampler, SchedulerConfig);
 
     /// <summary>The sampler key of <see cref="CreateScheduler"/>("default"), for metadata.</summary>
     public string DefaultSamplerKey => SchedulerFactory.ShortNameOf(SchedulerConfig);

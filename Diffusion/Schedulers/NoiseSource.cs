@@ -13,10 +13,6 @@ public abstract class NoiseSource
     public abstract Tensor Next(long[] shape, ScalarType dtype, Device device);
 
     public Tensor NextLike(Tensor t) => Next(t.shape, t.dtype, t.device);
-
-    public static NoiseSource Seeded(long seed) => new SeededNoiseSource(seed);
-
-    public static NoiseSource Replay(IEnumerable<Tensor> tensors) => new ReplayNoiseSource(tensors);
 }
 
 /// <summary>

@@ -32,14 +32,38 @@ public static class SchedulerFactory
     {
         ArgumentNullException.ThrowIfNull(config);
         var key = (name ?? "").Trim();
-        foreach (var k in Known)
-            if (string.Equals(k.Name, key, StringComparison.OrdinalIgnoreCase))
-                return CreateClass(k.ClassName, k.Adjust(config));
+        if (ShortName(key) is { } shortName)
+        {
+            var k = Known.First(k => k.Name == shortName);
+            return CreateClass(k.ClassName, k.Adjust(config));
+        }
         if (ClassNames.Contains(key, StringComparer.Ordinal)) return CreateClass(key, config);
         throw new ArgumentException(
             $"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).",
             nameof(name));
     }
+
+    /// <summary>"" or "default" (any case): the model's own scheduler, as its scheduler_config.json names it.</summary>
+    public static bool IsDefault(string? name) => (name ?? "").Trim() is var key && (key.Length == 0 || key.Equals("default", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Whether <see cref="Create"/> (or the default) takes <paramref name="name"/>: the same rule, checked before any model loads.</summary>
+    public static bool IsKnown(string? name) => IsDefault(name) || ShortName(name) is not null || ClassNames.Contains((name ?? "").Trim(), StringComparer.Ordinal);
+
+    /// <summary>
+    /// The short name of the scheduler <paramref name="name"/> gives on a model with <paramref name="config"/>, for
+    /// metadata: "DDIM", "ddimscheduler"-style spellings and the default all come out as one key (ddim, dpm++2m_karras, ...).
+    /// </summary>
+    public static string KeyOf(string? name, SchedulerConfig config)
+    {
+        if (IsDefault(name)) return ShortNameOf(config);
+        if (ShortName(name) is { } shortName) return shortName;
+        var key = (name ?? "").Trim();
+        return ClassNames.Contains(key, StringComparer.Ordinal) ? ShortNameOf(config with { ClassName = key })
+            : throw new ArgumentException($"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).", nameof(name));
+    }
+
+    private static string? ShortName(string? name) =>
+        Known.Select(k => k.Name).FirstOrDefault(k => string.Equals(k, (name ?? "").Trim(), StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The short name of the scheduler a config describes (its <c>_class_name</c>; DPM-Solver with Karras sigmas is dpm++2m_karras).</summary>
     public static string ShortNameOf(SchedulerConfig config)

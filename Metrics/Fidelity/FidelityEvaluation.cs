@@ -85,7 +85,7 @@ public static class FidelityEvaluation
             if (options.Subjects is { } only && !only.Contains(s.Folder)) continue;
             var gdir = Path.Combine(generatedDir, s.Folder);
             var rdir = Path.Combine(realDir, s.Folder);
-            var gen = Directory.Exists(gdir) ? ImagesIn(gdir, SearchOption.AllDirectories) : [];
+            var gen = Directory.Exists(gdir) ? ImagesIn(gdir, SearchOption.AllDirectories).Where(p => !ImageGrid.IsContactSheet(p)).ToList() : [];
             var real = Directory.Exists(rdir) ? ImagesIn(rdir, SearchOption.TopDirectoryOnly) : [];
             if (gen.Count == 0) { skipped[s.Folder] = $"no generated images in {gdir}"; continue; }
             if (real.Count == 0) { skipped[s.Folder] = $"no real images in {rdir}"; continue; }

@@ -40,5 +40,33 @@ public sealed class DemoCommandTests : IDisposable
         Assert.Equal((64, 64), (ImageLoader.Load(after[0]).Width, ImageLoader.Load(after[0]).Height));
         Assert.Contains("sks star", PngText.Get(PngText.Read(after[0]), "parameters"));
         Assert.True(File.Exists(Path.Combine(outDir, "run", "adapter.safetensors")));
+
+        // More steps train the adapter on: its old images move aside and are made again; the base's are kept.
+        var baseImage = File.ReadAllBytes(before[0]);
+        o = new StringWriter(); e = new StringWriter();
+        code = Program.Run(["demo", "--out", outDir, "--steps", "8", "--n", "1", "--method", "lora", "--quiet"], o, e);
+        Assert.True(code == 0, e.ToString());
+        Assert.Contains("generated/ holds images of another adapter or sampling: moved to generated.stale-1/", e.ToString());
+        Assert.False(Directory.Exists(Path.Combine(outDir, "generated-base.stale-1")));
+        Assert.Equal(baseImage, File.ReadAllBytes(before[0]));
+        Assert.Equal(after.Select(Path.GetFileName), Directory.GetFiles(Path.Combine(outDir, "generated"), "*.png", SearchOption.AllDirectories)
+            .Where(f => !f.EndsWith("grid.png")).Order().Select(Path.GetFileName));
+        Assert.NotEqual(File.ReadAllBytes(Path.Combine(outDir, "generated.stale-1", Path.GetRelativePath(Path.Combine(outDir, "generated"), after[0]))),
+            File.ReadAllBytes(after[0]));
+        Assert.Contains("8 steps", File.ReadAllText(report));
+    }
+
+    [Theory]
+    [InlineData("--n", "0", "--n must be at least 1 (got 0)")]
+    [InlineData("--subject", "bogus", "'bogus' is not a toy-world subject")]
+    [InlineData("--rank", "0", "rank")]
+    public void BadInputIsRefusedBeforeAnythingIsWritten(string option, string value, string message)
+    {
+        var outDir = Path.Combine(_dir, "demo");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(["demo", "--out", outDir, option, value, "--quiet"], o, e);
+        Assert.Equal(2, code);
+        Assert.Contains(message, e.ToString());
+        Assert.False(Directory.Exists(outDir));
     }
 }

@@ -47,6 +47,30 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void SamplerSpellingsShareAKeyEtaIsRecordedOnlyWhereDdimUsesItAndARerunWritesAMissingGrid()
+    {
+        var outDir = Path.Combine(_dir, "out");
+        string[] args = ["generate", "--prompt", "a red circle", "--n", "2", "--steps", "1", "--sampler", "EULER", "--eta", "0.5", "--out", outDir, "--quiet"];
+        var r = Dpeft(args);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("warning: eta is DDIM's; ignored for 1 prompt(s) with another sampler (euler)", r.Err);
+        var png = Path.Combine(outDir, "0001-a-red-circle", "000-s0.png");
+        var parameters = PngText.Get(PngText.Read(png), "parameters")!;
+        Assert.Contains("Sampler: Euler,", parameters);
+        Assert.DoesNotContain("Eta", parameters);
+        var sidecar = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(png, ".json"))).RootElement;
+        Assert.Equal(("euler", 0.0), (sidecar.GetProperty("sampler").GetString(), sidecar.GetProperty("eta").GetDouble()));
+        // A kill between a prompt's last image and its grid: the rerun has no image to make, and writes the grid.
+        var grid = Path.Combine(outDir, "0001-a-red-circle", "grid.png");
+        var sheet = File.ReadAllBytes(grid);
+        File.Delete(grid);
+        var rerun = Dpeft(args);
+        Assert.True(rerun.Code == 0, rerun.Err);
+        Assert.Contains("0 images written", rerun.Out);
+        Assert.Equal(sheet, File.ReadAllBytes(grid));
+    }
+
+    [Fact]
     public void ShardsTogetherProduceExactlyTheSingleMachineImagesAndRerunsSkipExistingOnes()
     {
         var prompts = Path.Combine(_dir, "prompts.jsonl");
@@ -91,6 +115,20 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.NotEqual(0, r.Code);
         Assert.Contains(message, r.Err);
         Assert.StartsWith("error: ", r.Err.Trim());
+        Assert.False(Directory.Exists(outDir) && Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any());
+    }
+
+    [Theory]
+    [InlineData("""{"prompt": "a blue square", "adapter": "missing.safetensors"}""", "prompt 2's adapter missing.safetensors: file not found")]
+    [InlineData("""{"prompt": "a blue square", "clip_skip": 9}""", "prompt 2: clip-skip must be in 0..4 for this text encoder (4 layers), got 9")]
+    public void APromptLinesFaultFoundOnlyWithTheModelIsRefusedBeforeAnyImage(string line, string message)
+    {
+        var prompts = Path.Combine(_dir, "prompts.jsonl");
+        File.WriteAllLines(prompts, ["a red circle", line]);
+        var outDir = Path.Combine(_dir, "out");
+        var r = Dpeft("generate", "--prompts", prompts, "--out", outDir, "--steps", "1", "--quiet");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains($"{prompts}: {message}", r.Err);
         Assert.False(Directory.Exists(outDir) && Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Any());
     }
 

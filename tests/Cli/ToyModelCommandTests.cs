@@ -76,8 +76,8 @@ public sealed class ToyModelCommandTests : IDisposable
     [InlineData("--first-scene", "-1", "--first-scene -1 with --scenes 200 and --classifier-scenes 96 does not fit the split's")]
     [InlineData("--first-scene", "1073741700", "--first-scene 1073741700 with --scenes 200 and --classifier-scenes 96 does not fit the split's 1073741824 scenes")]
     [InlineData("--scenes", "-1", "--scenes takes 0 (the diffusion classifier alone) or a number of scenes (got -1)")]
-    [InlineData("--cfg", "-3", "toy-model evaluate: cfg must be >= 0 (got -3)")]
-    [InlineData("--cfg", "NaN", "toy-model evaluate: cfg must be >= 0 (got NaN)")]
+    [InlineData("--cfg", "-3", "toy-model evaluate: cfg must be a finite number >= 0 (got -3)")]
+    [InlineData("--cfg", "NaN", "toy-model evaluate: cfg must be a finite number >= 0 (got NaN)")]
     [InlineData("--cfg-rescale", "2", "toy-model evaluate: cfg-rescale must be in [0, 1] (got 2)")]
     [InlineData("--steps", "0", "toy-model evaluate: steps must be in 1..1000 (got 0)")]
     public void ABadEvaluateOptionIsRefusedBeforeAnythingIsWritten(string option, string value, string message) => EvaluateIsRefused([option, value], message);

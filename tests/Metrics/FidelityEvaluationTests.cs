@@ -148,6 +148,8 @@ public sealed class FidelityEvaluationTests : IDisposable
         var (manifest, gen, real, models) = BuildDataset(caseName);
         var bare = Path.Combine(gen, "dog", "999.png");
         PngWriter.Write(bare, RgbImage.Blank(8, 8));
+        var grid = Path.Combine(gen, "dog", ImageGrid.FileName);   // generate's contact sheet: not an image of the subject, not a fault
+        PngWriter.Write(grid, RgbImage.Blank(8, 8));
         // An image without a prompt (or one that does not decode) is left out with its reason; the rest is scored.
         var broken = Path.Combine(real, "dog", "broken.jpg");
         File.WriteAllBytes(broken, [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
@@ -156,7 +158,7 @@ public sealed class FidelityEvaluationTests : IDisposable
         Assert.Equal(["dog", "vase"], report.Scores.PerSubject.Select(s => s.Name));
         Assert.Equal(new[] { bare, broken }.Order(StringComparer.Ordinal), report.SkippedImages.Keys.Order(StringComparer.Ordinal));
         Assert.Contains("no prompt", report.SkippedImages[bare]);
-        Assert.DoesNotContain(report.Scores.PerImage, i => i.Path == bare);
+        Assert.DoesNotContain(report.Scores.PerImage, i => i.Path == bare || i.Path == grid);
         Assert.Contains(messages, m => m.Contains(broken) && m.StartsWith("skipping"));
         File.Delete(broken);
         File.WriteAllText(Path.ChangeExtension(bare, ".txt"), "a sks dog in the snow\n");

@@ -41,6 +41,8 @@ public sealed class GenerationPlanTests : IDisposable
     [InlineData("""{"prompt": """, "invalid JSON")]
     [InlineData("""{"prompt": "x", "cfg_interval": "900,100"}""", "guidance interval")]
     [InlineData("""{"prompt": "x", "cfg_rescale": 1.5}""", "cfg-rescale must be in [0, 1]")]
+    [InlineData("""{"prompt": "x", "sampler": "heun"}""", "unknown sampler 'heun'")]
+    [InlineData("""{"prompt": "x", "cfg": -1}""", "cfg must be a finite number >= 0 (got -1)")]
     public void BadPromptLinesNameTheFileLineAndFault(string line, string fault)
     {
         var path = Path.Combine(_dir, "bad.jsonl");

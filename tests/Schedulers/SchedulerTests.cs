@@ -40,6 +40,28 @@ public sealed class SchedulerTests
         Assert.Equal(name == "dpm++2m_karras", s.Config.UseKarrasSigmas);
     }
 
+    [Theory]
+    [InlineData("DDIM", "ddim")]
+    [InlineData(" Euler_A ", "euler_a")]
+    [InlineData("EulerAncestralDiscreteScheduler", "euler_a")]
+    [InlineData("default", "pndm")]
+    [InlineData("", "pndm")]
+    public void SamplerSpellingsShareOneKeyForMetadata(string name, string key)
+    {
+        Assert.True(SchedulerFactory.IsKnown(name));
+        Assert.Equal(key, SchedulerFactory.KeyOf(name, Sd with { ClassName = "PNDMScheduler" }));
+    }
+
+    [Fact]
+    public void ADiffusersClassNameTakesKarrasFromTheModelsConfigAndUnknownNamesAreRefused()
+    {
+        Assert.Equal("dpm++2m_karras", SchedulerFactory.KeyOf("DPMSolverMultistepScheduler", Sd with { UseKarrasSigmas = true }));
+        Assert.Equal("dpm++2m", SchedulerFactory.KeyOf("DPMSolverMultistepScheduler", Sd));
+        Assert.False(SchedulerFactory.IsKnown("heun"));
+        Assert.False(SchedulerFactory.IsKnown("ddimscheduler"));   // class names are exact, as diffusers' _class_name
+        Assert.Contains("heun", Assert.Throws<ArgumentException>(() => SchedulerFactory.KeyOf("heun", Sd)).Message);
+    }
+
     [Fact]
     public void KarrasNameChangesTheSchedule()
     {

@@ -44,25 +44,28 @@ public static class DemoRunner
     public static int Run(DemoJob job, TextWriter output, TextWriter error)
     {
         var clock = Stopwatch.StartNew();
+        // Everything checked before anything is written.
         var subject = ToySubjects.ByName(job.Subject);
+        if (job.ImagesPerPrompt < 1) throw new ArgumentException($"--n must be at least 1 (got {job.ImagesPerPrompt})");
         var models = MetricModelOptions.ShippedToyEvaluators(null) ?? throw new FileNotFoundException(
             $"the toy-world evaluators are not next to the embedded model ({ToyEvaluatorFiles.ShippedFolder}); rebuild or reinstall dpeft");
         var root = Path.GetFullPath(job.OutputDir);
         var data = Path.Combine(root, "data");
-        ToyWorldFiles.WriteSubjects(data, 0, subjects: [subject]);
         var instances = Path.Combine(data, "instances", subject.Name);
         var heldOut = Path.Combine(data, "heldout");
         var protocol = Path.Combine(data, "protocol");
-        output.WriteLine($"subject {subject.Name} ('{subject.InstancePrompt}'): {subject.Description}; training images in {instances}");
-
-        var progress = new CliTrainingProgress(new ProgressLine(error, "steps", job.Quiet));
-        using var ctrlC = new ConsoleCancellation(error, "stopping after this step (rerun the same command to continue)...");
         var run = Path.Combine(root, "run");
         var config = TrainConfig.EmbeddedModelDefaults with
         {
             Model = EmbeddedDefaultModel.Keyword, Images = instances, Prompt = subject.InstancePrompt, Out = run, Method = job.Method, Rank = job.Rank,
             Steps = job.Steps, Lr = job.Lr, Seed = job.Seed, CheckpointEvery = 100, Keep = 1, Resume = "latest", PlotEvery = 25,
         };
+        TrainConfigYaml.Validate(config, "dpeft demo");
+        ToyWorldFiles.WriteSubjects(data, 0, subjects: [subject]);
+        output.WriteLine($"subject {subject.Name} ('{subject.InstancePrompt}'): {subject.Description}; training images in {instances}");
+
+        var progress = new CliTrainingProgress(new ProgressLine(error, "steps", job.Quiet));
+        using var ctrlC = new ConsoleCancellation(error, "stopping after this step (rerun the same command to continue)...");
         var trained = DreamBoothRun.Run(config, progress, ctrlC.Token);
         if (trained.Interrupted) return TrainRunner.Interrupted;
         var adapter = Path.Combine(run, AdapterSession.FinalFile);
@@ -75,6 +78,8 @@ public static class DemoRunner
         };
         using var model = EmbeddedDefaultModel.Create();
         var sampling = new ProtocolSampling(job.ImagesPerPrompt, job.Seed, job.SamplingSteps);
+        foreach (var (label, folder) in generated)
+            KeepOnlyImagesOf(folder, $"{{\"model\":\"{model.ShortHash}\",\"adapter\":\"{(label == "base" ? "none" : FileHash.Sha256(adapter))}\",\"n\":{job.ImagesPerPrompt},\"seed\":{job.Seed},\"steps\":{job.SamplingSteps}}}", error);
         var plans = generated.ToDictionary(kv => kv.Key, kv => ToyProtocolImages.Generate(model, subject,
             kv.Key == "base" ? [] : [new AdapterSpec(adapter, 1.0)], sampling, kv.Value,
             new GenerateRunner.CliGenerationProgress(new ProgressLine(error, $"{kv.Key} images", job.Quiet)), ctrlC.Token));
@@ -125,5 +130,24 @@ public static class DemoRunner
             .Select(r => $"{r.Name["judge: ".Length..]} {100 * r.Before:F0}% → {100 * r.After:F0}%")));
         output.WriteLine($"report: {reportPath}");
         return 0;
+    }
+
+    /// <summary>
+    /// A generated folder holds the images of one model, adapter and sampling. Generation skips images that exist and
+    /// scoring reads the whole folder, so a rerun after more training (--steps) or with other sampling would keep and
+    /// score the old ones: made-by.json names what made them, and a folder made by anything else is moved aside.
+    /// </summary>
+    private static void KeepOnlyImagesOf(string folder, string maker, TextWriter error)
+    {
+        var stamp = Path.Combine(folder, "made-by.json");
+        if (Directory.Exists(folder) && (!File.Exists(stamp) || File.ReadAllText(stamp) != maker))
+        {
+            int n = 1;
+            while (Directory.Exists($"{folder}.stale-{n}")) n++;
+            Directory.Move(folder, $"{folder}.stale-{n}");
+            error.WriteLine($"note: {Path.GetFileName(folder)}/ holds images of another adapter or sampling: moved to {Path.GetFileName(folder)}.stale-{n}/");
+        }
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllText(stamp, maker);
     }
 }

@@ -10,7 +10,7 @@ public static class GenerateCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var model = new Option<string?>("--model") { Description = "A diffusers folder or a single .safetensors checkpoint. Without it: the embedded tiny default (untrained)." };
+        var model = new Option<string?>("--model") { Description = "A diffusers folder or a single .safetensors checkpoint. Without it (or \"embedded\"): the toy-world model shipped with dpeft; \"embedded-untrained\": a tiny random model of the same structure." };
         var configsFrom = new Option<string?>("--configs-from") { Description = "For a single-file checkpoint: a diffusers folder whose configs, scheduler and tokenizer to use." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "For a single-file checkpoint: a tokenizer folder (vocab.json, merges.txt)." };
         var variant = new Option<string?>("--variant") { Description = "A diffusers weight variant, e.g. fp16." };
@@ -32,7 +32,7 @@ public static class GenerateCommand
         var dtype = new Option<string>("--dtype") { Description = "auto, fp32 or bf16 (auto: bf16 on a GPU or a CPU with AVX512-BF16/AMX, else fp32).", DefaultValueFactory = _ => TorchOptions.AutoDType };
         var adapter = new Option<string[]>("--adapter") { Description = "FILE[:scale], repeatable.", DefaultValueFactory = _ => [] };
         var shard = new Option<string?>("--shard") { Description = "K/N: make only this machine's share of the images." };
-        var quiet = new Option<bool>("--quiet") { Description = "No progress bar; one log line per batch." };
+        var quiet = new Option<bool>("--quiet") { Description = "No progress bar: a log line per batch, and one every 5 s inside a long batch." };
 
         var command = new Command("generate", "Generate images from prompts; reruns skip images already written.")
         {

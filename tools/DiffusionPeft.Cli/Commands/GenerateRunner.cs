@@ -3,7 +3,6 @@ using DiffusionPeft.Adapters.Inference;
 using DiffusionPeft.Cli.ConsoleUi;
 using DiffusionPeft.Diffusion;
 using DiffusionPeft.Diffusion.Pipelines;
-using DiffusionPeft.Diffusion.Schedulers;
 
 namespace DiffusionPeft.Cli.Commands;
 
@@ -16,18 +15,24 @@ public static class GenerateRunner
         var dtype = TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}"));
         ModelArguments.Check(job.Model);
         // The model's native size and default guidance are only known once it is loaded; validate with stand-ins now, read again after.
+        foreach (var a in job.Defaults.Adapters)
+            if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
         var prompts = ReadPrompts(WithModelDefaults(job, job.Model is null ? 64 : 512, GenerationConfig.StableDiffusionGuidanceScale));
-        foreach (var p in prompts)
-        {
-            if (p.Sampler is not ("" or "default") && !SchedulerFactory.Names.Contains(p.Sampler) && !SchedulerFactory.ClassNames.Contains(p.Sampler))
-                throw new ArgumentException($"unknown sampler '{p.Sampler}'. Valid samplers: default, {string.Join(", ", SchedulerFactory.Names)}.");
-            foreach (var a in p.Adapters)
-                if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
-        }
+        for (int i = 0; i < prompts.Count; i++)
+            foreach (var a in prompts[i].Adapters.Except(job.Defaults.Adapters))
+                if (!File.Exists(a.Path)) throw new FileNotFoundException($"{job.PromptFile}: prompt {i + 1}'s adapter {a.Path}: file not found.");
 
         using var model = ModelArguments.Load(job.Model, dtype, device, error, "generating", job.Variant, job.ConfigsFrom, job.Tokenizer);
         if (job.Width is null || job.Height is null || job.GuidanceScale is null)
             prompts = ReadPrompts(WithModelDefaults(job, model.NativeResolution, model.DefaultGuidanceScale)); // per-line overrides still win
+        // clip-skip's range is the text encoder's depth, known now: refused before any image is written, not at its prompt.
+        int layers = model.TextEncoder.Config.NumHiddenLayers;
+        for (int i = 0; i < prompts.Count; i++)
+            if (prompts[i].ClipSkip > layers)
+                throw new ArgumentException($"{job.PromptFile ?? "command line"}: prompt {i + 1}: clip-skip must be in 0..{layers} for this text encoder ({layers} layers), got {prompts[i].ClipSkip}.");
+        var etaIgnored = prompts.Where(p => p.Eta != 0 && model.SamplerKey(p.Sampler) != "ddim").ToList();
+        if (etaIgnored.Count > 0)   // as in diffusers, eta reaches DDIM's step only; the images record none
+            error.WriteLine($"warning: eta is DDIM's; ignored for {etaIgnored.Count} prompt(s) with another sampler ({model.SamplerKey(etaIgnored[0].Sampler)}).");
 
         var plan = new GenerationPlan(prompts, job.OutputDir);
         var progress = new CliGenerationProgress(new ProgressLine(error, "images", job.Quiet));
@@ -53,17 +58,16 @@ public static class GenerateRunner
 
     internal sealed class CliGenerationProgress(ProgressLine line) : IGenerationProgress
     {
-        private int _done, _steps = 1, _inBatch = 1;
+        private int _done, _inBatch = 1;
 
         public void Start(int pendingImages, int alreadyDone) => line.Start(pendingImages, alreadyDone);
 
         public void Step(int step, int steps)
         {
-            _steps = steps;
             line.Report(_done, $"step {step}/{steps}", _done + (double)step / steps * _inBatch);
         }
 
-        public void ImagesWritten(IReadOnlyList<PlannedImage> images, double secondsPerImage)
+        public void ImagesWritten(IReadOnlyList<PlannedImage> images)
         {
             _done += images.Count;
             _inBatch = images.Count;

@@ -38,7 +38,7 @@ public sealed class JudgeAccuracy
         var accuracy = new JudgeAccuracy();
         foreach (var png in Directory.EnumerateFiles(folder, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
-            if (Path.GetFileName(png) == "grid.png") continue;
+            if (DiffusionPeft.Core.Imaging.ImageGrid.IsContactSheet(png)) continue;
             if (promptOf(png) is not { Length: > 0 } prompt) continue;
             accuracy.Add(SceneJudge.Score(DiffusionPeft.Core.Imaging.ImageLoader.Load(png), prompt));
         }

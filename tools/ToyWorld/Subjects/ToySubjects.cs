@@ -44,7 +44,7 @@ public static class ToySubjects
     public static IReadOnlyList<string> Identifiers { get; } = All.Select(s => s.Identifier).ToArray();
 
     public static ToySubject ByName(string name) => All.FirstOrDefault(s => s.Name == name)
-        ?? throw new KeyNotFoundException($"'{name}' is not a toy-world subject (subjects: {string.Join(", ", All.Select(s => s.Name))})");
+        ?? throw new ArgumentException($"'{name}' is not a toy-world subject (subjects: {string.Join(", ", All.Select(s => s.Name))})");
 
     /// <summary>A subject whose silhouette is filled with <paramref name="baseColour"/>, then decorated layer by layer.</summary>
     private static ToySubject Subject(string name, string identifier, ToyShape shape, ToyColour baseColour, string description,

@@ -102,7 +102,7 @@ public static class TableCell
         public static QuietGeneration Instance { get; } = new();
         public void Start(int pendingImages, int alreadyDone) { }
         public void Step(int step, int steps) { }
-        public void ImagesWritten(IReadOnlyList<PlannedImage> images, double secondsPerImage) { }
+        public void ImagesWritten(IReadOnlyList<PlannedImage> images) { }
         public void Warning(string message) => Console.Error.WriteLine($"warning: {message}");
     }
 }
