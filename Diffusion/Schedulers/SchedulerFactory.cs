@@ -50,15 +50,19 @@ public static class SchedulerFactory
     public static bool IsKnown(string? name) => IsDefault(name) || ShortName(name) is not null || ClassNames.Contains((name ?? "").Trim(), StringComparer.Ordinal);
 
     /// <summary>
-    /// The short name of the scheduler <paramref name="name"/> gives on a model with <paramref name="config"/>, for
-    /// metadata: "DDIM", "ddimscheduler"-style spellings and the default all come out as one key (ddim, dpm++2m_karras, ...).
+    /// The name of the scheduler <paramref name="name"/> gives on a model with <paramref name="config"/>, for metadata:
+    /// short names in any case come out as one key ("DDIM" → ddim); a diffusers class name as the short name that makes
+    /// the same scheduler from this config (its settings already what the short name sets), else as the class name, so
+    /// that the recorded name, given back, draws the same images.
     /// </summary>
     public static string KeyOf(string? name, SchedulerConfig config)
     {
         if (IsDefault(name)) return ShortNameOf(config);
         if (ShortName(name) is { } shortName) return shortName;
         var key = (name ?? "").Trim();
-        return ClassNames.Contains(key, StringComparer.Ordinal) ? ShortNameOf(config with { ClassName = key })
+        var asClass = config with { ClassName = key };
+        return ClassNames.Contains(key, StringComparer.Ordinal)
+            ? Known.FirstOrDefault(k => k.ClassName == key && k.Adjust(asClass) == asClass).Name ?? key
             : throw new ArgumentException($"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).", nameof(name));
     }
 

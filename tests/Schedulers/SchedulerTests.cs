@@ -57,6 +57,10 @@ public sealed class SchedulerTests
     {
         Assert.Equal("dpm++2m_karras", SchedulerFactory.KeyOf("DPMSolverMultistepScheduler", Sd with { UseKarrasSigmas = true }));
         Assert.Equal("dpm++2m", SchedulerFactory.KeyOf("DPMSolverMultistepScheduler", Sd));
+        // A class name on a config the short name would change keeps the class name: given back, it draws the same images.
+        Assert.Equal("pndm", SchedulerFactory.KeyOf("PNDMScheduler", Sd));
+        Assert.Equal("PNDMScheduler", SchedulerFactory.KeyOf("PNDMScheduler", Sd with { SkipPrkSteps = false }));
+        Assert.Equal("DPMSolverMultistepScheduler", SchedulerFactory.KeyOf("DPMSolverMultistepScheduler", Sd with { SolverOrder = 3 }));
         Assert.False(SchedulerFactory.IsKnown("heun"));
         Assert.False(SchedulerFactory.IsKnown("ddimscheduler"));   // class names are exact, as diffusers' _class_name
         Assert.Contains("heun", Assert.Throws<ArgumentException>(() => SchedulerFactory.KeyOf("heun", Sd)).Message);

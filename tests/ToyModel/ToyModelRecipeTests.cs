@@ -337,6 +337,18 @@ public sealed class ToyModelRecipeTests : IDisposable
     }
 
     [Fact]
+    public void APartialTokenizerFolderIsWrittenAgainWhole()
+    {
+        var tokenizer = Path.Combine(_dir, "tokenizer");
+        Directory.CreateDirectory(tokenizer);
+        File.WriteAllText(Path.Combine(tokenizer, "vocab.json"), "{}");   // an older, file-by-file write killed after its first file
+        new ToyModelRecipe(_dir, Tiny with { VaeSteps = [1], ClipSteps = [1], UnetSteps = [1], UnetImages = 4 }).Run();
+        Assert.True(DiffusionPeft.ToyWorld.Vocabulary.ToyVocabulary.IsComplete(tokenizer));
+        Assert.NotEqual("{}", File.ReadAllText(Path.Combine(tokenizer, "vocab.json")));
+        Assert.False(Directory.Exists(tokenizer + ".tmp"));
+    }
+
+    [Fact]
     public void AFinishedUnetTrainedOnReplacesTheModelFolder()
     {
         var quick = Tiny with { ClipSteps = [1], UnetSteps = [2], UnetImages = 4 };
@@ -499,7 +511,12 @@ public sealed class ToyModelRecipeTests : IDisposable
         Assert.Equal(log, File.ReadAllLines(Path.Combine(_dir, "unet", "log.jsonl")));
         Assert.True(File.Exists(Path.Combine(_dir, "unet", ToyModelRecipe.DoneFile)));                        // still finished
         Assert.Contains("lr: 0.0015", File.ReadAllLines(Path.Combine(_dir, "unet", "config.yaml")));   // still describes its checkpoints
+        Assert.Contains("give its settings (--unet-lr, as in its config.yaml)", error.Message);
+        // A guidance given with the refused rate is not written either: the next rerun keeps the run's own.
+        Assert.Throws<DiffusionPeft.DreamBooth.Checkpoints.InvalidCheckpointException>(() => new ToyModelRecipe(_dir, options with { UnetLr = 5e-4, GuidanceScale = 6 }).Run());
         Assert.Equal(2, new ToyModelRecipe(_dir, options).Run()[2].Steps);                               // and reruns as it was
+        Assert.Equal(ToyModelOptions.DefaultGuidanceScale,
+            DiffusionPeft.Diffusion.Pipelines.GenerationConfig.Read(Path.Combine(_dir, ToyModelRecipe.ModelFolder))!.GuidanceScale);
     }
 
     [Theory]

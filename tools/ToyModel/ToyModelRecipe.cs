@@ -173,7 +173,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         Directory.CreateDirectory(_out);
         if (options.ComponentsFrom is { } from) AdoptComponents(from);
         var runGuidance = GenerationConfig.Read(BaseFolder);   // read before a set-aside moves the base, so the run keeps its scale
-        if (!Directory.Exists(TokenizerFolder)) WriteTokenizer();
+        if (!ToyVocabulary.IsComplete(TokenizerFolder)) WriteTokenizer();
         var tokenizer = ToyVocabulary.Load(TokenizerFolder);
         var device = TorchOptions.ParseDevice(options.Device);
         RefuseOtherStageSettings(VaeFolder, VaeSettings(options.VaeSteps[^1]));
@@ -192,11 +192,11 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         }
         WriteUnetData();
         if (!File.Exists(Path.Combine(BaseFolder, "model_index.json"))) WriteBase(tokenizer);
+        RefuseOtherUnetSettings();   // before the guidance below is written: a refused run changes nothing
         // Given, it is written; not given, a run keeps the scale it has (a rerun changes nothing), a run without one gets the default.
         var generation = options.GuidanceScale is { } scale ? new GenerationConfig(scale)
             : runGuidance ?? new GenerationConfig(ToyModelOptions.DefaultGuidanceScale);
         generation.Write(BaseFolder);   // the UNet stage's validation images use it too
-        RefuseOtherUnetSettings();
         var (unet, unetTrained) = Stage(UnetRun, options.UnetSteps, steps => TrainUnet(steps, cancellationToken));
         reports.Add(unet);
         if (unetTrained && Directory.Exists(Model)) Directory.Delete(Model, recursive: true);   // the UNet trained (on): the old model is stale
@@ -542,8 +542,17 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var differences = TrainConfigYaml.TrainingDifferences(started, asked).Except(["model", "images"]).ToList();
         if (differences.Count > 0)
             throw new InvalidCheckpointException($"{UnetRun}: trained with different training settings ({string.Join(", ", differences)}); " +
-                                                 "give its settings, or move it aside to train the UNet again");
+                                                 $"give its settings ({string.Join(", ", differences.Select(FlagOf))}, as in its config.yaml), or move it aside to train the UNet again");
     }
+
+    /// <summary>The toy-model train flag that sets a UNet run's config.yaml key.</summary>
+    private static string FlagOf(string key) => key switch
+    {
+        "lr" => "--unet-lr", "batch" => "--unet-batch", "snr-gamma" => "--unet-snr-gamma", "timestep-sampling" => "--unet-timestep-sampling",
+        "dtype" => "--unet-dtype", "whiten-conditioning" => "--unet-whiten-conditioning", "whiten-strength" => "--unet-whiten-strength",
+        "masked-loss" or "unmasked-weight" => "--unet-masked-loss", "seed" => "--seed",
+        _ => key,
+    };
 
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
@@ -578,6 +587,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var temp = TokenizerFolder + ".tmp";
         if (Directory.Exists(temp)) Directory.Delete(temp, true);
         ToyVocabulary.Write(temp);
+        if (Directory.Exists(TokenizerFolder)) Directory.Delete(TokenizerFolder, true);   // a partial one (an older, non-atomic write): derived, rewritten whole
         Directory.Move(temp, TokenizerFolder);
     }
 

@@ -79,7 +79,11 @@ public static class DemoRunner
         using var model = EmbeddedDefaultModel.Create();
         var sampling = new ProtocolSampling(job.ImagesPerPrompt, job.Seed, job.SamplingSteps);
         foreach (var (label, folder) in generated)
-            KeepOnlyImagesOf(folder, $"{{\"model\":\"{model.ShortHash}\",\"adapter\":\"{(label == "base" ? "none" : FileHash.Sha256(adapter))}\",\"n\":{job.ImagesPerPrompt},\"seed\":{job.Seed},\"steps\":{job.SamplingSteps}}}", error);
+            KeepOnlyImagesOf(folder, System.Text.Json.JsonSerializer.Serialize(new
+            {
+                model = model.ShortHash, sampler = model.DefaultSamplerKey, guidance = model.DefaultGuidanceScale,
+                adapter = label == "base" ? "none" : FileHash.Sha256(adapter), n = job.ImagesPerPrompt, seed = job.Seed, steps = job.SamplingSteps,
+            }), error);
         var plans = generated.ToDictionary(kv => kv.Key, kv => ToyProtocolImages.Generate(model, subject,
             kv.Key == "base" ? [] : [new AdapterSpec(adapter, 1.0)], sampling, kv.Value,
             new GenerateRunner.CliGenerationProgress(new ProgressLine(error, $"{kv.Key} images", job.Quiet)), ctrlC.Token));

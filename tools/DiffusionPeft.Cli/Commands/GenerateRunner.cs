@@ -15,12 +15,12 @@ public static class GenerateRunner
         var dtype = TorchOptions.ResolveDType(job.DType, device, m => error.WriteLine($"warning: {m}"));
         ModelArguments.Check(job.Model);
         // The model's native size and default guidance are only known once it is loaded; validate with stand-ins now, read again after.
-        foreach (var a in job.Defaults.Adapters)
-            if (!File.Exists(a.Path)) throw new FileNotFoundException($"--adapter {a.Path}: file not found.");
         var prompts = ReadPrompts(WithModelDefaults(job, job.Model is null ? 64 : 512, GenerationConfig.StableDiffusionGuidanceScale));
+        // The adapters prompts use (a prompt line's own replace --adapter's), each named where it came from.
         for (int i = 0; i < prompts.Count; i++)
-            foreach (var a in prompts[i].Adapters.Except(job.Defaults.Adapters))
-                if (!File.Exists(a.Path)) throw new FileNotFoundException($"{job.PromptFile}: prompt {i + 1}'s adapter {a.Path}: file not found.");
+            foreach (var a in prompts[i].Adapters.Where(a => !File.Exists(a.Path)))
+                throw new FileNotFoundException(job.Defaults.Adapters.Contains(a) ? $"--adapter {a.Path}: file not found."
+                    : $"{job.PromptFile}: prompt {i + 1}'s adapter {a.Path}: file not found.");
 
         using var model = ModelArguments.Load(job.Model, dtype, device, error, "generating", job.Variant, job.ConfigsFrom, job.Tokenizer);
         if (job.Width is null || job.Height is null || job.GuidanceScale is null)

@@ -43,6 +43,11 @@ public static class ToyVocabulary
 
     public static int VocabSize => Vocab.Count;
 
+    /// <summary>The files <see cref="Write"/> writes.</summary>
+    public static readonly IReadOnlyList<string> FileNames = ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
+    public static bool IsComplete(string dir) => FileNames.All(f => File.Exists(Path.Combine(dir, f)));
+
     /// <summary>
     /// Writes a diffusers <c>tokenizer/</c> folder: vocab.json, merges.txt (with the "#version: 0.2" line),
     /// tokenizer_config.json (CLIPTokenizer, model_max_length <see cref="ContextLength"/>) and special_tokens_map.json.
