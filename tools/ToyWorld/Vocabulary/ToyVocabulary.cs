@@ -43,8 +43,11 @@ public static class ToyVocabulary
 
     public static int VocabSize => Vocab.Count;
 
-    /// <summary>The files <see cref="Write"/> writes.</summary>
-    public static readonly IReadOnlyList<string> FileNames = ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+    /// <summary>
+    /// The files the tokenizer is read from: <see cref="Write"/> writes them and special_tokens_map.json, a model folder's
+    /// tokenizer (diffusers' layout, which the recipe's --components-from copies) has these three.
+    /// </summary>
+    private static readonly string[] FileNames = ["vocab.json", "merges.txt", "tokenizer_config.json"];
 
     public static bool IsComplete(string dir) => FileNames.All(f => File.Exists(Path.Combine(dir, f)));
 
