@@ -1,4 +1,5 @@
 using DiffusionPeft.DreamBooth.Config;
+using DiffusionPeft.DreamBooth.Training;
 
 namespace DiffusionPeft.DreamBooth.Checkpoints;
 
@@ -37,10 +38,27 @@ public static class ResumeCheckpoint
     /// </summary>
     public static void RefuseWhatTheTrainerWould(TrainConfig config)
     {
-        if (Settings(config) is { } saved && TrainConfigYaml.TrainingDifferences(saved, config) is { Count: > 0 } differences)
-            throw new InvalidCheckpointException(OtherSettings(Find(config)!, string.Join(", ", differences)));
-        if (config.Resume is null && Directory.Exists(CheckpointsFolder(config)) && new CheckpointStore(CheckpointsFolder(config)).Latest() is { } stale)
-            throw new InvalidCheckpointException(CheckpointsAlready(CheckpointsFolder(config), stale));
+        var checkpoints = CheckpointsFolder(config);
+        if (config.Resume is not null) RefuseOtherSettings(Find(config), new TrainConfigSettings(config));
+        else if (Latest(checkpoints) is { } stale) throw new InvalidCheckpointException(CheckpointsAlready(checkpoints, stale));
+    }
+
+    /// <summary>The newest complete checkpoint in a checkpoints folder; null when there is none (or no folder).</summary>
+    public static string? Latest(string checkpoints) => Directory.Exists(checkpoints) ? new CheckpointStore(checkpoints).Latest() : null;
+
+    /// <summary>
+    /// Refuses settings other than those <paramref name="checkpoint"/> was written with, naming them, as the trainer
+    /// refuses them on a resume; <paramref name="advice"/> ends the message. Null: no checkpoint, nothing to refuse. A
+    /// settings file that cannot be read is left to the trainer, which reports it if the checkpoint's hash differs.
+    /// </summary>
+    public static void RefuseOtherSettings(string? checkpoint, IRunSettings asked, string advice = "")
+    {
+        if (checkpoint is null || Path.Combine(checkpoint, asked.FileName) is var saved && !File.Exists(saved)) return;
+        IReadOnlyList<string> differences;
+        try { differences = asked.DifferencesFrom(saved); }
+        catch (Exception e) when (e is TrainConfigException or System.Text.Json.JsonException or IOException) { return; }
+        if (differences.Count > 0)
+            throw new InvalidCheckpointException(OtherSettings(checkpoint, string.Join(", ", differences)) + advice);
     }
 
     public static string OtherSettings(string checkpoint, string why) =>

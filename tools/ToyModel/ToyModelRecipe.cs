@@ -312,15 +312,9 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     /// changes, as the trainer refuses them on a resume; a finished stage would otherwise be kept as it is without a word.
     /// Adopted stages (--components-from) have no checkpoints and are checked by their files.
     /// </summary>
-    private static void RefuseOtherStageSettings(string folder, IRunSettings asked)
-    {
-        var checkpoints = Path.Combine(folder, "checkpoints");
-        if (!Directory.Exists(checkpoints) || new CheckpointStore(checkpoints).Latest() is not { } latest) return;
-        var saved = Path.Combine(latest, asked.FileName);
-        if (File.Exists(saved) && asked.DifferencesFrom(saved) is { Count: > 0 } differences)
-            throw new InvalidCheckpointException(ResumeCheckpoint.OtherSettings(latest, string.Join(", ", differences)) +
-                                                 $" (or move {folder} aside to train the stage again)");
-    }
+    private static void RefuseOtherStageSettings(string folder, IRunSettings asked) =>
+        ResumeCheckpoint.RefuseOtherSettings(ResumeCheckpoint.Latest(Path.Combine(folder, "checkpoints")), asked,
+                                             $" (or move {folder} aside to train the stage again)");
 
     /// <summary>Trains with the project's loop, resuming from the stage's last checkpoint; null when interrupted.</summary>
     private TrainResult? Train(string folder, TrainingLoop loop, IRunSettings settings, ITrainingTarget target,
@@ -510,24 +504,20 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     private static bool Masked(ToyModelOptions options) => options.UnetUnmaskedWeight is not null;
 
     /// <summary>
-    /// The UNet stage's dtype: fp32 or bf16 as asked; auto is the dtype of the checkpoint the UNet run resumes from, or for a
-    /// new run bf16 where it is fast (a GPU, a CPU with AVX512-BF16 or AMX) and fp32 elsewhere, so a run resumes in its own.
+    /// The UNet stage's config for <paramref name="steps"/>, with the dtype and warm-up of the run already started
+    /// (<paramref name="started"/>: its checkpoint's settings, null before its first checkpoint). Its warm-up,
+    /// min(200, steps / 10) of the length it started with, shapes the trajectory, so a longer length keeps it. Dtype auto
+    /// is the started run's, or for a new run bf16 where it is fast (a GPU, a CPU with AVX512-BF16 or AMX) and fp32 elsewhere.
     /// </summary>
-    private string UnetDTypeOfRun(int steps)
+    private TrainConfig UnetStageOfRun(int steps, out TrainConfig? started)
     {
-        if (!TorchOptions.IsAuto(options.UnetDType)) return options.UnetDType;
-        return TrainDType.CheckpointDType(UnetStage(options, BaseFolder, DataFolder, UnetRun, steps))
-               ?? TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
-    }
-
-    /// <summary>
-    /// The UNet stage's config for <paramref name="steps"/>, with the dtype and warm-up of the run already started: its
-    /// warm-up, min(200, steps / 10) of the length it started with, shapes the trajectory, so a longer length keeps it.
-    /// </summary>
-    private TrainConfig UnetStageOfRun(int steps)
-    {
-        var config = UnetStage(options with { UnetDType = UnetDTypeOfRun(steps) }, BaseFolder, DataFolder, UnetRun, steps);
-        return ResumeCheckpoint.Settings(config) is { } started ? config with { LrWarmupSteps = started.LrWarmupSteps } : config;
+        var config = UnetStage(options, BaseFolder, DataFolder, UnetRun, steps);
+        started = ResumeCheckpoint.Settings(config);
+        var dtype = !TorchOptions.IsAuto(options.UnetDType) ? options.UnetDType
+            : started?.DType is { } own && !TorchOptions.IsAuto(own) ? own
+            : TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
+        config = config with { DType = dtype };
+        return started is null ? config : config with { LrWarmupSteps = started.LrWarmupSteps };
     }
 
     /// <summary>
@@ -537,8 +527,8 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
     /// </summary>
     private void RefuseOtherUnetSettings()
     {
-        var asked = UnetStageOfRun(options.UnetSteps[^1]);
-        if (ResumeCheckpoint.Settings(asked) is not { } started) return;
+        var asked = UnetStageOfRun(options.UnetSteps[^1], out var started);
+        if (started is null) return;
         var differences = TrainConfigYaml.TrainingDifferences(started, asked).Except(["model", "images"]).ToList();
         if (differences.Count > 0)
             throw new InvalidCheckpointException($"{UnetRun}: trained with different training settings ({string.Join(", ", differences)}); " +
@@ -556,7 +546,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
 
     private StageReport? TrainUnet(int steps, CancellationToken ct)
     {
-        var result = DreamBoothRun.Run(UnetStageOfRun(steps), _progress, ct);
+        var result = DreamBoothRun.Run(UnetStageOfRun(steps, out _), _progress, ct);
         if (result.Interrupted) return null;
         return StageLog.Report("unet", UnetRun, result, DataMeasurements(options));
     }
