@@ -69,9 +69,8 @@ public sealed class BatchGenerator(StableDiffusionModel model)
                 WriteGridIfComplete(plan, batch[0].PromptIndex);
             }
             // A grid lost to a kill after its prompt's last image: no batch of that prompt is left to write it.
-            var ours = plan.ForShard(shard).Select(i => i.PromptIndex).ToHashSet();
-            foreach (var prompt in plan.All.GroupBy(i => i.PromptIndex).Where(g => g.Count() >= 2 && ours.Contains(g.Key)))
-                if (!File.Exists(Path.Combine(plan.PromptDir(prompt.Key), ImageGrid.FileName))) WriteGridIfComplete(plan, prompt.Key);
+            foreach (var prompt in plan.ForShard(shard).Select(i => i.PromptIndex).Distinct())
+                if (!File.Exists(Path.Combine(plan.PromptDir(prompt), ImageGrid.FileName))) WriteGridIfComplete(plan, prompt);
         }
         finally
         {

@@ -32,22 +32,17 @@ public static class SchedulerFactory
     {
         ArgumentNullException.ThrowIfNull(config);
         var key = (name ?? "").Trim();
-        if (ShortName(key) is { } shortName)
-        {
-            var k = Known.First(k => k.Name == shortName);
-            return CreateClass(k.ClassName, k.Adjust(config));
-        }
+        int known = ShortNameIndex(key);
+        if (known >= 0) return CreateClass(Known[known].ClassName, Known[known].Adjust(config));
         if (ClassNames.Contains(key, StringComparer.Ordinal)) return CreateClass(key, config);
-        throw new ArgumentException(
-            $"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).",
-            nameof(name));
+        throw Unknown(name);
     }
 
     /// <summary>"" or "default" (any case): the model's own scheduler, as its scheduler_config.json names it.</summary>
     public static bool IsDefault(string? name) => (name ?? "").Trim() is var key && (key.Length == 0 || key.Equals("default", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Whether <see cref="Create"/> (or the default) takes <paramref name="name"/>: the same rule, checked before any model loads.</summary>
-    public static bool IsKnown(string? name) => IsDefault(name) || ShortName(name) is not null || ClassNames.Contains((name ?? "").Trim(), StringComparer.Ordinal);
+    public static bool IsKnown(string? name) => IsDefault(name) || ShortNameIndex(name) >= 0 || ClassNames.Contains((name ?? "").Trim(), StringComparer.Ordinal);
 
     /// <summary>
     /// The name of the scheduler <paramref name="name"/> gives on a model with <paramref name="config"/>, for metadata:
@@ -58,16 +53,20 @@ public static class SchedulerFactory
     public static string KeyOf(string? name, SchedulerConfig config)
     {
         if (IsDefault(name)) return ShortNameOf(config);
-        if (ShortName(name) is { } shortName) return shortName;
+        if (ShortNameIndex(name) is var known and >= 0) return Known[known].Name;
         var key = (name ?? "").Trim();
         var asClass = config with { ClassName = key };
         return ClassNames.Contains(key, StringComparer.Ordinal)
             ? Known.FirstOrDefault(k => k.ClassName == key && k.Adjust(asClass) == asClass).Name ?? key
-            : throw new ArgumentException($"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).", nameof(name));
+            : throw Unknown(name);
     }
 
-    private static string? ShortName(string? name) =>
-        Known.Select(k => k.Name).FirstOrDefault(k => string.Equals(k, (name ?? "").Trim(), StringComparison.OrdinalIgnoreCase));
+    /// <summary>The index in Known of the short name <paramref name="name"/> (any case); -1 when it is none.</summary>
+    private static int ShortNameIndex(string? name) =>
+        Array.FindIndex(Known, k => string.Equals(k.Name, (name ?? "").Trim(), StringComparison.OrdinalIgnoreCase));
+
+    private static ArgumentException Unknown(string? name) => new(
+        $"unknown scheduler '{name}'. Valid names: {string.Join(", ", Names)} (or a diffusers class name: {string.Join(", ", ClassNames)}).", "name");
 
     /// <summary>The short name of the scheduler a config describes (its <c>_class_name</c>; DPM-Solver with Karras sigmas is dpm++2m_karras).</summary>
     public static string ShortNameOf(SchedulerConfig config)

@@ -26,6 +26,8 @@ public static class TrainDType
     }
 
     /// <summary>The dtype recorded in the checkpoint a resume will start from; null when there is none.</summary>
-    public static string? CheckpointDType(TrainConfig config) =>
-        ResumeCheckpoint.Settings(config)?.DType is { } dtype && !TorchOptions.IsAuto(dtype) ? dtype : null;
+    public static string? CheckpointDType(TrainConfig config) => DTypeOf(ResumeCheckpoint.Settings(config));
+
+    /// <summary>The dtype a checkpoint's settings record (<see cref="ResumeCheckpoint.Settings"/>); null for none or auto.</summary>
+    public static string? DTypeOf(TrainConfig? saved) => saved?.DType is { } dtype && !TorchOptions.IsAuto(dtype) ? dtype : null;
 }

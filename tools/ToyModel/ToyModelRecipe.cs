@@ -516,8 +516,7 @@ public sealed class ToyModelRecipe(string outDirectory, ToyModelOptions options,
         var config = UnetStage(options, BaseFolder, DataFolder, UnetRun, steps);
         started = ResumeCheckpoint.Settings(config);
         var dtype = !TorchOptions.IsAuto(options.UnetDType) ? options.UnetDType
-            : started?.DType is { } own && !TorchOptions.IsAuto(own) ? own
-            : TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
+            : TrainDType.DTypeOf(started) ?? TorchOptions.Name(TorchOptions.ResolveDType(TorchOptions.AutoDType, TorchOptions.ParseDevice(options.Device)));
         config = config with { DType = dtype };
         return started is null ? config : config with { LrWarmupSteps = started.LrWarmupSteps };
     }
